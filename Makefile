@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# On a CPU machine torch is pinned to the local CPU build; GPU users: `make install TORCH_SPEC=torch`
+# after installing their CUDA build, or set TORCH_SPEC to the build they want.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install demo test test-all lint bench clean
+
+$(BIN)/icl-stl-train: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $@
+
+install: $(BIN)/icl-stl-train
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+test: install
+	$(BIN)/python -m pytest -q -x --timeout=900
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "" --timeout=3600
+
+lint: install
+	$(BIN)/ruff check icl_stl tests scripts
+
+bench: install
+	$(BIN)/icl-stl-bench
+
+clean:
+	rm -rf $(VENV) outputs multirun wandb

@@ -1,0 +1,121 @@
+"""What every entry point shares: config parsing, run names, runtime switches, error handling.
+
+Entry points are the only code that sees a Hydra DictConfig; they turn it into typed settings
+here and hand those to the core functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from icl_stl.config import AppConfig, ConfigError, RuntimeConfig, parse_app_config
+from icl_stl.io import PersistenceError, RunLockedError, atomic_write_json
+from icl_stl.run_logger import RunLogger
+from icl_stl.seeding import resolve_device
+from icl_stl.training import DivergenceError, RuntimeOptions
+
+log = logging.getLogger("icl_stl")
+
+# Errors a user can act on: reported as one clear line, never as a traceback.
+USER_ERRORS = (ConfigError, PersistenceError, RunLockedError, DivergenceError)
+
+
+def load_app_config(cfg: DictConfig, *, needs_loop: bool = False) -> AppConfig:
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # an interpolation or a value OmegaConf cannot resolve
+        raise ConfigError(f"the config cannot be resolved: {err}") from None
+    return parse_app_config(container, needs_loop=needs_loop)
+
+
+def runtime_options(rc: RuntimeConfig) -> RuntimeOptions:
+    """Resolve per-device defaults and apply process-wide switches (threads, TF32)."""
+    device = resolve_device(rc.device)
+    cuda = device.type == "cuda"
+    if rc.threads is not None:
+        torch.set_num_threads(rc.threads)
+    tf32 = cuda if rc.tf32 is None else rc.tf32
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+    bf16 = cuda if rc.bf16 is None else rc.bf16
+    if bf16 and not cuda:
+        raise ConfigError("runtime.bf16 must be false or null on the CPU (the CPU path is exact "
+                          "fp32), got True")
+    fused = cuda if rc.fused_adam is None else rc.fused_adam
+    return RuntimeOptions(device=device, bf16=bf16, fused_adam=fused, compile=rc.compile)
+
+
+def settings_hash(app: AppConfig, kind: str) -> str:
+    """A short hash of what determines a run's results (not where or how it is logged)."""
+    relevant = {k: v for k, v in dataclasses.asdict(app).items()
+                if k not in ("logger", "runtime", "run")}
+    if app.loop is not None:  # growing the number of generations continues the same loop
+        relevant["loop"] = {k: v for k, v in relevant["loop"].items()
+                            if k not in ("generations", "label_batch_size")}
+    text = json.dumps({"kind": kind, **relevant}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_name(app: AppConfig, kind: str) -> str:
+    return app.run.name or f"{kind}-{settings_hash(app, kind)}"
+
+
+def hydra_output_dir() -> Path:
+    """The Hydra run (or sweep job) directory; the compose API has none, so tests pass theirs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def make_logger(app: AppConfig, run_dir: Path, name: str, job_type: str) -> RunLogger:
+    config = dataclasses.asdict(app)
+    return RunLogger(run_dir, mode=app.logger.mode, project=app.logger.project, config=config,
+                     name=name, group=app.logger.group, tags=[job_type, *app.logger.tags],
+                     init_timeout_s=app.logger.init_timeout_s)
+
+
+def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
+    """Wrap a Hydra task: user errors become one clear line (exit 2); in a sweep a failing job
+    records its error in its directory and the sweep goes on."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg: DictConfig):
+        try:
+            return fn(cfg)
+        except Exception as err:
+            if is_multirun():
+                out = hydra_output_dir()
+                atomic_write_json(out / "error.json", {
+                    "error": f"{type(err).__name__}: {err}",
+                    "traceback": traceback.format_exc()})
+                log.error("job failed (%s: %s); the sweep continues", type(err).__name__, err)
+                return None
+            if isinstance(err, USER_ERRORS):
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(2)
+            raise
+
+    return wrapper
+
+
+# The repository's conf/ (the project is installed editable: `make install`).
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")

@@ -1,0 +1,42 @@
+"""icl-stl-train: train one in-context learner and evaluate it against the baselines.
+
+    icl-stl-train model=tiny task.d=5 train.steps=500 logger.mode=disabled
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from icl_stl.cli.common import (
+    CONFIG_DIR,
+    entry_point,
+    hydra_output_dir,
+    load_app_config,
+    make_logger,
+    run_name,
+    runtime_options,
+)
+from icl_stl.train_run import run_training
+
+
+def train_from_config(cfg: DictConfig, output_dir) -> dict:
+    """Everything `icl-stl-train` does, with the output directory given (compose-API friendly)."""
+    from pathlib import Path
+
+    app = load_app_config(cfg)
+    runtime = runtime_options(app.runtime)  # validated before anything is written
+    name = run_name(app, "train")
+    output_dir = Path(output_dir)
+    with make_logger(app, output_dir, name, "train") as logger:
+        return run_training(app, output_dir, Path(app.run.checkpoint_root) / name, runtime, logger)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@entry_point
+def main(cfg: DictConfig) -> None:
+    train_from_config(cfg, hydra_output_dir())
+
+
+if __name__ == "__main__":
+    main()

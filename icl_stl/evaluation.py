@@ -1,0 +1,89 @@
+"""Per-position test error of models and baselines, empirical risk, generalization gap.
+
+Errors are squared errors normalised by d at every position (Garg et al.'s metric); a risk is
+their mean over prompts and positions. Evaluation runs in large batches without gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import Tensor
+
+from icl_stl import baselines
+from icl_stl.ensemble import Ensemble
+from icl_stl.faults import fault_point
+from icl_stl.prompts import PromptSet
+from icl_stl.training import RuntimeOptions, squared_error
+
+
+@torch.no_grad()
+def predict(model: Ensemble, xs: Tensor, ys: Tensor, batch_size: int,
+            runtime: RuntimeOptions | None = None) -> Tensor:
+    """Mean predictions (K, n, k) for inputs (K, n, k, d), (K, n, k), in batches of prompts."""
+    runtime = runtime or RuntimeOptions()
+    was_training = model.training
+    model.eval()
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if runtime.bf16
+                else contextlib.nullcontext())
+    out = []
+    for start in range(0, xs.shape[1], batch_size):
+        fault_point("evaluate")
+        bx = xs[:, start:start + batch_size].to(runtime.device)
+        by = ys[:, start:start + batch_size].to(runtime.device)
+        with autocast:
+            out.append(model(bx, by).mean.float())
+    model.train(was_training)
+    return torch.cat(out, dim=1)
+
+
+def stack_sets(sets: list[PromptSet] | PromptSet, n_members: int) -> tuple[Tensor, Tensor]:
+    """(K, n, k, d), (K, n, k): one set per member, or one shared set broadcast (no copy)."""
+    if isinstance(sets, PromptSet):
+        return (sets.xs.expand(n_members, *sets.xs.shape),
+                sets.ys.expand(n_members, *sets.ys.shape))
+    if len(sets) != n_members:
+        raise ValueError(f"{len(sets)} prompt sets for {n_members} members")
+    return torch.stack([s.xs for s in sets]), torch.stack([s.ys for s in sets])
+
+
+def model_errors(model: Ensemble, sets: list[PromptSet] | PromptSet, batch_size: int,
+                 runtime: RuntimeOptions | None = None) -> Tensor:
+    """Per-position squared errors / d of every member: (K, n, k), on the CPU."""
+    xs, ys = stack_sets(sets, model.n_members)
+    pred = predict(model, xs, ys, batch_size, runtime).cpu()
+    return squared_error(pred, ys.cpu(), xs.shape[-1])
+
+
+def member_risks(model: Ensemble, sets: list[PromptSet], batch_size: int,
+                 runtime: RuntimeOptions | None = None) -> list[float]:
+    """Empirical risk of member i on sets[i] (sets may differ in size)."""
+    risks = []
+    for i, s in enumerate(sets):
+        if len(s) == 0:
+            risks.append(float("nan"))
+            continue
+        # Evaluate member i alone by broadcasting its set to every member and keeping row i.
+        errors = model_errors(model, s, batch_size, runtime)[i]
+        risks.append(errors.mean().item())
+    return risks
+
+
+def baseline_errors(prompts: PromptSet, names: list[str], *, ridge_alpha: float,
+                    knn_neighbours: int) -> dict[str, Tensor]:
+    """Per-position squared errors / d of each named baseline: name -> (n, k)."""
+    xs, ys = prompts.xs.cpu(), prompts.ys.cpu()
+    return {name: squared_error(baselines.predict(name, xs, ys, ridge_alpha=ridge_alpha,
+                                                  knn_neighbours=knn_neighbours), ys, prompts.d)
+            for name in names}
+
+
+def summarise(errors: Tensor, z: float = 1.96) -> dict:
+    """Mean error per position with a normal 95% band over prompts, and the overall risk."""
+    n = errors.shape[0]
+    mean = errors.mean(0)
+    sem = errors.std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.zeros_like(mean)
+    return {"per_position": mean.tolist(), "ci_low": (mean - z * sem).tolist(),
+            "ci_high": (mean + z * sem).tolist(), "risk": errors.mean().item()}

@@ -1,0 +1,85 @@
+"""Self-labelling: a trained ensemble labels fresh x's position by position.
+
+Every label is fed back as context for the next position, in one batched pass per position over
+all prompts and members. With the native batched GPT-2 the keys and values of the prefix are
+cached, so each position costs two new tokens instead of a full forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from icl_stl.ensemble import BatchedGPT2, Ensemble
+from icl_stl.faults import fault_point
+from icl_stl.model import interleave
+
+
+def _noisy(mean: Tensor, log_var: Tensor | None, noise: Tensor | None,
+           noise_std: float | None) -> Tensor:
+    """mean + scale * noise, the scale fixed or read from the Gaussian head."""
+    if noise is None:
+        return mean
+    if noise_std is None:
+        if log_var is None:
+            raise ValueError("label noise needs a fixed scale or a Gaussian head")
+        return mean + torch.exp(0.5 * log_var.clamp(-12, 12)) * noise
+    return mean + noise_std * noise
+
+
+@torch.no_grad()
+def label_uncached(model: Ensemble, xs: Tensor, context_ys: Tensor, noise: Tensor | None,
+                   noise_std: float | None) -> Tensor:
+    """Reference path: a forward pass over the prefix for every position (any backbone).
+
+    xs (K, m, k, d); context_ys (K, m, c) real labels of the first c pairs; noise (K, m, k)
+    standard normals or None. Returns labels (K, m, k): the c real ones, then the model's.
+    """
+    c, k = context_ys.shape[-1], xs.shape[-2]
+    ys = torch.zeros(xs.shape[:-1], dtype=xs.dtype, device=xs.device)
+    ys[..., :c] = context_ys
+    for j in range(c, k):
+        fault_point("label_position")
+        pred = model(xs[..., : j + 1, :], ys[..., : j + 1])  # only the prefix matters
+        lv = None if pred.log_var is None else pred.log_var[..., j]
+        ys[..., j] = _noisy(pred.mean[..., j], lv, None if noise is None else noise[..., j],
+                            noise_std)
+    return ys
+
+
+@torch.no_grad()
+def label_cached(model: BatchedGPT2, xs: Tensor, context_ys: Tensor, noise: Tensor | None,
+                 noise_std: float | None) -> Tensor:
+    """Same labels as `label_uncached`, reusing the prefix's keys and values."""
+    c, k = context_ys.shape[-1], xs.shape[-2]
+    cache = model.new_cache()
+    ys = torch.zeros(xs.shape[:-1], dtype=xs.dtype, device=xs.device)
+    ys[..., :c] = context_ys
+    # Prefill: the c real pairs and x_{c+1}; afterwards each step adds (y_j, x_{j+1}).
+    tokens = torch.cat([interleave(xs[..., :c, :], context_ys), xs[..., c:c + 1, :]], dim=-2)
+    for j in range(c, k):
+        fault_point("label_position")
+        pred = model.readout(model.hidden(tokens, cache)[..., -1:, :])
+        lv = None if pred.log_var is None else pred.log_var[..., 0]
+        ys[..., j] = _noisy(pred.mean[..., 0], lv, None if noise is None else noise[..., j],
+                            noise_std)
+        if j + 1 < k:
+            tokens = interleave(xs[..., j + 1:j + 2, :], ys[..., j:j + 1])  # (x_{j+1}, y_j)
+            tokens = tokens.flip(-2)  # order y_j then x_{j+1}
+    return ys
+
+
+def label(model: Ensemble, xs: Tensor, context_ys: Tensor, noise: Tensor | None,
+          noise_std: float | None, *, use_cache: bool = True, batch_size: int = 4096) -> Tensor:
+    """Label in chunks of `batch_size` prompts (per member) with the fastest valid path."""
+    was_training = model.training
+    model.eval()
+    cached = use_cache and isinstance(model, BatchedGPT2)
+    fn = label_cached if cached else label_uncached
+    out = []
+    for s in range(0, xs.shape[1], batch_size):
+        sl = slice(s, s + batch_size)
+        out.append(fn(model, xs[:, sl], context_ys[:, sl],
+                      None if noise is None else noise[:, sl], noise_std))
+    model.train(was_training)
+    return torch.cat(out, dim=1) if out else xs.new_zeros(xs.shape[:-1])

@@ -1,0 +1,258 @@
+"""Run K self-consuming loops together, generation by generation, resumably.
+
+Checkpoint layout (`checkpoint_dir`):
+    loop.json               what this loop is (settings and members); checked on resume
+    gen_003/synthetic.pt    generation 3's labelled synthetic prompts (written before training)
+    gen_003/train.pt        mid-training state (resume point inside a generation)
+    gen_003/model.pt        the trained generation
+    gen_003/metrics.json    written last: its presence marks generation 3 as finished
+
+A loop killed at any moment and started again with the same settings resumes at the last
+finished generation (or mid-training checkpoint) and ends with the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from icl_stl.baselines import bayes_optimal_ridge_alpha
+from icl_stl.config import ConfigError, EvalConfig, LoopConfig, ModelConfig, TaskConfig, TrainConfig
+from icl_stl.evaluation import baseline_errors, summarise
+from icl_stl.faults import fault_point
+from icl_stl.io import (
+    CheckpointSlot,
+    CorruptCheckpointError,
+    MissingCheckpointError,
+    RunLock,
+    atomic_write_json,
+    load_state,
+    read_json,
+    save_state,
+)
+from icl_stl.loop.learners import Learner, LearnerContext, make_learner
+from icl_stl.loop.metrics import drift_signatures, generation_record
+from icl_stl.loop.mixing import MemberSpec, counts, draw_s0, real_part, synthetic_inputs
+from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.run_logger import RunLogger
+from icl_stl.seeding import make_generator
+from icl_stl.tasks import make_task
+from icl_stl.training import RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+# Hook for probes: (generation, learner, datasets, synthetic) -> extra metrics per member.
+ExtraMetrics = Callable[[int, Learner, list[PromptSet], list[PromptSet]], list[dict]]
+
+
+@dataclass
+class LoopSettings:
+    task: TaskConfig
+    model: ModelConfig
+    train: TrainConfig
+    eval: EvalConfig
+    loop: LoopConfig
+    seed: int = 0
+    engine: str = "batched"
+    runtime: RuntimeOptions = dataclasses.field(default_factory=RuntimeOptions)
+
+    def identity(self) -> dict:
+        """What must match for a checkpoint to be resumed (the generation count may grow)."""
+        loop = dataclasses.asdict(self.loop)
+        for key in ("generations", "label_batch_size"):
+            loop.pop(key)
+        train = dataclasses.asdict(self.train)
+        for key in ("log_every", "checkpoint_every"):
+            train.pop(key)
+        return {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
+                "train": train, "loop": loop, "eval_prompts": self.eval.n_prompts,
+                "seed": self.seed}
+
+
+def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
+    return [{**m.describe(), "s0": s.fingerprint()} for m, s in zip(members, s0s)]
+
+
+class LoopRun:
+    """One execution of K loops; `run()` returns the summary dict written to summary.json."""
+
+    def __init__(self, settings: LoopSettings, members: list[MemberSpec], checkpoint_dir: Path,
+                 run_dir: Path | None = None, logger: RunLogger | None = None,
+                 extra_metrics: ExtraMetrics | None = None):
+        self.s, self.members = settings, members
+        self.checkpoint_dir, self.run_dir = Path(checkpoint_dir), run_dir
+        self.logger, self.extra_metrics = logger, extra_metrics
+        self.task = make_task(settings.task)
+        self.k = settings.task.k
+        ctx = LearnerContext(self.task, self.k, settings.model, settings.train, settings.loop,
+                             settings.eval, settings.runtime, settings.engine)
+        self.learner = make_learner(ctx, members)
+        self.s0s = [draw_s0(self.task, m, self.k) for m in members]
+        # One test set for all members: lambdas and seeds are compared on the same prompts.
+        self.test_set = sample_prompts(self.task, settings.eval.n_prompts, self.k,
+                                       make_generator(settings.seed, "test"))
+
+    # -- checkpoint bookkeeping --------------------------------------------------------------
+    def gen_dir(self, i: int) -> Path:
+        return self.checkpoint_dir / f"gen_{i:03d}"
+
+    def _check_identity(self) -> None:
+        ident = {"settings": self.s.identity(), "members": member_records(self.members, self.s0s)}
+        path = self.checkpoint_dir / "loop.json"
+        if path.exists():
+            stored = read_json(path)
+            if stored != ident:
+                diff = sorted(k for k in ident["settings"] if
+                              stored.get("settings", {}).get(k) != ident["settings"][k])
+                raise ConfigError(
+                    f"checkpoint directory {self.checkpoint_dir} holds a loop with other settings "
+                    f"(differing: {diff or ['members']}); choose another run.name or delete it")
+        else:
+            atomic_write_json(path, ident)
+
+    def _finished(self, i: int) -> dict | None:
+        """Generation i's stored metrics if it finished and its model loads, else None."""
+        metrics = self.gen_dir(i) / "metrics.json"
+        if not metrics.exists():
+            return None
+        try:
+            load_state(self.gen_dir(i) / "model.pt")
+        except (CorruptCheckpointError, MissingCheckpointError) as err:
+            log.warning("generation %d is marked finished but its model is unusable (%s); it "
+                        "will be recomputed", i, err)
+            return None
+        return read_json(metrics)
+
+    # -- one generation ----------------------------------------------------------------------
+    def _synthetic(self, i: int) -> list[PromptSet]:
+        """Generation i's newly labelled synthetic prompts (cached on disk once labelled)."""
+        path = self.gen_dir(i) / "synthetic.pt"
+        if path.exists():
+            try:
+                state = load_state(path)
+                return [PromptSet.from_state_dict(s) for s in state["members"]]
+            except CorruptCheckpointError as err:
+                log.warning("relabelling generation %d: %s", i, err)
+        inputs = [synthetic_inputs(self.s.loop, m, i, self.task, self.k) for m in self.members]
+        labelled = self.learner.synthesize(i, inputs)
+        save_state(path, {"members": [s.state_dict() for s in labelled]})
+        return labelled
+
+    def _datasets(self, i: int, history: list[list[PromptSet]]) -> tuple[list, list, list]:
+        """(S_i, its real part, the synthetic prompts new at i) of every member."""
+        if i == 0:
+            return self.s0s, self.s0s, [PromptSet(s.xs[:0], s.ys[:0]) for s in self.s0s]
+        new = self._synthetic(i)
+        sets, reals = [], []
+        for m, member in enumerate(self.members):
+            real, _ = real_part(self.s.loop, member, self.s0s[m], i, self.task, self.k)
+            synthetic = (PromptSet.concat(history[m] + [new[m]])
+                         if self.s.loop.synthetic == "accumulate" else new[m])
+            sets.append(PromptSet.concat([real, synthetic]))
+            reals.append(real)
+        return sets, reals, new
+
+    def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float) -> list:
+        test_errors = self.learner.errors(self.test_set)  # (K, n_test, k)
+        train_risks = self.learner.member_risks(sets)
+        real_risks = self.learner.member_risks(reals)
+        extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
+                 else [{}] * len(self.members))
+        records = []
+        for m, member in enumerate(self.members):
+            n_real, n_syn = (member.n, 0) if i == 0 else counts(self.s.loop, member)
+            rec = {"member": m, **member.describe(), "generation": i, "n_real": n_real,
+                   "n_synthetic_new": n_syn, "train_size": len(sets[m]),
+                   **generation_record(test_errors[m], train_risks[m], real_risks[m],
+                                       ridge_risk),
+                   **drift_signatures(new[m], self.test_set),
+                   "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
+                   **extra[m]}
+            records.append(rec)
+        return records
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.checkpoint_dir):
+            return self._run_locked()
+
+    def _run_locked(self) -> dict:
+        s = self.s
+        self._check_identity()
+        alpha = (s.eval.ridge_alpha if s.eval.ridge_alpha is not None
+                 else bayes_optimal_ridge_alpha(s.task.noise_std, s.task.w_scale))
+        base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
+                               knn_neighbours=s.eval.knn_neighbours)
+        ridge = base.get("ridge")
+        if ridge is None:
+            ridge = baseline_errors(self.test_set, ["ridge"], ridge_alpha=alpha,
+                                    knn_neighbours=1)["ridge"]
+        ridge_risk = ridge.mean().item()
+        history: list[list[PromptSet]] = [[] for _ in self.members]
+        all_records: list[dict] = []
+        timings = []
+        for i in range(s.loop.generations + 1):
+            done = self._finished(i)
+            if done is not None:
+                log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
+                all_records += done["records"]
+                if i < s.loop.generations:  # later generations need it to label and warm-start
+                    self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
+                    if i > 0:
+                        for m, syn in enumerate(self._synthetic(i)):
+                            history[m].append(syn)
+                continue
+            start = time.perf_counter()
+            self.gen_dir(i).mkdir(parents=True, exist_ok=True)
+            sets, reals, new = self._datasets(i, history)
+            on_log = None
+            if self.logger is not None:
+                def on_log(rec, i=i):
+                    self.logger.log_metrics({"train/step": rec["step"], "generation": i,
+                                             "train/loss": sum(rec["loss"]) / len(rec["loss"]),
+                                             "train/lr": rec["lr"]})
+            info = self.learner.fit(i, sets, CheckpointSlot(self.gen_dir(i), "train"), on_log)
+            records = self._evaluate(i, sets, reals, new, info, ridge_risk)
+            save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
+            atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
+            fault_point("generation_end")
+            for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt"):
+                f.unlink(missing_ok=True)  # the finished model supersedes the resume point
+            for m in range(len(self.members)):
+                if i > 0:
+                    history[m].append(new[m])
+            timings.append({"generation": i, "seconds": time.perf_counter() - start})
+            all_records += records
+            self._log_generation(records)
+            log.info("generation %d: test risk %s", i,
+                     " ".join(f"{r['test_risk']:.4f}" for r in records))
+        return self._summary(all_records, base, alpha, timings)
+
+    def _log_generation(self, records: list[dict]) -> None:
+        if self.logger is None:
+            return
+        for rec in records:
+            scalars = {f"gen/{k}": v for k, v in rec.items()
+                       if isinstance(v, (int, float)) and k not in ("generation", "member")}
+            suffix = "" if len(records) == 1 else f"/member{rec['member']}"
+            self.logger.log_metrics({"generation": rec["generation"],
+                                     **{k + suffix: v for k, v in scalars.items()}})
+
+    def _summary(self, records: list[dict], base: dict, alpha: float, timings: list) -> dict:
+        summary = {
+            "members": member_records(self.members, self.s0s),
+            "generations": records,
+            "baselines": {name: summarise(err) for name, err in base.items()},
+            "ridge_alpha": alpha,
+            "settings": self.s.identity(),
+            "checkpoint_dir": str(self.checkpoint_dir),
+        }
+        if self.run_dir is not None:
+            # Wall times differ between runs; they go beside, not into, summary.json.
+            atomic_write_json(self.run_dir / "timing.json", {"generations": timings})
+        return summary

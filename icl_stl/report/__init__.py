@@ -1,0 +1,1 @@
+"""Figures and the REPORT.md that read run and sweep directories."""

@@ -1,0 +1,96 @@
+"""One in-context learner trained on S_0 (or fresh prompts) and evaluated against baselines.
+
+This is generation 0 of the loop on its own: the same seed streams give the same S_0, the same
+initialisation and the same batches, so `icl-stl-train` and generation 0 of `icl-stl-loop`
+agree exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from icl_stl.baselines import bayes_optimal_ridge_alpha
+from icl_stl.config import AppConfig
+from icl_stl.ensemble import build_ensemble
+from icl_stl.evaluation import baseline_errors, model_errors, summarise
+from icl_stl.io import CheckpointSlot, RunLock, atomic_write_json
+from icl_stl.prompts import sample_prompts
+from icl_stl.report.plots import plot_positions
+from icl_stl.run_logger import RunLogger
+from icl_stl.seeding import derive_seed, make_generator
+from icl_stl.tasks import make_task
+from icl_stl.training import MemberData, RuntimeOptions, train_ensemble
+
+log = logging.getLogger(__name__)
+
+
+def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: RuntimeOptions,
+                 logger: RunLogger | None = None) -> dict:
+    """Train, evaluate, write summary.json and positions.png into `run_dir`; return the summary."""
+    task, k = make_task(app.task), app.task.k
+    s0 = None
+    if app.data.n is not None:
+        s0 = sample_prompts(task, app.data.n, k, make_generator(app.seed, "S0"))
+    model = build_ensemble(app.model, task.d, k, [make_generator(app.seed, "init", 0)],
+                           app.runtime.engine)
+    member = MemberData(derive_seed(app.seed, "batches", 0), s0)
+    identity = {"data": None if s0 is None else s0.fingerprint(), "seed": app.seed}
+
+    def on_log(rec: dict) -> None:
+        if logger is not None:
+            logger.log_metrics({"train/step": rec["step"], "train/loss": rec["loss"][0],
+                                "train/lr": rec["lr"]})
+
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(checkpoint_dir):
+        slot = CheckpointSlot(checkpoint_dir, "train")
+        if slot.exists() and not app.run.resume:
+            from icl_stl.config import ConfigError
+
+            raise ConfigError(f"run.resume is false but checkpoint {slot.latest_path} exists; "
+                              f"choose another run.name or delete it")
+        result = train_ensemble(model, [member], task, k, app.train, runtime, checkpoint=slot,
+                                identity=identity, on_log=on_log, description="train")
+
+    test = sample_prompts(task, app.eval.n_prompts, k, make_generator(app.seed, "test"))
+    test_errors = model_errors(model, test, app.eval.batch_size, runtime)[0]
+    alpha = (app.eval.ridge_alpha if app.eval.ridge_alpha is not None
+             else bayes_optimal_ridge_alpha(app.task.noise_std, app.task.w_scale))
+    names = sorted(set(app.eval.baselines) | {"ridge"})
+    base = baseline_errors(test, names, ridge_alpha=alpha, knn_neighbours=app.eval.knn_neighbours)
+    curves = {"model": summarise(test_errors),
+              **{n: summarise(e) for n, e in base.items() if n in app.eval.baselines}}
+    train_risk = None
+    if s0 is not None:
+        train_risk = model_errors(model, s0, app.eval.batch_size, runtime)[0].mean().item()
+    test_risk = curves["model"]["risk"]
+    ridge_risk = base["ridge"].mean().item()
+    summary = {
+        "test_risk": test_risk,
+        "train_risk": train_risk,
+        "gen_gap": None if train_risk is None else test_risk - train_risk,
+        "ridge_risk": ridge_risk,
+        "excess_risk": test_risk - ridge_risk,
+        "zero_risk": base["zero"].mean().item() if "zero" in base else None,
+        "final_train_loss": result.final_loss[0],
+        "steps": result.steps,
+        "bad_steps": result.bad_steps,
+        "n": app.data.n,
+        "ridge_alpha": alpha,
+        "per_position": curves,
+        "checkpoint": str(checkpoint_dir / "train.pt"),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "summary.json", summary)
+    plot = plot_positions(curves, run_dir / "positions.png", d=task.d, model_keys=("model",),
+                          title=f"{app.model.arch} ({app.model.n_layer}L), d={task.d}, "
+                                f"n={app.data.n}, {result.steps} steps")
+    if logger is not None:
+        logger.log_metrics({"eval/test_risk": test_risk, "eval/ridge_risk": ridge_risk,
+                            "eval/gen_gap": summary["gen_gap"]})
+        logger.write_summary({k: v for k, v in summary.items() if k != "per_position"})
+        logger.log_image("positions", plot)
+    log.info("test risk %.4f (ridge %.4f, zero %s); written to %s", test_risk, ridge_risk,
+             summary["zero_risk"], run_dir)
+    return summary

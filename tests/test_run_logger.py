@@ -1,0 +1,434 @@
+"""RunLogger: local files always, W&B when it works, never a dead or hung run because of W&B."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import types
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from icl_stl.io import read_json, read_jsonl
+from icl_stl.run_logger import RunLogger, WandbUnavailableWarning
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def wandb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep W&B's user-level files (settings, cache, artifacts) out of the real home."""
+    home = tmp_path / "wandb_home"
+    home.mkdir()
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(home))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    return home
+
+
+def _png(path: Path) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), color=(200, 30, 30)).save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# A fake wandb module: checks exactly what RunLogger asks of W&B, without W&B.
+
+
+class _FakeRun:
+    def __init__(self, fail_log_after: int | None = None) -> None:
+        self.id = "fake123"
+        self.logged: list[tuple[dict, dict]] = []
+        self.metrics: list[tuple[tuple, dict]] = []
+        self.summary: dict[str, Any] = {}
+        self.finished: list[int | None] = []
+        self.fail_log_after = fail_log_after
+
+    def define_metric(self, *args: Any, **kwargs: Any) -> None:
+        self.metrics.append((args, kwargs))
+
+    def log(self, data: dict, **kwargs: Any) -> None:
+        if self.fail_log_after is not None and len(self.logged) >= self.fail_log_after:
+            raise ConnectionError("wandb-core went away")
+        self.logged.append((dict(data), kwargs))
+
+    def finish(self, exit_code: int | None = None) -> None:
+        self.finished.append(exit_code)
+
+
+def _fake_wandb(monkeypatch: pytest.MonkeyPatch, run: _FakeRun) -> types.SimpleNamespace:
+    calls: dict[str, Any] = {}
+
+    class Settings:
+        model_fields = {
+            "init_timeout": None,
+            "finish_timeout": None,
+            "silent": None,
+            "console": None,
+        }
+
+        def __init__(self, **kwargs: Any) -> None:
+            self.kwargs = kwargs
+
+    def init(**kwargs: Any) -> _FakeRun:
+        calls["init"] = kwargs
+        return run
+
+    fake = types.SimpleNamespace(
+        init=init,
+        Settings=Settings,
+        Image=lambda p: ("image", p),
+        calls=calls,
+        login=lambda **kw: True,
+    )
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    return fake
+
+
+def test_fake_wandb_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _FakeRun()
+    fake = _fake_wandb(monkeypatch, run)
+    with RunLogger(
+        tmp_path,
+        mode="offline",
+        project="p",
+        config={"a": 1},
+        name="n",
+        group="g",
+        tags=["t1"],
+        init_timeout_s=7.0,
+        resume_id="abc",
+    ) as log:
+        assert log.wandb_active and log.run_id == "fake123"
+        log.log_metrics({"train/step": 0, "train/loss": 1.5})
+        log.log_metrics({"generation": 2, "gen/err": 0.25})
+        log.log_image("gen/plot", _png(tmp_path / "p.png"), extra={"generation": 2})
+        log.write_summary({"final_err": 0.25})
+    init = fake.calls["init"]
+    assert init["project"] == "p" and init["mode"] == "offline" and init["dir"] == str(tmp_path)
+    assert init["name"] == "n" and init["group"] == "g" and init["tags"] == ["t1"]
+    assert init["id"] == "abc" and init["resume"] == "allow" and init["config"] == {"a": 1}
+    assert init["settings"].kwargs["init_timeout"] == 7.0
+    assert init["settings"].kwargs["silent"] is True
+    assert run.metrics == [
+        (("train/step",), {}),
+        (("train/*",), {"step_metric": "train/step"}),
+        (("generation",), {}),
+        (("gen/*",), {"step_metric": "generation"}),
+    ]
+    assert all(kwargs == {} for _, kwargs in run.logged), "must not pass step= (two axes)"
+    assert run.logged[0][0] == {"train/step": 0, "train/loss": 1.5}
+    assert run.logged[2][0] == {"generation": 2, "gen/plot": ("image", str(tmp_path / "p.png"))}
+    assert run.summary == {"final_err": 0.25}
+    assert run.finished == [0]
+
+
+def test_exception_in_context_marks_run_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _FakeRun()
+    _fake_wandb(monkeypatch, run)
+    with pytest.raises(ZeroDivisionError):
+        with RunLogger(tmp_path, mode="online", project="p", config={}):
+            1 / 0  # noqa: B018
+    assert run.finished == [1]
+
+
+def test_resume_id_absent_means_no_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_wandb(monkeypatch, _FakeRun())
+    RunLogger(tmp_path, mode="offline", project="p", config={}).close()
+    assert fake.calls["init"]["id"] is None and fake.calls["init"]["resume"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Degradation: W&B failures become one warning; local files carry on.
+
+
+def test_init_failure_degrades_to_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wandb_home: Path
+) -> None:
+    import wandb
+
+    def broken_init(**kwargs: Any) -> None:
+        raise wandb.errors.CommError("network is unreachable")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    # Under `pytest -s` in a terminal the credentials pre-check would run first; skip it.
+    monkeypatch.setattr(wandb, "login", lambda **kwargs: True)
+    with pytest.warns(WandbUnavailableWarning, match="wandb unavailable.*network is unreachable"):
+        log = RunLogger(tmp_path, mode="online", project="p", config={"a": 1})
+    assert not log.wandb_active and log.run_id is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        log.log_metrics({"train/step": 1, "train/loss": 0.5})
+        log.write_summary({"ok": True})
+        log.close()
+    assert read_jsonl(tmp_path / "metrics.jsonl") == [{"train/step": 1, "train/loss": 0.5}]
+    assert read_json(tmp_path / "summary.json") == {"ok": True}
+
+
+def test_log_failure_mid_run_degrades_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _FakeRun(fail_log_after=2)
+    _fake_wandb(monkeypatch, run)
+    log = RunLogger(tmp_path, mode="online", project="p", config={})
+    with pytest.warns(WandbUnavailableWarning, match="log failed: ConnectionError") as record:
+        for step in range(5):
+            log.log_metrics({"train/step": step, "train/loss": 1.0 / (step + 1)})
+    assert len([w for w in record if w.category is WandbUnavailableWarning]) == 1
+    assert not log.wandb_active
+    assert run.finished == [1], "the broken run is finished as failed"
+    log.close()
+    assert [r["train/step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    assert len(run.logged) == 2
+
+
+def test_finish_failure_is_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _FakeRun()
+
+    def bad_finish(exit_code: int | None = None) -> None:
+        raise TimeoutError("upload stuck")
+
+    run.finish = bad_finish  # type: ignore[method-assign]
+    _fake_wandb(monkeypatch, run)
+    log = RunLogger(tmp_path, mode="online", project="p", config={})
+    with pytest.warns(WandbUnavailableWarning, match="finish failed"):
+        log.close()
+    log.close()  # idempotent
+
+
+def test_wandb_import_failure_degrades(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` raise ImportError
+    with pytest.warns(WandbUnavailableWarning, match="import of wandb"):
+        log = RunLogger(tmp_path, mode="offline", project="p", config={})
+    log.log_metrics({"x": 1})
+    assert read_jsonl(log.metrics_path) == [{"x": 1}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Real W&B
+
+
+def test_disabled_writes_local_files_only(
+    tmp_path: Path, wandb_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # W&B's fallback directory would be ./wandb
+    run_dir = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with RunLogger(run_dir, mode="disabled", project="p", config={"lr": 1e-3}) as log:
+            log.log_metrics({"train/step": 0, "train/loss": float("nan")})
+            log.log_metrics({"generation": 0, "gen/err": 0.1})
+            log.log_image("gen/plot", _png(tmp_path / "p.png"))
+            log.write_summary({"err": 0.1})
+            assert not log.wandb_active and log.run_id is None
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png", "run", "wandb_home"]
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    assert records[0]["train/loss"] != records[0]["train/loss"]  # NaN kept
+    assert records[1] == {"generation": 0, "gen/err": 0.1}
+    assert read_json(run_dir / "summary.json") == {"err": 0.1}
+    assert not (run_dir / "wandb").exists()
+    assert list(wandb_home.iterdir()) == []
+
+
+def test_offline_run(tmp_path: Path, wandb_home: Path) -> None:
+    run_dir = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WandbUnavailableWarning)
+        log = RunLogger(
+            run_dir,
+            mode="offline",
+            project="icl-stl-test",
+            config={"lr": 1e-3},
+            name="t",
+            tags=["test"],
+            init_timeout_s=30,
+        )
+        assert log.wandb_active
+        run_id = log.run_id
+        for step in range(3):
+            log.log_metrics({"train/step": step, "train/loss": 1.0 / (step + 1)})
+        log.log_metrics({"generation": 0, "gen/err": 0.5})
+        log.log_image("gen/plot", _png(tmp_path / "p.png"), extra={"generation": 0})
+        log.write_summary({"final_err": 0.5})
+        log.close()
+    offline = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
+    assert len(read_jsonl(run_dir / "metrics.jsonl")) == 4
+    assert read_json(run_dir / "summary.json") == {"final_err": 0.5}
+
+    # A resumed process continues the same W&B run id and appends to the same local log.
+    with RunLogger(
+        run_dir, mode="offline", project="icl-stl-test", config={"lr": 1e-3}, resume_id=run_id
+    ) as log2:
+        assert log2.run_id == run_id
+        log2.log_metrics({"train/step": 3, "train/loss": 0.2})
+    assert len(read_jsonl(run_dir / "metrics.jsonl")) == 5
+
+
+def test_config_with_non_json_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fake_wandb(monkeypatch, _FakeRun())
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque>"
+
+    config = {
+        "path": Path("/data/x"),
+        "shape": (3, 4),
+        "lr": np.float32(0.5),
+        "n": torch.tensor(7),
+        "nested": {1: {"s": {"b", "a"}}},
+        "obj": Opaque(),
+    }
+    log = RunLogger(tmp_path, mode="offline", project="p", config=config)
+    expected = {
+        "path": "/data/x",
+        "shape": [3, 4],
+        "lr": 0.5,
+        "n": 7,
+        "nested": {"1": {"s": ["a", "b"]}},
+        "obj": "<opaque>",
+    }
+    assert log.config == expected
+    assert fake.calls["init"]["config"] == expected
+    log.close()
+
+
+def test_metric_values_converted_or_rejected(tmp_path: Path) -> None:
+    log = RunLogger(tmp_path, mode="disabled", project="p", config={})
+    log.log_metrics({"train/step": np.int64(3), "train/loss": torch.tensor(0.25)})
+    assert read_jsonl(log.metrics_path) == [{"train/step": 3, "train/loss": 0.25}]
+    with pytest.raises(TypeError, match=r"metrics\.train/w"):
+        log.log_metrics({"train/w": torch.zeros(3)})
+    with pytest.raises(TypeError):
+        log.log_metrics([1, 2])  # type: ignore[arg-type]
+    assert len(read_jsonl(log.metrics_path)) == 1
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        log.log_image("gen/plot", tmp_path / "missing.png")
+    log.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        log.log_metrics({"x": 1})
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        RunLogger(tmp_path, mode="loud", project="p", config={})
+    with pytest.raises(ValueError, match="init_timeout_s"):
+        RunLogger(tmp_path, mode="disabled", project="p", config={}, init_timeout_s=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Online without network: bounded, in a fresh process so W&B's process-wide state and the
+# environment used here (fake key, unresolvable server) cannot leak into other tests.
+
+_ONLINE = """
+import sys, time, warnings
+from icl_stl.run_logger import RunLogger
+warnings.simplefilter("always")
+t0 = time.monotonic()
+log = RunLogger(sys.argv[1], mode="online", project="p", config={{}}, init_timeout_s={timeout})
+print("INIT_S", time.monotonic() - t0, "ACTIVE", log.wandb_active, flush=True)
+log.log_metrics({{"train/step": 0, "train/loss": 1.0}})
+log.close()
+"""
+
+
+def _isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env.update(
+        HOME=str(home),
+        NETRC=str(home / ".netrc"),
+        WANDB_CONFIG_DIR=str(home),
+        WANDB_CACHE_DIR=str(home),
+        WANDB_DATA_DIR=str(home),
+        PYTHONPATH=str(REPO),
+    )
+    env.update(extra)
+    return env
+
+
+def test_online_without_network_gives_up_within_timeout(tmp_path: Path) -> None:
+    timeout = 3.0
+    env = _isolated_env(tmp_path, WANDB_API_KEY="a" * 40, WANDB_BASE_URL="http://wandb.invalid")
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", _ONLINE.format(timeout=timeout), str(tmp_path / "run")],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "ACTIVE False" in proc.stdout
+    init_s = float(proc.stdout.split("INIT_S")[1].split()[0])
+    assert init_s < timeout + 10, f"wandb.init took {init_s:.1f} s with init_timeout={timeout}"
+    assert elapsed < 60
+    assert "wandb unavailable" in proc.stderr
+    assert read_jsonl(tmp_path / "run" / "metrics.jsonl") == [{"train/step": 0, "train/loss": 1.0}]
+
+
+def test_online_on_terminal_without_credentials_does_not_prompt(tmp_path: Path) -> None:
+    # With stdin and stderr on a terminal, wandb.init would ask for an API key and wait forever.
+    import pty
+
+    leader, follower = pty.openpty()
+    chunks: list[bytes] = []
+    stop = threading.Event()
+
+    def drain() -> None:  # keep the terminal's buffer from filling up and blocking the child
+        while not stop.is_set():
+            if select.select([leader], [], [], 0.05)[0]:
+                try:
+                    chunks.append(os.read(leader, 4096))
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _ONLINE.format(timeout=30.0), str(tmp_path / "run")],
+            env=_isolated_env(tmp_path),
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("RunLogger hung on W&B's login prompt")
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+        os.close(follower)
+        os.close(leader)
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, err
+    assert "ACTIVE False" in out
+    assert "no W&B API key configured" in err
+    assert float(out.split("INIT_S")[1].split()[0]) < 10
+    assert read_jsonl(tmp_path / "run" / "metrics.jsonl") == [{"train/step": 0, "train/loss": 1.0}]
+
+
+def test_subprocess_script_is_valid() -> None:
+    # Guard against the format template above silently breaking (braces are doubled).
+    compile(textwrap.dedent(_ONLINE.format(timeout=1.0)), "<online>", "exec")
