@@ -470,3 +470,56 @@ def parse_app_config(data: dict, *, needs_loop: bool = False) -> AppConfig:
         cfg.loop = LoopConfig()
     cfg.validate()
     return cfg
+
+
+PROBE_KINDS = ("stability", "decay", "in_context")
+REPLACEMENTS = ("fresh", "flip", "identical")
+FIT_METRICS = ("excess_risk", "test_risk")
+
+
+@dataclass
+class ProbeConfig:
+    """Settings of `icl-stl-probe` (parsed from AppConfig.probe by the probe entry point)."""
+
+    kind: str = "stability"
+    seeds: list[int] | None = None  # null: the run's single `seed`
+    replaced_indices: list[int] = field(default_factory=lambda: [0])  # which prompt of S_0
+    replacement: str = "fresh"  # fresh prompt | flip (labels negated) | identical (self-check)
+    probe_prompts: int = 256  # fixed real prompts gamma (or the in-context change) is read on
+    ns: list[int] | None = None  # decay: the grid of n (null: data.n alone)
+    with_stability: bool = False  # decay: also run twins, to fit gamma against n
+    fit_metric: str = "excess_risk"  # decay: the quantity the verdict is drawn from
+    fit_min_n: int = 1  # decay: fit only n >= this (the bound is asymptotic)
+    level: float = 0.95  # confidence level of every fitted interval
+
+    def validate(self, n_values: list[int], path: str = "probe") -> None:
+        """Check every field; `n_values` are the sample sizes the probe will run."""
+        check_choice(f"{path}.kind", self.kind, PROBE_KINDS)
+        check_choice(f"{path}.replacement", self.replacement, REPLACEMENTS)
+        check_choice(f"{path}.fit_metric", self.fit_metric, FIT_METRICS)
+        for name, lo in (("seeds", 0), ("replaced_indices", 0), ("ns", 1)):
+            values = getattr(self, name)
+            if values is None and name != "replaced_indices":
+                continue
+            if not isinstance(values, list) or not values:
+                _fail(f"{path}.{name}", values, "a non-empty list" +
+                      ("" if name == "replaced_indices" else " or null"))
+            for i, v in enumerate(values):
+                check_int(f"{path}.{name}[{i}]", v, lo)
+            if len(set(values)) != len(values):
+                _fail(f"{path}.{name}", values, "a list without repeated values")
+        for i, index in enumerate(self.replaced_indices):
+            check_int(f"{path}.replaced_indices[{i}]", index, 0, min(n_values) - 1)
+        check_int(f"{path}.probe_prompts", self.probe_prompts, 1, 1 << 20)
+        for name in ("with_stability",):
+            if not isinstance(getattr(self, name), bool):
+                _fail(f"{path}.{name}", getattr(self, name), "true or false")
+        check_int(f"{path}.fit_min_n", self.fit_min_n, 1)
+        check_float(f"{path}.level", self.level, 0.0, 0.999999, lo_open=True)
+        if self.kind == "decay":
+            fitted = [n for n in n_values if n >= self.fit_min_n]
+            # An interval over seeds needs 2 sizes; a regression interval (one seed) needs 3.
+            need = 2 if self.seeds is not None and len(self.seeds) >= 2 else 3
+            if len(set(fitted)) < need:
+                _fail(f"{path}.ns", self.ns, f"at least {need} distinct values >= "
+                      f"probe.fit_min_n={self.fit_min_n} for a decay fit")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from icl_stl.config import TrainConfig
 from icl_stl.ensemble import Ensemble
-from icl_stl.faults import fault_point
+from icl_stl.faults import fault_point, poison
 from icl_stl.io import CheckpointSlot, save_state
 from icl_stl.model import Prediction, configure_optimizer
 from icl_stl.prompts import PromptSet, sample_prompts
@@ -198,6 +198,7 @@ def train_ensemble(
         with autocast:
             pred = forward(xs, ys)
         losses = member_losses(pred, ys, task.d)
+        losses = poison("nan_loss", losses)  # fault injection: a NaN loss on demand
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # a sum keeps each member's gradient its own
         norms = model.clip_grads_(cfg.grad_clip)

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from icl_stl.baselines import bayes_optimal_ridge_alpha
 from icl_stl.config import ConfigError, EvalConfig, LoopConfig, ModelConfig, TaskConfig, TrainConfig
 from icl_stl.evaluation import baseline_errors, summarise
@@ -41,7 +43,7 @@ from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import make_task
-from icl_stl.training import RuntimeOptions
+from icl_stl.training import DivergenceError, RuntimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,14 @@ class LoopRun:
                 log.warning("relabelling generation %d: %s", i, err)
         inputs = [synthetic_inputs(self.s.loop, m, i, self.task, self.k) for m in self.members]
         labelled = self.learner.synthesize(i, inputs)
+        bad = [m for m, s in enumerate(labelled) if not torch.isfinite(s.ys).all()]
+        if bad:
+            inspect = self.gen_dir(i) / "synthetic.diverged.pt"
+            save_state(inspect, {"members": [s.state_dict() for s in labelled]})
+            raise DivergenceError(
+                f"generation {i}: generation {i - 1} produced non-finite synthetic labels for "
+                f"member(s) {bad} (label step, before training step 0); they are saved in "
+                f"{inspect} and no finished generation was touched")
         save_state(path, {"members": [s.state_dict() for s in labelled]})
         return labelled
 

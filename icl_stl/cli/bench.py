@@ -1,0 +1,111 @@
+"""icl-stl-bench: training, labelling, evaluation and loop throughput, against references.
+
+    icl-stl-bench                      # CPU defaults, writes outputs/bench/bench.json
+    icl-stl-bench --sizes tiny small --ks 1 2 4 8 16 --out bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from icl_stl import bench
+from icl_stl.config import ModelConfig
+from icl_stl.io import atomic_write_json
+from icl_stl.model import MODEL_SIZES
+from icl_stl.seeding import resolve_device
+from icl_stl.training import RuntimeOptions
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="icl-stl-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--sizes", nargs="+", default=None, choices=list(MODEL_SIZES))
+    p.add_argument("--ks", nargs="+", type=int, default=None, help="ensemble sizes")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--d", type=int, default=5)
+    p.add_argument("--k", type=int, default=11)
+    p.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and budgets (smoke test)")
+    p.add_argument("--out", type=Path, default=Path("outputs/bench/bench.json"))
+    args = p.parse_args(argv)
+    for name in ("batch", "d", "k"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if args.budget < 0:
+        p.error(f"--budget must be >= 0, got {args.budget}")
+    return args
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Run every benchmark, print a table, write JSON; return the results."""
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    runtime = RuntimeOptions(device=device, bf16=cuda, fused_adam=cuda)
+    sizes = args.sizes or (["tiny"] if args.quick else ["tiny", "small", "standard"])
+    ks = args.ks or ([1, 2] if args.quick else [1, 2, 4, 8, 16] + ([64] if cuda else []))
+    budget = 0.0 if args.quick else args.budget
+    tokens = args.batch * 2 * args.k
+    result: dict = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "device": torch.cuda.get_device_name() if cuda else "cpu"},
+        "command": "icl-stl-bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "matmul_gflops": {
+            "square_1024": bench.matmul_rate(device, 1024, 1024, 1024, max(budget / 2, 0.05)),
+            "tiny_model_gemms": bench.model_matmul_rate(
+                device, ModelConfig(**MODEL_SIZES["tiny"]), tokens, max(budget / 2, 0.05))},
+        "training": [], "labelling": None, "evaluation": None, "generation": None}
+    for size in sizes:
+        size_ks = ks if size == "tiny" or cuda else [k_ for k_ in ks if k_ <= 4]
+        rows = bench.bench_training(size, size_ks, runtime, args.d, args.k, args.batch, budget)
+        result["training"] += rows
+        for r in rows:
+            print(f"train {r['size']:8s} {r['engine']:15s} K={r['K']:3d} "
+                  f"{r['steps_per_s']:8.2f} steps/s  {r['member_steps_per_s']:8.2f} member "
+                  f"steps/s  {r['prompts_per_s']:10.0f} prompts/s  {r['model_gflops']:7.2f} "
+                  f"model GFLOP/s", flush=True)
+    result["labelling"] = bench.bench_labelling(runtime, 256 if args.quick else 4096, args.d,
+                                                args.k, budget)
+    print("labelling", json.dumps(result["labelling"]), flush=True)
+    result["evaluation"] = bench.bench_evaluation(runtime, 64 if args.quick else 1280,
+                                                  5 if args.quick else 20,
+                                                  11 if args.quick else 41, budget)
+    print("evaluation", json.dumps(result["evaluation"]), flush=True)
+    result["generation"] = bench.bench_generation(runtime, 64 if args.quick else 1024,
+                                                  10 if args.quick else 500, args.d, args.k)
+    print("generation", json.dumps(result["generation"]), flush=True)
+    tiny1 = next(r for r in result["training"] if r["size"] == "tiny" and r["K"] == 1
+                 and r["engine"] == "batched")
+    mm = result["matmul_gflops"]
+    result["cpu_targets" if not cuda else "gpu"] = {
+        "tiny_K1_steps_per_s": tiny1["steps_per_s"],
+        "tiny_model_gflops_over_square_matmul": tiny1["model_gflops"] / mm["square_1024"],
+        "tiny_model_gflops_over_model_gemms": tiny1["model_gflops"] / mm["tiny_model_gemms"]}
+    if cuda:
+        name = result["machine"]["device"]
+        peak = next((v for k_, v in bench.GPU_PEAK_BF16.items() if k_ in name), None)
+        result["gpu"]["bf16_peak_tflops"] = peak
+    print("summary", json.dumps(result["cpu_targets" if not cuda else "gpu"]), flush=True)
+    atomic_write_json(args.out, result)
+    print(f"written to {args.out}")
+    return result
+
+
+def main() -> None:
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny settings, Hydra composition, and console-script runs in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from icl_stl.cli.common import CONFIG_DIR
+from icl_stl.config import ModelConfig, TrainConfig
+from icl_stl.seeding import make_generator
+from icl_stl.tasks import LinearRegression
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # console scripts live beside the venv's python
+TRAIN_CLI = str(BIN / "icl-stl-train")
+LOOP_CLI = str(BIN / "icl-stl-loop")
+
+# The smallest settings that still exercise every code path; a CLI run takes seconds of compute
+# (most of its wall time is importing torch and transformers on a loaded machine).
+TINY_TRAIN = ["model=tiny", "task.d=2", "task.k=5", "train.steps=30", "train.log_every=10",
+              "train.warmup_steps=5", "data.n=32", "eval.n_prompts=64", "eval.batch_size=64",
+              "logger.mode=disabled"]
+TINY_LOOP = [*TINY_TRAIN, "train.steps=20", "data.n=16", "loop.generations=1"]
+
+CLI_TIMEOUT_S = 600
+
+
+@pytest.fixture(autouse=True)
+def _no_fault_injection(monkeypatch):
+    """A fault spec left in the environment would SIGKILL the test process itself."""
+    monkeypatch.delenv("ICL_STL_FAULT", raising=False)
+
+
+def compose_cfg(config_name: str, *overrides: str) -> DictConfig:
+    """Compose conf/<config_name>.yaml with Hydra's compose API (no output directory)."""
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return compose(config_name, overrides=list(overrides))
+
+
+def compose_train(tmp_path: Path, *overrides: str) -> DictConfig:
+    """The tiny `train` config with its checkpoints under tmp_path, plus `overrides`."""
+    return compose_cfg("train", *TINY_TRAIN, f"run.checkpoint_root={tmp_path}/ck", *overrides)
+
+
+def compose_loop(tmp_path: Path, *overrides: str) -> DictConfig:
+    """The tiny `loop` config with its checkpoints under tmp_path, plus `overrides`."""
+    return compose_cfg("loop", *TINY_LOOP, f"run.checkpoint_root={tmp_path}/ck", *overrides)
+
+
+def run_cli(script: str, *args: str, fault: str | None = None,
+            timeout: int = CLI_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run a console script with `args`; `fault` sets ICL_STL_FAULT (e.g. "train_step:25")."""
+    env = {k: v for k, v in os.environ.items() if k != "ICL_STL_FAULT"}
+    env.update(WANDB_MODE="disabled", OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    if fault is not None:
+        env["ICL_STL_FAULT"] = fault
+    return subprocess.run([script, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def check_ok(proc: subprocess.CompletedProcess) -> None:
+    """Fail with the child's stderr when a run that should succeed did not."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def without_paths(summary: dict) -> dict:
+    """A summary minus fields that name where it was written (they differ between runs)."""
+    return {k: v for k, v in summary.items() if k not in ("checkpoint", "checkpoint_dir")}
+
+
+@pytest.fixture
+def tiny_model() -> ModelConfig:
+    """A 2-layer, width-16 GPT-2: big enough to mix positions, small enough to be instant."""
+    return ModelConfig(n_layer=2, n_head=2, n_embd=16)
+
+
+@pytest.fixture
+def quick_train() -> TrainConfig:
+    return TrainConfig(steps=20, batch_size=8, lr=3e-3, warmup_steps=3, log_every=5,
+                       checkpoint_every=0)
+
+
+@pytest.fixture
+def linear_task() -> LinearRegression:
+    return LinearRegression(d=3)
+
+
+def gens(seed: int, count: int, *keys: object) -> list[torch.Generator]:
+    """`count` independent init generators, one per ensemble member."""
+    return [make_generator(seed, "init", i, *keys) for i in range(count)]
