@@ -7,7 +7,6 @@ Each measurement runs for a time budget rather than a fixed step count, after a 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 

@@ -442,7 +442,8 @@ class AppConfig:
         self.task.validate()
         self.model.validate()
         self.train.validate()
-        self.train.curriculum.validate("train.curriculum", self.task)
+        if self.train.curriculum.enabled:
+            self.train.curriculum.validate("train.curriculum", self.task)
         self.data.validate()
         self.eval.validate()
         self.logger.validate()

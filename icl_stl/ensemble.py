@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from icl_stl.config import ModelConfig
 from icl_stl.model import ICLModel, Prediction, build_model, interleave
@@ -181,9 +182,14 @@ class BatchedGPT2(Ensemble):
 
     # -- gradients -----------------------------------------------------------------------------
     def grad_norms(self) -> Tensor:
-        sq = [p.grad.detach().flatten(1).pow(2).sum(1) for p in self.params.values()
-              if p.grad is not None]
-        return torch.stack(sq).sum(0).sqrt()
+        # Accumulate parameter by parameter: a stacked (P, K) reduction rounds differently for
+        # different member columns, and identical members must get identical clipping.
+        total = None
+        for p in self.params.values():
+            if p.grad is not None:
+                sq = p.grad.detach().flatten(1).pow(2).sum(1)
+                total = sq if total is None else total + sq
+        return total.sqrt()
 
     def scale_grads_(self, coef: Tensor) -> None:
         for p in self.params.values():
@@ -206,41 +212,58 @@ class BatchedGPT2(Ensemble):
         y = F.layer_norm(x, x.shape[-1:], eps=1e-5)
         return torch.addcmul(b[:, None, None], y, w[:, None, None])
 
-    def _attention(self, x: Tensor, layer: int, cache: KVCache | None) -> Tensor:
+    def _attention(self, x: Tensor, layer: int, cache: KVCache | None,
+                   queries: slice | None = None) -> Tensor:
         kk, bb, t, _ = x.shape
         qkv = self._linear(x, f"h.{layer}.attn.c_attn")  # (K, B, t, 3H)
         q, k, v = rearrange(qkv, "K b t (three nh hd) -> three (K b) nh t hd", three=3,
                             nh=self.cfg.n_head)
-        if cache is None:
+        if queries is not None:  # only some positions' outputs are needed: query those alone
+            q = q[:, :, queries]
+            positions = torch.arange(t, device=x.device)
+            allowed = positions[None, :] <= positions[queries][:, None]  # (t_q, t)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        elif cache is None:
             att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             past = cache.length
             k, v = cache.extend(layer, k, v)
             # New token i (absolute position past + i) sees keys 0..past + i.
             allowed = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(past)
-            att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            # CPU flash attention with 1-2 queries rounds by batch position; the math kernel
+            # keeps identical members (stability twins) bit-identical.
+            with sdpa_kernel(SDPBackend.MATH):
+                att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         att = rearrange(att, "(K b) nh t hd -> K b t (nh hd)", K=kk)
         return self._linear(att, f"h.{layer}.attn.c_proj")
 
-    def hidden(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
-        """tokens (K, B, t, d) -> final hidden states (K, B, t, H), extending `cache` if given."""
+    def hidden(self, tokens: Tensor, cache: KVCache | None = None,
+               keep: slice | None = None) -> Tensor:
+        """tokens (K, B, t, d) -> final hidden states (K, B, t, H), extending `cache` if given.
+
+        With `keep`, only those positions are returned, and the last layer computes its
+        attention output and MLP for them alone (the other positions' outputs are never read).
+        """
         past = 0 if cache is None else cache.length
         t = tokens.shape[2]
         h = self._linear(tokens, "read_in") + self._p("wpe.weight")[:, None, past:past + t]
         for layer in range(self.cfg.n_layer):
-            h = h + self._attention(self._norm(h, f"h.{layer}.ln_1"), layer, cache)
+            queries = keep if layer == self.cfg.n_layer - 1 and cache is None else None
+            att = self._attention(self._norm(h, f"h.{layer}.ln_1"), layer, cache, queries)
+            h = (h if queries is None else h[:, :, queries]) + att
             m = self._linear(self._norm(h, f"h.{layer}.ln_2"), f"h.{layer}.mlp.c_fc")
             h = h + self._linear(F.gelu(m, approximate="tanh"), f"h.{layer}.mlp.c_proj")
         if cache is not None:
             cache.length += t
-        return self._norm(h, "ln_f")
+        h = self._norm(h, "ln_f")
+        return h if keep is None or cache is None else h[:, :, keep]
 
     def readout(self, hidden: Tensor) -> Prediction:
         out = self._linear(hidden, "read_out")  # (K, B, t, 1 or 2)
         return Prediction(out[..., 0], out[..., 1] if self.cfg.gaussian_head else None)
 
     def forward(self, xs: Tensor, ys: Tensor) -> Prediction:
-        return self.readout(self.hidden(interleave(xs, ys))[:, :, 0::2])
+        return self.readout(self.hidden(interleave(xs, ys), keep=slice(0, None, 2)))
 
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.n_layer, 2 * self.k)

@@ -293,6 +293,18 @@ class RunLogger:
             except Exception as exc:
                 self._give_up_wandb("summary", exc)
 
+    def update_wandb_summary(self, values: Mapping[str, Any]) -> None:
+        """Set headline values in the W&B summary only; summary.json is left to its writer.
+
+        For runs whose full summary.json is too large for a dashboard summary.
+        """
+        self._check_open()
+        if self._run is not None:
+            try:
+                self._run.summary.update(_plain(dict(values), "summary", strict=True))
+            except Exception as exc:
+                self._give_up_wandb("summary", exc)
+
     def log_image(
         self, key: str, path: str | os.PathLike[str], extra: Mapping[str, Any] | None = None
     ) -> None:

@@ -89,7 +89,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
     if logger is not None:
         logger.log_metrics({"eval/test_risk": test_risk, "eval/ridge_risk": ridge_risk,
                             "eval/gen_gap": summary["gen_gap"]})
-        logger.write_summary({k: v for k, v in summary.items() if k != "per_position"})
+        logger.update_wandb_summary({k: v for k, v in summary.items() if k != "per_position"})
         logger.log_image("positions", plot)
     log.info("test risk %.4f (ridge %.4f, zero %s); written to %s", test_risk, ridge_risk,
              summary["zero_risk"], run_dir)

@@ -32,6 +32,10 @@ TINY_LOOP = [*TINY_TRAIN, "train.steps=20", "data.n=16", "loop.generations=1"]
 
 CLI_TIMEOUT_S = 600
 
+# One intra-op thread: on a shared 2-core machine two threads per process mostly wait on each
+# other (a tiny model trains several times faster this way). Results stay deterministic.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _no_fault_injection(monkeypatch):
@@ -69,6 +73,34 @@ def run_cli(script: str, *args: str, fault: str | None = None,
 def check_ok(proc: subprocess.CompletedProcess) -> None:
     """Fail with the child's stderr when a run that should succeed did not."""
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+
+
+def cli_args(base: list[str], root: Path, out: str, *extra: str) -> list[str]:
+    """`base` overrides with checkpoints in root/ck and the Hydra run dir root/<out>."""
+    return [*base, f"run.checkpoint_root={root}/ck", f"hydra.run.dir={root}/{out}", *extra]
+
+
+# The CLI runs shared by several test files (each costs ~20 s of wall time on a loaded machine):
+# train with mid-run checkpoints every 10 steps, and a two-generation loop checkpointing often
+# enough that a kill inside generation 1 resumes from a mid-training state.
+TRAIN_CLI_OVERRIDES = [*TINY_TRAIN, "train.checkpoint_every=10"]
+LOOP_CLI_OVERRIDES = [*TINY_LOOP, "loop.generations=2", "train.checkpoint_every=5"]
+
+
+@pytest.fixture(scope="session")
+def train_cli_run(tmp_path_factory) -> Path:
+    """An uninterrupted `icl-stl-train` run; returns its run directory."""
+    root = tmp_path_factory.mktemp("train_cli")
+    check_ok(run_cli(TRAIN_CLI, *cli_args(TRAIN_CLI_OVERRIDES, root, "out")))
+    return root / "out"
+
+
+@pytest.fixture(scope="session")
+def loop_cli_run(tmp_path_factory) -> Path:
+    """An uninterrupted two-generation `icl-stl-loop` run; returns its run directory."""
+    root = tmp_path_factory.mktemp("loop_cli")
+    check_ok(run_cli(LOOP_CLI, *cli_args(LOOP_CLI_OVERRIDES, root, "out")))
+    return root / "out"
 
 
 def read_summary(run_dir: Path) -> dict:

@@ -70,12 +70,20 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
     members = members_from_config(app)
     with make_logger(app, output_dir, name, "loop") as logger:
+        extra = None
+        if app.loop.learner == "gaussian_prior":
+            from icl_stl.probes.reference import prior_drift_metrics
+
+            extra = prior_drift_metrics
         run = LoopRun(loop_settings(app, runtime), members,
-                      Path(app.run.checkpoint_root) / name, output_dir, logger)
+                      Path(app.run.checkpoint_root) / name, output_dir, logger, extra)
         summary = run.run()
         write_loop_outputs(summary, output_dir, title=f"{app.loop.label_mode} labels, "
                                                       f"{app.loop.real_source} real data")
-        logger.write_summary({"final_test_risk": summary["generations"][-1]["test_risk"]})
+        final = [r for r in summary["generations"]
+                 if r["generation"] == max(g["generation"] for g in summary["generations"])]
+        logger.update_wandb_summary({f"final_test_risk/member{r['member']}": r["test_risk"]
+                                     for r in final})
         logger.log_image("risk_vs_generation", output_dir / "risk_vs_generation.png")
     return summary
 

@@ -74,8 +74,8 @@ class Learner(ABC):
         sizes = [len(s) for s in sets]
         if max(sizes) == 0:
             return [float("nan")] * len(sets)
-        padded = [PromptSet(pad_stack([s.xs for s in sets])[i], pad_stack([s.ys for s in sets])[i])
-                  for i in range(len(sets))]
+        xs, ys = pad_stack([s.xs for s in sets]), pad_stack([s.ys for s in sets])
+        padded = [PromptSet(xs[i], ys[i]) for i in range(len(sets))]
         errors = self.errors(padded)  # (K, n_max, k)
         return [errors[i, :m].mean().item() if m else float("nan") for i, m in enumerate(sizes)]
 

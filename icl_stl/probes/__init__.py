@@ -1,0 +1,60 @@
+"""Probes of the self-consuming loop, callable from Python and from `icl-stl-probe`.
+
+- `stability`: empirical recursive stability gamma_i of twin loops (S_0 vs S_0').
+- `decay`: final-generation risk (and gap, gamma) against n, fitted against n^-1/4 and the bound.
+- `in_context`: change of later losses when the first in-context example is flipped.
+- `reference`: the exactly solvable Gaussian-prior learner (`loop.learner=gaussian_prior`).
+
+Each probe is a LoopRun `extra_metrics` hook plus an aggregation of the loop's records; each
+`run_*` function runs the loop as one ensemble and writes its JSON and PNG.
+"""
+
+from icl_stl.probes.decay import aggregate_decay, decay_members, fit_quantity, run_decay
+from icl_stl.probes.in_context import (
+    InContextHook,
+    aggregate_in_context,
+    in_context_prompts,
+    perturb_first_pair,
+    run_in_context,
+)
+from icl_stl.probes.reference import (
+    GaussianPriorLearner,
+    bayes_predictions,
+    prior_drift_metrics,
+)
+from icl_stl.probes.stability import (
+    StabilityHook,
+    TwinPair,
+    aggregate_stability,
+    combine_hooks,
+    neighbour_set,
+    probe_set,
+    run_stability,
+    twin_members,
+)
+
+RUNNERS = {"stability": run_stability, "decay": run_decay, "in_context": run_in_context}
+
+__all__ = [
+    "RUNNERS",
+    "GaussianPriorLearner",
+    "InContextHook",
+    "StabilityHook",
+    "TwinPair",
+    "aggregate_decay",
+    "aggregate_in_context",
+    "aggregate_stability",
+    "bayes_predictions",
+    "combine_hooks",
+    "decay_members",
+    "fit_quantity",
+    "in_context_prompts",
+    "neighbour_set",
+    "perturb_first_pair",
+    "prior_drift_metrics",
+    "probe_set",
+    "run_decay",
+    "run_in_context",
+    "run_stability",
+    "twin_members",
+]

@@ -15,6 +15,7 @@ without noise the two differ only by the ridge (least-squares) risk of the first
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -36,6 +37,8 @@ from icl_stl.probes.stability import (
 from icl_stl.run_logger import RunLogger
 from icl_stl.tasks import make_task
 from icl_stl.theory import decay_verdict, fit_bound, fit_power_law
+
+log = logging.getLogger(__name__)
 
 RISKS = ("excess_risk", "test_risk", "gen_gap")
 GAMMAS = ("gamma_mean", "gamma_max")
@@ -181,6 +184,10 @@ def run_decay(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[int],
     result = aggregate_decay(summary["generations"], probe.fit_metric, probe.fit_min_n,
                              probe.level)
     result["real_fraction"] = lam
+    if not result["grid"]["meets_guideline"]:
+        log.warning("decay probe: %d values of n spanning %.2f decades; a slope is only "
+                    "meaningful with >= 5 values over >= 1.5 decades", len(result["ns"]),
+                    result["grid"]["decades"])
     if run_dir is not None:
         atomic_write_json(Path(run_dir) / "decay.json", result)
         plot_decay(result, Path(run_dir) / "decay.png")

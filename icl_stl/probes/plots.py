@@ -12,6 +12,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _log_if_positive(ax, values: list[float], axis: str = "y") -> None:
@@ -28,13 +29,15 @@ def band_plot(curves: list[dict], path: Path, *, xlabel: str, ylabel: str,
     plotted: list[float] = []
     for c in curves:
         ys = [np.nan if v is None else v for v in c["y"]]
-        line, = ax.plot(c["x"], ys, c.get("style", "o-"), label=c["label"], ms=3)
+        line, = ax.plot(c["x"], ys, c.get("style", "o-"), label=c["label"], ms=3,
+                        color=c.get("color"))
         plotted += [v for v in c["y"] if v is not None]
         if c.get("low") is not None and c.get("high") is not None:
             low = [np.nan if v is None else v for v in c["low"]]
             high = [np.nan if v is None else v for v in c["high"]]
             ax.fill_between(c["x"], low, high, color=line.get_color(), alpha=0.15, lw=0)
     _log_if_positive(ax, plotted)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -102,6 +105,10 @@ def plot_in_context(per_generation: list[dict], path: Path, title: str = "") -> 
         pos = np.array(r["positions"], dtype=float)
         mean = np.array(r["abs_change"], dtype=float)
         label = f"gen {r['generation']}" + (f", n = {r['n']}" if r.get("n_values", 1) > 1 else "")
+        if r.get("linear_fit"):
+            label += f": slope {r['linear_fit']['slope']:.3g}"
+        if r.get("power_law"):
+            label += f", exponent {r['power_law']['slope']:.2f}"
         ax.plot(pos, mean, "o-", color=color, ms=3, label=label)
         if r.get("abs_change_std") is not None:
             std = np.array(r["abs_change_std"], dtype=float)

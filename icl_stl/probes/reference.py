@@ -145,19 +145,28 @@ class GaussianPriorLearner(Learner):
             out.append(PromptSet(inp.xs, ys.to(inp.xs.dtype)))
         return out
 
-    def _predict(self, xs: Tensor, ys: Tensor) -> Tensor:
-        return bayes_predictions(xs, ys, self.mu, self.sigma, self.noise_var).float()
+    def _errors(self, xs: Tensor, ys: Tensor) -> Tensor:
+        """(K, n, k) squared errors / d for xs (K or 1, n, k, d), ys (K or 1, n, k)."""
+        pred = bayes_predictions(xs.cpu(), ys.cpu(), self.mu, self.sigma, self.noise_var)
+        return squared_error(pred, ys.cpu().double().expand_as(pred), xs.shape[-1]).float()
 
     def errors(self, sets) -> Tensor:
         if isinstance(sets, PromptSet):
-            xs, ys = sets.xs[None], sets.ys[None]
-        else:
-            xs, ys = pad_stack([s.xs for s in sets]), pad_stack([s.ys for s in sets])
-        pred = self._predict(xs.cpu(), ys.cpu())  # (K, n, k)
-        return squared_error(pred, ys.cpu().float().expand_as(pred), xs.shape[-1])
+            return self._errors(sets.xs[None], sets.ys[None])
+        return self._errors(pad_stack([s.xs for s in sets]), pad_stack([s.ys for s in sets]))
+
+    def member_risks(self, sets: list[PromptSet]) -> list[float]:
+        """As Learner.member_risks, padding once (the base pads once per member: O(K^2))."""
+        sizes = [len(s) for s in sets]
+        if max(sizes) == 0:
+            return [float("nan")] * len(sets)
+        errors = self.errors(sets)  # (K, n_max, k)
+        return [errors[i, :m].mean().item() if m else float("nan") for i, m in enumerate(sizes)]
 
     def predictions(self, sets: PromptSet) -> Tensor:
-        return self._predict(sets.xs[None].cpu(), sets.ys[None].cpu())
+        """(K, n, k) in float64: twin differences of this exact learner need the precision."""
+        return bayes_predictions(sets.xs[None].cpu(), sets.ys[None].cpu(), self.mu, self.sigma,
+                                 self.noise_var)
 
     def state_dict(self) -> dict:
         return {"mu": self.mu.clone(), "sigma": self.sigma.clone()}

@@ -172,9 +172,9 @@ def plot_stability(per_generation: list[dict], path: Path, title: str = "") -> P
     for r in per_generation:
         series[r["n"]].append(r)
     curves = []
-    for n, rows in sorted(series.items()):
+    for j, (n, rows) in enumerate(sorted(series.items())):
         for stat, style in (("gamma_max", "o-"), ("gamma_mean", "s--")):
-            curves.append({"label": f"{stat}, n = {n}", "style": style,
+            curves.append({"label": f"{stat}, n = {n}", "style": style, "color": f"C{j % 10}",
                            "x": [r["generation"] for r in rows], "y": [r[stat] for r in rows],
                            "low": [r[f"{stat}_min"] for r in rows],
                            "high": [r[f"{stat}_max"] for r in rows]})
@@ -202,6 +202,9 @@ def run_stability(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[in
               "ns": list(ns), "replaced_indices": list(probe.replaced_indices),
               "real_fraction": settings.loop.real_fraction, "probe_prompts": probe.probe_prompts,
               "generations": aggregate_stability(summary["generations"])}
+    if probe.replacement == "identical":  # the probe's self-check: identical twins, gamma = 0
+        result["identical_twins_exact"] = all(
+            g["gamma_max_max"] == 0.0 for g in result["generations"])
     if run_dir is not None:
         atomic_write_json(Path(run_dir) / "stability.json", result)
         plot_stability(result["generations"], Path(run_dir) / "stability.png",

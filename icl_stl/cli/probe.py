@@ -1,0 +1,97 @@
+"""icl-stl-probe: probes of the self-consuming loop (stability, decay against n, in-context).
+
+    icl-stl-probe probe=stability probe.seeds=[0,1] probe.replaced_indices=[0,5]
+    icl-stl-probe probe=decay probe.ns=[16,32,64,128,256,512] probe.seeds=[0,1,2]
+    icl-stl-probe probe=in_context loop.generations=3
+    icl-stl-probe probe=stability loop.learner=gaussian_prior loop.real_source=fresh
+
+Every probe writes its JSON and PNG (stability.json/png, decay.json/png, in_context.json/png)
+beside the loop's summary.json, plots and timing.json. With `loop.learner=gaussian_prior` the
+records also carry prior_mean_err2 and prior_cov_trace_ratio.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from icl_stl.cli.common import (
+    CONFIG_DIR,
+    entry_point,
+    hydra_output_dir,
+    load_app_config,
+    make_logger,
+    run_name,
+    runtime_options,
+)
+from icl_stl.cli.loop import loop_settings, write_loop_outputs
+from icl_stl.config import AppConfig, ConfigError, ProbeConfig, from_container
+from icl_stl.probes import RUNNERS, prior_drift_metrics
+
+HEADLINES = {"stability": ("gamma_max", "gamma_mean"), "decay": ("slope", "verdict"),
+             "in_context": ()}
+
+
+def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
+    """The validated probe settings, its seeds and its grid of n."""
+    probe = from_container(ProbeConfig, app.probe, "probe")
+    members = app.members
+    if any(v is not None for v in (members.seeds, members.real_fractions, members.ns,
+                                   members.augments)):
+        raise ConfigError("members.* is not used by icl-stl-probe (it builds its own members); "
+                          "set probe.seeds and probe.ns instead, got members="
+                          f"{members}")
+    ns = probe.ns or [app.data.n]
+    probe.validate(ns)
+    for n in ns:  # e.g. lambda n must be a whole number of prompts for every n of the grid
+        try:
+            app.loop.validate("loop", n, app.task, app.model)
+        except ConfigError as err:
+            if probe.ns is None:
+                raise
+            raise ConfigError(f"probe.ns has n={n} (the loop calls it data.n): {err}") from None
+    return probe, list(probe.seeds or [app.seed]), list(ns)
+
+
+def headline(kind: str, result: dict) -> dict:
+    """A few scalars for the logger's summary."""
+    if kind == "stability":
+        last = result["generations"][-1] if result["generations"] else {}
+        return {f"final_{k}": last.get(k) for k in HEADLINES[kind]}
+    if kind == "decay":
+        return {"decay_slope": result["slope"], "decay_verdict": result["verdict"]}
+    last = result["generations"][-1] if result["generations"] else {}
+    return {"final_ics_slope": (last.get("linear_fit") or {}).get("slope")}
+
+
+def probe_from_config(cfg: DictConfig, output_dir) -> dict:
+    """Everything `icl-stl-probe` does, with the output directory given (compose-API friendly)."""
+    app = load_app_config(cfg, needs_loop=True)
+    probe, seeds, ns = probe_config(app)
+    runtime = runtime_options(app.runtime)
+    name = run_name(app, "probe")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    hooks = [prior_drift_metrics] if app.loop.learner == "gaussian_prior" else []
+    with make_logger(app, output_dir, name, f"probe-{probe.kind}") as logger:
+        result, summary = RUNNERS[probe.kind](
+            loop_settings(app, runtime), probe, seeds, ns, Path(app.run.checkpoint_root) / name,
+            output_dir, logger, hooks)
+        top = headline(probe.kind, result)
+        logger.update_wandb_summary(top)  # summary.json holds the full loop summary below
+        write_loop_outputs({**summary, "probe": top}, output_dir,
+                           title=f"probe {probe.kind}: {app.loop.label_mode} labels")
+        logger.log_image(probe.kind, output_dir / f"{probe.kind}.png")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="probe")
+@entry_point
+def main(cfg: DictConfig) -> None:
+    probe_from_config(cfg, hydra_output_dir())
+
+
+if __name__ == "__main__":
+    main()

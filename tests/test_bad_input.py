@@ -1,0 +1,169 @@
+"""Bad input fails early and clearly: the error names the setting (or path) and its value, and
+nothing is trained or written first."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_TRAIN, TRAIN_CLI, compose_cfg, compose_train, run_cli
+from hydra.errors import MissingConfigException
+
+from icl_stl.cli.train import train_from_config
+from icl_stl.config import ConfigError, ModelConfig, parse_app_config
+from icl_stl.ensemble import build_ensemble
+from icl_stl.io import CorruptCheckpointError
+from icl_stl.model import build_model
+
+
+def _expect_config_error(tmp_path: Path, override: str, *fragments: str) -> None:
+    """train_from_config with `override` raises ConfigError naming `fragments`, writing nothing."""
+    cfg = compose_train(tmp_path, override)
+    with pytest.raises(ConfigError) as info:
+        train_from_config(cfg, tmp_path / "out")
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+    assert not (tmp_path / "ck").exists(), "a checkpoint directory was created"
+    assert not (tmp_path / "out").exists(), "an output directory was created"
+
+
+@pytest.mark.parametrize("override,field,value", [
+    ("task.d=0", "task.d", "0"),
+    ("task.d=-1", "task.d", "-1"),
+    ("task.k=0", "task.k", "0"),
+    ("task.k=-4", "task.k", "-4"),
+    ("data.n=0", "data.n", "0"),
+    ("data.n=-3", "data.n", "-3"),
+    ("train.batch_size=0", "train.batch_size", "0"),
+    ("train.batch_size=-8", "train.batch_size", "-8"),
+    ("train.steps=0", "train.steps", "0"),
+    ("train.steps=-1", "train.steps", "-1"),
+    ("task.noise_std=-0.1", "task.noise_std", "-0.1"),
+    ("task.w_scale=0", "task.w_scale", "0"),
+    ("train.lr=-1e-3", "train.lr", "-0.001"),
+    ("task.name=quadratic_regression", "task.name", "quadratic_regression"),
+    ("model.arch=transformer_xl", "model.arch", "transformer_xl"),
+    ("task.d=five", "task.d", "five"),
+    ("+task.dimension=3", "task", "dimension"),
+])
+def test_bad_value_is_refused_before_anything_is_written(tmp_path, override, field, value):
+    _expect_config_error(tmp_path, override, field, value)
+
+
+@pytest.mark.parametrize("group", ["task", "model"])
+def test_unknown_config_option_names_group_and_option(group):
+    with pytest.raises(MissingConfigException) as info:
+        compose_cfg("train", f"{group}=no_such_option")
+    assert group in str(info.value) and "no_such_option" in str(info.value)
+
+
+def test_cli_bad_value_exits_2_with_one_clear_line(tmp_path):
+    proc = run_cli(TRAIN_CLI, *TINY_TRAIN, "task.d=-1", f"run.checkpoint_root={tmp_path}/ck",
+                   f"hydra.run.dir={tmp_path}/out")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "task.d" in proc.stderr and "-1" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "ck").exists()
+
+
+def _corrupt_checkpoint(tmp_path: Path) -> Path:
+    """Train once in process, then write garbage over both checkpoint files; return the dir."""
+    train_from_config(compose_train(tmp_path, "train.steps=10"), tmp_path / "first")
+    (run_dir,) = (tmp_path / "ck").iterdir()
+    for name in ("train.pt", "train.prev.pt"):
+        (run_dir / name).write_bytes(b"this is not a checkpoint" * 10)
+    return run_dir
+
+
+def test_corrupt_checkpoint_is_refused_naming_its_path(tmp_path):
+    run_dir = _corrupt_checkpoint(tmp_path)
+    with pytest.raises(CorruptCheckpointError) as info:
+        train_from_config(compose_train(tmp_path, "train.steps=10"), tmp_path / "second")
+    assert str(run_dir / "train.pt") in str(info.value)
+    assert not (tmp_path / "second" / "summary.json").exists()
+
+
+def test_cli_corrupt_checkpoint_exits_2_naming_the_path(tmp_path):
+    run_dir = _corrupt_checkpoint(tmp_path)
+    proc = run_cli(TRAIN_CLI, *TINY_TRAIN, "train.steps=10", f"run.checkpoint_root={tmp_path}/ck",
+                   f"hydra.run.dir={tmp_path}/second")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert str(run_dir / "train.pt") in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_checkpoint_of_other_settings_is_refused(tmp_path):
+    train_from_config(compose_train(tmp_path, "train.steps=10", "run.name=fixed"),
+                      tmp_path / "first")
+    with pytest.raises(Exception, match="other data or settings"):
+        train_from_config(compose_train(tmp_path, "train.steps=10", "run.name=fixed", "seed=3"),
+                          tmp_path / "second")
+
+
+def test_resume_false_refuses_an_existing_checkpoint(tmp_path):
+    train_from_config(compose_train(tmp_path, "train.steps=10"), tmp_path / "first")
+    with pytest.raises(ConfigError, match="run.resume"):
+        train_from_config(compose_train(tmp_path, "train.steps=10", "run.resume=false"),
+                          tmp_path / "second")
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts longer than the model was built for
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "lstm", "mlp"])
+def test_prompt_longer_than_model_positions_is_a_clear_error(arch):
+    cfg = ModelConfig(arch=arch, n_layer=2, n_head=2, n_embd=16)
+    model = build_model(cfg, 3, 5, torch.Generator().manual_seed(0))
+    xs, ys = torch.randn(2, 8, 3), torch.randn(2, 8)
+    with pytest.raises(ValueError) as info:  # not a deep IndexError, nor silent truncation
+        model(xs, ys)
+    assert "8" in str(info.value) and "5" in str(info.value), str(info.value)
+
+
+def test_batched_ensemble_prompt_longer_than_positions_is_a_clear_error():
+    cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16)
+    ens = build_ensemble(cfg, 3, 5, [torch.Generator().manual_seed(0)], "batched")
+    with pytest.raises(ValueError) as info:
+        ens(torch.randn(1, 2, 8, 3), torch.randn(1, 2, 8))
+    assert "8" in str(info.value) and "5" in str(info.value), str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# parse_app_config on plain dicts
+
+
+@pytest.mark.parametrize("data,field", [
+    ({"task": {"d": 0}}, "task.d"),
+    ({"task": {"k": True}}, "task.k"),
+    ({"task": {"dd": 3}}, "task"),
+    ({"tsak": {"d": 3}}, "tsak"),
+    ({"task": "linear"}, "task"),
+    ({"task": {"name": "sparse_linear_regression", "d": 2, "sparsity": 3}}, "task.sparsity"),
+    ({"task": {"name": "noisy_linear_regression", "noise_std": 0.0}}, "task.noise_std"),
+    ({"model": {"n_embd": 30, "n_head": 4}}, "model.n_embd"),
+    ({"model": {"attn_implementation": "flash"}}, "model.attn_implementation"),
+    ({"model": {"dropout": 1.5}}, "model.dropout"),
+    ({"train": {"optimizer": "sgd"}}, "train.optimizer"),
+    ({"train": {"lr": float("nan")}}, "train.lr"),
+    ({"train": {"curriculum": {"k_start": 50}}}, "train.curriculum.k_start"),
+    ({"eval": {"baselines": ["ridge", "oracle"]}}, "eval.baselines[1]"),
+    ({"runtime": {"engine": "jax"}}, "runtime.engine"),
+    ({"run": {"name": "a/b"}}, "run.name"),
+    ({"members": {"seeds": []}}, "members.seeds"),
+    ({"members": {"real_fractions": [0.5, 1.5]}}, "members.real_fractions[1]"),
+    ({"seed": -1}, "seed"),
+])
+def test_parse_app_config_names_the_bad_field(data, field):
+    with pytest.raises(ConfigError) as info:
+        parse_app_config(data)
+    assert field in str(info.value), str(info.value)
+
+
+def test_parse_app_config_accepts_defaults_and_ints_for_floats():
+    app = parse_app_config({"task": {"d": 3, "noise_std": 0}, "train": {"lr": 1}})
+    assert app.task.d == 3 and isinstance(app.task.noise_std, float) and app.train.lr == 1.0
+    assert app.loop is None and parse_app_config({}, needs_loop=True).loop is not None
+    assert dataclasses.asdict(parse_app_config({}))["model"]["arch"] == "gpt2"

@@ -1,0 +1,91 @@
+"""A loop killed at any moment and started again ends with the numbers of an uninterrupted run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import (
+    LOOP_CLI,
+    LOOP_CLI_OVERRIDES,
+    check_ok,
+    cli_args,
+    compose_loop,
+    read_summary,
+    run_cli,
+)
+
+from icl_stl.cli.loop import loop_from_config
+from icl_stl.config import ConfigError
+
+# LOOP_CLI_OVERRIDES: generation 0 trains 20 steps, so the 28th train step is step 8 of
+# generation 1 (after its checkpoint at step 5); with k = 5 and no context pairs, labelling
+# reaches position 3 of generation 1's synthetic prompts at the 3rd label_position.
+FAULTS = {"train_step:28": "train", "label_position:3": "label"}
+
+
+def _killed_then_resumed(root: Path, fault: str) -> tuple[Path, str]:
+    """Run the CLI loop killed at `fault`, check what it left, resume it; (run dir, log)."""
+    args = cli_args(LOOP_CLI_OVERRIDES, root, "out")
+    killed = run_cli(LOOP_CLI, *args, fault=fault)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (ck,) = (root / "ck").iterdir()
+    assert (ck / "gen_000" / "metrics.json").exists()  # generation 0 finished ...
+    assert not (ck / "gen_001" / "metrics.json").exists()  # ... generation 1 did not
+    if FAULTS[fault] == "train":
+        assert (ck / "gen_001" / "synthetic.pt").exists()  # labelled before training
+        assert (ck / "gen_001" / "train.pt").exists()  # the mid-generation resume point
+    else:
+        assert not (ck / "gen_001" / "synthetic.pt").exists()  # killed while labelling
+    resumed = run_cli(LOOP_CLI, *args)
+    check_ok(resumed)
+    return root / "out", resumed.stderr + resumed.stdout
+
+
+def test_loop_killed_while_training_resumes_identically(tmp_path, loop_cli_run):
+    out, log = _killed_then_resumed(tmp_path, "train_step:28")
+    assert "generation 0 already finished" in log
+    assert "resumed at step 5" in log
+    assert read_summary(out)["generations"] == read_summary(loop_cli_run)["generations"]
+
+
+@pytest.mark.slow
+def test_loop_killed_while_labelling_resumes_identically(tmp_path, loop_cli_run):
+    out, log = _killed_then_resumed(tmp_path, "label_position:3")
+    assert "generation 0 already finished" in log
+    assert read_summary(out)["generations"] == read_summary(loop_cli_run)["generations"]
+
+
+# ---------------------------------------------------------------------------------------------
+# In process: resuming finished generations, growing the loop, refusing other settings
+
+FAST = ["train.steps=6", "eval.n_prompts=16", "eval.batch_size=16", "run.name=resumable"]
+
+
+def test_more_generations_continue_the_same_loop(tmp_path):
+    short = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "a")
+    (ck,) = (tmp_path / "ck").iterdir()
+    gen0_model = (ck / "gen_000" / "model.pt").stat().st_mtime_ns
+    longer = loop_from_config(compose_loop(tmp_path, *FAST, "loop.generations=2"),
+                              tmp_path / "b")
+    assert (ck / "gen_000" / "model.pt").stat().st_mtime_ns == gen0_model  # not retrained
+    assert longer["generations"][:2] == short["generations"]
+    fresh = loop_from_config(compose_loop(tmp_path / "fresh", *FAST, "loop.generations=2"),
+                             tmp_path / "c")
+    assert longer["generations"] == fresh["generations"]
+
+
+def test_unusable_finished_generation_is_recomputed_identically(tmp_path):
+    first = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "a")
+    (ck,) = (tmp_path / "ck").iterdir()
+    (ck / "gen_000" / "model.pt").write_bytes(b"garbage")
+    again = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "b")
+    assert again["generations"] == first["generations"]
+    assert (ck / "gen_000" / "model.pt").read_bytes() != b"garbage"
+
+
+def test_checkpoint_of_other_loop_settings_is_refused(tmp_path):
+    loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "a")
+    with pytest.raises(ConfigError, match="other settings"):
+        loop_from_config(compose_loop(tmp_path, *FAST, "loop.real_fraction=0.25"),
+                         tmp_path / "b")
