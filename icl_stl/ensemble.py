@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from icl_stl.config import ModelConfig
-from icl_stl.model import ICLModel, Prediction, build_model, interleave
+from icl_stl.model import ICLModel, Prediction, build_model, check_prompt_length, interleave
 
 
 class Ensemble(nn.Module):
@@ -163,6 +163,7 @@ class BatchedGPT2(Ensemble):
     def member(self, i: int) -> ICLModel:
         model = ICLModel(self.cfg, self.d, self.k)
         state = model.state_dict()
+        state["backbone.gpt2.wte.weight"].zero_()  # unused (inputs_embeds); not from global RNG
         for name in self.names:
             value = self.params[_key(name)][i].detach().cpu()
             if name in ("read_in.weight", "read_out.weight"):
@@ -246,6 +247,8 @@ class BatchedGPT2(Ensemble):
         """
         past = 0 if cache is None else cache.length
         t = tokens.shape[2]
+        if past + t > 2 * self.k:
+            check_prompt_length((past + t + 1) // 2, self.k)
         h = self._linear(tokens, "read_in") + self._p("wpe.weight")[:, None, past:past + t]
         for layer in range(self.cfg.n_layer):
             queries = keep if layer == self.cfg.n_layer - 1 and cache is None else None

@@ -39,6 +39,13 @@ def deinterleave(tokens: Tensor) -> tuple[Tensor, Tensor]:
     return pairs[..., 0, :], pairs[..., 1, 0]
 
 
+def check_prompt_length(pairs: int, k: int) -> None:
+    """A clear error instead of an index error deep inside the backbone."""
+    if pairs > k:
+        raise ValueError(f"prompt has {pairs} pairs but the model was built for k={k} "
+                         f"({2 * k} positions); set task.k <= {k} or build a model for k={pairs}")
+
+
 @dataclass
 class Prediction:
     mean: Tensor  # (..., k): predicted y_j at every position
@@ -163,6 +170,7 @@ class ICLModel(nn.Module):
 
     def forward(self, xs: Tensor, ys: Tensor) -> Prediction:
         # xs (B, k', d), ys (B, k') with k' <= k
+        check_prompt_length(xs.shape[-2], self.k)
         hidden = self.backbone(self.read_in(interleave(xs, ys)))  # (B, 2k', H)
         out = self.read_out(hidden[:, 0::2])  # (B, k', 1 or 2), read at the x tokens
         return Prediction(out[..., 0], out[..., 1] if self.cfg.gaussian_head else None)

@@ -148,7 +148,7 @@ def test_batched_ensemble_prompt_longer_than_positions_is_a_clear_error():
     ({"model": {"dropout": 1.5}}, "model.dropout"),
     ({"train": {"optimizer": "sgd"}}, "train.optimizer"),
     ({"train": {"lr": float("nan")}}, "train.lr"),
-    ({"train": {"curriculum": {"k_start": 50}}}, "train.curriculum.k_start"),
+    ({"train": {"curriculum": {"enabled": True, "k_start": 50}}}, "train.curriculum.k_start"),
     ({"eval": {"baselines": ["ridge", "oracle"]}}, "eval.baselines[1]"),
     ({"runtime": {"engine": "jax"}}, "runtime.engine"),
     ({"run": {"name": "a/b"}}, "run.name"),

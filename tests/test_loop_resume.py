@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,16 @@ def test_unusable_finished_generation_is_recomputed_identically(tmp_path):
     again = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "b")
     assert again["generations"] == first["generations"]
     assert (ck / "gen_000" / "model.pt").read_bytes() != b"garbage"
+
+
+def test_generation_lost_before_labelling_is_recomputed_identically(tmp_path):
+    """The state a kill during labelling leaves: generation 0 finished, nothing of generation 1."""
+    first = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "a")
+    (ck,) = (tmp_path / "ck").iterdir()
+    shutil.rmtree(ck / "gen_001")
+    again = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "b")
+    assert again["generations"] == first["generations"]
+    assert (ck / "gen_001" / "synthetic.pt").exists()
 
 
 def test_checkpoint_of_other_loop_settings_is_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""The in-context learner and its ensembles: causality, token layout, engine agreement, labelling."""
+"""The in-context learner and its ensembles: causality, token layout, engines, labelling."""
 
 from __future__ import annotations
 

@@ -32,13 +32,16 @@ from icl_stl.theory import fit_linear_slope
 RULE_P1 = (
     "In every group (configuration, n, m = 0) with lambda = 0: fit test risk against generation "
     "(one line per seed; 95% Student-t interval over seeds, or the regression interval with one "
-    "seed). **Confirmed** if the interval lies above 0 and the final-generation risk exceeds "
-    "generation 0's by more than the seed spread (sd over seeds of the final risk). **Refuted** "
-    f"if the interval lies below {NEGLIGIBLE_GROWTH:g} x the generation-0 risk per generation "
-    "(flat or falling). Needs 2 seeds or 3 generations.")
+    "seed). **Confirmed** if the interval lies above 0, or (with 2 or more seeds) the mean "
+    "final-generation risk exceeds generation 0's by more than the seed spread (sd over seeds "
+    f"of the final risk). Otherwise **refuted** if the interval lies below {NEGLIGIBLE_GROWTH:g} "
+    "x the generation-0 risk per generation (flat or falling), or the final risk lies below "
+    "generation 0's by more than the seed spread. Needs 2 seeds or 3 generations.")
 RULE_P2 = (
     "In every group (configuration, n, m = 0), for each lambda > 0: fit test risk against "
-    "generation over the last third of generations (at least 3). The risk is *bounded* unless "
+    "generation over the last third of generations (at least 3, generation 0 excluded: the "
+    "rise to a plateau is expected; so at least 3 generations after 0). The risk is *bounded* "
+    "unless "
     f"the slope's interval lies above {NEGLIGIBLE_GROWTH:g} x the plateau (the mean risk over "
     "that window). **Confirmed** if every lambda > 0 is bounded, every plateau is at most "
     "lambda = 0's final risk plus the seed spread, and plateaus do not rise with lambda by more "
@@ -74,9 +77,9 @@ def _p1_group(records: list[dict]) -> tuple[str, str]:
     text = (f"risk {fmt(first)} -> {fmt(final)} over {gens[-1]} generations (seed sd "
             f"{fmt(spread)}, {seeds} seeds); slope {fmt(fit.slope)}/gen "
             f"{fmt_ci(fit.ci_low, fit.ci_high)}")
-    if fit.ci_low > 0 and increase > spread:
+    if fit.ci_low > 0 or (seeds >= 2 and increase > spread):
         return CONFIRMED, text
-    if fit.ci_high < NEGLIGIBLE_GROWTH * first:
+    if fit.ci_high < NEGLIGIBLE_GROWTH * first or (seeds >= 2 and increase < -spread):
         return REFUTED, text
     return INCONCLUSIVE, text
 
@@ -93,7 +96,7 @@ def verdict_p1(records: list[dict]) -> Verdict:
 
 def _plateau(records: list[dict], window: list[int]) -> dict | None:
     mat = seed_matrix(records, window)
-    if mat.shape[1] == 0 or (mat.shape[1] < 2 and len(window) < 3):
+    if not window or mat.shape[1] == 0:
         return None
     fit = fit_linear_slope(window, mat)
     per_seed = mat.mean(0)
@@ -108,7 +111,7 @@ def _p2_group(records: list[dict]) -> tuple[str, str]:
     by_lam = group_by(records, lambda r: (r["real_fraction"],))
     plateaus = {lam: _plateau(recs, window) for (lam,), recs in by_lam.items() if lam > 0}
     if not plateaus or any(p is None for p in plateaus.values()):
-        return NO_DATA, f"too few seeds or generations for a plateau (window {window})"
+        return NO_DATA, f"generations {gens}: fewer than 3 after generation 0"
     lams = sorted(plateaus)
     parts = [f"λ={lam:g}: plateau {fmt(p['plateau'])} (sd {fmt(p['spread'])}), slope "
              f"{fmt_ci(p['fit'].ci_low, p['fit'].ci_high)}" for lam, p in sorted(plateaus.items())]

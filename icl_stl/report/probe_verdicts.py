@@ -36,9 +36,10 @@ RULE_P3 = (
     "With 3 or more n the regression interval decides: below 0 shrinks, above 0 grows. With 2 n "
     "the difference must exceed twice its standard error over twin pairs (with one pair per n "
     "no error is measured and the sign decides). (b) *bounded in i* (lambda > 0 only): for each "
-    "n, fit gamma against generation over the last third of generations (at least 3); it grows "
-    f"if the interval lies above {NEGLIGIBLE_GROWTH:g} x its mean. **Confirmed** if (a) shrinks "
-    "and no n grows in (b); **refuted** if (a) grows or some n grows in (b).")
+    "n, fit gamma against generation over the last third of generations (at least 3, generation "
+    f"0 excluded); it grows if the interval lies above {NEGLIGIBLE_GROWTH:g} x its mean. "
+    "**Confirmed** if (a) shrinks and (for lambda > 0) (b) was measured and no n grows; "
+    "**refuted** if (a) grows or some n grows in (b).")
 RULE_P4 = (
     "Per decay run: the verdict of `theory.decay_verdict` on the final-generation decay fit "
     "(log-log slope of decay.json's fit metric against n, 95% interval over seeds): "
@@ -89,7 +90,7 @@ def _growing_in_generation(table: dict[tuple[int, int], dict]) -> tuple[list[int
     for n in sorted({n for n, _ in table}):
         gens = sorted(g for m, g in table if m == n)
         window = last_third(gens)
-        if len(window) < 3:
+        if not window:
             continue
         values = [table[(n, g)][GAMMA] for g in window]
         fit = fit_linear_slope(window, values)

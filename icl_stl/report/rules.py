@@ -119,9 +119,12 @@ def seed_spread(values: np.ndarray) -> float:
 
 
 def last_third(generations: list[int]) -> list[int]:
-    """The window a plateau is judged on: the last third of generations, at least 3 of them."""
-    size = min(len(generations), max(3, math.ceil(len(generations) / 3)))
-    return generations[-size:]
+    """The window boundedness is judged on: the last third of generations, at least 3 of them,
+    never generation 0 (the rise from generation 0 to a plateau is expected, not growth).
+    Empty when fewer than 3 generations follow generation 0."""
+    later = [g for g in generations if g > 0]
+    size = max(3, math.ceil(len(generations) / 3))
+    return later[-size:] if len(later) >= size else []
 
 
 def fmt(x: float | None, digits: int = 3) -> str:

@@ -1,0 +1,116 @@
+"""Every experiment preset composes with its entry point's config and passes validation.
+
+Presets are `experiment=NAME` (loop.yaml and probe.yaml end their defaults with
+`experiment: null`), `# @package _global_` files that set only what differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import compose_cfg
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from icl_stl.cli.common import CONFIG_DIR, load_app_config
+from icl_stl.cli.loop import members_from_config
+from icl_stl.cli.probe import probe_config
+from icl_stl.config import real_count
+
+PRESET_DIR = Path(CONFIG_DIR) / "experiment"
+# preset -> the primary config of the entry point that runs it
+PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop",
+           "stability_vs_n": "probe", "decay_vs_n": "probe", "architectures": "probe",
+           "demo_collapse": "loop", "demo_stability": "probe", "demo_decay": "probe"}
+FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n")
+
+
+def parsed(name: str, *overrides: str):
+    """(AppConfig, (probe, seeds, ns) for a probe preset or None)."""
+    primary = PRESETS[name]
+    app = load_app_config(compose_cfg(primary, f"experiment={name}", *overrides),
+                          needs_loop=True)
+    probe = probe_config(app) if primary == "probe" else None
+    return app, probe
+
+
+def test_every_preset_file_is_listed_and_global():
+    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"demo_base"}
+    assert files == set(PRESETS)
+    for p in PRESET_DIR.glob("*.yaml"):
+        assert p.read_text().startswith("# @package _global_"), p.name
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_composes_and_validates(name):
+    app, probe = parsed(name)
+    assert app.logger.group, "a preset names its wandb group so a sweep's runs are grouped"
+    if probe is None:
+        for member in members_from_config(app):  # lambda n is a whole number for every member
+            real_count(member.real_fraction, member.n, app.loop.rounding)
+    else:
+        assert app.members.seeds is None  # the probe builds its own members
+
+
+def test_collapse_preset_trains_every_lambda_and_seed_as_one_ensemble():
+    app, _ = parsed("collapse_vs_lambda")
+    members = members_from_config(app)
+    assert sorted({m.real_fraction for m in members}) == [0, 0.1, 0.25, 0.5, 1]
+    assert len(members) == 15 and {m.seed for m in members} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("name", FULL_SIZE)
+def test_full_size_presets_use_a_bigger_model_and_the_default_task(name):
+    app, _ = parsed(name)
+    assert app.model.n_layer >= 6 and app.task.d >= 5 and app.train.steps >= 10_000
+
+
+def test_probe_presets_pick_their_probe_and_grid():
+    _, (stability, _, ns) = parsed("stability_vs_n")
+    assert stability.kind == "stability" and len(ns) >= 3
+    _, (decay, seeds, ns) = parsed("decay_vs_n")
+    assert decay.kind == "decay" and len(ns) >= 5 and max(ns) / min(ns) >= 10 ** 1.5
+    assert len(seeds) >= 2
+
+
+def test_augmentation_preset_varies_m_and_n():
+    app, _ = parsed("augmentation")
+    assert len(app.members.augments) >= 3 and 0 in app.members.augments
+    assert len(app.members.ns) >= 2
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("modes", {"loop.real_source", "loop.synthetic", "loop.init"}),
+    ("architectures", {"model", "loop.real_fraction"}),
+])
+def test_sweep_presets_carry_their_grid(name, keys):
+    cfg = compose_cfg(PRESETS[name], f"experiment={name}")
+    with_hydra = _with_hydra(PRESETS[name], name)
+    params = OmegaConf.to_container(with_hydra.hydra.sweeper.params)
+    assert set(params) == keys and all("," in str(v) for v in params.values())
+    for combo in ("loop.synthetic=accumulate", "loop.init=warm_start", "loop.real_source=fresh") \
+            if name == "modes" else ("model=lstm", "model=mlp"):
+        parsed(name, combo)  # every point of the grid validates
+    assert cfg.logger.group == name
+
+
+def _with_hydra(primary: str, name: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return compose(primary, overrides=[f"experiment={name}"], return_hydra_config=True)
+
+
+def test_probe_preset_with_the_loop_entry_point_is_a_clear_error():
+    with pytest.raises(ConfigCompositionException, match="probe"):
+        compose_cfg("loop", "experiment=decay_vs_n")
+
+
+def test_demo_presets_are_shrunk():
+    for name in ("demo_collapse", "demo_stability", "demo_decay"):
+        app, _ = parsed(name)
+        assert app.task.d <= 3 and app.task.k <= 8 and app.train.steps <= 500
+        assert app.loop.generations <= 4 and app.logger.mode == "disabled"
+    app, _ = parsed("demo_collapse")
+    assert {m.real_fraction for m in members_from_config(app)} == {0, 0.5}
