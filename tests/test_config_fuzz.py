@@ -36,7 +36,7 @@ FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None
 FAST_RUNS = settings(max_examples=20, deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=3000, deadline=None)
-SLOW_RUNS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW_RUNS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CHOICES = sorted({*C.TASK_NAMES, *C.ARCHS, *C.ATTN_IMPLS, *C.OPTIMIZERS, *C.SCHEDULES,
                   *C.DEVICES, *C.ENGINES, *C.LOGGER_MODES, *C.BASELINES, *C.REAL_SOURCES,

@@ -6,10 +6,12 @@ Presets are `experiment=NAME` (loop.yaml and probe.yaml end their defaults with
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_cfg
+from conftest import REPO, compose_cfg
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -17,6 +19,7 @@ from icl_stl.cli.common import CONFIG_DIR, load_app_config
 from icl_stl.cli.loop import members_from_config
 from icl_stl.cli.probe import probe_config
 from icl_stl.config import real_count
+from icl_stl.report.report import verdicts_of
 
 PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 # preset -> the primary config of the entry point that runs it
@@ -114,3 +117,22 @@ def test_demo_presets_are_shrunk():
         assert app.loop.generations <= 4 and app.logger.mode == "disabled"
     app, _ = parsed("demo_collapse")
     assert {m.real_fraction for m in members_from_config(app)} == {0, 0.5}
+
+
+def test_demo_script_runs_every_part_and_writes_the_report(tmp_path):
+    spec = importlib.util.spec_from_file_location("demo", REPO / "scripts" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    tiny = ["train.steps=3", "train.warmup_steps=1", "data.n=40", "eval.n_prompts=32",
+            "eval.batch_size=32"]
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--figures", str(tmp_path / "figs"),
+                      *(arg for o in tiny for arg in ("--set", o))]) == 0
+    assert set(verdicts_of(out)) == {1, 2, 3, 4, 5}
+    for part in ("collapse", "stability", "decay"):
+        assert (out / part / "summary.json").exists()
+    assert (out / "stability" / "stability.json").exists() and (out / "decay" / "decay.json").exists()
+    timing = json.loads((out / "demo_timing.json").read_text())["seconds"]
+    assert set(timing) == {"collapse", "stability", "decay", "report", "total"}
+    copied = {p.name for p in (tmp_path / "figs").glob("*.png")}
+    assert copied and copied == {p.name for p in (out / "figures").glob("*.png")}

@@ -17,6 +17,7 @@ import pytest
 from icl_stl.cli.report import main as report_main
 from icl_stl.io import atomic_write_json
 from icl_stl.probes.decay import aggregate_decay
+from icl_stl.probes.in_context import aggregate_in_context
 from icl_stl.report.report import verdicts_of, write_report
 
 K = 5  # prompt length of the planted records
@@ -77,6 +78,14 @@ def test_collapse_and_plateau_confirmed_from_healthy_data(tmp_path):
     assert len(figures) >= 2 and all(f.stat().st_size > 1000 for f in figures)
 
 
+@pytest.mark.parametrize("start, reached", [(0.15, 1), (0.3, 0)])
+def test_report_says_whether_generation_0_reached_ridge(tmp_path, start, reached):
+    # ridge 0.1 and zero 1.0: generation 0 must be within 0.1 x 0.9 of ridge
+    write_loop(tmp_path / "runs" / "a", loops(lambda lam, s, g: start + 0.05 * g))
+    report(tmp_path)
+    assert f"in {reached} of 1 loop groups" in (tmp_path / "report" / "REPORT.md").read_text()
+
+
 def test_no_collapse_at_lambda_zero_refutes_p1(tmp_path):
     def falling(lam, seed, g):
         return 0.4 - 0.03 * g + noise(seed, g) if lam == 0 else healthy(lam, seed, g)
@@ -100,6 +109,19 @@ def test_plateau_rising_with_lambda_refutes_p2(tmp_path):
 
     write_loop(tmp_path / "runs" / "a", loops(disordered))
     assert report(tmp_path)[2] == "refuted"
+
+
+@pytest.mark.parametrize("slope, expected", [(0.05, "confirmed"), (-0.03, "refuted")])
+def test_one_seed_is_judged_by_the_regression_interval(tmp_path, slope, expected):
+    write_loop(tmp_path / "runs" / "a",
+               loops(lambda lam, s, g: 0.3 + slope * g + noise(s, g), lams=(0.0,), seeds=(0,)))
+    assert report(tmp_path)[1] == expected
+
+
+def test_too_few_generations_for_a_plateau_is_no_data(tmp_path):
+    write_loop(tmp_path / "runs" / "a", loops(healthy, generations=2))
+    verdicts = report(tmp_path)
+    assert verdicts[2] == "no data" and verdicts[1] == "confirmed"
 
 
 def test_groups_outside_the_theorems_setting_are_shown_but_not_counted(tmp_path):
@@ -153,6 +175,22 @@ def test_decay_verdict_is_computed_from_the_decay_fit(tmp_path, exponent, expect
     atomic_write_json(run_dir / "decay.json", {**aggregate_decay(records), "real_fraction": 0.5})
     assert report(tmp_path)[4] == expected
     assert list((tmp_path / "report" / "figures").glob("decay_*.png"))
+
+
+def test_in_context_results_get_their_section_and_figure(tmp_path):
+    records = [{"n": 40, "generation": g, "seed": s,
+                "ics_abs_change": [0.5 / j + 0.01 * s for j in range(2, K + 1)],
+                "ics_signed_change": [0.4 / j for j in range(2, K + 1)]}
+               for g in (0, 1) for s in (0, 1)]
+    run_dir = write_loop(tmp_path / "runs" / "ic", [])
+    atomic_write_json(run_dir / "in_context.json", {
+        "kind": "in_context", "seeds": [0, 1], "ns": [40],
+        "generations": aggregate_in_context(records)})
+    report(tmp_path)
+    text = (tmp_path / "report" / "REPORT.md").read_text()
+    assert "## In-context stability" in text and "figures/in_context_" in text
+    slopes = [line for line in text.splitlines() if line.startswith("| 40 |")]
+    assert len(slopes) == 2 and all(float(line.split("|")[3]) < 0 for line in slopes)
 
 
 def augmented(risk_of_m, ms=(0, 20, 40, 60, 80), ns=(20, 80)) -> list[dict]:

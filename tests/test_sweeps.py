@@ -63,6 +63,7 @@ def test_a_failing_job_records_its_error_and_the_parallel_sweep_goes_on(tmp_path
     proc = run_cli(LOOP_CLI, "-m", "hydra/launcher=parallel", "data.n=20,21",
                    "members.real_fractions=[0,0.5]", *TINY, *places(tmp_path))
     check_ok(proc)
+    assert "Joblib.Parallel" in proc.stdout + proc.stderr  # the parallel launcher ran the jobs
     sweep = tmp_path / "sweep"
     assert read_summary(sweep / "0")["generations"]
     error = json.loads((sweep / "1" / "error.json").read_text())
@@ -77,6 +78,7 @@ def test_probe_sweep_over_n_through_submitit_pools_into_one_gamma_curve(tmp_path
     proc = run_cli(PROBE_CLI, "-m", "hydra/launcher=local", "probe=stability", "data.n=16,32",
                    "probe.probe_prompts=32", *TINY, *places(tmp_path))
     check_ok(proc)
+    assert (tmp_path / "sweep" / ".submitit").is_dir()  # the jobs went through submitit
     for job in ("0", "1"):
         stability = json.loads((tmp_path / "sweep" / job / "stability.json").read_text())
         assert {r["n"] for r in stability["generations"]} == {16 if job == "0" else 32}

@@ -32,11 +32,13 @@ from icl_stl.theory import fit_linear_slope
 RULE_P1 = (
     "In every group (configuration, n, m = 0) with lambda = 0: fit test risk against generation "
     "(one line per seed; 95% Student-t interval over seeds, or the regression interval with one "
-    "seed). **Confirmed** if the interval lies above 0, or (with 2 or more seeds) the mean "
-    "final-generation risk exceeds generation 0's by more than the seed spread (sd over seeds "
-    f"of the final risk). Otherwise **refuted** if the interval lies below {NEGLIGIBLE_GROWTH:g} "
-    "x the generation-0 risk per generation (flat or falling), or the final risk lies below "
-    "generation 0's by more than the seed spread. Needs 2 seeds or 3 generations.")
+    f"seed); negligible growth is {NEGLIGIBLE_GROWTH:g} x the generation-0 risk per generation. "
+    "**Confirmed** if the interval lies above negligible growth, or (with 2 or more seeds) the "
+    "mean final-generation risk exceeds generation 0's by more than both the seed spread (sd "
+    "over seeds of the final risk) and negligible growth over all generations. Otherwise "
+    "**refuted** if the interval lies below negligible growth (flat or falling), or the final "
+    "risk lies below generation 0's by more than the seed spread. Needs 2 seeds or 3 "
+    "generations.")
 RULE_P2 = (
     "In every group (configuration, n, m = 0), for each lambda > 0: fit test risk against "
     "generation over the last third of generations (at least 3, generation 0 excluded: the "
@@ -77,9 +79,11 @@ def _p1_group(records: list[dict]) -> tuple[str, str]:
     text = (f"risk {fmt(first)} -> {fmt(final)} over {gens[-1]} generations (seed sd "
             f"{fmt(spread)}, {seeds} seeds); slope {fmt(fit.slope)}/gen "
             f"{fmt_ci(fit.ci_low, fit.ci_high)}")
-    if fit.ci_low > 0 or (seeds >= 2 and increase > spread):
+    negligible = NEGLIGIBLE_GROWTH * first  # per generation
+    if fit.ci_low > negligible or (
+            seeds >= 2 and increase > max(spread, negligible * (gens[-1] - gens[0]))):
         return CONFIRMED, text
-    if fit.ci_high < NEGLIGIBLE_GROWTH * first or (seeds >= 2 and increase < -spread):
+    if fit.ci_high < negligible or (seeds >= 2 and increase < -spread):
         return REFUTED, text
     return INCONCLUSIVE, text
 

@@ -25,8 +25,12 @@ def plot_positions(curves: dict[str, dict], path: Path, title: str = "", d: int 
     `curves` maps a name to `evaluation.summarise` output (per_position, ci_low, ci_high).
     """
     fig, ax = plt.subplots(figsize=(6, 4))
+    models = [n for n in curves if n not in BASELINE_STYLE]
+    # Models get shades of one colormap so they never share a baseline's colour.
+    shades = {n: plt.cm.Blues(0.55 + 0.4 * i / max(1, len(models) - 1)) for i, n in
+              enumerate(models)}
     for name, c in curves.items():
-        label, color = BASELINE_STYLE.get(name, (name, None))
+        label, color = BASELINE_STYLE.get(name, (name, shades.get(name)))
         xs = range(1, len(c["per_position"]) + 1)
         style = "-" if name in model_keys or name not in BASELINE_STYLE else "--"
         lw = 2.2 if style == "-" else 1.2
