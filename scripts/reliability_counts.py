@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_FILES = ["tests/test_faults.py", "tests/test_reliability.py", "tests/test_config_fuzz.py"]
 LABELS = {  # count key -> what it means, in RELIABILITY.md's words
     "kills": "SIGKILLs injected (each followed by a resume)",
+    "simulated_kills": "in-process kills (an exception at a fault point), each resumed",
     "preemptions_requeued": "submitit preemptions (SIGUSR2) requeued and resumed",
     "identical_after_fault": "runs ending identical to an uninterrupted run after a fault",
     "corruptions_injected": "checkpoint/metrics files damaged (bytes flipped, truncated)",

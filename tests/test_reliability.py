@@ -391,7 +391,7 @@ def test_in_process_kill_resumes_exactly(tmp_path, monkeypatch, extra):
     kill_at(monkeypatch, training, "train_step", 35)  # resumes at 30, inside the last window
     with pytest.raises(SimulatedKill):
         fresh_process_run(tmp_path / "run")
-    COUNTS["kills"] += 1
+    COUNTS["simulated_kills"] += 1
     monkeypatch.undo()
     resumed = fresh_process_run(tmp_path / "run")
     assert comparable(resumed) == comparable(ref)
