@@ -25,6 +25,7 @@ from icl_stl.faults import fault_point, poison
 from icl_stl.io import CheckpointSlot, save_state
 from icl_stl.model import Prediction, configure_optimizer
 from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.seeding import derive_seed
 from icl_stl.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,11 @@ def train_ensemble(
     sampler = BatchSampler(members, task, k, cfg.batch_size, runtime.device)
     step, bad_steps, history = 0, 0, []
     identity = identity or {}
+    window_loss = torch.zeros(model.n_members, device=runtime.device)  # losses since last log
+    window_steps = 0
+    uses_global_rng = model.cfg.dropout > 0  # dropout draws from torch's global generator
+    if uses_global_rng:
+        torch.manual_seed(derive_seed(members[0].batch_seed, "dropout"))
 
     if checkpoint is not None and (loaded := checkpoint.load_latest()) is not None:
         state, path = loaded
@@ -176,19 +182,36 @@ def train_ensemble(
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state(state["generators"])
         step, bad_steps, history = state["step"], state["bad_steps"], state["history"]
+        window_loss.copy_(state["window_loss"].to(runtime.device))
+        window_steps = state["window_steps"]
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+            if "cuda_rng" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state(state["cuda_rng"])
         log.info("%s: resumed at step %d from %s", description, step, path)
 
     def save(to_slot: CheckpointSlot) -> None:
-        to_slot.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "generators": sampler.state(), "step": step, "bad_steps": bad_steps,
-                      "history": history, "identity": identity})
+        if not check_each_step and bool(ever_bad):  # never checkpoint a diverged state
+            _stop_diverged(model, losses, norms, f"within the {step} steps", description,
+                           checkpoint)
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "generators": sampler.state(), "step": step, "bad_steps": bad_steps,
+                 "history": history, "identity": identity, "window_loss": window_loss.cpu(),
+                 "window_steps": window_steps}
+        if uses_global_rng:
+            state["torch_rng"] = torch.get_rng_state()
+            if runtime.device.type == "cuda":
+                state["cuda_rng"] = torch.cuda.get_rng_state()
+        to_slot.save(state)
 
     forward = torch.compile(model) if runtime.compile else model
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if runtime.bf16
                 else contextlib.nullcontext())
-    check_each_step = runtime.device.type == "cpu"  # on a GPU a per-step check would sync
-    window_loss = torch.zeros(model.n_members, device=runtime.device)
-    window_steps = 0
+    # On a GPU a per-step check would synchronise with the host: there a device-side flag is
+    # checked at every log and before every save, unless skipping bad steps needs each step.
+    check_each_step = runtime.device.type == "cpu" or cfg.max_bad_steps > 0
+    ever_bad = torch.zeros((), dtype=torch.bool, device=runtime.device)
+    losses = norms = torch.zeros(model.n_members)
     bar = tqdm(total=cfg.steps, initial=step, desc=description, disable=None, leave=False)
     while step < cfg.steps:
         d_cur, k_cur = curriculum_at(step, cfg, task.d, k)
@@ -203,12 +226,15 @@ def train_ensemble(
         losses.sum().backward()  # a sum keeps each member's gradient its own
         norms = model.clip_grads_(cfg.grad_clip)
         finite = torch.isfinite(losses).all() & torch.isfinite(norms).all()
-        if check_each_step and not finite:
+        if not check_each_step:
+            ever_bad |= ~finite
+        elif not finite:
             bad_steps += 1
             if bad_steps > cfg.max_bad_steps:
-                _stop_diverged(model, losses, norms, step, description, checkpoint)
+                _stop_diverged(model, losses, norms, f"at step {step + 1}", description,
+                               checkpoint)
             log.warning("%s: non-finite loss or gradient at step %d skipped (%d of %d allowed)",
-                        description, step, bad_steps, cfg.max_bad_steps)
+                        description, step + 1, bad_steps, cfg.max_bad_steps)
             step += 1
             bar.update(1)
             continue
@@ -220,8 +246,9 @@ def train_ensemble(
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             mean = (window_loss / max(window_steps, 1)).tolist()  # the only host sync
-            if not check_each_step and not all(math.isfinite(v) for v in mean):
-                _stop_diverged(model, losses, norms, step, description, checkpoint)
+            if not check_each_step and (bool(ever_bad) or not all(map(math.isfinite, mean))):
+                _stop_diverged(model, losses, norms, f"within steps 1..{step}", description,
+                               checkpoint)
             record = {"step": step, "lr": lr_at(step - 1, cfg), "loss": mean, "k": k_cur,
                       "d": d_cur}
             history.append(record)
@@ -241,16 +268,16 @@ def train_ensemble(
     return TrainResult(steps=step, final_loss=final, history=history, bad_steps=bad_steps)
 
 
-def _stop_diverged(model: Ensemble, losses: Tensor, norms: Tensor, step: int, description: str,
+def _stop_diverged(model: Ensemble, losses: Tensor, norms: Tensor, when: str, description: str,
                    checkpoint: CheckpointSlot | None) -> None:
     """Save the diverged state beside (never over) the good checkpoint, then stop."""
     where = ""
     if checkpoint is not None:
         path = checkpoint.directory / "diverged.pt"
         save_state(path, {"model": model.state_dict(), "losses": losses.detach().cpu(),
-                          "grad_norms": norms.detach().cpu(), "step": step})
+                          "grad_norms": norms.detach().cpu(), "when": when})
         where = f"; the diverged state is in {path} and the last good checkpoint is untouched"
     raise DivergenceError(
-        f"{description}: non-finite loss or gradient at step {step} (losses "
+        f"{description}: non-finite loss or gradient {when} (losses "
         f"{losses.detach().cpu().tolist()}, grad norms {norms.detach().cpu().tolist()}){where}. "
         f"Lower train.lr, or allow skipping with train.max_bad_steps")

@@ -8,6 +8,7 @@ exception raised at a fault point, which leaves the files exactly as a SIGKILL t
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -222,20 +223,20 @@ def test_full_disk_during_checkpoint_stops_and_keeps_previous(tmp_path, tmp_path
 
 def test_nan_loss_stops_with_step_and_keeps_good_checkpoint(tmp_path):
     line = one_clear_line(cli("train", tmp_path, fault="nan_loss:15"))
-    assert "non-finite loss or gradient at step 14" in line
+    assert "non-finite loss or gradient at step 15" in line
     directory = run_dir_of(tmp_path / "ck")
     assert str(directory / "diverged.pt") in line
-    assert load_state(directory / "diverged.pt")["step"] == 14  # saved to inspect
+    assert load_state(directory / "diverged.pt")["when"] == "at step 15"  # saved to inspect
     assert load_state(directory / "train.pt")["step"] == 10  # the good state is untouched
     COUNTS["divergences_stopped"] += 1
 
 
 def test_nan_loss_in_loop_names_generation_and_step(tmp_path, monkeypatch):
     monkeypatch.setenv("ICL_STL_FAULT", "nan_loss:35")  # generation 0 has 30 steps
-    with pytest.raises(DivergenceError, match=r"generation 1: non-finite loss .* at step 4"):
+    with pytest.raises(DivergenceError, match=r"generation 1: non-finite loss .* at step 5"):
         run_in_process("loop", tmp_path / "out", tmp_path / "ck")
     directory = run_dir_of(tmp_path / "ck")
-    assert load_state(directory / "gen_001" / "diverged.pt")["step"] == 4
+    assert load_state(directory / "gen_001" / "diverged.pt")["when"] == "at step 5"
     assert (directory / "gen_000" / "metrics.json").exists()  # the finished generation stays
     load_state(directory / "gen_000" / "model.pt")
     COUNTS["divergences_stopped"] += 1
@@ -250,7 +251,7 @@ def test_max_bad_steps_skips_a_bounded_number(tmp_path, monkeypatch):
     COUNTS["bad_steps_skipped"] += 2
     faults.reset()
     monkeypatch.setenv("ICL_STL_FAULT", "nan_loss:15-17")
-    with pytest.raises(DivergenceError, match="at step 16"):
+    with pytest.raises(DivergenceError, match="at step 17"):
         run_in_process("train", tmp_path / "b" / "out", tmp_path / "b" / "ck",
                        "train.max_bad_steps=2")
     COUNTS["divergences_stopped"] += 1
@@ -366,8 +367,6 @@ def test_wandb_failure_degrades_to_local_files(tmp_path, tmp_path_factory, case)
 
 def test_summary_json_holds_the_whole_summary(tmp_path, tmp_path_factory):
     # What a run returns is what it leaves on disk: no later writer may replace summary.json.
-    import json
-
     for kind in ("train", "loop"):
         ref = reference(kind, tmp_path_factory)
         on_disk = json.loads((ref.root / "out" / "summary.json").read_text())

@@ -23,6 +23,7 @@ from icl_stl.cli.common import (
 )
 from icl_stl.config import AppConfig
 from icl_stl.io import atomic_write_json
+from icl_stl.locks import RunLock
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.report.plots import plot_generations, plot_positions
@@ -69,7 +70,7 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     members = members_from_config(app)
-    with make_logger(app, output_dir, name, "loop") as logger:
+    with RunLock(output_dir), make_logger(app, output_dir, name, "loop") as logger:
         extra = None
         if app.loop.learner == "gaussian_prior":
             from icl_stl.probes.reference import prior_drift_metrics

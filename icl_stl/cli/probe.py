@@ -28,6 +28,7 @@ from icl_stl.cli.common import (
 )
 from icl_stl.cli.loop import loop_settings, write_loop_outputs
 from icl_stl.config import AppConfig, ConfigError, ProbeConfig, from_container
+from icl_stl.locks import RunLock
 from icl_stl.probes import RUNNERS, prior_drift_metrics
 
 HEADLINES = {"stability": ("gamma_max", "gamma_mean"), "decay": ("slope", "verdict"),
@@ -75,7 +76,7 @@ def probe_from_config(cfg: DictConfig, output_dir) -> dict:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     hooks = [prior_drift_metrics] if app.loop.learner == "gaussian_prior" else []
-    with make_logger(app, output_dir, name, f"probe-{probe.kind}") as logger:
+    with RunLock(output_dir), make_logger(app, output_dir, name, f"probe-{probe.kind}") as logger:
         result, summary = RUNNERS[probe.kind](
             loop_settings(app, runtime), probe, seeds, ns, Path(app.run.checkpoint_root) / name,
             output_dir, logger, hooks)

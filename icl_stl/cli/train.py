@@ -17,6 +17,7 @@ from icl_stl.cli.common import (
     run_name,
     runtime_options,
 )
+from icl_stl.locks import RunLock
 from icl_stl.train_run import run_training
 
 
@@ -28,7 +29,8 @@ def train_from_config(cfg: DictConfig, output_dir) -> dict:
     runtime = runtime_options(app.runtime)  # validated before anything is written
     name = run_name(app, "train")
     output_dir = Path(output_dir)
-    with make_logger(app, output_dir, name, "train") as logger:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(output_dir), make_logger(app, output_dir, name, "train") as logger:
         return run_training(app, output_dir, Path(app.run.checkpoint_root) / name, runtime, logger)
 
 

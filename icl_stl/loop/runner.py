@@ -212,10 +212,10 @@ class LoopRun:
                 log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
                 all_records += done["records"]
                 if i < s.loop.generations:  # later generations need it to label and warm-start
-                    self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
-                    if i > 0:
+                    if i > 0:  # read (or relabel) with generation i-1 still loaded
                         for m, syn in enumerate(self._synthetic(i)):
                             history[m].append(syn)
+                    self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
                 continue
             start = time.perf_counter()
             self.gen_dir(i).mkdir(parents=True, exist_ok=True)
