@@ -185,12 +185,10 @@ class BatchedGPT2(Ensemble):
     def grad_norms(self) -> Tensor:
         # Accumulate parameter by parameter: a stacked (P, K) reduction rounds differently for
         # different member columns, and identical members must get identical clipping.
-        total = None
-        for p in self.params.values():
-            if p.grad is not None:
-                sq = p.grad.detach().flatten(1).pow(2).sum(1)
-                total = sq if total is None else total + sq
-        return total.sqrt()
+        grads = [p.grad.detach() for p in self.params.values() if p.grad is not None]
+        # One fused call for every (member, parameter) block; rows of (K, P) then reduce alike.
+        norms = torch._foreach_norm([g[i] for i in range(self.n_members) for g in grads])
+        return torch.stack(norms).view(self.n_members, len(grads)).pow(2).sum(1).sqrt()
 
     def scale_grads_(self, coef: Tensor) -> None:
         for p in self.params.values():
@@ -205,11 +203,15 @@ class BatchedGPT2(Ensemble):
         # x (K, B, T, i) @ W (K, i, o) + b (K, o): one batched matmul for all members
         w, b = self._p(f"{name}.weight"), self._p(f"{name}.bias")
         kk, bb, t, i = x.shape
+        if kk == 1:  # one member: a plain fused GEMM, no batch dimension to carry
+            return torch.addmm(b[0], x.reshape(bb * t, i), w[0]).view(1, bb, t, -1)
         y = torch.baddbmm(b.unsqueeze(1), x.reshape(kk, bb * t, i), w)
         return y.view(kk, bb, t, -1)
 
     def _norm(self, x: Tensor, name: str) -> Tensor:
         w, b = self._p(f"{name}.weight"), self._p(f"{name}.bias")
+        if x.shape[0] == 1:  # one member: the fused affine layer norm
+            return F.layer_norm(x, x.shape[-1:], w[0], b[0], eps=1e-5)
         y = F.layer_norm(x, x.shape[-1:], eps=1e-5)
         return torch.addcmul(b[:, None, None], y, w[:, None, None])
 

@@ -213,5 +213,6 @@ def configure_optimizer(named_params, *, lr: float, weight_decay: float, betas: 
     cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
     if kind == "adam":  # Adam's weight decay is L2 in the gradient; keep it only if asked
         groups[0]["weight_decay"] = weight_decay
-    extra = {"fused": True} if fused else {}
+    # foreach batches the update over parameters (the CPU default is a Python loop per tensor)
+    extra = {"fused": True} if fused else {"foreach": True}
     return cls(groups, lr=lr, betas=betas, **extra)
