@@ -281,7 +281,11 @@ def from_container(cls: type, data: Any, path: str) -> Any:
             kwargs[key] = from_container(nested[0], value, fpath)
             continue
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            # An int is a number: made a float when exact, else kept so errors quote it as given.
+            if abs(value) < 2**53:
+                value = float(value)
+            else:
+                allowed = (*allowed, int)
         if bool not in allowed and isinstance(value, bool):
             raise ConfigError(f"{fpath} must be of type {_names(allowed)}, got {value!r}")
         if not isinstance(value, allowed):
