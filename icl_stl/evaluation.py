@@ -15,7 +15,7 @@ from torch import Tensor
 from icl_stl import baselines
 from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point
-from icl_stl.prompts import PromptSet
+from icl_stl.prompts import PromptSet, pad_stack
 from icl_stl.training import RuntimeOptions, squared_error
 
 
@@ -40,13 +40,14 @@ def predict(model: Ensemble, xs: Tensor, ys: Tensor, batch_size: int,
 
 
 def stack_sets(sets: list[PromptSet] | PromptSet, n_members: int) -> tuple[Tensor, Tensor]:
-    """(K, n, k, d), (K, n, k): one set per member, or one shared set broadcast (no copy)."""
+    """(K, n, k, d), (K, n, k): one set per member (zero-padded to the largest), or one shared
+    set broadcast (no copy)."""
     if isinstance(sets, PromptSet):
         return (sets.xs.expand(n_members, *sets.xs.shape),
                 sets.ys.expand(n_members, *sets.ys.shape))
     if len(sets) != n_members:
         raise ValueError(f"{len(sets)} prompt sets for {n_members} members")
-    return torch.stack([s.xs for s in sets]), torch.stack([s.ys for s in sets])
+    return pad_stack([s.xs for s in sets]), pad_stack([s.ys for s in sets])
 
 
 def model_errors(model: Ensemble, sets: list[PromptSet] | PromptSet, batch_size: int,
@@ -55,20 +56,6 @@ def model_errors(model: Ensemble, sets: list[PromptSet] | PromptSet, batch_size:
     xs, ys = stack_sets(sets, model.n_members)
     pred = predict(model, xs, ys, batch_size, runtime).cpu()
     return squared_error(pred, ys.cpu(), xs.shape[-1])
-
-
-def member_risks(model: Ensemble, sets: list[PromptSet], batch_size: int,
-                 runtime: RuntimeOptions | None = None) -> list[float]:
-    """Empirical risk of member i on sets[i] (sets may differ in size)."""
-    risks = []
-    for i, s in enumerate(sets):
-        if len(s) == 0:
-            risks.append(float("nan"))
-            continue
-        # Evaluate member i alone by broadcasting its set to every member and keeping row i.
-        errors = model_errors(model, s, batch_size, runtime)[i]
-        risks.append(errors.mean().item())
-    return risks
 
 
 def baseline_errors(prompts: PromptSet, names: list[str], *, ridge_alpha: float,

@@ -120,3 +120,12 @@ def sample_prompts(task: Task, n: int, k: int, gen: torch.Generator) -> PromptSe
     xs = task.sample_xs(n, k, gen)
     ys = task.add_noise(task.f(params, xs), gen)
     return PromptSet(xs, ys, params)
+
+
+def pad_stack(tensors: list[Tensor]) -> Tensor:
+    """Stack per-member tensors of different lengths (dim 0), zero-padded to the longest."""
+    longest = max(t.shape[0] for t in tensors)
+    out = tensors[0].new_zeros(len(tensors), longest, *tensors[0].shape[1:])
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out

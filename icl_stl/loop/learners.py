@@ -16,11 +16,11 @@ from torch import Tensor
 
 from icl_stl.config import EvalConfig, LoopConfig, ModelConfig, TrainConfig  # noqa: F401
 from icl_stl.ensemble import Ensemble, build_ensemble
-from icl_stl.evaluation import model_errors
+from icl_stl.evaluation import model_errors, predict, stack_sets
 from icl_stl.io import CheckpointSlot
 from icl_stl.loop.labelling import label
-from icl_stl.loop.mixing import MemberSpec, SyntheticInputs, pad_stack
-from icl_stl.prompts import PromptSet
+from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
+from icl_stl.prompts import PromptSet, pad_stack
 from icl_stl.seeding import derive_seed, make_generator
 from icl_stl.tasks import Task
 from icl_stl.training import MemberData, RuntimeOptions, train_ensemble
@@ -74,9 +74,7 @@ class Learner(ABC):
         sizes = [len(s) for s in sets]
         if max(sizes) == 0:
             return [float("nan")] * len(sets)
-        xs, ys = pad_stack([s.xs for s in sets]), pad_stack([s.ys for s in sets])
-        padded = [PromptSet(xs[i], ys[i]) for i in range(len(sets))]
-        errors = self.errors(padded)  # (K, n_max, k)
+        errors = self.errors(sets)  # (K, n_max, k), zero-padded rows past each set's size
         return [errors[i, :m].mean().item() if m else float("nan") for i, m in enumerate(sizes)]
 
 
@@ -124,8 +122,6 @@ class TransformerLearner(Learner):
         return model_errors(self.ensemble, sets, self.ctx.eval.batch_size, self.ctx.runtime)
 
     def predictions(self, sets: PromptSet) -> Tensor:
-        from icl_stl.evaluation import predict, stack_sets
-
         xs, ys = stack_sets(sets, self.ensemble.n_members)
         return predict(self.ensemble, xs, ys, self.ctx.eval.batch_size, self.ctx.runtime).cpu()
 

@@ -79,12 +79,3 @@ def synthetic_inputs(loop: LoopConfig, member: MemberSpec, generation: int, task
     if noisy:
         noise = torch.randn(m, k, generator=make_generator(member.seed, "label_noise", generation))
     return SyntheticInputs(fresh.xs, fresh.ys[:, :c], noise)
-
-
-def pad_stack(tensors: list[Tensor]) -> Tensor:
-    """Stack per-member tensors of different lengths (dim 0), zero-padded to the longest."""
-    longest = max(t.shape[0] for t in tensors)
-    out = tensors[0].new_zeros(len(tensors), longest, *tensors[0].shape[1:])
-    for i, t in enumerate(tensors):
-        out[i, : t.shape[0]] = t
-    return out

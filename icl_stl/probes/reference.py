@@ -18,8 +18,8 @@ from torch import Tensor
 
 from icl_stl.loop.learners import Learner, LearnerContext
 from icl_stl.loop.metrics import implied_weights
-from icl_stl.loop.mixing import MemberSpec, SyntheticInputs, pad_stack
-from icl_stl.prompts import PromptSet
+from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
+from icl_stl.prompts import PromptSet, pad_stack
 from icl_stl.seeding import make_generator
 from icl_stl.training import squared_error
 
@@ -154,14 +154,6 @@ class GaussianPriorLearner(Learner):
         if isinstance(sets, PromptSet):
             return self._errors(sets.xs[None], sets.ys[None])
         return self._errors(pad_stack([s.xs for s in sets]), pad_stack([s.ys for s in sets]))
-
-    def member_risks(self, sets: list[PromptSet]) -> list[float]:
-        """As Learner.member_risks, padding once (the base pads once per member: O(K^2))."""
-        sizes = [len(s) for s in sets]
-        if max(sizes) == 0:
-            return [float("nan")] * len(sets)
-        errors = self.errors(sets)  # (K, n_max, k)
-        return [errors[i, :m].mean().item() if m else float("nan") for i, m in enumerate(sizes)]
 
     def predictions(self, sets: PromptSet) -> Tensor:
         """(K, n, k) in float64: twin differences of this exact learner need the precision."""
