@@ -106,7 +106,7 @@ def bench_training(size: str, ks: list[int], runtime: RuntimeOptions, d: int, k:
     for n_members in ks:
         ens = build_ensemble(cfg, d, k, [make_generator(i, "init") for i in range(n_members)])
         rate = train_rate(ens.to(runtime.device), task, k, batch, runtime, budget_s, steps)
-        rows.append({"size": size, "engine": "batched", "K": n_members, "steps_per_s": rate,
+        rows.append({"size": size, "engine": "native", "K": n_members, "steps_per_s": rate,
                      "member_steps_per_s": rate * n_members,
                      "prompts_per_s": rate * n_members * batch,
                      "model_gflops": rate * n_members * flops / 1e9})
@@ -176,7 +176,7 @@ def bench_generation(runtime: RuntimeOptions, n: int, steps: int, d: int, k: int
 
     settings = LoopSettings(
         task=TaskConfig(d=d, k=k), model=ModelConfig(**MODEL_SIZES["tiny"]),
-        train=TrainConfig(steps=steps, log_every=steps, checkpoint_every=0),
+        train=TrainConfig(steps=steps, batch_size=64, log_every=steps, checkpoint_every=0),
         eval=EvalConfig(n_prompts=1280), loop=LoopConfig(generations=1, real_fraction=0.5),
         runtime=runtime)
     specs = [MemberSpec(seed=i, real_fraction=0.5, n=n) for i in range(members)]

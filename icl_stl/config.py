@@ -61,7 +61,8 @@ ATTN_IMPLS = ("sdpa", "eager")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")
 DEVICES = ("auto", "cpu", "cuda")
-ENGINES = ("batched", "reference")
+ENGINES = ("native", "reference")
+MODEL_INITS = ("gpt2", "torch_default")
 LOGGER_MODES = ("offline", "online", "disabled")
 BASELINES = ("least_squares", "ridge", "averaging", "knn", "zero")
 
@@ -98,11 +99,15 @@ class ModelConfig:
 
     arch: str = "gpt2"
     n_layer: int = 3
-    n_head: int = 2
+    n_head: int = 4
     n_embd: int = 64
     dropout: float = 0.0
     gaussian_head: bool = False  # predict (mean, log-variance), trained by Gaussian NLL
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "sdpa"  # or eager: softmax(q k^T) v written out, both engines
+    # native: GPT-2 written with a member axis (icl_stl.gpt2); reference: one ICLModel per
+    # member, run one after another (transformers GPT2Model for gpt2; any arch).
+    engine: str = "native"
+    init: str = "torch_default"  # read-in/read-out: torch_default (nn.Linear's) or gpt2
 
     def validate(self, path: str = "model") -> None:
         check_choice(f"{path}.arch", self.arch, ARCHS)
@@ -115,6 +120,11 @@ class ModelConfig:
         if not isinstance(self.gaussian_head, bool):
             _fail(f"{path}.gaussian_head", self.gaussian_head, "true or false")
         check_choice(f"{path}.attn_implementation", self.attn_implementation, ATTN_IMPLS)
+        check_choice(f"{path}.engine", self.engine, ENGINES)
+        if self.engine == "native" and self.arch != "gpt2":
+            _fail(f"{path}.engine", self.engine,
+                  f"'reference' for {path}.arch={self.arch!r} (the native engine is GPT-2 only)")
+        check_choice(f"{path}.init", self.init, MODEL_INITS)
 
 
 @dataclass
@@ -139,14 +149,15 @@ class CurriculumConfig:
 class TrainConfig:
     """Optimisation of one model (one generation of the loop)."""
 
-    steps: int = 500
-    batch_size: int = 64
+    # The defaults are conf/train/default.yaml's recipe (chosen by time to ridge).
+    steps: int = 5000
+    batch_size: int = 128
     lr: float = 1e-3
     optimizer: str = "adamw"
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
-    warmup_steps: int = 50
+    warmup_steps: int = 100
     schedule: str = "cosine"
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0  # max global grad norm per model; 0 disables
@@ -208,7 +219,6 @@ class RuntimeConfig:
     """Where and how tensors are computed. Defaults adapt to the device."""
 
     device: str = "auto"
-    engine: str = "batched"  # batched: native ensemble GPT-2; reference: transformers GPT2Model
     bf16: bool | None = None  # null: on for CUDA, off (exact fp32) on CPU
     tf32: bool | None = None
     fused_adam: bool | None = None
@@ -217,7 +227,6 @@ class RuntimeConfig:
 
     def validate(self, path: str = "runtime") -> None:
         check_choice(f"{path}.device", self.device, DEVICES)
-        check_choice(f"{path}.engine", self.engine, ENGINES)
         for name in ("bf16", "tf32", "fused_adam"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, bool):
@@ -323,15 +332,23 @@ class LoopConfig:
     synthetic: str = "replace"  # replace: only generation i-1's prompts; accumulate: all so far
     augment: int = 0  # m extra synthetic prompts on top of n
     init: str = "from_scratch"  # or warm_start from generation i-1
+    # Generations >= 1 have their own budget: with init=warm_start it is what a generation
+    # spends refining its predecessor. null: train.steps (and train.warmup_steps); every
+    # generation builds a new optimizer, so its learning rate warms up again unless
+    # warmup_steps says otherwise (0: start at the full rate).
     steps: int | None = None  # step budget of generations >= 1 (null: train.steps)
+    warmup_steps: int | None = None  # warm-up of generations >= 1 (null: train.warmup_steps)
     label_mode: str = "sample"
     label_noise_std: float | None = 0.1  # sample/context noise scale; null: the Gaussian head's
     context_pairs: int = 2  # c: real pairs opening each synthetic prompt (context mode)
     context_noise: bool = False  # context mode: add label noise to the model's labels
-    kv_cache: bool = True  # label with cached keys/values (batched GPT-2 only)
+    kv_cache: bool = True  # label with cached keys/values (native GPT-2 only)
     label_batch_size: int = 4096
     learner: str = "transformer"
     prior_covariance: bool = False  # gaussian_prior: also re-estimate the covariance of w
+    # Train generation 0 once per distinct (seed, S_0) and copy it to every member sharing them
+    # (the lambdas of one seed): the same numbers, less work. false: one per member.
+    share_generation_0: bool = True
 
     def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig) -> None:
         check_int(f"{path}.generations", self.generations, 0, 10_000)
@@ -343,13 +360,16 @@ class LoopConfig:
         check_choice(f"{path}.init", self.init, INIT_MODES)
         if self.steps is not None:
             check_int(f"{path}.steps", self.steps, 1)
+        if self.warmup_steps is not None:
+            check_int(f"{path}.warmup_steps", self.warmup_steps, 0)
         check_choice(f"{path}.label_mode", self.label_mode, LABEL_MODES)
         if self.label_noise_std is not None:
             check_float(f"{path}.label_noise_std", self.label_noise_std, 0.0)
         check_int(f"{path}.context_pairs", self.context_pairs, 0)
         check_int(f"{path}.label_batch_size", self.label_batch_size, 1)
         check_choice(f"{path}.learner", self.learner, LEARNERS)
-        for name in ("redraw_real", "context_noise", "kv_cache", "prior_covariance"):
+        for name in ("redraw_real", "context_noise", "kv_cache", "prior_covariance",
+                     "share_generation_0"):
             if not isinstance(getattr(self, name), bool):
                 _fail(f"{path}.{name}", getattr(self, name), "true or false")
         if n is None:
@@ -479,6 +499,7 @@ def parse_app_config(data: dict, *, needs_loop: bool = False) -> AppConfig:
 
 PROBE_KINDS = ("stability", "decay", "in_context")
 REPLACEMENTS = ("fresh", "flip", "identical")
+CHAOS_CONTROLS = ("batch_order", "seed", "none")
 FIT_METRICS = ("excess_risk", "test_risk")
 
 
@@ -491,6 +512,9 @@ class ProbeConfig:
     replaced_indices: list[int] = field(default_factory=lambda: [0])  # which prompt of S_0
     replacement: str = "fresh"  # fresh prompt | flip (labels negated) | identical (self-check)
     probe_prompts: int = 256  # fixed real prompts gamma (or the in-context change) is read on
+    # stability: the chaos control twin gamma is read against (batch_order: the same S_0 in
+    # another order, so other batches; seed: S_0 under another seed, so another init too)
+    chaos_control: str = "batch_order"
     ns: list[int] | None = None  # decay: the grid of n (null: data.n alone)
     with_stability: bool = False  # decay: also run twins, to fit gamma against n
     fit_metric: str = "excess_risk"  # decay: the quantity the verdict is drawn from
@@ -501,6 +525,7 @@ class ProbeConfig:
         """Check every field; `n_values` are the sample sizes the probe will run."""
         check_choice(f"{path}.kind", self.kind, PROBE_KINDS)
         check_choice(f"{path}.replacement", self.replacement, REPLACEMENTS)
+        check_choice(f"{path}.chaos_control", self.chaos_control, CHAOS_CONTROLS)
         check_choice(f"{path}.fit_metric", self.fit_metric, FIT_METRICS)
         for name, lo in (("seeds", 0), ("replaced_indices", 0), ("ns", 1)):
             values = getattr(self, name)

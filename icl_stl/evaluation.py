@@ -15,8 +15,9 @@ from torch import Tensor
 from icl_stl import baselines
 from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point
+from icl_stl.losses import squared_error
 from icl_stl.prompts import PromptSet, pad_stack
-from icl_stl.training import RuntimeOptions, squared_error
+from icl_stl.training import RuntimeOptions
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ from icl_stl.baselines import bayes_optimal_ridge_alpha
 from icl_stl.config import AppConfig
 from icl_stl.ensemble import build_ensemble
 from icl_stl.evaluation import baseline_errors, model_errors, summarise
+from icl_stl.gate import gap_closed, reached_ridge
 from icl_stl.io import CheckpointSlot, RunLock, atomic_write_json
 from icl_stl.prompts import sample_prompts
 from icl_stl.report.plots import plot_positions
@@ -32,8 +33,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
     s0 = None
     if app.data.n is not None:
         s0 = sample_prompts(task, app.data.n, k, make_generator(app.seed, "S0"))
-    model = build_ensemble(app.model, task.d, k, [make_generator(app.seed, "init", 0)],
-                           app.runtime.engine)
+    model = build_ensemble(app.model, task.d, k, [make_generator(app.seed, "init", 0)])
     member = MemberData(derive_seed(app.seed, "batches", 0), s0)
     identity = {"data": None if s0 is None else s0.fingerprint(), "seed": app.seed}
 
@@ -57,7 +57,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
     test_errors = model_errors(model, test, app.eval.batch_size, runtime)[0]
     alpha = (app.eval.ridge_alpha if app.eval.ridge_alpha is not None
              else bayes_optimal_ridge_alpha(app.task.noise_std, app.task.w_scale))
-    names = sorted(set(app.eval.baselines) | {"ridge"})
+    names = sorted(set(app.eval.baselines) | {"ridge", "zero"})  # the gate needs both
     base = baseline_errors(test, names, ridge_alpha=alpha, knn_neighbours=app.eval.knn_neighbours)
     curves = {"model": summarise(test_errors),
               **{n: summarise(e) for n, e in base.items() if n in app.eval.baselines}}
@@ -66,13 +66,17 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
         train_risk = model_errors(model, s0, app.eval.batch_size, runtime)[0].mean().item()
     test_risk = curves["model"]["risk"]
     ridge_risk = base["ridge"].mean().item()
+    zero_risk = base["zero"].mean().item()
+    closed = gap_closed(test_risk, ridge_risk, zero_risk)
     summary = {
         "test_risk": test_risk,
         "train_risk": train_risk,
         "gen_gap": None if train_risk is None else test_risk - train_risk,
         "ridge_risk": ridge_risk,
         "excess_risk": test_risk - ridge_risk,
-        "zero_risk": base["zero"].mean().item() if "zero" in base else None,
+        "zero_risk": zero_risk,
+        "gap_closed": closed,
+        "reached_ridge": reached_ridge(test_risk, ridge_risk, zero_risk),
         "final_train_loss": result.final_loss[0],
         "steps": result.steps,
         "bad_steps": result.bad_steps,
@@ -91,6 +95,28 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
                             "eval/gen_gap": summary["gen_gap"]})
         logger.update_wandb_summary({k: v for k, v in summary.items() if k != "per_position"})
         logger.log_image("positions", plot)
-    log.info("test risk %.4f (ridge %.4f, zero %s); written to %s", test_risk, ridge_risk,
-             summary["zero_risk"], run_dir)
+    log.info("test risk %.4f (ridge %.4f, zero %.4f); written to %s", test_risk, ridge_risk,
+             zero_risk, run_dir)
+    log_gate(summary, data_n=app.data.n)
     return summary
+
+
+def log_gate(summary: dict, data_n: int | None) -> None:
+    """One line on whether the learner reached ridge; a warning when it is no learner at all."""
+    closed, test, zero = summary["gap_closed"], summary["test_risk"], summary["zero_risk"]
+    if summary["reached_ridge"]:
+        log.info("reached ridge: %.0f%% of the zero-to-ridge gap closed (test %.4f, ridge "
+                 "%.4f)", 100 * closed, test, summary["ridge_risk"])
+        return
+    why = ""
+    if data_n is not None and summary["train_risk"] is not None \
+            and summary["train_risk"] < summary["ridge_risk"] < test:
+        why = (f"; train risk {summary['train_risk']:.4f} is below ridge: it memorised its "
+               f"{data_n} prompts (raise data.n, or train on fresh prompts with data.n=null)")
+    if test > zero:
+        log.warning("the model is WORSE than the zero predictor (test %.4f > zero %.4f): it has "
+                    "not learned in context%s", test, zero, why)
+    else:
+        log.warning("did not reach ridge: %.0f%% of the zero-to-ridge gap closed, 90%% needed "
+                    "(test %.4f, ridge %.4f, zero %.4f)%s", 100 * closed, test,
+                    summary["ridge_risk"], zero, why)

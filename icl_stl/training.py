@@ -1,8 +1,8 @@
 """Training K models at once, each on its own finite prompt set or stream of fresh prompts.
 
-One model is an ensemble of one. Each member has its own batch-order generator, so a member
-trained with others sees exactly the batches it would see alone. The state needed to resume
-(model, optimizer, generators, step) is checkpointed atomically every `checkpoint_every` steps;
+One model is an ensemble of one. Each member has its own batch-order generator (and dropout
+generator), so a member trained with others sees exactly the batches and masks it would see
+alone. The state needed to resume (model, optimizer, generators, step) is checkpointed atomically every `checkpoint_every` steps;
 a run started again with the same checkpoint slot continues where it stopped and ends with the
 same numbers as an uninterrupted run.
 """
@@ -23,7 +23,8 @@ from icl_stl.config import TrainConfig
 from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point, poison
 from icl_stl.io import CheckpointSlot, save_state
-from icl_stl.model import Prediction, configure_optimizer
+from icl_stl.losses import member_losses
+from icl_stl.optim import configure_optimizer, lr_at
 from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.seeding import derive_seed
 from icl_stl.tasks import Task
@@ -59,31 +60,6 @@ class TrainResult:
     final_loss: list[float]  # per member, mean over the last logging window
     history: list[dict]  # one record per logging window
     bad_steps: int = 0
-
-
-def squared_error(pred: Tensor, ys: Tensor, d: int) -> Tensor:
-    """Per-position squared error normalised by d (Garg et al.): (..., k)."""
-    return (pred - ys).pow(2) / d
-
-
-def member_losses(pred: Prediction, ys: Tensor, d: int) -> Tensor:
-    """(K,) training loss of each member: mean squared error / d, or Gaussian NLL with a head."""
-    if pred.log_var is None:
-        return squared_error(pred.mean.float(), ys, d).flatten(1).mean(1)
-    log_var = pred.log_var.float().clamp(-12.0, 12.0)  # keeps exp() finite early in training
-    nll = 0.5 * (log_var + (pred.mean.float() - ys).pow(2) * torch.exp(-log_var))
-    return nll.flatten(1).mean(1)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Warm-up then constant, cosine or linear decay to `min_lr_ratio * lr`."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape)
 
 
 def curriculum_at(step: int, cfg: TrainConfig, d: int, k: int) -> tuple[int, int]:
@@ -168,9 +144,10 @@ def train_ensemble(
     identity = identity or {}
     window_loss = torch.zeros(model.n_members, device=runtime.device)  # losses since last log
     window_steps = 0
-    uses_global_rng = model.cfg.dropout > 0  # dropout draws from torch's global generator
-    if uses_global_rng:
-        torch.manual_seed(derive_seed(members[0].batch_seed, "dropout"))
+    uses_dropout = model.cfg.dropout > 0
+    if uses_dropout:  # each member's masks from its own generator, seeded like its batches
+        model.member_rng.seed([derive_seed(m.batch_seed, "dropout") for m in members],
+                              runtime.device)
 
     if checkpoint is not None and (loaded := checkpoint.load_latest()) is not None:
         state, path = loaded
@@ -184,10 +161,8 @@ def train_ensemble(
         step, bad_steps, history = state["step"], state["bad_steps"], state["history"]
         window_loss.copy_(state["window_loss"].to(runtime.device))
         window_steps = state["window_steps"]
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
-            if "cuda_rng" in state and torch.cuda.is_available():
-                torch.cuda.set_rng_state(state["cuda_rng"])
+        if uses_dropout:
+            model.member_rng.load_state(state["dropout_generators"])
         log.info("%s: resumed at step %d from %s", description, step, path)
 
     def save(to_slot: CheckpointSlot) -> None:
@@ -198,10 +173,8 @@ def train_ensemble(
                  "generators": sampler.state(), "step": step, "bad_steps": bad_steps,
                  "history": history, "identity": identity, "window_loss": window_loss.cpu(),
                  "window_steps": window_steps}
-        if uses_global_rng:
-            state["torch_rng"] = torch.get_rng_state()
-            if runtime.device.type == "cuda":
-                state["cuda_rng"] = torch.cuda.get_rng_state()
+        if uses_dropout:
+            state["dropout_generators"] = model.member_rng.state()
         to_slot.save(state)
 
     forward = torch.compile(model) if runtime.compile else model

@@ -123,9 +123,9 @@ def test_prompt_longer_than_model_positions_is_a_clear_error(arch):
     assert "8" in str(info.value) and "5" in str(info.value), str(info.value)
 
 
-def test_batched_ensemble_prompt_longer_than_positions_is_a_clear_error():
+def test_native_ensemble_prompt_longer_than_positions_is_a_clear_error():
     cfg = ModelConfig(n_layer=2, n_head=2, n_embd=16)
-    ens = build_ensemble(cfg, 3, 5, [torch.Generator().manual_seed(0)], "batched")
+    ens = build_ensemble(cfg, 3, 5, [torch.Generator().manual_seed(0)])
     with pytest.raises(ValueError) as info:
         ens(torch.randn(1, 2, 8, 3), torch.randn(1, 2, 8))
     assert "8" in str(info.value) and "5" in str(info.value), str(info.value)
@@ -150,7 +150,11 @@ def test_batched_ensemble_prompt_longer_than_positions_is_a_clear_error():
     ({"train": {"lr": float("nan")}}, "train.lr"),
     ({"train": {"curriculum": {"enabled": True, "k_start": 50}}}, "train.curriculum.k_start"),
     ({"eval": {"baselines": ["ridge", "oracle"]}}, "eval.baselines[1]"),
-    ({"runtime": {"engine": "jax"}}, "runtime.engine"),
+    ({"model": {"engine": "jax"}}, "model.engine"),
+    ({"model": {"arch": "lstm"}}, "model.engine"),  # native is GPT-2 only: no silent fallback
+    ({"model": {"arch": "mlp", "engine": "native"}}, "model.engine"),
+    ({"model": {"init": "xavier"}}, "model.init"),
+    ({"runtime": {"engine": "native"}}, "runtime"),  # moved to model.engine
     ({"run": {"name": "a/b"}}, "run.name"),
     ({"members": {"seeds": []}}, "members.seeds"),
     ({"members": {"real_fractions": [0.5, 1.5]}}, "members.real_fractions[1]"),

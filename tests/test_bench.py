@@ -16,8 +16,8 @@ def test_quick_bench_writes_every_section(tmp_path):
     result = run(["--quick", "--device", "cpu", "--out", str(out)])
     stored = read_json(out)
     assert stored["command"].startswith("icl-stl-bench")
-    assert {r["engine"] for r in stored["training"]} == {"batched", "garg_reference"}
-    assert sorted(r["K"] for r in stored["training"] if r["engine"] == "batched") == [1, 2]
+    assert {r["engine"] for r in stored["training"]} == {"native", "garg_reference"}
+    assert sorted(r["K"] for r in stored["training"] if r["engine"] == "native") == [1, 2]
     for row in stored["training"]:
         assert row["steps_per_s"] > 0
         assert row["prompts_per_s"] == pytest.approx(row["member_steps_per_s"] * 64)
@@ -44,3 +44,41 @@ def test_bench_rejects_bad_arguments(flag, value, capsys):
         parse_args([flag, value])
     assert err.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_ridge_suite_times_the_default_recipe_against_garg(tmp_path):
+    out = tmp_path / "ridge.json"
+    run(["--suite", "ridge", "--quick", "--device", "cpu", "--ridge-cases", "demo",
+         "--out", str(out)])
+    stored = read_json(out)
+    assert stored["suite"] == "ridge" and stored["command"].startswith("icl-stl-bench")
+    runs = stored["runs"]
+    assert {(r["data"], r["recipe"]) for r in runs} == {
+        (data, recipe) for data in ("fresh", "n2000") for recipe in ("default", "garg")}
+    for r in runs:
+        assert r["case"] == "demo" and r["cap_s"] == 1.0
+        assert r["steps_run"] > 0 and r["curve"][-1][0] == r["steps_run"]
+        assert r["reached"] == (r["steps"] is not None)
+        assert r["threshold"] == pytest.approx(r["ridge_risk"] + 0.1 * (r["zero_risk"]
+                                                                        - r["ridge_risk"]))
+
+
+def test_every_ablation_row_composes_into_valid_settings():
+    from icl_stl.bench_ridge import ABLATION, CASES, DATA, compose_app
+    from icl_stl.cli.common import CONFIG_DIR
+
+    settings = [compose_app(CONFIG_DIR, [*CASES["demo"], *DATA["fresh"], *overrides])
+                for _, overrides in ABLATION]
+    garg, adamw, batch, default, gpt2_init, two_heads = settings
+    assert (garg.train.optimizer, garg.train.lr, garg.train.batch_size) == ("adam", 1e-4, 64)
+    assert garg.train.schedule == "constant" and not garg.train.curriculum.enabled
+    assert garg.train.grad_clip == 0 and garg.model.init == "torch_default"
+    assert (adamw.train.optimizer, adamw.train.lr, adamw.train.batch_size) == ("adamw", 1e-3, 64)
+    assert batch.train.batch_size == 128 and batch.train.schedule == "constant"
+    # The row labelled the default recipe is what `icl-stl-train` runs with no overrides.
+    plain = compose_app(CONFIG_DIR, [])
+    assert (default.train, default.model) == (plain.train, plain.model)
+    assert default.train.schedule == "cosine"
+    assert (default.train.lr, default.train.batch_size, default.model.n_head) == (1e-3, 128, 4)
+    assert gpt2_init.model.init == "gpt2" and gpt2_init.train == default.train
+    assert two_heads.model.n_head == 2 and two_heads.train == default.train

@@ -39,8 +39,8 @@ SLOW = settings(max_examples=3000, deadline=None)
 SLOW_RUNS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 CHOICES = sorted({*C.TASK_NAMES, *C.ARCHS, *C.ATTN_IMPLS, *C.OPTIMIZERS, *C.SCHEDULES,
-                  *C.DEVICES, *C.ENGINES, *C.LOGGER_MODES, *C.BASELINES, *C.REAL_SOURCES,
-                  *C.SYNTHETIC_MODES, *C.INIT_MODES, *C.LABEL_MODES, *C.ROUNDINGS, *C.LEARNERS})
+                  *C.DEVICES, *C.ENGINES, *C.MODEL_INITS, *C.LOGGER_MODES, *C.BASELINES,
+                  *C.REAL_SOURCES, *C.SYNTHETIC_MODES, *C.INIT_MODES, *C.LABEL_MODES, *C.ROUNDINGS, *C.LEARNERS})
 # Fields a run in this process must not take from the fuzzer: where files go, W&B, and
 # compilation (valid, but minutes of inductor work). They are fuzzed through parse_app_config.
 NOT_RUN = ("run.checkpoint_root", "logger.", "runtime.compile", "runtime.threads", "probe")
@@ -88,7 +88,8 @@ NAMED_CHOICES = {"name": C.TASK_NAMES, "arch": C.ARCHS, "attn_implementation": C
                  "optimizer": C.OPTIMIZERS, "schedule": C.SCHEDULES, "device": C.DEVICES,
                  "engine": C.ENGINES, "mode": C.LOGGER_MODES, "rounding": C.ROUNDINGS,
                  "real_source": C.REAL_SOURCES, "synthetic": C.SYNTHETIC_MODES,
-                 "init": C.INIT_MODES, "label_mode": C.LABEL_MODES, "learner": C.LEARNERS}
+                 "init": C.INIT_MODES, "label_mode": C.LABEL_MODES, "learner": C.LEARNERS,
+                 "model.init": C.MODEL_INITS}  # a full path where two fields share a name
 
 
 def plausible(path: str) -> st.SearchStrategy:
@@ -102,7 +103,7 @@ def plausible(path: str) -> st.SearchStrategy:
     if float in admitted:
         options.append(st.sampled_from([0.0, 0.25, 0.5, 1.0, 1e-3, 0.1]))
     if str in admitted:
-        options.append(st.sampled_from(NAMED_CHOICES.get(leaf, CHOICES)))
+        options.append(st.sampled_from(NAMED_CHOICES.get(path, NAMED_CHOICES.get(leaf, CHOICES))))
     if list in admitted:
         item = (st.sampled_from(C.BASELINES) if leaf == "baselines" else
                 st.sampled_from([0.25, 0.5]) if leaf == "real_fractions" else st.integers(0, 8))
@@ -348,7 +349,7 @@ def test_entry_points_run_or_reject_before_training_many(case):
     ("loop", {"task": {"k": 2}}),  # fewer pairs than the (disabled) curriculum's k_start
     ("loop", {"task": {"d": 1}}),
     ("train", {"data": {"n": None}}),  # training on fresh prompts
-    ("loop", {"model": {"arch": "lstm"}}),
+    ("loop", {"model": {"arch": "lstm", "engine": "reference"}}),  # as model=lstm sets
     ("loop", {"loop": {"label_mode": "context", "context_pairs": 1}}),
 ], ids=["k2", "d1", "fresh", "lstm", "context"])
 def test_valid_edge_settings_are_accepted(kind, changes):

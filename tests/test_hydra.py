@@ -49,9 +49,13 @@ def _default_groups(primary: str) -> set[str]:
 
 def _primaries(group: str, option: str) -> tuple[str, ...]:
     """Primary configs an option belongs to: a preset that overrides /probe is the probe CLI's
-    (only conf/probe.yaml has a probe default to override); everything else serves both."""
-    if group == "experiment" and "override /probe" in (CONF / group / f"{option}.yaml").read_text():
+    (only conf/probe.yaml has a probe default to override), one marked "(icl-stl-train only)"
+    trains on fresh prompts, which a loop cannot; everything else serves both."""
+    text = (CONF / group / f"{option}.yaml").read_text()
+    if group == "experiment" and "override /probe" in text:
         return ("probe",)
+    if group == "experiment" and "(icl-stl-train only)" in text:
+        return ("train",)
     return PRIMARIES
 
 

@@ -139,7 +139,7 @@ def test_lambda_one_trains_on_s0_itself(tmp_path):
 
 def _model_of_generation(app, ck, i: int):
     """Generation i's trained ensemble, rebuilt from its checkpoint (one member)."""
-    ens = build_ensemble(app.model, app.task.d, app.task.k, [make_generator(0, "x")], "batched")
+    ens = build_ensemble(app.model, app.task.d, app.task.k, [make_generator(0, "x")])
     ens.load_state_dict(load_state(ck / f"gen_{i:03d}" / "model.pt"))
     return ens.eval()
 

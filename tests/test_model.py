@@ -8,10 +8,12 @@ import pytest
 import torch
 from conftest import gens
 
+from icl_stl.backbones import gpt2_config
 from icl_stl.config import ModelConfig
-from icl_stl.ensemble import BatchedGPT2, ModuleEnsemble, build_ensemble
+from icl_stl.ensemble import ModuleEnsemble, build_ensemble
+from icl_stl.gpt2 import NativeGPT2
 from icl_stl.loop.labelling import label, label_cached, label_uncached
-from icl_stl.model import ICLModel, build_model, deinterleave, gpt2_config, interleave
+from icl_stl.model import ICLModel, build_model, deinterleave, interleave
 
 D, K, B = 3, 6, 4
 
@@ -33,12 +35,16 @@ def _single(cfg: ModelConfig):
     return lambda xs, ys: model(xs, ys)
 
 
+def _engine(cfg: ModelConfig, engine: str) -> ModelConfig:
+    return dataclasses.replace(cfg, engine=engine)
+
+
 def _ensemble(cfg: ModelConfig, engine: str):
     """fn(xs (B, k, d), ys (B, k)) -> member 1's prediction in a 2-member ensemble."""
-    ens = build_ensemble(cfg, D, K, gens(0, 2), engine).eval()
+    ens = build_ensemble(_engine(cfg, engine), D, K, gens(0, 2)).eval()
     with torch.no_grad():
-        if isinstance(ens, BatchedGPT2):
-            ens.params["read_out__weight"].mul_(READOUT_GAIN)
+        if isinstance(ens, NativeGPT2):
+            ens.read_out.weight.mul_(READOUT_GAIN)
         else:
             for m in ens.models:
                 m.read_out.weight.mul_(READOUT_GAIN)
@@ -52,7 +58,7 @@ def _ensemble(cfg: ModelConfig, engine: str):
 
 MODELS = {
     "gpt2": lambda c: _single(c),
-    "gpt2-batched": lambda c: _ensemble(c, "batched"),
+    "gpt2-native": lambda c: _ensemble(c, "native"),
     "gpt2-reference": lambda c: _ensemble(c, "reference"),
     "lstm": lambda c: _single(dataclasses.replace(c, arch="lstm")),
     "mlp": lambda c: _single(dataclasses.replace(c, arch="mlp")),
@@ -111,13 +117,13 @@ def test_gpt2_backbone_config(tiny_model):
 
 @pytest.mark.parametrize("gaussian_head", [False, True])
 @torch.no_grad()
-def test_batched_gpt2_matches_transformers_members(gaussian_head, tiny_model):
+def test_native_gpt2_matches_transformers_members(gaussian_head, tiny_model):
     cfg = dataclasses.replace(tiny_model, gaussian_head=gaussian_head)
-    batched = build_ensemble(cfg, D, K, gens(5, 3), "batched").eval()
-    reference = build_ensemble(cfg, D, K, gens(5, 3), "reference").eval()
-    assert isinstance(batched, BatchedGPT2) and isinstance(reference, ModuleEnsemble)
+    native = build_ensemble(_engine(cfg, "native"), D, K, gens(5, 3)).eval()
+    reference = build_ensemble(_engine(cfg, "reference"), D, K, gens(5, 3)).eval()
+    assert isinstance(native, NativeGPT2) and isinstance(reference, ModuleEnsemble)
     xs, ys = _inputs(3, 3, B)
-    a, b = batched(xs, ys), reference(xs, ys)
+    a, b = native(xs, ys), reference(xs, ys)
     assert a.mean.shape == (3, B, K)
     torch.testing.assert_close(a.mean, b.mean, rtol=1e-4, atol=1e-5)
     if gaussian_head:
@@ -126,10 +132,10 @@ def test_batched_gpt2_matches_transformers_members(gaussian_head, tiny_model):
     assert (a.mean[0] - a.mean[1]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("engine", ["batched", "reference"])
+@pytest.mark.parametrize("engine", ["native", "reference"])
 @torch.no_grad()
 def test_member_and_load_member_round_trip(engine, tiny_model):
-    ens = build_ensemble(tiny_model, D, K, gens(0, 3), engine).eval()
+    ens = build_ensemble(_engine(tiny_model, engine), D, K, gens(0, 3)).eval()
     xs, ys = _inputs(4, 3, B)
     before = ens(xs, ys).mean
     alone = ens.member(1).eval()
@@ -137,9 +143,9 @@ def test_member_and_load_member_round_trip(engine, tiny_model):
     torch.testing.assert_close(alone(xs[1], ys[1]).mean, before[1], rtol=1e-4, atol=1e-5)
     # member i == the model build_model makes from the same generator
     fresh = build_model(tiny_model, D, K, gens(0, 3)[1])
+    assert alone.state_dict().keys() == fresh.state_dict().keys()
     for (name, p), q in zip(alone.state_dict().items(), fresh.state_dict().values()):
-        if not name.endswith("wte.weight"):  # the unused 1-row token table is not stored
-            assert torch.equal(p, q), name
+        assert torch.equal(p, q), name  # the unused 1-row token table too: zero in both
     # loading member 2 into slot 0 makes slot 0 predict like member 2, leaving others alone
     ens.load_member_(0, ens.member(2))
     after = ens(xs[[2, 1, 2]], ys[[2, 1, 2]]).mean
@@ -148,7 +154,7 @@ def test_member_and_load_member_round_trip(engine, tiny_model):
 
 
 def _label_both(cfg: ModelConfig, c: int, noisy: bool, noise_std: float | None):
-    ens = build_ensemble(cfg, D, K, gens(7, 2), "batched").eval()
+    ens = build_ensemble(cfg, D, K, gens(7, 2)).eval()
     xs, ys = _inputs(8, 2, 16)
     noise = torch.randn(2, 16, K, generator=torch.Generator().manual_seed(9)) if noisy else None
     cached = label_cached(ens, xs, ys[..., :c], noise, noise_std)
@@ -174,13 +180,13 @@ def test_kv_cached_labels_equal_uncached(c, head, noise_std, tiny_model):
         expected = pred.mean + scale * noise
     torch.testing.assert_close(cached[..., c:], expected[..., c:], rtol=1e-5, atol=1e-5)
     # the reference engine (transformers GPT2Model) labels the same
-    ref = build_ensemble(cfg, D, K, gens(7, 2), "reference").eval()
+    ref = build_ensemble(_engine(cfg, "reference"), D, K, gens(7, 2)).eval()
     by_ref = label_uncached(ref, xs, ys[..., :c], noise, noise_std)
     torch.testing.assert_close(by_ref, cached, rtol=1e-4, atol=1e-5)
 
 
 def test_label_chunks_and_engine_dispatch(tiny_model):
-    ens = build_ensemble(tiny_model, D, K, gens(7, 2), "batched")
+    ens = build_ensemble(tiny_model, D, K, gens(7, 2))
     ens.train()
     xs, ys = _inputs(10, 2, 10)
     noise = torch.randn(2, 10, K, generator=torch.Generator().manual_seed(1))
@@ -193,7 +199,7 @@ def test_label_chunks_and_engine_dispatch(tiny_model):
 
 
 def test_noise_without_scale_or_head_is_an_error(tiny_model):
-    ens = build_ensemble(tiny_model, D, K, gens(0, 1), "batched")
+    ens = build_ensemble(tiny_model, D, K, gens(0, 1))
     xs, ys = _inputs(0, 1, 2)
     with pytest.raises(ValueError, match="noise"):
         label(ens, xs, ys[..., :0], torch.randn(1, 2, K), None)

@@ -25,7 +25,8 @@ PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 # preset -> the primary config of the entry point that runs it
 PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop",
            "stability_vs_n": "probe", "decay_vs_n": "probe", "architectures": "probe",
-           "demo_collapse": "loop", "demo_stability": "probe", "demo_decay": "probe"}
+           "demo_collapse": "loop", "demo_stability": "probe", "demo_decay": "probe",
+           "quickstart": "train"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n")
 
 
@@ -33,7 +34,7 @@ def parsed(name: str, *overrides: str):
     """(AppConfig, (probe, seeds, ns) for a probe preset or None)."""
     primary = PRESETS[name]
     app = load_app_config(compose_cfg(primary, f"experiment={name}", *overrides),
-                          needs_loop=True)
+                          needs_loop=primary != "train")
     probe = probe_config(app) if primary == "probe" else None
     return app, probe
 
@@ -49,7 +50,9 @@ def test_every_preset_file_is_listed_and_global():
 def test_preset_composes_and_validates(name):
     app, probe = parsed(name)
     assert app.logger.group, "a preset names its wandb group so a sweep's runs are grouped"
-    if probe is None:
+    if PRESETS[name] == "train":
+        assert app.loop is None and app.data.n is None  # fresh prompts: nothing to memorise
+    elif probe is None:
         for member in members_from_config(app):  # lambda n is a whole number for every member
             real_count(member.real_fraction, member.n, app.loop.rounding)
     else:

@@ -1,7 +1,9 @@
 """The exactly solvable reference learner in the real loop code, against its closed forms.
 
 Many loops (one per seed) run as one LoopRun; the Monte-Carlo mean over seeds of the measured
-drift must lie within a few standard errors of `icl_stl.theory` at every generation.
+drift must lie within a few standard errors of `icl_stl.theory` at every generation, and each
+test is sharp: the nearest wrong closed form (an off-by-one exponent, fresh instead of reused
+real data) lies many standard errors away and is checked to be rejected.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from icl_stl.probes.stability import StabilityHook, combine_hooks, probe_set, tw
 from icl_stl.prompts import sample_prompts
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import make_task
-from icl_stl.theory import covariance_shrinkage, geometric_rate, mean_drift_fresh
+from icl_stl.theory import (
+    covariance_shrinkage,
+    geometric_rate,
+    mean_drift_fresh,
+    mean_drift_reuse,
+)
 from icl_stl.training import RuntimeOptions
 
 D, K_PAIRS, N, GENERATIONS, SEEDS = 3, 5, 20, 5, 200
@@ -33,8 +40,8 @@ Z_TOL = 4.0  # standard errors: 12 comparisons, a false alarm at 4 SE is ~1e-4 p
 
 def settings(lam: float = 0.0, generations: int = GENERATIONS, d: int = D, k: int = K_PAIRS,
              **loop) -> LoopSettings:
-    loop_cfg = LoopConfig(generations=generations, real_fraction=lam, real_source="fresh",
-                          learner="gaussian_prior", **loop)
+    loop_cfg = LoopConfig(**{"generations": generations, "real_fraction": lam,
+                             "real_source": "fresh", "learner": "gaussian_prior", **loop})
     return LoopSettings(TaskConfig(d=d, k=k), ModelConfig(), TrainConfig(steps=1),
                         EvalConfig(n_prompts=32, batch_size=32, baselines=["ridge"]), loop_cfg)
 
@@ -51,11 +58,21 @@ def by_generation(records: list[dict], key: str, **match) -> np.ndarray:
                       and all(r[m] == v for m, v in match.items())] for g in gens])
 
 
-def assert_within_se(measured: np.ndarray, theory: np.ndarray, what: str) -> None:
-    mean = measured.mean(1)
+def z_scores(measured: np.ndarray, theory: np.ndarray) -> np.ndarray:
+    """(mean over seeds - theory) / standard error, per generation."""
     se = measured.std(1, ddof=1) / math.sqrt(measured.shape[1])
-    z = (mean - theory) / se
-    assert np.all(np.abs(z) < Z_TOL), f"{what}: measured {mean}, theory {theory}, z {z}"
+    return (measured.mean(1) - theory) / se
+
+
+def assert_within_se(measured: np.ndarray, theory: np.ndarray, what: str) -> None:
+    z = z_scores(measured, theory)
+    assert np.all(np.abs(z) < Z_TOL), f"{what}: measured {measured.mean(1)}, theory {theory}, z {z}"
+
+
+def assert_rejected(measured: np.ndarray, wrong: np.ndarray, what: str) -> None:
+    """The wrong closed form is far outside the tolerance (the test can tell them apart)."""
+    z = z_scores(measured, wrong)
+    assert np.max(np.abs(z)) > 2 * Z_TOL, f"{what} not rejected: z {z}"
 
 
 def test_mean_drift_matches_closed_forms_with_fresh_real_data(tmp_path):
@@ -77,11 +94,67 @@ def test_mean_drift_matches_closed_forms_with_fresh_real_data(tmp_path):
 
 
 def test_covariance_shrinks_geometrically_without_real_data(tmp_path):
-    s = settings(prior_covariance=True)
-    records = run(tmp_path, "cov", s, [MemberSpec(seed, 0.0, N) for seed in range(SEEDS)])
+    """E[tr Sigma_i] / tr Sigma* = ((n-1)/n)^(i+1). With n = 5 prompts the factor is 0.8, and at
+    generation 0 the off-by-one form ((n-1)/n)^i (= 1) lies about 12 standard errors away."""
+    n, seeds, generations = 5, 400, 4
+    s = settings(generations=generations, prior_covariance=True)
+    records = run(tmp_path, "cov", s, [MemberSpec(seed, 0.0, n) for seed in range(seeds)])
     ratio = by_generation(records, "prior_cov_trace_ratio")
-    assert_within_se(ratio, covariance_shrinkage(GENERATIONS, N), "tr Sigma_i / tr Sigma*")
-    assert geometric_rate(ratio.mean(1)) == pytest.approx((N - 1) / N, abs=0.02)
+    assert ratio.shape == (generations + 1, seeds)
+    theory = covariance_shrinkage(generations, n)
+    assert_within_se(ratio, theory, "tr Sigma_i / tr Sigma*")
+    assert_rejected(ratio, theory * n / (n - 1), "((n-1)/n)^i")
+    assert_rejected(ratio, theory * (n - 1) / n, "((n-1)/n)^(i+2)")
+    assert geometric_rate(ratio.mean(1)) == pytest.approx((n - 1) / n, abs=0.03)
+
+
+@pytest.mark.parametrize("lam", [0.25, 0.5])
+def test_mean_drift_matches_closed_form_with_reused_real_data(tmp_path, lam):
+    """The loop's default real source: the same lambda n prompts of S_0 every generation."""
+    s = settings(lam, real_source="reuse")
+    records = run(tmp_path, f"reuse{lam}", s, [MemberSpec(seed, lam, N) for seed in range(SEEDS)])
+    err2 = by_generation(records, "prior_mean_err2")
+    theory = mean_drift_reuse(GENERATIONS, D, N, lam)
+    assert_within_se(err2, theory, f"reuse, lambda={lam}")
+    # the reused prompts' error never averages out: fresh real data is rejected
+    assert_rejected(err2, mean_drift_fresh(GENERATIONS, D, N, lam), "the fresh-data form")
+
+
+@pytest.mark.parametrize("noise_std", [0.0, 0.3])
+def test_sample_mode_noise_is_what_the_closed_forms_assume(tmp_path, noise_std):
+    """label_mode=sample: each synthetic prompt's w is mu_{i-1} + N(0, w_scale^2 I) (known
+    covariance) and its labels carry the task's noise and nothing else (`loop.label_noise_std`
+    is a transformer setting, here 0.5, and must not leak in). With noise_std = 0 the labels
+    are exactly linear in x, so w is recovered exactly: the closed forms' assumption."""
+    w_scale, k = 1.5, 40
+    s = settings(0.5, generations=2, d=D, k=k, label_noise_std=0.5, real_source="reuse")
+    s.task.w_scale, s.task.noise_std = w_scale, noise_std
+    deviations, residuals, previous = [], [], {}
+
+    def check(generation, learner, datasets, new_synthetic):
+        for m, syn in enumerate(new_synthetic):
+            if generation > 0:
+                xs, ys = syn.xs.double(), syn.ys.double()
+                w = torch.linalg.lstsq(xs, ys.unsqueeze(-1)).solution.squeeze(-1)  # (m, d)
+                residuals.append(ys - torch.einsum("nkd,nd->nk", xs, w))
+                deviations.append(w - previous[m])
+            previous[m] = learner.mu[m].clone()
+        return [{} for _ in datasets]
+
+    run(tmp_path, f"noise{noise_std}", s, [MemberSpec(seed, 0.5, 60) for seed in range(20)],
+        check)
+    dev = torch.cat(deviations).numpy()  # w - mu_{i-1}, pooled over members and generations
+    resid = torch.cat(residuals)
+    cov = np.cov(dev.T)
+    se = w_scale**2 * math.sqrt(2 / dev.shape[0])  # of a variance estimate, Gaussian
+    assert np.abs(dev.mean(0)).max() < Z_TOL * w_scale / math.sqrt(dev.shape[0])
+    assert np.abs(np.diag(cov) - w_scale**2).max() < Z_TOL * se, np.diag(cov)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() < Z_TOL * se
+    if noise_std == 0:
+        assert resid.abs().max().item() < 1e-5  # float32 labels, exactly linear otherwise
+    else:  # residual variance of least squares: noise^2 (k - d) / k
+        var = resid.pow(2).mean().item() * k / (k - D)
+        assert var == pytest.approx(noise_std**2, rel=0.05)
 
 
 def test_known_prior_predicts_like_bayes_ridge():

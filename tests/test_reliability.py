@@ -378,8 +378,9 @@ def test_summary_json_holds_the_whole_summary(tmp_path, tmp_path_factory):
                          ids=["log_window_across_checkpoint", "dropout"])
 def test_in_process_kill_resumes_exactly(tmp_path, monkeypatch, extra):
     # Settings whose state lives outside model, optimizer and batch generators: a logging
-    # window that spans a checkpoint, and dropout (torch's global generator). A fresh process
-    # starts that generator from the same seed, as emulated here before each run.
+    # window that spans a checkpoint, and dropout (the members' dropout generators). A fresh
+    # process starts torch's global generator from the same seed, as emulated here before each
+    # run, though nothing should draw from it.
     import icl_stl.training as training
 
     def fresh_process_run(root: Path) -> dict:

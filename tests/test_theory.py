@@ -18,11 +18,13 @@ from icl_stl.theory import (
     covariance_shrinkage,
     decay_verdict,
     fit_bound,
+    fit_decay,
     fit_linear_slope,
     fit_power_law,
     geometric_rate,
     mean_drift_fresh,
     mean_drift_plateau,
+    mean_drift_reuse,
 )
 
 # Six sample sizes spanning two decades, log-spaced.
@@ -379,8 +381,8 @@ def _seed_data(slope_offsets: list[float], mean_slope: float) -> np.ndarray:
 
 def test_decay_verdict_confirmed():
     fit = fit_power_law(N6, _seed_data([-0.05, 0.0, 0.05], -0.5))
-    v = decay_verdict(fit)
-    assert v["verdict"] == "confirmed"
+    v = decay_verdict(fit, ns=N6)
+    assert v["verdict"] == "confirmed" and v["reading"].startswith("consistent with the bound")
     assert v["at_least_as_fast"] and v["consistent"] and not v["significantly_slower"]
     assert v["significantly_faster"]
     assert v["threshold"] == -0.25
@@ -393,17 +395,19 @@ def test_decay_verdict_inconclusive():
     fit = fit_power_law(N6, _seed_data([-0.1, 0.0, 0.1], -0.2))
     assert fit.slope > -0.25 and fit.ci_low < -0.25
     v = decay_verdict(fit)
-    assert v["verdict"] == "inconclusive"
-    assert not v["at_least_as_fast"] and v["consistent"] and not v["significantly_slower"]
+    assert v["verdict"] == "inconclusive" and v["reading"].startswith("cannot tell")
+    assert not v["at_least_as_fast"] and not v["consistent"] and not v["significantly_slower"]
 
 
-def test_decay_verdict_refuted():
+def test_decay_slower_than_the_bound_is_never_refuted():
+    """An upper bound with unknown constants cannot be refuted by a slope on a finite range."""
     fit = fit_power_law(N6, _seed_data([-0.01, 0.0, 0.01], -0.1))
     assert fit.ci_low > -0.25
-    v = decay_verdict(fit)
-    assert v["verdict"] == "refuted"
+    v = decay_verdict(fit, ns=N6)
+    assert v["verdict"] == "inconclusive"
+    assert v["reading"] == "decays slower than n^-0.25 on [100, 10000]"
     assert not v["at_least_as_fast"] and not v["consistent"] and v["significantly_slower"]
-    # The same data against a slower threshold is confirmed.
+    # The same data against a slower threshold is consistent with it.
     assert decay_verdict(fit, exponent=-0.05)["verdict"] == "confirmed"
 
 
@@ -411,6 +415,107 @@ def test_decay_verdict_boundaries():
     def fake(slope, lo, hi):
         return LineFit(slope, 0.0, lo, hi, 0.1, 6, 3, 2, 0.95, "seeds", None)
 
-    assert decay_verdict(fake(-0.25, -0.3, -0.2))["verdict"] == "confirmed"  # slope == threshold
-    assert decay_verdict(fake(-0.2, -0.25, -0.15))["verdict"] == "inconclusive"  # ci_low == thr
-    assert decay_verdict(fake(-0.2, -0.2499, -0.15))["verdict"] == "refuted"
+    # the point estimate no longer decides: a slope of exactly -1/4 is not confirmed
+    assert decay_verdict(fake(-0.25, -0.3, -0.2))["verdict"] == "inconclusive"
+    assert decay_verdict(fake(-0.4, -0.5, -0.25))["verdict"] == "inconclusive"  # hi == thr
+    assert decay_verdict(fake(-0.4, -0.5, -0.2501))["verdict"] == "confirmed"
+    assert not decay_verdict(fake(-0.2, -0.25, -0.15))["significantly_slower"]  # lo == thr
+    assert decay_verdict(fake(-0.2, -0.2499, -0.15))["significantly_slower"]
+    assert {decay_verdict(fake(x, x - 0.1, x + 0.1))["verdict"]
+            for x in np.linspace(-1, 1, 41)} == {"confirmed", "inconclusive"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The decay fit y = E_inf + A n^b
+
+
+@pytest.mark.parametrize("b", [-1.0, -0.5, -0.25, -0.08])
+def test_fit_decay_recovers_a_planted_curve_and_keeps_non_positive_values(b):
+    n = np.logspace(1, 3, 6)
+    for floor in (0.1, 0.0, -3.0 * n[-1] ** b):  # the last: y < 0 at the largest n
+        y = floor + 2.0 * n**b
+        fit = fit_decay(n, y)
+        assert fit["slope"] == pytest.approx(b, abs=1e-9)
+        assert fit["floor"] == pytest.approx(floor, abs=1e-9)
+        assert fit["amplitude"] == pytest.approx(2.0, rel=1e-8)
+        known = fit_decay(n, y, floor=floor)  # E_inf given (an infinite-data run)
+        assert known["slope"] == pytest.approx(b, abs=1e-9)
+    assert y[-1] < 0  # kept, not dropped
+
+
+def test_fit_decay_is_vectorised_weighted_and_reads_no_decay_as_zero():
+    n = np.logspace(1, 3, 6)
+    rng = np.random.default_rng(0)
+    curves = 0.05 + n ** np.array([-0.3, -0.6, -0.9])[:, None, None] * \
+        (1 + 0.01 * rng.normal(size=(3, 4, 6)))  # (3, 4, 6): leading axes kept
+    fit = fit_decay(n, curves, weights=np.ones(6))
+    assert fit["slope"].shape == (3, 4)
+    np.testing.assert_allclose(fit["slope"].mean(1), [-0.3, -0.6, -0.9], atol=0.05)
+    flat = fit_decay(n, np.stack([np.full(6, 0.3), 0.3 + 0.01 * np.log(n)]))  # rising: A < 0
+    np.testing.assert_array_equal(flat["slope"], [0.0, 0.0])
+    np.testing.assert_allclose(flat["amplitude"], [0.0, 0.0])
+    # a weight of zero removes a point
+    y = 0.1 + n**-0.5
+    y_bad = y.copy()
+    y_bad[0] = 50.0
+    w = np.array([0.0, 1, 1, 1, 1, 1])
+    assert fit_decay(n, y_bad, weights=w)["slope"] == pytest.approx(-0.5, abs=1e-9)
+    with pytest.raises(ValueError, match="one value per n"):
+        fit_decay(n, y[:5])
+    with pytest.raises(ValueError, match="finite"):
+        fit_decay(n, np.full(6, np.nan))
+
+
+def test_fit_bound_with_weights_keeps_non_positive_values():
+    n = np.logspace(1, 4, 8)
+    y = bound_shape(n, 0.5, 1.0, 0.2)
+    fit = fit_bound(n, y, weights=np.ones(8))
+    np.testing.assert_allclose(fit.coefficients, (0.5, 1.0, 0.2), rtol=1e-6, atol=1e-9)
+    shifted = fit_bound(n, y - y.min() * 1.5, weights=1 / y**2)  # some values negative
+    assert min(shifted.coefficients) >= 0
+    with pytest.raises(ValueError, match="weights"):
+        fit_bound(n, y, weights=np.ones(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# The reused-real-data closed form
+
+
+def test_mean_drift_reuse_formula_limits_and_validation():
+    d, n = 4, 40
+    for lam in (0.25, 0.5, 0.75):
+        drift = mean_drift_reuse(400, d, n, lam)
+        assert drift[0] == pytest.approx(d / n)  # generation 0: the mean of S_0
+        plateau = d / (lam * n) + (1 - lam) * d / (n * lam * (2 - lam))
+        assert drift[-1] == pytest.approx(plateau, rel=1e-12)
+        assert drift[-1] > mean_drift_plateau(d, n, lam)  # reuse never averages out
+    # about twice the fresh-data plateau at lambda = 0.5
+    ratio = mean_drift_reuse(400, d, n, 0.5)[-1] / mean_drift_plateau(d, n, 0.5)
+    assert ratio == pytest.approx(2.0, abs=0.1)
+    np.testing.assert_allclose(mean_drift_reuse(3, d, n, 1.0), d / n)
+    np.testing.assert_allclose(mean_drift_reuse(3, d, n, 0.5, w_var=2.0),
+                               2.0 * mean_drift_reuse(3, d, n, 0.5))
+    with pytest.raises(ValueError, match="mean_drift_fresh"):
+        mean_drift_reuse(3, d, n, 0.0)
+
+
+def test_mean_drift_reuse_matches_monte_carlo():
+    """An independent simulation: the same lambda n prompts of S_0 every generation, the rest
+    drawn from N(mu_{i-1}, I); task vectors recovered exactly from k = d noiseless pairs."""
+    rng = np.random.default_rng(11)
+    reps, d, n, gens = 20000, 3, 20, 6
+    for lam in (0.25, 0.5):
+        n_real = round(lam * n)
+        w0 = rng.normal(size=(reps, n, d))  # mu* = 0
+        mu = w0.mean(1)
+        measured = [(mu**2).sum(1)]
+        for _ in range(gens):
+            synth = mu[:, None, :] + rng.normal(size=(reps, n - n_real, d))
+            mu = np.concatenate([w0[:, :n_real], synth], axis=1).mean(1)
+            measured.append((mu**2).sum(1))
+        measured = np.array(measured)
+        se = measured.std(1, ddof=1) / math.sqrt(reps)
+        theory = mean_drift_reuse(gens, d, n, lam)
+        assert np.all(np.abs(measured.mean(1) - theory) < 4 * se), (lam, measured.mean(1), theory)
+        fresh = mean_drift_fresh(gens, d, n, lam)
+        assert np.abs(measured.mean(1)[-1] - fresh[-1]) > 20 * se[-1]  # the forms differ

@@ -10,17 +10,19 @@ import torch
 from conftest import gens
 
 from icl_stl.config import CurriculumConfig, ModelConfig, TrainConfig
-from icl_stl.ensemble import BatchedGPT2, Ensemble, build_ensemble
+from icl_stl.ensemble import Ensemble, build_ensemble
 from icl_stl.evaluation import model_errors
+from icl_stl.gpt2 import NativeGPT2
 from icl_stl.io import CheckpointSlot
 from icl_stl.model import MODEL_SIZES
+from icl_stl.optim import lr_at
 from icl_stl.prompts import sample_prompts
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import LinearRegression
-from icl_stl.training import MemberData, curriculum_at, lr_at, train_ensemble
+from icl_stl.training import MemberData, curriculum_at, train_ensemble
 
 K_PAIRS = 5
-TINY = ModelConfig(**MODEL_SIZES["tiny"])  # conf/model/tiny.yaml: 3 layers, 2 heads, width 64
+TINY = ModelConfig(**MODEL_SIZES["tiny"])  # conf/model/tiny.yaml: 3 layers, 4 heads, width 64
 
 
 def _datasets(task, count: int, n: int = 24, scale: list[float] | None = None):
@@ -43,13 +45,14 @@ def _assert_same_params(a: Ensemble, i: int, b: Ensemble, j: int, atol: float) -
         torch.testing.assert_close(value, sb[name], rtol=0, atol=atol, msg=name)
 
 
-@pytest.mark.parametrize("engine", ["batched", "reference"])
+@pytest.mark.parametrize("engine", ["native", "reference"])
 def test_member_trained_in_ensemble_matches_training_alone(engine, tiny_model, quick_train,
                                                            linear_task):
     data = _datasets(linear_task, 3)
-    together = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(0, 3), engine)
+    cfg = dataclasses.replace(tiny_model, engine=engine)
+    together = build_ensemble(cfg, linear_task.d, K_PAIRS, gens(0, 3))
     res_together = train_ensemble(together, data, linear_task, K_PAIRS, quick_train)
-    alone = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(0, 3)[1:2], engine)
+    alone = build_ensemble(cfg, linear_task.d, K_PAIRS, gens(0, 3)[1:2])
     res_alone = train_ensemble(alone, data[1:2], linear_task, K_PAIRS, quick_train)
     assert res_together.steps == res_alone.steps == quick_train.steps
     _assert_same_params(together, 1, alone, 0, atol=2e-5)
@@ -58,20 +61,21 @@ def test_member_trained_in_ensemble_matches_training_alone(engine, tiny_model, q
     assert abs(res_together.final_loss[0] - res_together.final_loss[1]) > 1e-4
 
 
-def test_batched_training_matches_reference_engine(tiny_model, linear_task):
+def test_native_training_matches_reference_engine(tiny_model, linear_task):
     cfg = TrainConfig(steps=6, batch_size=8, lr=3e-3, warmup_steps=2, log_every=3,
                       checkpoint_every=0)
     data = _datasets(linear_task, 2)
-    batched = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(1, 2), "batched")
-    reference = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(1, 2), "reference")
-    assert isinstance(batched, BatchedGPT2) and not isinstance(reference, BatchedGPT2)
-    a = train_ensemble(batched, data, linear_task, K_PAIRS, cfg)
+    native = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(1, 2))
+    reference = build_ensemble(dataclasses.replace(tiny_model, engine="reference"),
+                               linear_task.d, K_PAIRS, gens(1, 2))
+    assert isinstance(native, NativeGPT2) and not isinstance(reference, NativeGPT2)
+    a = train_ensemble(native, data, linear_task, K_PAIRS, cfg)
     b = train_ensemble(reference, data, linear_task, K_PAIRS, cfg)
     for i in range(2):
-        _assert_same_params(batched, i, reference, i, atol=1e-4)
+        _assert_same_params(native, i, reference, i, atol=1e-4)
     assert a.final_loss == pytest.approx(b.final_loss, rel=1e-4)
-    start = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(1, 2), "batched")
-    moved = (batched.member(0).read_out.weight - start.member(0).read_out.weight).abs().max()
+    start = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(1, 2))
+    moved = (native.member(0).read_out.weight - start.member(0).read_out.weight).abs().max()
     assert moved > 1e-3  # the comparison is between trained models, not two initialisations
 
 
@@ -88,7 +92,7 @@ def test_tiny_model_fits_its_training_set():
     s0 = sample_prompts(task, 16, k, make_generator(0, "S0"))
     cfg = TrainConfig(steps=200, batch_size=32, lr=3e-3, warmup_steps=20, log_every=50,
                       checkpoint_every=0)
-    model = build_ensemble(TINY, task.d, k, gens(0, 1), "batched")
+    model = build_ensemble(TINY, task.d, k, gens(0, 1))
     result = train_ensemble(model, [MemberData(1, s0)], task, k, cfg)
     fitted, zero = _late_errors(model, s0, task)
     assert fitted < 0.1 * zero, (fitted, zero)
@@ -106,7 +110,7 @@ def test_tiny_model_learns_linear_regression_in_context():
     task, k = LinearRegression(d=2), 6
     cfg = TrainConfig(steps=400, batch_size=256, lr=1e-3, warmup_steps=20, log_every=100,
                       checkpoint_every=0)
-    model = build_ensemble(TINY, task.d, k, gens(0, 1), "batched")
+    model = build_ensemble(TINY, task.d, k, gens(0, 1))
     train_ensemble(model, [MemberData(batch_seed=1, dataset=None)], task, k, cfg)
     test = sample_prompts(task, 512, k, make_generator(0, "test"))
     learned, zero = _late_errors(model, test, task)
@@ -154,12 +158,12 @@ def test_curriculum_in_training_hides_coordinates_and_pairs(tiny_model):
     assert [(r["d"], r["k"]) for r in result.history] == [(1, 2), (2, 3), (3, 4)]
 
 
-@pytest.mark.parametrize("engine", ["batched", "reference"])
+@pytest.mark.parametrize("engine", ["native", "reference"])
 def test_clip_grads_is_per_member(engine, tiny_model):
-    ens = build_ensemble(tiny_model, 2, K_PAIRS, gens(0, 2), engine)
+    ens = build_ensemble(dataclasses.replace(tiny_model, engine=engine), 2, K_PAIRS, gens(0, 2))
     for p in ens.parameters():
         p.grad = torch.ones_like(p)
-    if isinstance(ens, BatchedGPT2):
+    if isinstance(ens, NativeGPT2):
         for p in ens.parameters():
             p.grad[0] *= 1e4  # member 0's gradients are huge
     else:

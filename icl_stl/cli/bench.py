@@ -1,7 +1,10 @@
-"""icl-stl-bench: training, labelling, evaluation and loop throughput, against references.
+"""icl-stl-bench: throughput against references, and time to ridge against Garg et al.'s recipe.
 
-    icl-stl-bench                      # CPU defaults, writes outputs/bench/bench.json
+    icl-stl-bench                      # speed suite, CPU defaults: outputs/bench/bench.json
     icl-stl-bench --sizes tiny small --ks 1 2 4 8 16 --out bench.json
+    icl-stl-bench --suite ridge        # time to ridge: outputs/bench/ridge.json
+    icl-stl-bench --suite ridge --ridge-cases demo tiny --ridge-seeds 0 1
+    icl-stl-bench --suite ablation     # what each change of the recipe buys (demo case)
 """
 
 from __future__ import annotations
@@ -16,11 +19,17 @@ from pathlib import Path
 import torch
 
 from icl_stl import bench
+from icl_stl.bench_ridge import CASES, bench_ablation, bench_time_to_ridge, describe
+from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.config import ModelConfig
 from icl_stl.io import atomic_write_json
 from icl_stl.model import MODEL_SIZES
 from icl_stl.seeding import resolve_device
 from icl_stl.training import RuntimeOptions
+
+# Training seconds allowed per time-to-ridge run, and steps between its evaluations.
+RIDGE_CAPS = {"demo": 120.0, "tiny": 600.0, "small": 600.0}
+RIDGE_EVAL_EVERY = {"demo": 50, "tiny": 100, "small": 100}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,33 +43,88 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=11)
     p.add_argument("--budget", type=float, default=2.0, help="seconds per measurement")
     p.add_argument("--quick", action="store_true", help="tiny sizes and budgets (smoke test)")
-    p.add_argument("--out", type=Path, default=Path("outputs/bench/bench.json"))
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's own choice)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default: outputs/bench/bench.json, ridge.json, "
+                        "ablation.json)")
+    p.add_argument("--suite", default="speed", choices=["speed", "ridge", "ablation"],
+                   help="speed: throughput; ridge: time to ridge of the default recipe and "
+                        "Garg et al.'s; ablation: what each change of the recipe buys")
+    p.add_argument("--ridge-cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--ridge-seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--ridge-cap", nargs="+", type=float, default=None, metavar="SECONDS",
+                   help="training seconds allowed per run, one per case (default: "
+                        + ", ".join(f"{c} {s:g}" for c, s in RIDGE_CAPS.items()) + ")")
     args = p.parse_args(argv)
+    if args.ridge_cap is not None and len(args.ridge_cap) != len(args.ridge_cases):
+        p.error(f"--ridge-cap needs one value per case ({len(args.ridge_cases)}), got "
+                f"{args.ridge_cap}")
+    if args.out is None:
+        args.out = Path("outputs/bench") / {"speed": "bench.json"}.get(args.suite,
+                                                                        f"{args.suite}.json")
     for name in ("batch", "d", "k"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be a positive integer, got {args.threads}")
     if args.budget < 0:
         p.error(f"--budget must be >= 0, got {args.budget}")
     return args
 
 
+def machine(device: torch.device) -> dict:
+    cuda = device.type == "cuda"
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name() if cuda else "cpu"}
+
+
+def run_ridge(args: argparse.Namespace, runtime: RuntimeOptions, command: str) -> dict:
+    """Time to ridge (or the ablation): one line per run as it finishes, then the JSON."""
+    caps = dict(zip(args.ridge_cases, args.ridge_cap)) if args.ridge_cap else RIDGE_CAPS
+    if args.quick:  # a smoke test of the harness, not a measurement
+        caps = {case: 1.0 for case in CASES}
+    result = {"machine": machine(runtime.device), "command": command,
+              "date": time.strftime("%Y-%m-%d %H:%M"), "suite": args.suite,
+              "gate": "test - ridge <= 0.1 (zero - ridge), on 1,000 fresh prompts"}
+
+    def report(row: dict) -> None:
+        print(describe(row), flush=True)
+
+    if args.suite == "ridge":
+        result["runs"] = bench_time_to_ridge(
+            CONFIG_DIR, args.ridge_cases, caps, seeds=args.ridge_seeds,
+            eval_every=RIDGE_EVAL_EVERY, runtime=runtime, report=report)
+    else:
+        result["runs"] = bench_ablation(CONFIG_DIR, seeds=args.ridge_seeds, cap_s=caps["demo"],
+                                        eval_every=RIDGE_EVAL_EVERY["demo"], runtime=runtime,
+                                        report=report)
+    atomic_write_json(args.out, result)
+    print(f"written to {args.out}")
+    return result
+
+
 def run(argv: list[str] | None = None) -> dict:
-    """Run every benchmark, print a table, write JSON; return the results."""
+    """Run the chosen suite, print a table, write JSON; return the results."""
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
     runtime = RuntimeOptions(device=device, bf16=cuda, fused_adam=cuda)
+    command = "icl-stl-bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.suite != "speed":
+        return run_ridge(args, runtime, command)
     sizes = args.sizes or (["tiny"] if args.quick else ["tiny", "small", "standard"])
     ks = args.ks or ([1, 2] if args.quick else [1, 2, 4, 8, 16] + ([64] if cuda else []))
     budget = 0.0 if args.quick else args.budget
     tokens = args.batch * 2 * args.k
     result: dict = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "device": torch.cuda.get_device_name() if cuda else "cpu"},
-        "command": "icl-stl-bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine(device),
+        "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "matmul_gflops": {
             "square_1024": bench.matmul_rate(device, 1024, 1024, 1024, max(budget / 2, 0.05)),
@@ -87,7 +151,7 @@ def run(argv: list[str] | None = None) -> dict:
                                                   10 if args.quick else 500, args.d, args.k)
     print("generation", json.dumps(result["generation"]), flush=True)
     tiny1 = next(r for r in result["training"] if r["size"] == "tiny" and r["K"] == 1
-                 and r["engine"] == "batched")
+                 and r["engine"] == "native")
     mm = result["matmul_gflops"]
     result["cpu_targets" if not cuda else "gpu"] = {
         "tiny_K1_steps_per_s": tiny1["steps_per_s"],

@@ -63,7 +63,10 @@ def settings_hash(app: AppConfig, kind: str) -> str:
                 if k not in ("logger", "runtime", "run")}
     if app.loop is not None:  # growing the number of generations continues the same loop
         relevant["loop"] = {k: v for k, v in relevant["loop"].items()
-                            if k not in ("generations", "label_batch_size")}
+                            if k not in ("generations", "label_batch_size",
+                                         "share_generation_0")}
+        if relevant["loop"].get("warmup_steps") is None:  # the default keeps older run names
+            relevant["loop"].pop("warmup_steps", None)
     text = json.dumps({"kind": kind, **relevant}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 

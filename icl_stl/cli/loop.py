@@ -40,7 +40,7 @@ def members_from_config(app: AppConfig) -> list[MemberSpec]:
 
 def loop_settings(app: AppConfig, runtime) -> LoopSettings:
     return LoopSettings(task=app.task, model=app.model, train=app.train, eval=app.eval,
-                        loop=app.loop, seed=app.seed, engine=app.runtime.engine, runtime=runtime)
+                        loop=app.loop, seed=app.seed, runtime=runtime)
 
 
 def write_loop_outputs(summary: dict, output_dir: Path, title: str = "") -> None:

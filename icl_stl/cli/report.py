@@ -2,41 +2,66 @@
 
     icl-stl-report outputs/demo                        # writes outputs/demo/REPORT.md
     icl-stl-report multirun/loop/2025-01-01 multirun/probe/2025-01-01 --out report/
+    icl-stl-report outputs/demo min_seeds=3 p2_margin=0.05 primary.1="n=2000"
 
 A plain argparse CLI (not Hydra): it reads results, it trains nothing. Every directory under
 the given paths holding summary.json, stability.json, decay.json, in_context.json or a failed
-job's error.json is read.
+job's error.json is read. Arguments of the form KEY=VALUE (that are not existing paths) set the
+verdicts' settings (`icl_stl.report.rules.ReportConfig`: margins, min_seeds, alpha, ...);
+`--settings` lists them with their defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import sys
 from pathlib import Path
 
 from icl_stl.report.report import write_report
+from icl_stl.report.rules import ReportConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="icl-stl-report",
-        description="Write REPORT.md (figures and a verdict on each prediction of THEORY.md) "
-                    "from run and sweep directories.")
-    parser.add_argument("paths", nargs="+", type=Path,
-                        help="run or sweep directories (searched recursively)")
+        description="Write REPORT.md (figures and a verdict on each prediction of "
+                    "docs/THEORY.md) from run and sweep directories.")
+    parser.add_argument("paths", nargs="*", type=str,
+                        help="run or sweep directories (searched recursively), and KEY=VALUE "
+                             "settings of the verdicts")
     parser.add_argument("--out", type=Path, default=None,
                         help="where REPORT.md, verdicts.json and figures/ go (default: the "
                              "first PATH)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the verdicts (repeatable; same as a bare KEY=VALUE)")
+    parser.add_argument("--settings", action="store_true",
+                        help="print the verdicts' settings with their defaults and exit")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    out = args.out or (args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent)
+    paths = [Path(p) for p in args.paths if "=" not in p or Path(p).exists()]
+    overrides = list(args.set) + [p for p in args.paths if "=" in p and not Path(p).exists()]
     try:
-        result = write_report(args.paths, out)
+        cfg = ReportConfig.from_overrides(overrides)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.settings:
+        for f in dataclasses.fields(cfg):
+            print(f"{f.name} = {json.dumps(getattr(cfg, f.name))}")
+        return 0
+    if not paths:
+        print("error: give at least one run or sweep directory", file=sys.stderr)
+        return 2
+    out = args.out or (paths[0] if paths[0].is_dir() else paths[0].parent)
+    try:
+        result = write_report(paths, out, cfg)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Self-labelling: a trained ensemble labels fresh x's position by position.
 
 Every label is fed back as context for the next position, in one batched pass per position over
-all prompts and members. With the native batched GPT-2 the keys and values of the prefix are
-cached, so each position costs two new tokens instead of a full forward pass.
+all prompts and members. With the native GPT-2 the keys and values of the prefix are cached, so
+each position costs two new tokens instead of a full forward pass.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from icl_stl.ensemble import BatchedGPT2, Ensemble
+from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point
+from icl_stl.gpt2 import NativeGPT2
 from icl_stl.model import interleave
 
 
@@ -48,7 +49,7 @@ def label_uncached(model: Ensemble, xs: Tensor, context_ys: Tensor, noise: Tenso
 
 
 @torch.no_grad()
-def label_cached(model: BatchedGPT2, xs: Tensor, context_ys: Tensor, noise: Tensor | None,
+def label_cached(model: NativeGPT2, xs: Tensor, context_ys: Tensor, noise: Tensor | None,
                  noise_std: float | None) -> Tensor:
     """Same labels as `label_uncached`, reusing the prefix's keys and values."""
     c, k = context_ys.shape[-1], xs.shape[-2]
@@ -59,7 +60,7 @@ def label_cached(model: BatchedGPT2, xs: Tensor, context_ys: Tensor, noise: Tens
     tokens = torch.cat([interleave(xs[..., :c, :], context_ys), xs[..., c:c + 1, :]], dim=-2)
     for j in range(c, k):
         fault_point("label_position")
-        pred = model.readout(model.hidden(tokens, cache)[..., -1:, :])
+        pred = model.step(tokens, cache)  # for y_j: (K, m, 1)
         lv = None if pred.log_var is None else pred.log_var[..., 0]
         ys[..., j] = _noisy(pred.mean[..., 0], lv, None if noise is None else noise[..., j],
                             noise_std)
@@ -74,7 +75,7 @@ def label(model: Ensemble, xs: Tensor, context_ys: Tensor, noise: Tensor | None,
     """Label in chunks of `batch_size` prompts (per member) with the fastest valid path."""
     was_training = model.training
     model.eval()
-    cached = use_cache and isinstance(model, BatchedGPT2)
+    cached = use_cache and isinstance(model, NativeGPT2)
     fn = label_cached if cached else label_uncached
     out = []
     for s in range(0, xs.shape[1], batch_size):

@@ -8,6 +8,7 @@ the same interface (see `icl_stl.probes.reference`), so the loop code never bran
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from icl_stl.seeding import derive_seed, make_generator
 from icl_stl.tasks import Task
 from icl_stl.training import MemberData, RuntimeOptions, train_ensemble
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class LearnerContext:
@@ -37,7 +40,6 @@ class LearnerContext:
     loop: LoopConfig
     eval: EvalConfig
     runtime: RuntimeOptions
-    engine: str = "batched"
 
 
 class Learner(ABC):
@@ -82,26 +84,98 @@ class TransformerLearner(Learner):
     def __init__(self, ctx: LearnerContext, members: list[MemberSpec]):
         super().__init__(ctx, members)
         self.ensemble = self._fresh(0)
+        self._untouched = True  # self.ensemble is generation 0's initialisation as built
 
-    def _fresh(self, generation: int) -> Ensemble:
-        gens = [make_generator(m.seed, "init", generation) for m in self.members]
-        return build_ensemble(self.ctx.model, self.ctx.task.d, self.ctx.k, gens,
-                              self.ctx.engine).to(self.ctx.runtime.device)
+    def _fresh(self, generation: int, members: list[MemberSpec] | None = None) -> Ensemble:
+        gens = [make_generator(m.seed, "init", generation) for m in members or self.members]
+        return build_ensemble(self.ctx.model, self.ctx.task.d, self.ctx.k,
+                              gens).to(self.ctx.runtime.device)
+
+    def training_key(self, i: int, generation: int, dataset: PromptSet) -> tuple:
+        """Everything member i's training at `generation` depends on besides the shared settings:
+        its initialisation and batch (and dropout) streams, and its data."""
+        seed = self.members[i].seed
+        return (derive_seed(seed, "init", generation), derive_seed(seed, "batches", generation),
+                tuple(dataset.xs.shape), tuple(dataset.ys.shape), dataset.fingerprint())
+
+    def distinct(self, generation: int, datasets: list[PromptSet]) -> tuple[list[int], list[int]]:
+        """(unique, index): the first member of each group with equal `training_key`, and for
+        every member the position of its group in `unique`."""
+        first: dict[tuple, int] = {}
+        unique, index = [], []
+        for i, s in enumerate(datasets):
+            key = self.training_key(i, generation, s)
+            if key not in first:
+                first[key] = len(unique)
+                unique.append(i)
+            index.append(first[key])
+        return unique, index
+
+    def _share(self, generation: int, datasets: list[PromptSet],
+               checkpoint: CheckpointSlot | None, plain: dict) -> tuple[list, list, dict] | None:
+        """Generation 0 trains each distinct member once (`loop.share_generation_0`): the
+        (unique, index, checkpoint identity) to do so, or None to train every member."""
+        if generation != 0:
+            return None
+        unique, index = self.distinct(generation, datasets)
+        if len(unique) == len(datasets):
+            return None
+        identity = {**plain, "data": [datasets[u].fingerprint() for u in unique],
+                    "shared": {"members": unique, "of": len(datasets)}}
+        # A mid-training checkpoint is resumed the way it was written, whatever the setting now
+        # (the numbers are the same either way).
+        stored = None
+        if checkpoint is not None and checkpoint.exists():
+            loaded = checkpoint.load_latest()
+            stored = None if loaded is None else loaded[0].get("identity")
+        if stored == plain:
+            return None
+        if stored == identity or self.ctx.loop.share_generation_0:
+            return unique, index, identity
+        return None
 
     def fit(self, generation, datasets, checkpoint, on_log=None) -> dict:
         ctx = self.ctx
-        if generation == 0 or ctx.loop.init == "from_scratch":
-            self.ensemble = self._fresh(generation)
-        steps = ctx.train.steps if generation == 0 or ctx.loop.steps is None else ctx.loop.steps
-        train_cfg = dataclasses.replace(ctx.train, steps=steps)
-        data = [MemberData(derive_seed(m.seed, "batches", generation), s)
-                for m, s in zip(self.members, datasets)]
+        fresh = (generation == 0 and not self._untouched) or (
+            generation > 0 and ctx.loop.init == "from_scratch")
+        self._untouched = False
+        # generations >= 1 (warm-started or not) have their own budget and warm-up
+        later = generation > 0
+        steps = ctx.loop.steps if later and ctx.loop.steps is not None else ctx.train.steps
+        warmup = (ctx.loop.warmup_steps if later and ctx.loop.warmup_steps is not None
+                  else ctx.train.warmup_steps)
+        train_cfg = dataclasses.replace(ctx.train, steps=steps, warmup_steps=warmup)
         identity = {"generation": generation, "data": [s.fingerprint() for s in datasets]}
-        result = train_ensemble(self.ensemble, data, ctx.task, ctx.k, train_cfg, ctx.runtime,
-                                checkpoint=checkpoint, identity=identity, on_log=on_log,
+        shared = self._share(generation, datasets, checkpoint, identity)
+        trained, index = list(range(len(datasets))), None
+        if shared is None:
+            if fresh:
+                self.ensemble = self._fresh(generation)
+            model = self.ensemble
+        else:
+            trained, index, identity = shared
+            log.info("generation %d: training %d distinct members for %d loops", generation,
+                     len(trained), len(datasets))
+            model = (self._fresh(generation, [self.members[u] for u in trained]) if fresh
+                     else self.ensemble.select(trained))  # untouched: generation 0's init
+        data = [MemberData(derive_seed(self.members[u].seed, "batches", generation),
+                           datasets[u]) for u in trained]
+
+        def expand(values: list) -> list:
+            return values if index is None else [values[j] for j in index]
+
+        log_fn = on_log
+        if on_log is not None and index is not None:
+            def log_fn(record: dict) -> None:
+                on_log({**record, "loss": expand(record["loss"])})
+
+        result = train_ensemble(model, data, ctx.task, ctx.k, train_cfg, ctx.runtime,
+                                checkpoint=checkpoint, identity=identity, on_log=log_fn,
                                 description=f"generation {generation}")
-        return {"train_loss": result.final_loss, "steps": result.steps,
-                "bad_steps": result.bad_steps}
+        if index is not None:
+            self.ensemble = model.select(index)
+        return {"train_loss": expand(result.final_loss), "steps": result.steps,
+                "bad_steps": result.bad_steps, "trained_members": len(trained)}
 
     def synthesize(self, generation, inputs) -> list[PromptSet]:
         ctx, device = self.ctx, self.ctx.runtime.device
@@ -130,6 +204,7 @@ class TransformerLearner(Learner):
 
     def load_state_dict(self, state: dict) -> None:
         self.ensemble.load_state_dict(state)
+        self._untouched = False
 
 
 LEARNERS: dict[str, type[Learner]] = {"transformer": TransformerLearner}

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor
 
 from icl_stl.evaluation import summarise
+from icl_stl.gate import gap_closed, reached_ridge
 from icl_stl.prompts import PromptSet
+
+log = logging.getLogger(__name__)
 
 
 def implied_weights(prompts: PromptSet) -> Tensor:
@@ -39,8 +44,9 @@ def drift_signatures(synthetic: PromptSet, reference: PromptSet) -> dict:
 
 
 def generation_record(test_errors: Tensor, train_risk: float, real_train_risk: float,
-                      ridge_risk: float) -> dict:
-    """Risks of one member at one generation (test errors (n, k) on fresh real prompts)."""
+                      ridge_risk: float, zero_risk: float) -> dict:
+    """Risks of one member at one generation (test errors (n, k) on fresh real prompts), and
+    whether it passes the training gate (`icl_stl.gate`)."""
     test = summarise(test_errors)
     return {
         "test_risk": test["risk"],
@@ -53,4 +59,22 @@ def generation_record(test_errors: Tensor, train_risk: float, real_train_risk: f
         "real_gen_gap": test["risk"] - real_train_risk,
         "ridge_risk": ridge_risk,
         "excess_risk": test["risk"] - ridge_risk,
+        "zero_risk": zero_risk,
+        "gap_closed": gap_closed(test["risk"], ridge_risk, zero_risk),
+        "reached_ridge": reached_ridge(test["risk"], ridge_risk, zero_risk),
     }
+
+
+def log_gate(records: list[dict]) -> None:
+    """Generation 0's gate, one line per loop: no claim about the theory holds without it."""
+    for rec in records:
+        what = " ".join(f"{key}={rec[key]}" for key in ("seed", "n", "real_fraction", "augment")
+                        if key in rec)
+        if rec["reached_ridge"]:
+            log.info("generation 0 (%s) reached ridge: %.0f%% of the zero-to-ridge gap closed",
+                     what, 100 * rec["gap_closed"])
+        else:
+            log.warning("generation 0 (%s) did NOT reach ridge: %.0f%% of the zero-to-ridge gap "
+                        "closed (test %.4f, ridge %.4f, zero %.4f); no verdict about the theory "
+                        "can rest on this loop", what, 100 * rec["gap_closed"],
+                        rec["test_risk"], rec["ridge_risk"], rec["zero_risk"])

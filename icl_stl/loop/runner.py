@@ -37,7 +37,7 @@ from icl_stl.io import (
     save_state,
 )
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
-from icl_stl.loop.metrics import drift_signatures, generation_record
+from icl_stl.loop.metrics import drift_signatures, generation_record, log_gate
 from icl_stl.loop.mixing import MemberSpec, counts, draw_s0, real_part, synthetic_inputs
 from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.run_logger import RunLogger
@@ -59,14 +59,15 @@ class LoopSettings:
     eval: EvalConfig
     loop: LoopConfig
     seed: int = 0
-    engine: str = "batched"
     runtime: RuntimeOptions = dataclasses.field(default_factory=RuntimeOptions)
 
     def identity(self) -> dict:
         """What must match for a checkpoint to be resumed (the generation count may grow)."""
         loop = dataclasses.asdict(self.loop)
-        for key in ("generations", "label_batch_size"):
-            loop.pop(key)
+        for key in ("generations", "label_batch_size", "share_generation_0"):
+            loop.pop(key)  # share_generation_0 changes the work, not the numbers
+        if loop.get("warmup_steps") is None:  # the default: loops written before it resume
+            loop.pop("warmup_steps", None)
         train = dataclasses.asdict(self.train)
         for key in ("log_every", "checkpoint_every"):
             train.pop(key)
@@ -91,7 +92,7 @@ class LoopRun:
         self.task = make_task(settings.task)
         self.k = settings.task.k
         ctx = LearnerContext(self.task, self.k, settings.model, settings.train, settings.loop,
-                             settings.eval, settings.runtime, settings.engine)
+                             settings.eval, settings.runtime)
         self.learner = make_learner(ctx, members)
         self.s0s = [draw_s0(self.task, m, self.k) for m in members]
         # One test set for all members: lambdas and seeds are compared on the same prompts.
@@ -166,7 +167,8 @@ class LoopRun:
             reals.append(real)
         return sets, reals, new
 
-    def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float) -> list:
+    def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float,
+                  zero_risk: float) -> list:
         test_errors = self.learner.errors(self.test_set)  # (K, n_test, k)
         train_risks = self.learner.member_risks(sets)
         real_risks = self.learner.member_risks(reals)
@@ -178,7 +180,7 @@ class LoopRun:
             rec = {"member": m, **member.describe(), "generation": i, "n_real": n_real,
                    "n_synthetic_new": n_syn, "train_size": len(sets[m]),
                    **generation_record(test_errors[m], train_risks[m], real_risks[m],
-                                       ridge_risk),
+                                       ridge_risk, zero_risk),
                    **drift_signatures(new[m], self.test_set),
                    "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
                    **extra[m]}
@@ -198,11 +200,12 @@ class LoopRun:
                  else bayes_optimal_ridge_alpha(s.task.noise_std, s.task.w_scale))
         base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
                                knn_neighbours=s.eval.knn_neighbours)
-        ridge = base.get("ridge")
-        if ridge is None:
-            ridge = baseline_errors(self.test_set, ["ridge"], ridge_alpha=alpha,
-                                    knn_neighbours=1)["ridge"]
-        ridge_risk = ridge.mean().item()
+        # The training gate needs ridge and zero whether or not eval.baselines lists them.
+        missing = [name for name in ("ridge", "zero") if name not in base]
+        gate_base = {**base, **baseline_errors(self.test_set, missing, ridge_alpha=alpha,
+                                               knn_neighbours=1)}
+        ridge_risk = gate_base["ridge"].mean().item()
+        zero_risk = gate_base["zero"].mean().item()
         history: list[list[PromptSet]] = [[] for _ in self.members]
         all_records: list[dict] = []
         timings = []
@@ -227,7 +230,9 @@ class LoopRun:
                                              "train/loss": sum(rec["loss"]) / len(rec["loss"]),
                                              "train/lr": rec["lr"]})
             info = self.learner.fit(i, sets, CheckpointSlot(self.gen_dir(i), "train"), on_log)
-            records = self._evaluate(i, sets, reals, new, info, ridge_risk)
+            records = self._evaluate(i, sets, reals, new, info, ridge_risk, zero_risk)
+            if i == 0:
+                log_gate(records)
             save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
             atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
             fault_point("generation_end")
@@ -236,7 +241,8 @@ class LoopRun:
             for m in range(len(self.members)):
                 if i > 0:
                     history[m].append(new[m])
-            timings.append({"generation": i, "seconds": time.perf_counter() - start})
+            timings.append({"generation": i, "seconds": time.perf_counter() - start,
+                            "trained_members": info.get("trained_members", len(self.members))})
             all_records += records
             self._log_generation(records)
             log.info("generation %d: test risk %s", i,

@@ -1,4 +1,4 @@
-"""The exactly solvable reference learner of THEORY.md: a learner that fits the task prior.
+"""The exactly solvable reference learner of docs/THEORY.md: a learner that fits the task prior.
 
 `GaussianPriorLearner` replaces the transformer in the same loop code (`loop.learner=
 gaussian_prior`): from every training prompt it reads off w by least squares (exact when k >= d
@@ -19,9 +19,9 @@ from torch import Tensor
 from icl_stl.loop.learners import Learner, LearnerContext
 from icl_stl.loop.metrics import implied_weights
 from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
+from icl_stl.losses import squared_error
 from icl_stl.prompts import PromptSet, pad_stack
 from icl_stl.seeding import make_generator
-from icl_stl.training import squared_error
 
 # Noiseless labels make the posterior a limit (noise -> 0); a tiny variance relative to the
 # prior's scale keeps the solves regular while biasing predictions by ~1e-8 relative.

@@ -12,10 +12,21 @@ fresh real prompts (their own stream, `probe_set`):
 and the synthetic labels the two produced for the same x's (mean and max |y - y'|).
 `aggregate_stability` turns the per-member records into one record per (n, generation): mean,
 std, min and max over pairs (seeds x replaced indices), plus the test-risk difference.
+
+The chaos control (`probe.chaos_control`): per (n, seed) one more member trains on the same S_0
+with a different batch order, and gamma_chaos (the same statistics against the base loop) is the
+ceiling gamma is read against: a replaced prompt whose effect is no larger than a reshuffled
+batch order measures the training's chaos, not the prompt. `batch_order` (default) gives the
+control S_0 in another order: the batch sampler draws indices with the member's own stream, so
+every batch differs while every other draw is shared; prompts S_i reuses from S_0 are only
+permuted among themselves, so S_i holds the same prompts. `seed` gives it S_0 under another
+member seed: a different initialisation as well (and different synthetic x's, noise and reused
+subset). Records carry gamma_chaos beside gamma and their ratio (`aggregate_stability`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,24 +35,29 @@ from pathlib import Path
 
 import torch
 
-from icl_stl.config import ProbeConfig
+from icl_stl.config import LoopConfig, ProbeConfig
 from icl_stl.io import atomic_write_json
 from icl_stl.loop.learners import Learner
-from icl_stl.loop.mixing import MemberSpec
+from icl_stl.loop.mixing import MemberSpec, real_part
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.run_logger import RunLogger
-from icl_stl.seeding import make_generator
+from icl_stl.seeding import derive_seed, make_generator
 from icl_stl.tasks import Task, make_task
+
+CHAOS_CONTROLS = ("batch_order", "seed", "none")
 
 
 @dataclass(frozen=True)
 class TwinPair:
-    """Member `neighbour` is member `base` with prompt `index` of S_0 replaced."""
+    """Member `neighbour` is member `base` with prompt `index` of S_0 replaced, or, with kind
+    "control", its chaos control (index -1): the same S_0 with another batch order or seed."""
 
     base: int
     neighbour: int
     index: int
+    kind: str = "neighbour"
+    shared_draws: bool = True  # every draw but the batch order is shared with the base loop
 
 
 def neighbour_set(task: Task, s0: PromptSet, index: int, replacement: str, seed: int,
@@ -63,10 +79,51 @@ def neighbour_set(task: Task, s0: PromptSet, index: int, replacement: str, seed:
     return s0.replace(index, new)
 
 
+def chaos_order(loop: LoopConfig | None, member: MemberSpec, s0: PromptSet, task: Task,
+                k: int) -> torch.Tensor:
+    """A permutation of S_0 for the batch-order control: random within the classes of prompts
+    that every generation's reused real part (`mixing.real_part`) treats alike, so the control's
+    S_i holds the same prompts as the base's, only in another order."""
+    n = len(s0)
+    # reused[j, g]: prompt j is in generation g's reused real part. Prompts with equal rows
+    # are interchangeable (a bit mask would overflow past 63 generations and merge classes).
+    reused = torch.zeros(n, 1, dtype=torch.bool)
+    if loop is not None and loop.real_source != "fresh" and loop.generations >= 1:
+        draws = range(1, loop.generations + 1) if loop.redraw_real else (1,)
+        reused = torch.zeros(n, len(draws), dtype=torch.bool)
+        for column, generation in enumerate(draws):
+            _, idx = real_part(loop, member, s0, generation, task, k)
+            reused[idx, column] = True
+    _, signature = torch.unique(reused, dim=0, return_inverse=True)
+    gen = make_generator(member.seed, "chaos_order", member.n)
+    perm = torch.arange(n)
+    for value in range(int(signature.max()) + 1):
+        where = torch.nonzero(signature == value).flatten()
+        perm[where] = where[torch.randperm(where.numel(), generator=gen)]
+    return perm
+
+
+def chaos_member(task: Task, k: int, member: MemberSpec, s0: PromptSet, control: str,
+                 loop: LoopConfig | None) -> tuple[MemberSpec, bool]:
+    """The chaos control of a base loop, and whether it shares every draw but the batches."""
+    tag = f"n{member.n}/seed{member.seed}/chaos-{control}"
+    if control == "batch_order":
+        order = chaos_order(loop, member, s0, task, k)
+        return MemberSpec(member.seed, member.real_fraction, member.n, member.augment,
+                          s0=s0[order], tag=tag), True
+    if control == "seed":
+        seed = derive_seed(member.seed, "chaos_seed") % (1 << 31)
+        return MemberSpec(seed, member.real_fraction, member.n, member.augment, s0=s0,
+                          tag=tag), False
+    raise ValueError(f"chaos control must be one of {CHAOS_CONTROLS}, got {control!r}")
+
+
 def twin_members(task: Task, k: int, ns: Sequence[int], seeds: Sequence[int],
                  indices: Sequence[int], real_fraction: float, augment: int,
-                 replacement: str) -> tuple[list[MemberSpec], list[TwinPair]]:
-    """For every (n, seed): the base loop on S_0, then one neighbour per replaced index."""
+                 replacement: str, control: str = "none",
+                 loop: LoopConfig | None = None) -> tuple[list[MemberSpec], list[TwinPair]]:
+    """For every (n, seed): the base loop on S_0, one neighbour per replaced index, and with
+    `control` (batch_order | seed) its chaos control (`loop` says which prompts S_i reuses)."""
     members: list[MemberSpec] = []
     pairs: list[TwinPair] = []
     for n in ns:
@@ -81,6 +138,10 @@ def twin_members(task: Task, k: int, ns: Sequence[int], seeds: Sequence[int],
                     seed, real_fraction, n, augment,
                     s0=neighbour_set(task, s0, index, replacement, seed, k),
                     tag=f"n{n}/seed{seed}/replace{index}"))
+            if control != "none":
+                member, shared = chaos_member(task, k, members[base], s0, control, loop)
+                pairs.append(TwinPair(base, len(members), -1, "control", shared))
+                members.append(member)
     return members, pairs
 
 
@@ -104,16 +165,19 @@ class StabilityHook:
         for pair in self.pairs:
             diff = (preds[pair.base] - preds[pair.neighbour]).abs()
             a, b = new_synthetic[pair.base], new_synthetic[pair.neighbour]
-            if not torch.equal(a.xs, b.xs):
+            if pair.shared_draws and not torch.equal(a.xs, b.xs):
                 raise RuntimeError(f"twins {pair} labelled different synthetic x's at generation "
                                    f"{generation}: their random streams are not shared")
-            label_diff = (a.ys.double() - b.ys.double()).abs()
+            label_diff = (a.ys.double() - b.ys.double()).abs() if pair.shared_draws else None
             out[pair.base]["twin"] = "base"
             out[pair.neighbour].update({
-                "twin": "neighbour", "twin_of": pair.base, "replaced_index": pair.index,
+                "twin": pair.kind, "twin_of": pair.base,
+                "replaced_index": pair.index if pair.kind == "neighbour" else None,
                 "gamma_max": diff.max().item(), "gamma_mean": diff.mean().item(),
-                "syn_label_diff": label_diff.mean().item() if label_diff.numel() else None,
-                "syn_label_diff_max": label_diff.max().item() if label_diff.numel() else None,
+                "syn_label_diff": label_diff.mean().item()
+                if label_diff is not None and label_diff.numel() else None,
+                "syn_label_diff_max": label_diff.max().item()
+                if label_diff is not None and label_diff.numel() else None,
             })
         return out
 
@@ -146,21 +210,58 @@ def spread(values: Sequence[float], name: str) -> dict:
 
 
 def aggregate_stability(records: list[dict]) -> list[dict]:
-    """One record per (n, generation) over all twin pairs, from the loop's summary records."""
+    """One record per (n, generation) over all twin pairs, from the loop's summary records.
+
+    With chaos controls: `chaos_gamma_*` (the same statistics over the controls) and
+    `gamma_ratio` = gamma_mean / chaos_gamma_mean, gamma beside its ceiling.
+    """
     by_key = {(r["member"], r["generation"]): r for r in records}
     groups: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    controls: dict[tuple[int, int], list[dict]] = defaultdict(list)
     for r in records:
         if r.get("twin") == "neighbour":
             groups[(r["n"], r["generation"])].append(r)
+        elif r.get("twin") == "control":
+            controls[(r["n"], r["generation"])].append(r)
     out = []
     for (n, generation), group in sorted(groups.items()):
         risk_diffs = [abs(r["test_risk"] - by_key[(r["twin_of"], generation)]["test_risk"])
                       for r in group]
-        out.append({"generation": generation, "n": n, "n_pairs": len(group),
-                    **spread([r["gamma_max"] for r in group], "gamma_max"),
-                    **spread([r["gamma_mean"] for r in group], "gamma_mean"),
-                    **spread(risk_diffs, "test_risk_diff"),
-                    **spread([r["syn_label_diff"] for r in group], "syn_label_diff")})
+        row = {"generation": generation, "n": n, "n_pairs": len(group),
+               **spread([r["gamma_max"] for r in group], "gamma_max"),
+               **spread([r["gamma_mean"] for r in group], "gamma_mean"),
+               **spread(risk_diffs, "test_risk_diff"),
+               **spread([r["syn_label_diff"] for r in group], "syn_label_diff")}
+        chaos = controls.get((n, generation), [])
+        if chaos:
+            row.update(**spread([r["gamma_max"] for r in chaos], "chaos_gamma_max"),
+                       **spread([r["gamma_mean"] for r in chaos], "chaos_gamma_mean"))
+            row["gamma_ratio"] = (row["gamma_mean"] / row["chaos_gamma_mean"]
+                                  if row["chaos_gamma_mean"] else None)
+        out.append(row)
+    return out
+
+
+def per_seed_stability(records: list[dict]) -> list[dict]:
+    """gamma per (seed, n, generation): the mean over that seed's replaced indices (one
+    replicate: they share a base loop), with its chaos control's gamma where there is one."""
+    base_seed = {r["member"]: r["seed"] for r in records}  # a seed control has its own seed
+    cells: dict[tuple[int, int, int], dict[str, list[float]]] = defaultdict(
+        lambda: defaultdict(list))
+    for r in records:
+        if r.get("twin") in ("neighbour", "control") and r.get("gamma_mean") is not None:
+            prefix = "" if r["twin"] == "neighbour" else "chaos_"
+            cell = cells[(base_seed[r["twin_of"]], r["n"], r["generation"])]
+            cell[f"{prefix}gamma_mean"].append(r["gamma_mean"])
+            cell[f"{prefix}gamma_max"].append(r["gamma_max"])
+    out = []
+    for (seed, n, generation), cell in sorted(cells.items()):
+        if not cell.get("gamma_mean"):
+            continue
+        row = {"seed": seed, "n": n, "generation": generation,
+               "n_indices": len(cell["gamma_mean"])}
+        row.update({k: sum(v) / len(v) for k, v in cell.items()})
+        out.append(row)
     return out
 
 
@@ -191,9 +292,14 @@ def run_stability(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[in
     With `run_dir`, writes stability.json and stability.png there (and LoopRun's timing.json).
     """
     task, k = make_task(settings.task), settings.task.k
+    if probe.replacement == "identical" and settings.loop.share_generation_0:
+        # identical twins would share generation 0 and agree trivially; the self-check is that
+        # two members trained side by side compute the same numbers, so train both
+        settings = dataclasses.replace(
+            settings, loop=dataclasses.replace(settings.loop, share_generation_0=False))
     members, pairs = twin_members(task, k, ns, seeds, probe.replaced_indices,
                                   settings.loop.real_fraction, settings.loop.augment,
-                                  probe.replacement)
+                                  probe.replacement, probe.chaos_control, settings.loop)
     hook = StabilityHook(pairs, probe_set(task, k, probe.probe_prompts, settings.seed))
     run = LoopRun(settings, members, checkpoint_dir, run_dir, logger,
                   extra_metrics=combine_hooks(hook, *extra_hooks))
@@ -201,7 +307,9 @@ def run_stability(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[in
     result = {"kind": "stability", "replacement": probe.replacement, "seeds": list(seeds),
               "ns": list(ns), "replaced_indices": list(probe.replaced_indices),
               "real_fraction": settings.loop.real_fraction, "probe_prompts": probe.probe_prompts,
-              "generations": aggregate_stability(summary["generations"])}
+              "chaos_control": probe.chaos_control,
+              "generations": aggregate_stability(summary["generations"]),
+              "per_seed": per_seed_stability(summary["generations"])}
     if probe.replacement == "identical":  # the probe's self-check: identical twins, gamma = 0
         result["identical_twins_exact"] = all(
             g["gamma_max_max"] == 0.0 for g in result["generations"])

@@ -5,12 +5,19 @@ Runs are told apart by their settings (`summary.json["settings"]`: everything th
 loop's numbers except its members). Settings that differ between the runs given to the report
 become each run's `config` label (e.g. "loop.init=warm_start, model.arch=lstm"), so a sweep's
 jobs are grouped and named by what the sweep varied.
+
+Seeds: a member's seed decides its loop (S_0, initialisation, batches, synthetic draws); the
+run's own `seed` only draws the test and probe prompts. The replicate is therefore the member
+seed: the same loop found in runs with different run seeds is averaged into one record
+(`test_sets` says over how many), never counted twice, and every record of every run is used
+(nothing is kept "first found only").
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +49,11 @@ class RunResult:
 
         Runs without settings (no summary.json) are assumed to be in it."""
         return all(self.flat_settings.get(k, v) == v for k, v in THEOREM_SETTING.items())
+
+    @property
+    def run_seed(self) -> int | None:
+        """The run's own seed: it draws the test set and the probe prompts (not the loops)."""
+        return self.flat_settings.get("seed")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -111,27 +123,141 @@ def _short(value) -> str:
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def loop_records(runs: list[RunResult]) -> list[dict]:
-    """Every loop's per-generation records, with `config`, `run` and `in_theorem_setting` added.
+TWINS = ("neighbour", "control")  # S_0' and chaos-control copies of a base loop
 
-    Neighbour twins of the stability probe are left out (they are S_0' copies of a base loop,
-    not independent loops), and a loop found twice (the same settings, member and generation,
-    e.g. a re-run sweep) counts once: the run with more generations wins.
+
+def _average(records: list[dict]) -> dict:
+    """One record from several measurements of the same loop: numbers (and lists of numbers)
+    averaged, anything else taken from the first."""
+    out = dict(records[0])
+    if len(records) == 1:
+        return out
+    for key, value in records[0].items():
+        values = [r.get(key) for r in records]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            if key not in ("seed", "n", "generation", "augment", "member", "real_fraction"):
+                out[key] = sum(values) / len(values)
+        elif isinstance(value, list) and value and all(
+                isinstance(v, list) and len(v) == len(value) for v in values) and all(
+                isinstance(x, (int, float)) for v in values for x in v):
+            out[key] = [sum(col) / len(col) for col in zip(*values)]
+    return out
+
+
+def _pool_test_sets(best: dict[tuple, tuple[int, dict]]) -> list[dict]:
+    """Records keyed by (..., run seed): the same loop (same member seed and settings) measured
+    in runs with different run seeds differs only in its test (and probe) prompts, so it is one
+    replicate: its measurements are averaged and `test_sets` says how many were pooled."""
+    pooled: dict[tuple, list[dict]] = defaultdict(list)
+    for key, (_, rec) in best.items():
+        pooled[key[:-1]].append(rec)
+    out = []
+    for recs in pooled.values():
+        rec = _average(recs)
+        rec["test_sets"] = len(recs)
+        rec["run_seeds"] = sorted({r.get("run_seed") for r in recs}, key=str)
+        rec["runs"] = sorted({r["run"] for r in recs})
+        out.append(rec)
+    return out
+
+
+def loop_records(runs: list[RunResult]) -> list[dict]:
+    """Every loop's per-generation records, with `config`, `run`, `run_seed`, `zero_risk` and
+    `in_theorem_setting` added; one record per loop and generation.
+
+    Twins of the stability probe (neighbours and chaos controls) are left out: they are copies
+    of a base loop, not independent loops. A loop found twice in runs with the same run seed
+    (a re-run sweep) counts once: the run with more generations wins. The same loop in runs
+    with different run seeds (the same member seed, so the same S_0 and training) is ONE
+    replicate measured on several test sets: averaged (`test_sets`), never counted twice.
     """
     best: dict[tuple, tuple[int, dict]] = {}
     for run in runs:
         if run.summary is None:
             continue
-        records = [r for r in run.summary.get("generations", []) if r.get("twin") != "neighbour"]
+        records = [r for r in run.summary.get("generations", []) if r.get("twin") not in TWINS]
         depth = max((r["generation"] for r in records), default=-1)
+        zero = zero_risk(run.summary)
         for r in records:
             key = (run.config, run.in_theorem_setting, r["seed"], r["real_fraction"], r["n"],
-                   r.get("augment", 0), r["generation"])
+                   r.get("augment", 0), r["generation"], str(run.run_seed))
             if key not in best or best[key][0] < depth:
                 best[key] = (depth, {**r, "config": run.config, "run": str(run.path),
+                                     "run_seed": run.run_seed,
                                      "in_theorem_setting": run.in_theorem_setting,
-                                     "zero_risk": zero_risk(run.summary)})
-    return [rec for _, rec in best.values()]
+                                     # records written before the loop stored zero_risk:
+                                     # summary.json's zero baseline (the gate needs one)
+                                     "zero_risk": zero if r.get("zero_risk") is None
+                                     else r["zero_risk"]})
+    return _pool_test_sets(best)
+
+
+def loop_records_of(runs: list[RunResult], paths: set[str]) -> list[dict]:
+    """`loop_records` of the runs at `paths` only: a probe's base loops, pooled as everywhere
+    (the same loop in a run of another probe may not shadow them)."""
+    return loop_records([r for r in runs if str(r.path) in paths])
+
+
+def stability_records(runs: list[RunResult]) -> list[dict]:
+    """Per (configuration, lambda, replacement, seed, n, generation): gamma averaged over the
+    replaced indices of that seed (a seed's twins share one base loop, so they are one
+    replicate), and the chaos control's gamma of the same seed where the run has one.
+
+    Read from summary.json's twin records (every run of the stability probe writes them), else
+    from stability.json's `per_seed` list. Records of the same loop in runs with different run
+    seeds (different probe prompts) are averaged, as in `loop_records`. `epochs` is the number
+    of passes over S_0 in generation 0 (train.steps x train.batch_size / n).
+    """
+    best: dict[tuple, tuple[int, dict]] = {}
+    for run in runs:
+        if run.stability is None:
+            continue
+        lam = float(run.stability.get("real_fraction", float("nan")))
+        replacement = run.stability.get("replacement", "")
+        control = run.stability.get("chaos_control")
+        rows = _per_seed_from_summary(run) or list(run.stability.get("per_seed", []))
+        depth = max((r["generation"] for r in rows), default=-1)
+        steps = run.flat_settings.get("train.steps")
+        batch = run.flat_settings.get("train.batch_size")
+        for r in rows:
+            key = (run.config, lam, replacement, run.in_theorem_setting, r["seed"], r["n"],
+                   r["generation"], str(run.run_seed))
+            epochs = (steps * batch / r["n"]) if steps and batch else None
+            if key not in best or best[key][0] < depth:
+                best[key] = (depth, {**r, "config": run.config, "real_fraction": lam,
+                                     "replacement": replacement, "chaos_control": control,
+                                     "in_theorem_setting": run.in_theorem_setting,
+                                     "run": str(run.path), "run_seed": run.run_seed,
+                                     "epochs": epochs})
+    return _pool_test_sets(best)
+
+
+def _per_seed_from_summary(run: RunResult) -> list[dict]:
+    """gamma per (seed, n, generation) from the twin records of the run's summary.json."""
+    if run.summary is None:
+        return []
+    records = run.summary.get("generations", [])
+    base_seed = {r.get("member"): r["seed"] for r in records}  # a seed control has its own
+    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        twin = r.get("twin")
+        if twin not in TWINS or r.get("gamma_mean") is None:
+            continue
+        cell = cells[(base_seed.get(r.get("twin_of"), r["seed"]), r["n"], r["generation"])]
+        prefix = "" if twin == "neighbour" else "chaos_"
+        cell[f"{prefix}gamma_mean"].append(float(r["gamma_mean"]))
+        cell[f"{prefix}gamma_max"].append(float(r["gamma_max"]))
+    out = []
+    for (seed, n, generation), cell in sorted(cells.items()):
+        if not cell.get("gamma_mean"):
+            continue
+        row = {"seed": seed, "n": n, "generation": generation,
+               "n_indices": len(cell["gamma_mean"])}
+        for name, values in cell.items():
+            row[name] = sum(values) / len(values)
+        out.append(row)
+    return out
 
 
 def zero_risk(summary: dict) -> float | None:

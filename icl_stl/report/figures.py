@@ -1,7 +1,8 @@
 """The report's figures, each written as a PNG from collected records (headless matplotlib).
 
-Figures of single runs are reused where they exist: `report.plots.plot_generations` draws risk
-against generation, `probes.plots.plot_decay` the decay fit with the bound.
+Figures of single runs are reused where they exist (`report.plots.plot_generations` draws risk
+against generation). The decay figure shows the report's own fit (y = E_inf + A n^b with its
+seed-bootstrap interval) and the bound's shape as a descriptive envelope, not as a fit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from icl_stl.report.plots import BASELINE_STYLE, plot_generations, plot_positions  # noqa: E402
-from icl_stl.theory import fit_power_law  # noqa: E402
 
 
 def risk_figure(records: list[dict], path: Path, title: str) -> Path:
@@ -50,28 +50,35 @@ def positions_figure(records: list[dict], baselines: dict, path: Path, title: st
 
 
 def stability_figure(table: dict[tuple[int, int], dict], path: Path, title: str) -> Path:
-    """gamma against generation (one line per n) and gamma against n at the last generation."""
+    """gamma against generation (one line per n, band = min..max over seeds, dashed: the chaos
+    ceiling of the same n) and gamma against n at the last generation, beside the ceiling."""
     ns = sorted({n for n, _ in table})
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for n in ns:
+    for j, n in enumerate(ns):
         gens = sorted(g for m, g in table if m == n)
-        for stat, style in (("gamma_mean", "o-"), ("gamma_max", "s:")):
-            ys = [table[(n, g)][stat] for g in gens]
-            lo = [table[(n, g)].get(f"{stat}_min", y) for g, y in zip(gens, ys)]
-            hi = [table[(n, g)].get(f"{stat}_max", y) for g, y in zip(gens, ys)]
-            line, = left.plot(gens, ys, style, ms=3, label=f"{stat}, n = {n}")
-            left.fill_between(gens, lo, hi, color=line.get_color(), alpha=0.12, lw=0)
-    left.set(xlabel="generation i", ylabel="gamma_i", title="gamma against generation")
+        color = f"C{j % 10}"
+        ys = [table[(n, g)]["gamma_mean"] for g in gens]
+        lo = [table[(n, g)].get("gamma_mean_min", y) for g, y in zip(gens, ys)]
+        hi = [table[(n, g)].get("gamma_mean_max", y) for g, y in zip(gens, ys)]
+        left.plot(gens, ys, "o-", ms=3, color=color, label=f"gamma_mean, n = {n}")
+        left.fill_between(gens, lo, hi, color=color, alpha=0.12, lw=0)
+        chaos = [table[(n, g)].get("chaos_gamma_mean") for g in gens]
+        if all(c is not None for c in chaos):
+            left.plot(gens, chaos, "x--", ms=4, color=color, lw=1,
+                      label=f"chaos ceiling, n = {n}")
+    left.set(xlabel="generation i", ylabel="gamma_i (mean over seeds)",
+             title="gamma against generation")
     last = min(max(g for m, g in table if m == n) for n in ns)
-    for stat, color in (("gamma_mean", "C0"), ("gamma_max", "C1")):
-        ys = np.array([table[(n, last)][stat] for n in ns], dtype=float)
-        sd = np.array([table[(n, last)].get(f"{stat}_std") or 0.0 for n in ns], dtype=float)
-        right.errorbar(ns, ys, yerr=sd, fmt="o", color=color, capsize=3, label=f"{stat} ± sd")
-        if len(ns) >= 3 and np.all(ys > 0):
-            fit = fit_power_law(ns, ys)
-            grid = np.geomspace(min(ns), max(ns), 50)
-            right.plot(grid, fit.predict(grid), "-", color=color, lw=1,
-                       label=f"slope {fit.slope:.2f} [{fit.ci_low:.2f}, {fit.ci_high:.2f}]")
+    for stat, color, label in (("gamma_mean", "C0", "gamma_mean"),
+                               ("chaos_gamma_mean", "C3", "chaos ceiling")):
+        rows = [table[(n, last)] for n in ns]
+        if not all(stat in r for r in rows):
+            continue
+        ys = np.array([r[stat] for r in rows], dtype=float)
+        lo = ys - np.array([r.get(f"{stat}_min", y) for r, y in zip(rows, ys)])
+        hi = np.array([r.get(f"{stat}_max", y) for r, y in zip(rows, ys)]) - ys
+        right.errorbar(ns, ys, yerr=[lo, hi], fmt="o-", color=color, capsize=3,
+                       label=f"{label} (min..max over seeds)")
     right.set(xlabel="n (prompts in S_0)", ylabel=f"gamma at generation {last}",
               title="gamma against n")
     right.set_xscale("log")
@@ -109,11 +116,46 @@ def augmentation_figure(curves: dict[int, dict], path: Path, title: str) -> Path
     return path
 
 
-def decay_figure(decay: dict, path: Path) -> Path:
-    """The decay probe's own figure: metric against n, power-law fit, bound fit, n^-1/4."""
-    from icl_stl.probes.plots import plot_decay
+def decay_figure(ns: list[int], values: np.ndarray, fit: dict, path: Path, title: str,
+                 metric: str, envelope: tuple[np.ndarray, ...] | None = None) -> Path:
+    """The decay metric against n: seeds (grey), their mean, the fit E_inf + A n^b (its
+    exponent's seed-bootstrap interval in the legend), the bound's shape as a descriptive
+    envelope, and n^-1/4.
 
-    return plot_decay(decay, path)
+    values (seeds, len(ns)); fit: p4_core's output (floor, amplitude, estimate, boot data);
+    envelope: (grid, low, median, high) of the bound's shape fitted to bootstrap resamples.
+    """
+    ns_arr = np.asarray(ns, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for row in values:
+        ax.plot(ns_arr, row, "o", color="0.7", ms=3)
+    mean = values.mean(0)
+    ax.plot(ns_arr, mean, "o", color="C0", ms=5, label=f"{metric}, mean over seeds")
+    grid = np.geomspace(ns_arr.min(), ns_arr.max(), 60)
+    floor, amp, slope = float(fit["floor"]), float(fit["amplitude"]), float(fit["estimate"])
+    low, high = float(fit["low"]), float(fit["high"])
+    interval = f" [{low:.2f}, {high:.2f}]" if np.isfinite(low) and np.isfinite(high) else ""
+    ax.plot(grid, floor + amp * grid ** slope, "-", color="C0",
+            label=f"E_inf + A n^b, b = {slope:.2f}{interval}")
+    if envelope is not None:
+        egrid, lo, mid, hi = envelope
+        ax.plot(egrid, mid, "--", color="C2", lw=1,
+                label="bound's shape (c >= 0) over seed resamples: median, 5-95% (descriptive)")
+        ax.fill_between(egrid, lo, hi, color="C2", alpha=0.2, lw=0)
+    ref = floor + amp * grid[0] ** slope - floor
+    ax.plot(grid, floor + ref * (grid / grid[0]) ** -0.25, ":", color="0.3",
+            label="n^-1/4 through the fit's first point")
+    ax.set_xscale("log")
+    if np.all(values > 0):
+        ax.set_yscale("log")
+    else:
+        ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set(xlabel="n (prompts in S_0)", ylabel=metric, title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def in_context_figure(result: dict, path: Path, title: str) -> Path:

@@ -1,9 +1,13 @@
-"""Predictions 1, 2 and 5, judged from the loops' per-generation records (summary.json).
+"""Predictions 1 and 2, judged from the loops' per-generation records (summary.json); P5, from
+the loops that vary the augmentation size m, is in `augment_verdicts`.
 
-Each rule's text (RULE_P1, ...) is what REPORT.md prints, so the report states exactly what
-the code computes. Records come from `collect.loop_records`; only records in the theorem's
-setting (GPT-2 transformer learner, synthetic data replaced each generation) are counted, and
-P1 and P2 use the loops without augmentation (m = 0), P5 the ones that vary m.
+Each rule's text (`rule_p1(cfg)`, ...) is what REPORT.md prints, so the report states exactly
+what the code computes. The statistics are the `*_core` functions: they take arrays with the
+seed axis and any leading axes, so the calibration tests (tests/test_calibration.py) run the
+very code the report runs on thousands of simulated draws. Records come from
+`collect.loop_records`; groups outside the theorem's setting (another architecture, the
+reference learner, accumulated synthetic data) are shown but not counted. P1 and P2 use the
+loops without augmentation (m = 0).
 """
 
 from __future__ import annotations
@@ -13,217 +17,229 @@ import numpy as np
 from icl_stl.report.rules import (
     CONFIRMED,
     INCONCLUSIVE,
-    NEGLIGIBLE_GROWTH,
-    NO_DATA,
+    NOT_APPLICABLE,
+    NOT_TESTED,
     REFUTED,
-    RIDGE_TOLERANCE,
-    GroupVerdict,
-    Verdict,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    ReportConfig,
+    apply_gate,
     describe_group,
+    describe_test,
+    fields_of,
+    finalise,
     fmt,
-    fmt_ci,
+    gate_of,
     group_by,
+    in_theorem_setting,
     last_third,
     seed_matrix,
-    seed_spread,
 )
-from icl_stl.theory import fit_linear_slope
-
-RULE_P1 = (
-    "In every group (configuration, n, m = 0) with lambda = 0: fit test risk against generation "
-    "(one line per seed; 95% Student-t interval over seeds, or the regression interval with one "
-    f"seed); negligible growth is {NEGLIGIBLE_GROWTH:g} x the generation-0 risk per generation. "
-    "**Confirmed** if the interval lies above negligible growth, or (with 2 or more seeds) the "
-    "mean final-generation risk exceeds generation 0's by more than both the seed spread (sd "
-    "over seeds of the final risk) and negligible growth over all generations. Otherwise "
-    "**refuted** if the interval lies below negligible growth (flat or falling), or the final "
-    "risk lies below generation 0's by more than the seed spread. Needs 2 seeds or 3 "
-    "generations.")
-RULE_P2 = (
-    "In every group (configuration, n, m = 0), for each lambda > 0: fit test risk against "
-    "generation over the last third of generations (at least 3, generation 0 excluded: the "
-    "rise to a plateau is expected; so at least 3 generations after 0). The risk is *bounded* "
-    "unless "
-    f"the slope's interval lies above {NEGLIGIBLE_GROWTH:g} x the plateau (the mean risk over "
-    "that window). **Confirmed** if every lambda > 0 is bounded, every plateau is at most "
-    "lambda = 0's final risk plus the seed spread, and plateaus do not rise with lambda by more "
-    "than the seed spread. **Refuted** if a lambda > 0 grows or either order is broken beyond "
-    "the spread.")
-RULE_P5 = (
-    "In every group (configuration, lambda) with at least 3 augmentation sizes m at some n: "
-    "take the final-generation risk (mean over seeds) against m and its argmin m*(n). "
-    "**Confirmed** if every n has an interior m* (neither the smallest nor the largest m) and "
-    "m* does not increase with n (over at least 2 n). **Refuted** if some n's best m is an "
-    "endpoint that beats every other m by more than the seed spread, or a larger n's m* beats "
-    "the smaller n's m* (at the larger n) by more than the seed spread.")
+from icl_stl.report.stats import (
+    CODES,
+    directional_test,
+    equivalence_test,
+    slopes,
+)
 
 
-def _counted(r: dict) -> bool:
-    return bool(r.get("in_theorem_setting", True))
+def rule_p1(cfg: ReportConfig) -> str:
+    return (
+        "Per group (configuration, n, m = 0) at lambda = 0, one number per seed: the log rise "
+        "log(final-generation risk / generation-0 risk). One-sided t-test over seeds at level "
+        f"{cfg.alpha:g}: **confirmed** if the mean log rise exceeds log(1 + {cfg.p1_margin:g}) "
+        f"(a {cfg.p1_margin:.0%} rise) significantly, **refuted** if it is "
+        "significantly below it (no collapse beyond the margin; a heuristic, so this does not "
+        "refute the theorem).")
 
 
-def _final_and_first(mat: np.ndarray) -> tuple[float, float, float]:
-    """(mean generation-0 risk, mean final risk, seed spread of the final risk)."""
-    return float(mat[0].mean()), float(mat[-1].mean()), seed_spread(mat[-1])
+def rule_p2(cfg: ReportConfig) -> str:
+    return (
+        "Per group (configuration, n, lambda > 0, m = 0), on the last third of generations (at "
+        "least 3, generation 0 excluded: the rise to a plateau is expected), one number per "
+        "seed: the least-squares slope of test risk against generation divided by the plateau "
+        "(mean risk over seeds and window). Equivalence test (TOST, two one-sided t-tests at "
+        f"{cfg.alpha:g}): **confirmed** (bounded) if the {1 - 2 * cfg.alpha:.0%} interval of "
+        f"the mean lies inside +-{cfg.p2_margin:g} per generation, **refuted** if the mean is "
+        f"significantly above +{cfg.p2_margin:g}.")
 
 
-def _p1_group(records: list[dict]) -> tuple[str, str]:
+def rule_order(cfg: ReportConfig) -> str:
+    return (
+        "Heuristic (an upper bound does not imply it), per group (configuration, n) with two or "
+        "more lambda > 0, seeds as blocks: per seed, the least-squares slope of the plateau "
+        "against lambda times the lambda range, over the mean plateau (the relative change of "
+        "the plateau across the lambda range). One-sided t-test: **confirmed** if significantly "
+        f"below -{cfg.order_margin:g}, **refuted** if significantly above it; **not tested** "
+        "with fewer than two lambda > 0.")
+
+
+def _result(name: str, test: dict, margin: float, statistic: str, index=()) -> GroupResult:
+    fields = fields_of(test, index)
+    code = int(np.asarray(test["code"])[index]) if np.ndim(test["code"]) else int(test["code"])
+    return GroupResult(name, CODES[code], fields["estimate"], fields["interval"], margin,
+                       int(test["n_seeds"]), fields["min_detectable_effect"],
+                       fields["p_refute"], statistic=statistic)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction 1
+
+
+def p1_core(risk: np.ndarray, cfg: ReportConfig) -> dict:
+    """risk (..., seeds, generations) > 0, generation 0 first and the final one last.
+
+    Per seed the log of final over generation-0 risk; the claim is a rise above the margin,
+    log(final / gen 0) > log(1 + p1_margin). (A ratio to the seeds' pooled generation-0 risk
+    shares one random denominator between seeds, which the spread over seeds does not see: it
+    confirms 5.7% of the time at the margin instead of 5%.)
+    """
+    risk = np.asarray(risk, dtype=float)
+    log_rise = np.log(risk[..., -1] / risk[..., 0])
+    return directional_test(log_rise, float(np.log1p(cfg.p1_margin)), +1, cfg.levels)
+
+
+def _p1_group(name: str, records: list[dict], cfg: ReportConfig) -> GroupResult:
     gens = sorted({r["generation"] for r in records})
-    mat = seed_matrix(records, gens)
-    seeds = mat.shape[1]
-    if len(gens) < 2 or seeds == 0 or (seeds < 2 and len(gens) < 3):
-        return NO_DATA, f"{len(gens)} generation(s), {seeds} complete seed(s)"
-    fit = fit_linear_slope(gens, mat)
-    first, final, spread = _final_and_first(mat)
-    increase = final - first
-    text = (f"risk {fmt(first)} -> {fmt(final)} over {gens[-1]} generations (seed sd "
-            f"{fmt(spread)}, {seeds} seeds); slope {fmt(fit.slope)}/gen "
-            f"{fmt_ci(fit.ci_low, fit.ci_high)}")
-    negligible = NEGLIGIBLE_GROWTH * first  # per generation
-    if fit.ci_low > negligible or (
-            seeds >= 2 and increase > max(spread, negligible * (gens[-1] - gens[0]))):
-        return CONFIRMED, text
-    if fit.ci_high < negligible or (seeds >= 2 and increase < -spread):
-        return REFUTED, text
-    return INCONCLUSIVE, text
+    mat, seeds = seed_matrix(records, gens)
+    if len(gens) < 2 or gens[0] != 0 or not seeds:
+        return GroupResult(name, NOT_TESTED, numbers=f"generations {gens}, {len(seeds)} "
+                           "complete seed(s): needs generation 0 and a later one")
+    if not np.all(mat > 0):
+        return GroupResult(name, NOT_TESTED, numbers="non-positive test risk: no log rise")
+    res = _result(name, p1_core(mat, cfg), float(np.log1p(cfg.p1_margin)),
+                  "log(final / generation-0 risk)")
+    res.numbers = (f"risk {fmt(mat[:, 0].mean())} -> {fmt(mat[:, -1].mean())} over "
+                   f"{gens[-1]} generations; " + describe_test(res))
+    return res
 
 
-def verdict_p1(records: list[dict]) -> Verdict:
-    v = Verdict(1, "lambda = 0: test risk grows with generations (collapse).", RULE_P1)
+def verdict_p1(records: list[dict], cfg: ReportConfig) -> Prediction:
+    pred = Prediction(1, "lambda = 0: test risk grows with generations (collapse).",
+                      rule_p1(cfg), (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED,
+                                     NOT_APPLICABLE), heuristic=True,
+                      primary_rule="the counted lambda = 0 group with the largest n")
     zero = [r for r in records if r["real_fraction"] == 0 and r.get("augment", 0) == 0]
+    plain = [r for r in records if r.get("augment", 0) == 0]
     for (config, n), recs in group_by(zero, lambda r: (r["config"], r["n"])).items():
-        verdict, text = _p1_group(recs)
-        v.groups.append(GroupVerdict(describe_group(config, n=n), verdict, text,
-                                     all(map(_counted, recs))))
-    return v
+        res = _p1_group(describe_group(config, n=n), recs, cfg)
+        gen0 = [r for r in plain if r["config"] == config and r["n"] == n]
+        res.counted, res.key = in_theorem_setting(recs), {"n": n, "config": config}
+        pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
+    return finalise(pred, cfg, lambda gs: _largest(gs, "n"))
 
 
-def _plateau(records: list[dict], window: list[int]) -> dict | None:
-    mat = seed_matrix(records, window)
-    if not window or mat.shape[1] == 0:
+def _largest(groups: list[GroupResult], key: str, then: str | None = None):
+    """The group with the largest `key` (ties: smallest `then`, then first)."""
+    if not groups:
         return None
-    fit = fit_linear_slope(window, mat)
-    per_seed = mat.mean(0)
-    plateau = float(per_seed.mean())
-    return {"plateau": plateau, "spread": seed_spread(per_seed), "fit": fit,
-            "growing": fit.ci_low > NEGLIGIBLE_GROWTH * plateau}
+    best = max(g.key.get(key, 0) for g in groups)
+    top = [g for g in groups if g.key.get(key, 0) == best]
+    if then is not None:
+        low = min(g.key.get(then, 0) for g in top)
+        top = [g for g in top if g.key.get(then, 0) == low]
+    return top[0]
 
 
-def _p2_group(records: list[dict]) -> tuple[str, str]:
+# ---------------------------------------------------------------------------------------------
+# Prediction 2 and its ordering heuristic
+
+
+def p2_core(window_risk: np.ndarray, window: list[int], cfg: ReportConfig,
+            margin: float | None = None) -> dict:
+    """window_risk (..., seeds, len(window)): per-seed slope / pooled plateau, TOST."""
+    window_risk = np.asarray(window_risk, dtype=float)
+    plateau = window_risk.mean((-1, -2))[..., None]
+    rel = slopes(window, window_risk) / plateau
+    return equivalence_test(rel, cfg.p2_margin if margin is None else margin, cfg.levels)
+
+
+def order_core(plateaus: np.ndarray, lams: list[float], cfg: ReportConfig) -> dict:
+    """plateaus (..., seeds, len(lams)): per-seed relative change of the plateau across the
+    lambda range (seeds as blocks); the claim is a fall beyond the margin."""
+    plateaus = np.asarray(plateaus, dtype=float)
+    lam = np.asarray(lams, dtype=float)
+    level = plateaus.mean((-1, -2))[..., None]
+    change = slopes(lam, plateaus) * (lam.max() - lam.min()) / level
+    return directional_test(change, -cfg.order_margin, -1, cfg.levels)
+
+
+def _p2_group(name: str, records: list[dict], cfg: ReportConfig) -> tuple[GroupResult, dict]:
     gens = sorted({r["generation"] for r in records})
     window = last_third(gens)
-    by_lam = group_by(records, lambda r: (r["real_fraction"],))
-    plateaus = {lam: _plateau(recs, window) for (lam,), recs in by_lam.items() if lam > 0}
-    if not plateaus or any(p is None for p in plateaus.values()):
-        return NO_DATA, f"generations {gens}: fewer than 3 after generation 0"
-    lams = sorted(plateaus)
-    parts = [f"λ={lam:g}: plateau {fmt(p['plateau'])} (sd {fmt(p['spread'])}), slope "
-             f"{fmt_ci(p['fit'].ci_low, p['fit'].ci_high)}" for lam, p in sorted(plateaus.items())]
-    growing = [lam for lam in lams if plateaus[lam]["growing"]]
-    disordered = [(a, b) for a, b in zip(lams, lams[1:]) if plateaus[b]["plateau"] >
-                  plateaus[a]["plateau"] + max(plateaus[a]["spread"], plateaus[b]["spread"])]
-    above_collapse = []
-    if (0.0,) in by_lam:
-        mat = seed_matrix(by_lam[(0.0,)], [gens[-1]])
-        if mat.size:
-            final0, spread0 = float(mat.mean()), seed_spread(mat[0])
-            parts.append(f"λ=0 final {fmt(final0)}")
-            above_collapse = [lam for lam in lams if plateaus[lam]["plateau"] >
-                              final0 + max(spread0, plateaus[lam]["spread"])]
-    problems = ([f"growing at λ={growing}"] if growing else []) + \
-        ([f"plateau rises with λ at {disordered}"] if disordered else []) + \
-        ([f"plateau above λ=0's final risk at λ={above_collapse}"] if above_collapse else [])
-    text = "; ".join(parts + problems) + f" (window: generations {window[0]}-{window[-1]})"
-    return (REFUTED if problems else CONFIRMED), text
+    mat, seeds = seed_matrix(records, window) if window else (np.zeros((0, 0)), [])
+    if not window or not seeds:
+        return GroupResult(name, NOT_TESTED, numbers=f"generations {gens}: needs at least 3 "
+                           "after generation 0 and a seed with all of them"), {}
+    res = _result(name, p2_core(mat, window, cfg), cfg.p2_margin, "slope / plateau")
+    plateau = float(mat.mean())
+    res.numbers = (f"plateau {fmt(plateau)} (generations {window[0]}-{window[-1]}); "
+                   + describe_test(res, "/gen"))
+    return res, dict(zip(seeds, mat.mean(1)))
 
 
-def verdict_p2(records: list[dict]) -> Verdict:
-    v = Verdict(2, "lambda > 0: test risk stays bounded; larger lambda, lower plateau.", RULE_P2)
+def verdict_p2(records: list[dict], cfg: ReportConfig) -> Prediction:
+    pred = Prediction(2, "lambda > 0: test risk stays bounded across generations.",
+                      rule_p2(cfg), (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED,
+                                     NOT_APPLICABLE),
+                      primary_rule="the counted group with the largest n, then the smallest "
+                                   "lambda > 0")
+    order = Prediction(2, "Larger lambda, lower plateau (heuristic).", rule_order(cfg),
+                       (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE,
+                        NOT_TESTED), heuristic=True, primary_key="2.ordering",
+                       primary_rule="the counted group with the largest n")
     plain = [r for r in records if r.get("augment", 0) == 0]
     for (config, n), recs in group_by(plain, lambda r: (r["config"], r["n"])).items():
-        if not any(r["real_fraction"] > 0 for r in recs) or \
-                len({r["generation"] for r in recs}) < 2:
-            continue  # nothing to judge: no lambda > 0, or a single generation
-        verdict, text = _p2_group(recs)
-        v.groups.append(GroupVerdict(describe_group(config, n=n), verdict, text,
-                                     all(map(_counted, recs))))
-    return v
+        gate = gate_of(recs, cfg.gate_tolerance)
+        plateaus: dict[float, dict] = {}
+        for (lam,), lam_recs in group_by(recs, lambda r: (r["real_fraction"],)).items():
+            if lam <= 0 or len({r["generation"] for r in lam_recs}) < 2:
+                continue
+            res, per_seed = _p2_group(describe_group(config, n=n, λ=float(lam)), lam_recs, cfg)
+            res.counted, res.key = in_theorem_setting(lam_recs), {"n": n, "lambda": lam}
+            pred.groups.append(apply_gate(res, gate))
+            if per_seed:
+                plateaus[float(lam)] = per_seed
+        if len(plateaus) >= 2:
+            res = _order_group(describe_group(config, n=n), plateaus, cfg)
+            res.counted, res.key = in_theorem_setting(recs), {"n": n}
+            order.groups.append(apply_gate(res, gate))
+    finalise(pred, cfg, lambda gs: _largest(gs, "n", then="lambda"))
+    finalise(order, cfg, lambda gs: _largest(gs, "n"))
+    if not order.groups:
+        order.reading = "not tested: no group has two or more lambda > 0"
+    pred.sub["ordering"] = order
+    return pred
 
 
-def risk_against_m(records: list[dict]) -> dict[int, dict]:
-    """Per n: final-generation risk (mean and sd over seeds) per m, and the argmin m*."""
-    out = {}
-    for (n,), recs in group_by(records, lambda r: (r["n"],)).items():
-        final = min(max(r["generation"] for r in recs if r.get("augment", 0) == m)
-                    for m in {r.get("augment", 0) for r in recs})
-        per_m: dict[int, list[float]] = {}
-        for r in recs:
-            if r["generation"] == final:
-                per_m.setdefault(int(r.get("augment", 0)), []).append(float(r["test_risk"]))
-        ms = sorted(per_m)
-        means = {m: float(np.mean(per_m[m])) for m in ms}
-        spread = max(seed_spread(np.array(per_m[m])) for m in ms)
-        out[n] = {"ms": ms, "risk": means, "spread": spread, "generation": final,
-                  "m_star": min(ms, key=means.__getitem__)}
-    return out
+def _order_group(name: str, plateaus: dict[float, dict], cfg: ReportConfig) -> GroupResult:
+    lams = sorted(plateaus)
+    seeds = sorted(set.intersection(*(set(p) for p in plateaus.values())))
+    if not seeds:
+        return GroupResult(name, NOT_TESTED, numbers="no seed has every lambda")
+    mat = np.array([[plateaus[lam][s] for lam in lams] for s in seeds])
+    res = _result(name, order_core(mat, lams, cfg), cfg.order_margin,
+                  "relative plateau change across lambda")
+    shown = ", ".join(f"λ={lam:g}: {fmt(mat[:, i].mean())}" for i, lam in enumerate(lams))
+    res.numbers = f"plateaus {shown}; " + describe_test(res)
+    return res
 
 
-def _p5_group(records: list[dict]) -> tuple[str, str]:
-    curves = {n: c for n, c in risk_against_m(records).items() if len(c["ms"]) >= 3}
-    if not curves:
-        return NO_DATA, "fewer than 3 augmentation sizes at every n"
-    parts, problems, interior = [], [], True
-    for n, c in sorted(curves.items()):
-        best, ms, risk = c["m_star"], c["ms"], c["risk"]
-        others = [risk[m] for m in ms if m != best]
-        at_end = best in (ms[0], ms[-1])
-        interior &= not at_end
-        parts.append(f"n={n}: m*={best} (risk {fmt(risk[best])}, sd {fmt(c['spread'])})")
-        if at_end and risk[best] < min(others) - c["spread"]:
-            problems.append(f"n={n}: the best m is the endpoint {best}")
-    ns = sorted(curves)
-    for small, large in zip(ns, ns[1:]):
-        lo, hi = curves[small], curves[large]
-        if hi["m_star"] > lo["m_star"] and lo["m_star"] in hi["risk"] and \
-                hi["risk"][lo["m_star"]] > hi["risk"][hi["m_star"]] + hi["spread"]:
-            problems.append(f"m* grows with n ({small}: {lo['m_star']}, {large}: {hi['m_star']})")
-    text = "; ".join(parts + problems)
-    if problems:
-        return REFUTED, text
-    if interior and len(ns) >= 2:
-        return CONFIRMED, text
-    return INCONCLUSIVE, text + ("" if len(ns) >= 2 else "; m* against n needs 2 n")
+# ---------------------------------------------------------------------------------------------
+# The training gate, per loop group
 
 
-def verdict_p5(records: list[dict]) -> Verdict:
-    v = Verdict(5, "Risk against augmentation size m has an interior optimum m*; m* grows as "
-                   "n shrinks.", RULE_P5)
-    varied = group_by(records, lambda r: (r["config"], r["real_fraction"]))
-    for (config, lam), recs in varied.items():
-        if len({r.get("augment", 0) for r in recs}) < 2:
-            continue
-        verdict, text = _p5_group(recs)
-        v.groups.append(GroupVerdict(describe_group(config, λ=float(lam)), verdict, text,
-                                     all(map(_counted, recs))))
-    return v
+def ridge_check(records: list[dict], cfg: ReportConfig) -> list[dict]:
+    """Per (configuration, n): the training gate on generation 0 (`rules.gate_of`).
 
-
-def ridge_check(records: list[dict]) -> list[dict]:
-    """Per (configuration, n): did generation 0 reach the ridge baseline within tolerance?
-
-    excess = test risk - ridge risk; allowed = RIDGE_TOLERANCE x (zero risk - ridge risk).
-    Generation 0 does not depend on lambda, so each (seed, n) loop is counted once.
+    Generation 0 does not depend on lambda or m, so each (seed, n) loop is counted once.
     """
     rows = []
-    gen0 = [r for r in records if r["generation"] == 0 and r.get("augment", 0) == 0]
+    gen0 = [r for r in records if r["generation"] == 0]
     for (config, n), recs in group_by(gen0, lambda r: (r["config"], r["n"])).items():
-        seen = {r["seed"]: r for r in recs}
-        excess = [r["test_risk"] - r["ridge_risk"] for r in seen.values()]
-        zeros = [r.get("zero_risk") for r in seen.values()]
-        ridge = float(np.mean([r["ridge_risk"] for r in seen.values()]))
-        allowed = (RIDGE_TOLERANCE * (float(np.mean(zeros)) - ridge)
-                   if all(z is not None for z in zeros) else None)
-        rows.append({"group": describe_group(config, n=n), "seeds": len(seen),
-                     "excess": float(np.mean(excess)), "ridge": ridge, "allowed": allowed,
-                     "ok": None if allowed is None else bool(max(excess) <= allowed)})
+        gate = gate_of(recs, cfg.gate_tolerance)
+        if gate is not None:
+            rows.append({"group": describe_group(config, n=n), **gate})
     return rows
+

@@ -1,146 +1,253 @@
-"""Predictions 3 and 4, judged from the probes' stability.json and decay.json.
+"""Prediction 3, judged from the stability probe's per-seed records (P4, the decay probe's, is
+in `decay_verdicts`).
 
-stability.json (icl_stl.probes.stability) holds one record per (n, generation) with gamma_max
-and gamma_mean averaged over the twin pairs (seeds x replaced indices) and their sd. Runs of
-the same configuration, lambda and replacement are pooled, so a `-m` sweep over data.n gives one
-gamma-against-n curve. decay.json (icl_stl.probes.decay) carries the verdict of
-`theory.decay_verdict`, which the report takes as it is.
+P3 reads gamma per (seed, n, generation) from `collect.stability_records`: the mean over that
+seed's replaced indices (its twins share one base loop, so they are one replicate), beside the
+seed's chaos control (the same S_0 trained with another batch order): gamma is only read where
+it is significantly below `chaos_ratio` x that ceiling. The `*_core` functions take arrays with
+a seed axis and any leading axes (calibration draws).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from icl_stl.report.collect import RunResult
+from icl_stl.report.collect import RunResult, loop_records_of
+from icl_stl.report.loop_verdicts import p2_core
 from icl_stl.report.rules import (
     CONFIRMED,
     INCONCLUSIVE,
-    NEGLIGIBLE_GROWTH,
-    NO_DATA,
+    NOT_APPLICABLE,
+    NOT_TESTED,
     REFUTED,
-    GroupVerdict,
-    Verdict,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    ReportConfig,
+    apply_gate,
     describe_group,
+    describe_test,
+    fields_of,
+    finalise,
     fmt,
     fmt_ci,
+    gate_of,
+    group_by,
     last_third,
 )
-from icl_stl.theory import fit_linear_slope, fit_power_law
+from icl_stl.report.stats import (
+    C_CONFIRMED,
+    C_INCONCLUSIVE,
+    C_UNDERPOWERED,
+    CODES,
+    directional_test,
+    holm,
+    slopes,
+)
 
 GAMMA = "gamma_mean"  # the verdict's statistic; gamma_max is shown beside it
 
-RULE_P3 = (
-    f"Per stability group (configuration, lambda, replacement; runs pooled over n), on {GAMMA} "
-    "(the mean over probe prompts and positions of |f_i - f'_i|, averaged over twin pairs). "
-    "(a) *shrinks with n*: at the last generation every n reached, fit log gamma against log n. "
-    "With 3 or more n the regression interval decides: below 0 shrinks, above 0 grows. With 2 n "
-    "the difference must exceed twice its standard error over twin pairs (with one pair per n "
-    "no error is measured and the sign decides). (b) *bounded in i* (lambda > 0 only): for each "
-    "n, fit gamma against generation over the last third of generations (at least 3, generation "
-    f"0 excluded); it grows if the interval lies above {NEGLIGIBLE_GROWTH:g} x its mean. "
-    "**Confirmed** if (a) shrinks and (for lambda > 0) (b) was measured and no n grows; "
-    "**refuted** if (a) grows or some n grows in (b).")
-RULE_P4 = (
-    "Per decay run: the verdict of `theory.decay_verdict` on the final-generation decay fit "
-    "(log-log slope of decay.json's fit metric against n, 95% interval over seeds): "
-    "**confirmed** if slope <= -1/4, **inconclusive** if slope > -1/4 but the interval reaches "
-    "-1/4, **refuted** if the whole interval lies above -1/4.")
+
+def rule_p3(cfg: ReportConfig) -> str:
+    return (
+        f"Per stability group (configuration, lambda, replacement; runs pooled over n), on "
+        f"{GAMMA} averaged over each seed's replaced indices (one value per seed). *Chaos "
+        "ceiling*: at each n, the per-seed log(gamma / gamma_chaos), gamma_chaos from the "
+        "control twin (the same S_0, another batch order); only n where gamma is significantly "
+        f"below {cfg.chaos_ratio:g} x the ceiling (one-sided t-test at {cfg.alpha:g}) are "
+        "judged, and fewer than 2 such n is **not applicable**. (a) *shrinks with n*: at the "
+        "last generation every n reached, the per-seed least-squares slope of log gamma "
+        f"against log n; one-sided t-test against -{cfg.p3_shrink_margin:g}. (b) *bounded in "
+        "i* (lambda > 0): per n, the per-seed slope of gamma against generation over the last "
+        f"third of generations over the mean gamma, TOST inside +-{cfg.p3_bounded_margin:g} "
+        "(Holm over n for refutations). **Confirmed** if (a) and every n of (b) confirm; "
+        "**refuted** if (a) or (b) refutes (Bonferroni over the two parts).")
 
 
-def stability_table(runs: list[RunResult]) -> dict[tuple, dict[tuple[int, int], dict]]:
-    """{(config, lambda, replacement, counted): {(n, generation): record}} pooled over runs."""
-    pooled: dict[tuple, dict[tuple[int, int], dict]] = {}
-    for run in runs:
-        if run.stability is None:
-            continue
-        key = (run.config, float(run.stability.get("real_fraction", float("nan"))),
-               run.stability.get("replacement", ""), run.in_theorem_setting)
-        table = pooled.setdefault(key, {})
-        for rec in run.stability.get("generations", []):
-            table.setdefault((int(rec["n"]), int(rec["generation"])), rec)
-    return pooled
+# ---------------------------------------------------------------------------------------------
+# Prediction 3
 
 
-def _shrinks_with_n(table: dict[tuple[int, int], dict]) -> tuple[str | None, str]:
-    """Part (a): 'shrinks', 'grows', None (undecided) and the numbers; ('n/a', ...) if no data."""
-    ns = sorted({n for n, _ in table})
-    if len(ns) < 2:
-        return "n/a", f"one n ({ns[0]})" if ns else "no records"
-    last = min(max(g for m, g in table if m == n) for n in ns)
-    rows = [table[(n, last)] for n in ns]
-    gammas = np.array([r[GAMMA] for r in rows], dtype=float)
-    shown = ", ".join(f"n={n}: {fmt(g)}" for n, g in zip(ns, gammas))
-    if not np.all(gammas > 0):
-        return "n/a", f"gamma at generation {last}: {shown} (not all positive: no log fit)"
-    if len(ns) >= 3:
-        fit = fit_power_law(ns, gammas)
-        text = (f"gamma at generation {last}: {shown}; log-log slope {fmt(fit.slope)} "
-                f"{fmt_ci(fit.ci_low, fit.ci_high)}")
-        return ("shrinks" if fit.ci_high < 0 else "grows" if fit.ci_low > 0 else None), text
-    se = float(np.sqrt(sum((r.get(f"{GAMMA}_std") or 0.0) ** 2 / max(r.get("n_pairs", 1), 1)
-                           for r in rows)))
-    diff = float(gammas[0] - gammas[1])
-    text = f"gamma at generation {last}: {shown}; difference {fmt(diff)} (se {fmt(se)})"
-    return ("shrinks" if diff > 2 * se else "grows" if -diff > 2 * se else None), text
+def chaos_core(gamma: np.ndarray, chaos: np.ndarray, cfg: ReportConfig) -> dict:
+    """Is gamma significantly below chaos_ratio x the chaos ceiling? (..., seeds) arrays."""
+    ratio = np.log(np.asarray(gamma, float) / np.asarray(chaos, float))
+    return directional_test(ratio, math.log(cfg.chaos_ratio), -1, cfg.levels)
 
 
-def _growing_in_generation(table: dict[tuple[int, int], dict]) -> tuple[list[int], list[str]]:
-    """Part (b): the n whose gamma grows over the last third of generations, and the numbers."""
-    growing, parts = [], []
-    for n in sorted({n for n, _ in table}):
-        gens = sorted(g for m, g in table if m == n)
-        window = last_third(gens)
-        if not window:
-            continue
-        values = [table[(n, g)][GAMMA] for g in window]
-        fit = fit_linear_slope(window, values)
-        mean = float(np.mean(values))
-        parts.append(f"n={n}: slope over generations {window[0]}-{window[-1]} "
-                     f"{fmt_ci(fit.ci_low, fit.ci_high)}")
-        if fit.ci_low > NEGLIGIBLE_GROWTH * mean:
-            growing.append(n)
-    return growing, parts
+def p3a_core(gamma: np.ndarray, ns: list[int], cfg: ReportConfig) -> dict:
+    """gamma (..., seeds, len(ns)) > 0: per-seed log-log slope against n, below -margin?"""
+    slope = slopes(np.log(np.asarray(ns, float)), np.log(np.asarray(gamma, float)))
+    return directional_test(slope, -cfg.p3_shrink_margin, -1, cfg.levels)
 
 
-def verdict_p3(runs: list[RunResult]) -> Verdict:
-    v = Verdict(3, "gamma_i shrinks as n grows and stays bounded in i when lambda > 0.", RULE_P3)
-    for (config, lam, replacement, counted), table in stability_table(runs).items():
-        shrink, text_a = _shrinks_with_n(table)
-        growing, parts_b = _growing_in_generation(table) if lam > 0 else ([], [])
-        text = "; ".join([f"(a) {text_a}"] + ([f"(b) {', '.join(parts_b)}"] if parts_b else []))
-        if growing:
-            text += f"; gamma grows with generation at n={growing}"
-        has_b = bool(parts_b)
-        if shrink == "grows" or growing:
-            verdict = REFUTED
-        elif shrink == "shrinks" and (has_b or lam == 0):
-            verdict = CONFIRMED
-        elif shrink == "n/a" and not has_b:
-            verdict = NO_DATA
-        else:
-            verdict = INCONCLUSIVE
+def stability_groups(records: list[dict]) -> dict[tuple, list[dict]]:
+    """{(config, lambda, replacement, counted): per-seed records} in natural order."""
+    return group_by(records, lambda r: (r["config"], r["real_fraction"], r["replacement"],
+                                        r["in_theorem_setting"]))
+
+
+def stability_table(records: list[dict]) -> dict[tuple[int, int], dict]:
+    """{(n, generation): mean, min and max over seeds of gamma (and the chaos ceiling)}."""
+    table: dict[tuple[int, int], dict] = {}
+    for (n, g), recs in group_by(records, lambda r: (r["n"], r["generation"])).items():
+        row: dict = {"n_seeds": len(recs)}
+        for stat in ("gamma_mean", "gamma_max", "chaos_gamma_mean", "chaos_gamma_max"):
+            vals = [r[stat] for r in recs if r.get(stat) is not None]
+            if vals:
+                row.update({stat: float(np.mean(vals)), f"{stat}_min": float(min(vals)),
+                            f"{stat}_max": float(max(vals)),
+                            f"{stat}_std": float(np.std(vals, ddof=1)) if len(vals) > 1
+                            else 0.0})
+        if row.get("chaos_gamma_mean"):
+            row["gamma_ratio"] = row["gamma_mean"] / row["chaos_gamma_mean"]
+        table[(n, g)] = row
+    return table
+
+
+def _cells(records: list[dict]) -> dict[tuple[int, int], dict[int, dict]]:
+    out: dict[tuple[int, int], dict[int, dict]] = {}
+    for r in records:
+        out.setdefault((r["n"], r["generation"]), {})[r["seed"]] = r
+    return out
+
+
+def _epochs_note(records: list[dict], ns: list[int]) -> str:
+    epochs = {n: next((r["epochs"] for r in records if r["n"] == n and r.get("epochs")), None)
+              for n in ns}
+    if any(v is None for v in epochs.values()) or len({round(v, 6) for v in epochs.values()}) < 2:
+        return ""
+    shown = ", ".join(f"n={n}: {fmt(v)}" for n, v in epochs.items())
+    return (f"; epochs at generation 0 differ across n ({shown}): gamma against n is "
+            "entangled with the number of passes over S_0")
+
+
+def _p3_group(name: str, records: list[dict], lam: float, cfg: ReportConfig) -> GroupResult:
+    cells = _cells(records)
+    ns = sorted({n for n, _ in cells})
+    last = min(max(g for m, g in cells if m == n) for n in ns)
+    seeds = sorted(set.intersection(*(set(cells[(n, last)]) for n in ns)))
+    res = GroupResult(name, NOT_TESTED, margin=cfg.p3_shrink_margin, n_seeds=len(seeds),
+                      statistic="log-log slope of gamma against n")
+    if len(ns) < 2 or not seeds:
+        res.numbers = (f"n={ns}, {len(seeds)} seed(s) with every n: needs 2 n and a seed with "
+                       "all of them")
+        return res
+    gamma = np.array([[cells[(n, last)][s][GAMMA] for n in ns] for s in seeds])
+    chaos_known = all(cells[(n, last)][s].get(f"chaos_{GAMMA}") for n in ns for s in seeds)
+    shown = ", ".join(f"n={n}: {fmt(gamma[:, i].mean())}" for i, n in enumerate(ns))
+    text = f"gamma at generation {last}: {shown}" + _epochs_note(records, ns)
+    if len(seeds) < cfg.min_seeds:
+        res.verdict = UNDERPOWERED
+    if not chaos_known:
+        res.numbers = text + "; no chaos control recorded: gamma cannot be told from chaos"
+        if res.verdict != UNDERPOWERED:
+            res.verdict = NOT_APPLICABLE
+        _fill_a(res, gamma, ns, cfg)
+        return res
+    chaos = np.array([[cells[(n, last)][s][f"chaos_{GAMMA}"] for n in ns] for s in seeds])
+    ceiling = chaos_core(gamma.T, chaos.T, cfg)  # one test per n
+    below = np.asarray(ceiling["p_confirm"]) < cfg.alpha
+    res.parts["ceiling"] = {f"n={n}": {"ratio": float(np.exp(ceiling["estimate"][i])),
+                                       "interval": [float(np.exp(ceiling["low"][i])),
+                                                    float(np.exp(ceiling["high"][i]))],
+                                       "below": bool(below[i])} for i, n in enumerate(ns)}
+    text += "; gamma / chaos ceiling " + ", ".join(
+        f"n={n}: {fmt(math.exp(ceiling['estimate'][i]))}" for i, n in enumerate(ns))
+    kept = [n for n, b in zip(ns, below) if b]
+    if res.verdict == UNDERPOWERED:
+        _fill_a(res, gamma, ns, cfg)
+        res.numbers = text + "; " + describe_test(res)
+        return res
+    if len(kept) < 2:
+        res.verdict = NOT_APPLICABLE
+        res.numbers = (text + f"; gamma is significantly below {cfg.chaos_ratio:g} x the chaos "
+                       f"ceiling at {len(kept)} n (needs 2): it measures chaos, not one prompt")
+        _fill_a(res, gamma, ns, cfg)
+        return res
+    cols = [ns.index(n) for n in kept]
+    a = _fill_a(res, gamma[:, cols], kept, cfg)
+    p_refute_b, codes_b = None, []
+    if lam > 0:
+        b_results = {}
+        for n in kept:
+            gens = sorted(g for m, g in cells if m == n)
+            window = last_third(gens)
+            complete = [s for s in seeds if all(s in cells[(n, g)] for g in window)]
+            if not window or not complete:
+                continue
+            mat = np.array([[cells[(n, g)][s][GAMMA] for g in window] for s in complete])
+            b = p2_core(mat, window, cfg, margin=cfg.p3_bounded_margin)
+            b_results[n] = b
+        if b_results:
+            # A part measured on fewer seeds than min_seeds may not refute (nan: left out).
+            adjusted = holm([float(b["p_refute"]) if b["n_seeds"] >= cfg.min_seeds
+                             else math.nan for b in b_results.values()])
+            if np.isfinite(adjusted).any():
+                p_refute_b = float(np.nanmin(adjusted))
+            codes_b = [int(b["code"]) for b in b_results.values()]
+            res.parts["b"] = {f"n={n}": {**fields_of(b), "verdict": CODES[int(b["code"])],
+                                         "p_refute_holm": float(p)}
+                              for (n, b), p in zip(b_results.items(), adjusted)}
+            text += "; (b) slope / gamma per generation " + ", ".join(
+                f"n={n}: {fmt(float(b['estimate']))} {fmt_ci([float(b['low']), float(b['high'])])}"
+                for n, b in b_results.items())
+    code_a = int(a["code"])
+    # Bonferroni over the parts that can refute; a nan p-value (no test) is no part.
+    parts = [p for p in (float(a["p_refute"]), p_refute_b) if p is not None and math.isfinite(p)]
+    res.p_refute = min(1.0, len(parts) * min(parts)) if parts else None
+    if res.p_refute is not None and res.p_refute < cfg.alpha:
+        res.verdict = REFUTED
+    elif code_a == C_CONFIRMED and (lam == 0 or (len(codes_b) == len(kept) and all(
+            c == C_CONFIRMED for c in codes_b))):  # (b) confirmed at every judged n
+        res.verdict = CONFIRMED
+    elif code_a == C_UNDERPOWERED or C_UNDERPOWERED in codes_b:
+        res.verdict = UNDERPOWERED
+    else:
+        res.verdict = INCONCLUSIVE
+    if lam > 0 and not codes_b:
+        text += "; (b) needs 3 generations after generation 0"
+    res.numbers = text + "; (a) " + describe_test(res)
+    return res
+
+
+def _fill_a(res: GroupResult, gamma: np.ndarray, ns: list[int], cfg: ReportConfig) -> dict:
+    """Part (a) on the given n: fills estimate, interval, MDE and p_refute of `res`."""
+    if gamma.shape[1] < 2 or not np.all(gamma > 0):
+        return {"code": C_INCONCLUSIVE, "p_refute": float("nan")}
+    a = p3a_core(gamma, ns, cfg)
+    fields = fields_of(a)
+    res.estimate, res.interval = fields["estimate"], fields["interval"]
+    res.min_detectable_effect = fields["min_detectable_effect"]
+    res.parts["a"] = {**fields, "ns": list(ns), "verdict": CODES[int(a["code"])]}
+    return a
+
+
+def verdict_p3(stab_records: list[dict], runs: list[RunResult], cfg: ReportConfig) -> Prediction:
+    pred = Prediction(3, "gamma_i shrinks as n grows and stays bounded in i when lambda > 0.",
+                      rule_p3(cfg), (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED,
+                                     NOT_APPLICABLE),
+                      primary_rule="the counted group with fresh replacement and the smallest "
+                                   "lambda > 0 (else lambda = 0)")
+    for (config, lam, replacement, counted), recs in stability_groups(stab_records).items():
         name = describe_group(config, λ=lam, replacement=replacement)
-        v.groups.append(GroupVerdict(name, verdict, text, counted))
-    return v
+        res = _p3_group(name, recs, lam, cfg)
+        res.counted = bool(counted)
+        res.key = {"lambda": lam, "replacement": replacement}
+        paths = {p for r in recs for p in r.get("runs", [r.get("run")])}
+        largest = max(r["n"] for r in recs)
+        gen0 = [r for r in loop_records_of(runs, paths) if r["n"] == largest]
+        pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
+    return finalise(pred, cfg, _primary_p3)
 
 
-def verdict_p4(runs: list[RunResult]) -> Verdict:
-    v = Verdict(4, "Final-generation risk decays in n at least as fast as n^-1/4.", RULE_P4)
-    for run in runs:
-        decay = run.decay
-        if decay is None:
-            continue
-        name = describe_group(run.config, λ=float(decay.get("real_fraction", float("nan"))))
-        if decay.get("verdict") is None or decay.get("ci") is None:
-            v.groups.append(GroupVerdict(name, NO_DATA, "no decay fit (see decay.json's fits)",
-                                         run.in_theorem_setting))
-            continue
-        bound = decay.get("bound") or {}
-        text = (f"{decay.get('metric')} at generation {decay.get('generation')} over n="
-                f"{decay.get('fit_ns', decay.get('ns'))}: slope {fmt(decay['slope'])} "
-                f"{fmt_ci(*decay['ci'])}; bound fit c=({fmt(bound.get('c1'), 2)}, "
-                f"{fmt(bound.get('c2'), 2)}, {fmt(bound.get('c3'), 2)})")
-        if not (decay.get("grid") or {}).get("meets_guideline", True):
-            text += " (grid smaller than 5 n over 1.5 decades)"
-        v.groups.append(GroupVerdict(name, decay["verdict"], text, run.in_theorem_setting))
-    return v
+def _primary_p3(groups: list[GroupResult]) -> GroupResult | None:
+    if not groups:
+        return None
+
+    def rank(g: GroupResult) -> tuple:
+        lam = g.key.get("lambda", 0.0)
+        return (g.key.get("replacement") != "fresh", lam == 0, lam)
+
+    return min(groups, key=rank)

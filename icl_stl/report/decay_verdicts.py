@@ -1,0 +1,234 @@
+"""Prediction 4, judged from the decay probe's per-seed records.
+
+Per decay run, the final-generation metric per (seed, n) of its base loops is fitted with
+y = E_inf + A n^b, and b is bootstrapped over whole seeds. An upper bound with unknown
+constants cannot be refuted by a slope over a finite range of n, so P4 is confirmed ("consistent
+with the bound") or not, never refuted. `p4_core` takes arrays with a seed axis and any leading
+axes (calibration draws).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from icl_stl.report.collect import RunResult, loop_records_of
+from icl_stl.report.rules import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_TESTED,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    ReportConfig,
+    apply_gate,
+    describe_group,
+    describe_test,
+    fields_of,
+    finalise,
+    fmt,
+    fmt_ci,
+    gate_of,
+    group_by,
+)
+from icl_stl.report.stats import (
+    C_CONFIRMED,
+    C_INCONCLUSIVE,
+    C_UNDERPOWERED,
+    CODES,
+    bootstrap_se,
+    seed_bootstrap,
+    slopes,
+    t_pvalues,
+    t_quantile,
+)
+from icl_stl.theory import fit_bound, fit_decay
+
+BOUND_EXPONENT = -0.25  # the bound's slowest term, n^-1/4
+
+
+def rule_p4(cfg: ReportConfig) -> str:
+    threshold = BOUND_EXPONENT + cfg.p4_tolerance
+    return (
+        f"Per decay run, on {cfg.p4_metric} (primary; excess_risk shown beside it) at the "
+        "final generation, over a range of n fixed in advance (the probe's fit range, or "
+        f"p4_fit_min_n / p4_fit_max_n) with at least {cfg.p4_min_ns} n over "
+        f"{cfg.p4_min_decades:g} decades: fit y = E_inf + A n^b (A >= 0, E_inf "
+        + ("fitted" if cfg.p4_floor is None else f"= {cfg.p4_floor:g}")
+        + ", weights from the seeds' variance, non-positive values kept) to the mean over "
+        f"seeds; seed bootstrap ({cfg.bootstrap} replicates) of b, interval estimate +- "
+        "t_{s-1} x SE x sqrt(s/(s-1)). **Confirmed**, read *consistent with the bound*, if b "
+        f"is significantly below {threshold:g}; otherwise **inconclusive**, read *decays slower "
+        f"than {_bound_power(cfg)} on [a, b]* when b is significantly above it. Never refuted: an "
+        "upper bound with unknown constants cannot be refuted on a finite range. Underpowered "
+        f"when the MDE of b exceeds {cfg.p4_margin:g}, or with fewer n, decades or seeds than "
+        "required (then nothing is read, and the numbers say what the fit alone points at). "
+        "The bound's shape is drawn as a descriptive envelope (its fits over the bootstrap), "
+        "not as an identified fit.")
+
+
+def _bound_power(cfg: ReportConfig) -> str:
+    """The power of n that b is read against, as the reading prints it."""
+    return "n^-1/4" if cfg.p4_tolerance == 0 else f"n^{BOUND_EXPONENT + cfg.p4_tolerance:g}"
+
+
+def decay_weights(values: np.ndarray, ns: list[int]) -> np.ndarray:
+    """Inverse-variance weights per n from the seeds, smoothed as a power law in n.
+
+    values (..., seeds, len(ns)). The per-n variance over few seeds is too noisy to weight
+    by; a least-squares line through log variance against log n keeps its trend. Uniform
+    weights with one seed or a zero variance.
+    """
+    values = np.asarray(values, float)
+    if values.shape[-2] < 2:
+        return np.ones(values.shape[:-2] + values.shape[-1:])
+    var = values.var(-2, ddof=1)
+    ok = np.all(var > 0, axis=-1, keepdims=True)
+    logn = np.log(np.asarray(ns, float))
+    logv = np.log(np.where(var > 0, var, 1.0))
+    fitted = logv.mean(-1, keepdims=True) + slopes(logn, logv)[..., None] * (logn - logn.mean())
+    return np.where(ok, np.exp(-fitted), 1.0)
+
+
+def p4_core(values: np.ndarray, ns: list[int], cfg: ReportConfig,
+            rng: np.random.Generator) -> dict:
+    """values (..., seeds, len(ns)): seed bootstrap of the decay exponent b."""
+    values = np.asarray(values, float)
+    s = values.shape[-2]
+    w = decay_weights(values, ns)
+    full = fit_decay(ns, values.mean(-2), w, cfg.p4_floor)
+    idx = seed_bootstrap(s, cfg.bootstrap, rng)
+    boot = fit_decay(ns, values[..., idx, :].mean(-2), w[..., None, :], cfg.p4_floor)
+    se = bootstrap_se(boot["slope"], s)
+    est = full["slope"]
+    threshold = BOUND_EXPONENT + cfg.p4_tolerance
+    tq = t_quantile(1 - cfg.alpha, s - 1)
+    p_slower, p_faster = t_pvalues(est - threshold, se, s - 1)
+    mde = (tq + t_quantile(cfg.power, s - 1)) * se
+    code = np.full(np.shape(est), C_INCONCLUSIVE, dtype=np.int8)
+    code[~(np.asarray(mde) <= cfg.p4_margin)] = C_UNDERPOWERED
+    code[np.asarray(p_faster) < cfg.alpha] = C_CONFIRMED
+    if s < cfg.min_seeds:
+        code[...] = C_UNDERPOWERED
+    return {"estimate": est, "low": est - tq * se, "high": est + tq * se, "se": se,
+            "p_confirm": p_faster, "p_slower": p_slower, "mde": mde, "code": code,
+            "n_seeds": s, "floor": full["floor"], "amplitude": full["amplitude"],
+            "boot_slopes": boot["slope"], "weights": w}
+
+
+def decay_table(records: list[dict], metric: str) -> tuple[list[int], list[int], np.ndarray,
+                                                             int | None]:
+    """(ns, seeds, values (seeds, ns), generation) of `metric` at the final generation, for the
+    seeds that have every n."""
+    recs = [r for r in records if r.get(metric) is not None]
+    if not recs:
+        return [], [], np.zeros((0, 0)), None
+    final = min(max(r["generation"] for r in recs if r["n"] == n) for n in {r["n"] for r in recs})
+    cells = {(r["n"], r["seed"]): float(r[metric]) for r in recs if r["generation"] == final}
+    ns = sorted({n for n, _ in cells})
+    seeds = sorted(s for s in {s for _, s in cells} if all((n, s) in cells for n in ns))
+    values = np.array([[cells[(n, s)] for n in ns] for s in seeds]).reshape(len(seeds), len(ns))
+    return ns, seeds, values, final
+
+
+def _p4_group(name: str, decay: dict, records: list[dict], cfg: ReportConfig) -> GroupResult:
+    metric = cfg.p4_metric
+    ns_all, seeds, values, final = decay_table(records, metric)
+    res = GroupResult(name, NOT_TESTED, margin=cfg.p4_margin, n_seeds=len(seeds),
+                      statistic=f"decay exponent b of {metric}")
+    if not ns_all:
+        res.numbers = f"no {metric} in the decay run's records"
+        return res
+    fit_ns = decay.get("fit_ns") or ns_all
+    lo = cfg.p4_fit_min_n if cfg.p4_fit_min_n is not None else min(fit_ns)
+    hi = cfg.p4_fit_max_n if cfg.p4_fit_max_n is not None else max(fit_ns)
+    ns = [n for n in ns_all if lo <= n <= hi]
+    values = values[:, [ns_all.index(n) for n in ns]]
+    decades = math.log10(max(ns) / min(ns)) if ns else 0.0
+    res.parts["range"] = {"ns": ns, "decades": decades, "generation": final}
+    text = (f"{metric} at generation {final}, {len(ns)} n over {decades:.2g} decades "
+            f"[{min(ns) if ns else '-'}, {max(ns) if ns else '-'}]")
+    if len(ns) < 3 or not seeds:
+        res.numbers = text + "; needs at least 3 n and a seed with all of them"
+        return res
+    rng = np.random.default_rng(cfg.bootstrap_seed)
+    out = p4_core(values, ns, cfg, rng)
+    fields = fields_of({**out, "p_refute": np.nan})
+    res.estimate, res.interval = fields["estimate"], fields["interval"]
+    res.min_detectable_effect = fields["min_detectable_effect"]
+    res.verdict = CODES[int(out["code"])]
+    res.parts.update(fit={"floor": float(out["floor"]), "amplitude": float(out["amplitude"]),
+                          "slope": float(out["estimate"])},
+                     p_consistent=float(out["p_confirm"]), p_slower=float(out["p_slower"]))
+    threshold = BOUND_EXPONENT + cfg.p4_tolerance
+    reading = ""
+    if res.verdict == CONFIRMED:
+        reading = (f"consistent with the bound (b <= {threshold:g}: {fmt(res.estimate)} "
+                   f"{fmt_ci(res.interval)})")
+    elif float(out["p_slower"]) < cfg.alpha:
+        reading = f"decays slower than {_bound_power(cfg)} on [{min(ns)}, {max(ns)}]"
+        if res.verdict == UNDERPOWERED and len(seeds) >= cfg.min_seeds:
+            res.verdict = INCONCLUSIVE  # the test did detect something: not underpowered
+    small = len(ns) < cfg.p4_min_ns or decades < cfg.p4_min_decades - 1e-9
+    if small:
+        res.verdict = UNDERPOWERED
+        text += f" (needs >= {cfg.p4_min_ns} n over >= {cfg.p4_min_decades:g} decades)"
+    # A reading is a claim: only a design that may decide (enough seeds, n and decades) gets
+    # one; otherwise the numbers say what the fit alone points at.
+    if reading and len(seeds) >= cfg.min_seeds and not small:
+        res.reading = reading
+    elif reading:
+        text += f"; too small a design to read (the fit alone: {reading})"
+    secondary = ""
+    if metric != "excess_risk":
+        ns2, seeds2, values2, _ = decay_table(records, "excess_risk")
+        keep = [i for i, n in enumerate(ns2) if lo <= n <= hi]
+        if len(keep) >= 3 and seeds2:
+            fit2 = fit_decay([ns2[i] for i in keep], values2[:, keep].mean(0),
+                             decay_weights(values2[:, keep], [ns2[i] for i in keep]),
+                             cfg.p4_floor)
+            res.parts["excess_risk_slope"] = float(fit2["slope"])
+            secondary = f"; excess_risk exponent {fmt(float(fit2['slope']))} (secondary)"
+    res.numbers = (f"{text}; fit E_inf {fmt(float(out['floor']))} + "
+                   f"{fmt(float(out['amplitude']))} n^b; " + describe_test(res) + secondary
+                   + (f"; reads: {res.reading}" if res.reading else ""))
+    return res
+
+
+def verdict_p4(runs: list[RunResult], cfg: ReportConfig) -> Prediction:
+    pred = Prediction(4, "Final-generation error decays in n consistently with the bound "
+                         "(at least as fast as n^-1/4 on the fitted range).", rule_p4(cfg),
+                      (CONFIRMED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE),
+                      primary_rule="the first counted decay group (configuration order)")
+    decays = [r for r in runs if r.decay is not None]
+    by_group = group_by(decays, lambda r: (r.config, float(r.decay.get("real_fraction",
+                                                                       float("nan"))),
+                                           r.in_theorem_setting))
+    for (config, lam, counted), group_runs in by_group.items():
+        recs = loop_records_of(runs, {str(r.path) for r in group_runs})
+        name = describe_group(config, λ=lam)
+        res = _p4_group(name, group_runs[0].decay, recs, cfg)
+        res.counted, res.key = bool(counted), {"lambda": lam}
+        largest = max((r["n"] for r in recs), default=None)
+        gen0 = [r for r in recs if r["n"] == largest]
+        pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
+    return finalise(pred, cfg, lambda gs: gs[0] if gs else None)
+
+
+def bound_envelope(ns: list[int], values: np.ndarray, weights: np.ndarray, cfg: ReportConfig,
+                   replicates: int = 200) -> tuple[np.ndarray, ...]:
+    """The bound's shape fitted (c >= 0) to seed-bootstrap resamples of the mean curve:
+    (grid of n, 5%, 50% and 95% of the fitted curves). Descriptive: the three columns of the
+    bound are nearly collinear, so no coefficient is read from it."""
+    rng = np.random.default_rng(cfg.bootstrap_seed + 1)
+    idx = seed_bootstrap(values.shape[0], replicates, rng)
+    grid = np.geomspace(min(ns), max(ns), 60)
+    curves = []
+    for row in idx:
+        fit = fit_bound(ns, values[row].mean(0), relative=False, weights=weights)
+        curves.append(np.asarray(fit.predict(grid), dtype=float))
+    curves = np.array(curves)
+    low, mid, high = np.quantile(curves, [0.05, 0.5, 0.95], axis=0)
+    return grid, low, mid, high

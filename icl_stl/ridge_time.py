@@ -1,0 +1,131 @@
+"""Time to ridge: how many steps and seconds a training recipe needs to pass the training gate.
+
+The gate (`icl_stl.gate`) asks that test risk close 90% of the zero-to-ridge gap on fresh
+prompts. This module trains one learner with the real training code and evaluates it every
+`eval_every` steps on a fixed held-out set, stopping at the first evaluation that passes. Seconds
+count training only: each evaluation's time is measured and taken out, so a finer evaluation
+grid does not make a recipe look slower.
+
+    target = ridge_target(task, k, eval_prompts=1000, seed=0)
+    result = time_to_ridge(model_cfg, task_cfg, train_cfg, n=None, seed=0, target=target)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+from icl_stl.baselines import bayes_optimal_ridge_alpha
+from icl_stl.config import ModelConfig, TaskConfig, TrainConfig
+from icl_stl.ensemble import build_ensemble
+from icl_stl.evaluation import baseline_errors, model_errors
+from icl_stl.gate import RIDGE_TOLERANCE, gap_closed
+from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.seeding import derive_seed, make_generator
+from icl_stl.tasks import make_task
+from icl_stl.training import MemberData, RuntimeOptions, train_ensemble
+
+
+@dataclass
+class RidgeTarget:
+    """The held-out set and the risks that define the gate on it."""
+
+    prompts: PromptSet
+    zero_risk: float
+    ridge_risk: float
+
+    @property
+    def threshold(self) -> float:
+        """The highest test risk that passes: ridge + 10% of the zero-to-ridge gap."""
+        return self.ridge_risk + RIDGE_TOLERANCE * (self.zero_risk - self.ridge_risk)
+
+
+def ridge_target(task_cfg: TaskConfig, eval_prompts: int = 1000, seed: int = 0) -> RidgeTarget:
+    """Fresh held-out prompts (their own seed stream) and the zero and ridge risks on them."""
+    task = make_task(task_cfg)
+    prompts = sample_prompts(task, eval_prompts, task_cfg.k, make_generator(seed, "ridge-target"))
+    alpha = bayes_optimal_ridge_alpha(task_cfg.noise_std, task_cfg.w_scale)
+    errors = baseline_errors(prompts, ["zero", "ridge"], ridge_alpha=alpha, knn_neighbours=1)
+    return RidgeTarget(prompts, errors["zero"].mean().item(), errors["ridge"].mean().item())
+
+
+@dataclass
+class TimeToRidge:
+    """Outcome of one timed training run."""
+
+    reached: bool
+    steps: int | None  # first evaluated step that passed (None: never within the budget)
+    seconds: float | None  # training seconds up to that step, evaluations excluded
+    steps_run: int
+    seconds_run: float
+    final_risk: float
+    best_risk: float
+    gap_closed: float  # of the final evaluation
+    zero_risk: float
+    ridge_risk: float
+    threshold: float
+    eval_seconds: float  # total time spent evaluating (not in `seconds`)
+    curve: list[tuple[int, float, float]] = field(default_factory=list)  # (step, s, risk)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _StopTraining(Exception):
+    """Raised from the logging hook to end training early (the gate passed or time ran out)."""
+
+
+def time_to_ridge(model_cfg: ModelConfig, task_cfg: TaskConfig, train_cfg: TrainConfig, *,
+                  n: int | None, seed: int, target: RidgeTarget, eval_every: int = 100,
+                  max_seconds: float = float("inf"), stop_at_ridge: bool = True,
+                  runtime: RuntimeOptions | None = None) -> TimeToRidge:
+    """Train one learner (fresh prompts when `n` is None, else a finite S_0 of n prompts) for at
+    most `train_cfg.steps` steps and `max_seconds` training seconds; evaluate every `eval_every`
+    steps. The schedule is the recipe's own: it is laid over `train_cfg.steps` whether or not
+    the run stops early, exactly as a run of that recipe would train."""
+    runtime = runtime or RuntimeOptions()
+    task = make_task(task_cfg)
+    k = task_cfg.k
+    s0 = None if n is None else sample_prompts(task, n, k, make_generator(seed, "S0"))
+    ensemble = build_ensemble(model_cfg, task.d, k, [make_generator(seed, "init", 0)])
+    member = MemberData(derive_seed(seed, "batches", 0), s0)
+    cfg = replace(train_cfg, log_every=eval_every, checkpoint_every=0)
+
+    curve: list[tuple[int, float, float]] = []
+    clock = {"start": time.perf_counter(), "eval": 0.0, "reached": None}
+
+    def on_log(record: dict) -> None:
+        began = time.perf_counter()
+        seconds = began - clock["start"] - clock["eval"]  # training time so far
+        risk = model_errors(ensemble, target.prompts, len(target.prompts), runtime)[0].mean().item()
+        clock["eval"] += time.perf_counter() - began
+        curve.append((record["step"], seconds, risk))
+        if risk <= target.threshold and clock["reached"] is None:
+            clock["reached"] = (record["step"], seconds)
+            if stop_at_ridge:
+                raise _StopTraining
+        if seconds >= max_seconds:
+            raise _StopTraining
+
+    try:
+        train_ensemble(ensemble, [member], task, k, cfg, runtime, on_log=on_log,
+                       description="time to ridge")
+    except _StopTraining:
+        pass
+    final_step, final_seconds, final_risk = curve[-1] if curve else (0, 0.0, float("nan"))
+    reached = clock["reached"]
+    return TimeToRidge(
+        reached=reached is not None, steps=reached and reached[0],
+        seconds=None if reached is None else reached[1], steps_run=final_step,
+        seconds_run=final_seconds, final_risk=final_risk,
+        best_risk=min((r for _, _, r in curve), default=float("nan")),
+        gap_closed=gap_closed(final_risk, target.ridge_risk, target.zero_risk),
+        zero_risk=target.zero_risk, ridge_risk=target.ridge_risk, threshold=target.threshold,
+        eval_seconds=clock["eval"], curve=curve)
+
+
+def seconds_per_step(curve: list[tuple[int, float, float]]) -> float:
+    """Average training seconds per step over a run's evaluation curve."""
+    if not curve or curve[-1][0] == 0:
+        return float("nan")
+    return curve[-1][1] / curve[-1][0]
