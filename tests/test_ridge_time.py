@@ -81,8 +81,9 @@ def test_time_to_ridge_stops_at_the_time_cap():
 @pytest.mark.slow
 def test_quickstart_reaches_ridge(tmp_path):
     """The README's first example does what it says (about a minute of training on 2 cores)."""
-    from icl_stl.cli.train import train_from_config
     from conftest import compose_cfg
+
+    from icl_stl.cli.train import train_from_config
 
     cfg = compose_cfg("train", "experiment=quickstart", f"run.checkpoint_root={tmp_path}/ck")
     summary = train_from_config(cfg, tmp_path / "out")

@@ -1,0 +1,81 @@
+"""Numbers quoted in README.md and BENCHMARKS.md are the committed results they came from."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "docs" / "bench"
+README = (REPO / "README.md").read_text()
+BENCHMARKS = (REPO / "BENCHMARKS.md").read_text()
+RIDGE = ["ridge-demo-tiny-cpu-2026-11-30.json", "ridge-small-cpu-2026-11-30.json"]
+ABLATION = "ablation-cpu-2026-11-30.json"
+
+
+def _load(name: str) -> dict:
+    return json.loads((BENCH / name).read_text())
+
+
+def _run(case: str, data: str, recipe: str) -> dict:
+    runs = [r for name in RIDGE for r in _load(name)["runs"]]
+    return next(r for r in runs if (r["case"], r["data"], r["recipe"], r["seed"])
+                == (case, data, recipe, 0))
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # quotes may wrap across lines
+
+
+@pytest.mark.parametrize("case", ["demo", "tiny"])
+def test_readme_time_to_ridge_is_the_committed_run(case):
+    run = _run(case, "fresh", "default")
+    assert run["reached"]
+    quoted = f"{run['steps']:,} steps, {run['seconds']:.1f} s"
+    assert quoted in _flat(README) and quoted in _flat(BENCHMARKS)
+    garg = _run(case, "fresh", "garg")
+    assert not garg["reached"]
+    assert f"{100 * garg['gap_closed']:.0f}% of the gap" in _flat(BENCHMARKS)
+
+
+@pytest.mark.parametrize("case", ["demo", "tiny"])
+def test_readme_finite_n_rows_are_the_committed_runs(case):
+    run = _run(case, "n2000", "default")
+    assert not run["reached"]
+    flat = _flat(README)
+    assert f"best test risk {run['best_risk']:.3f}" in flat
+    assert f"{100 * run['gap_closed']:.0f}% of the gap".replace("-", "−") in flat
+
+
+def test_quickstart_figures_are_the_committed_run():
+    result = _load("quickstart-cpu-2026-11-30.json")
+    s = result["summary"]
+    assert s["reached_ridge"] and result["command"] == "icl-stl-train experiment=quickstart"
+    flat = _flat(README)
+    assert f"takes {result['wall_seconds']:.1f} s" in flat
+    assert (f"test risk {s['test_risk']:.3f}, against {s['ridge_risk']:.3f} for ridge and "
+            f"{s['zero_risk']:.3f} for the zero predictor: {100 * s['gap_closed']:.0f}% of the "
+            f"gap closed") in flat
+
+
+def test_benchmarks_tables_are_printed_from_the_committed_json():
+    spec = importlib.util.spec_from_file_location("ridge_tables",
+                                                  REPO / "scripts" / "ridge_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    for name in RIDGE:
+        for line in tables.ridge_table(_load(name)["runs"]):
+            assert line in BENCHMARKS, line
+    for line in tables.ablation_table(_load(ABLATION)["runs"]):
+        assert line in BENCHMARKS, line
+
+
+def test_speed_figures_are_the_committed_run():
+    rows = _load("speed-cpu-2026-11-30.json")["training"]
+    tiny = {(r["engine"], r["K"]): r for r in rows if r["size"] == "tiny"}
+    native, garg = tiny[("native", 1)]["steps_per_s"], tiny[("garg_reference", 1)]["steps_per_s"]
+    assert f"| tiny (3×4×64) | native | 1 | {native:.1f} | {native:.1f} | {native / garg:.2f}× |" \
+        in BENCHMARKS
