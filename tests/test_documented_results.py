@@ -79,3 +79,26 @@ def test_speed_figures_are_the_committed_run():
     native, garg = tiny[("native", 1)]["steps_per_s"], tiny[("garg_reference", 1)]["steps_per_s"]
     assert f"| tiny (3×4×64) | native | 1 | {native:.1f} | {native:.1f} | {native / garg:.2f}× |" \
         in BENCHMARKS
+
+
+def test_demo_figures_are_the_committed_demo_run():
+    demo = REPO / "docs" / "results" / "demo-cpu"
+    seconds = json.loads((demo / "demo_timing.json").read_text())["seconds"]
+    flat = _flat(README)
+    assert f"Total {seconds['total']:.0f} s of wall time" in flat
+    for part in ("collapse", "stability", "decay"):
+        assert f"| {seconds[part]:.0f} s |" in flat, part
+    verdicts = json.loads((demo / "verdicts.json").read_text())["verdicts"]
+    assert [verdicts[p]["verdict"] for p in "1234"] == ["not applicable"] * 4
+    assert verdicts["5"]["verdict"] == "not tested"
+    gate = {row["n"]: row["gap_closed"] for row in json.loads(
+        (demo / "verdicts.json").read_text())["ridge_gate"]["rows"]}
+    assert f"generation 0 reaches {gate[2000]:.2f} of the zero-to-ridge gap at n = 2,000 " \
+           f"({gate[1024]:.2f} at n = 1,024)" in flat
+    assert f"closes only {100 * gate[2000]:.0f}% of the zero-to-ridge gap" in flat
+    assert "risk rises from 0.675 to 1.01 over 3 generations" in flat
+    assert "risk 0.675 -> 1.01 over 3 generations" in verdicts["1"]["numbers"]
+    assert "gamma / chaos ceiling n=64: 1.12, n=1024: 0.904" in verdicts["3"]["numbers"]
+    assert "gamma is 1.12 (n = 64) and 0.90 (n = 1,024) times its chaos ceiling" in flat
+    slope = verdicts["2"]["estimate"]
+    assert f"at λ = 0.5 it climbs {100 * slope:.0f}% of its plateau per generation" in flat

@@ -245,15 +245,15 @@ def aggregate_stability(records: list[dict]) -> list[dict]:
 def per_seed_stability(records: list[dict]) -> list[dict]:
     """gamma per (seed, n, generation): the mean over that seed's replaced indices (one
     replicate: they share a base loop), with its chaos control's gamma where there is one."""
-    base_seed = {r["member"]: r["seed"] for r in records}  # a seed control has its own seed
+    base_seed = {r.get("member"): r["seed"] for r in records}  # a seed control has its own
     cells: dict[tuple[int, int, int], dict[str, list[float]]] = defaultdict(
         lambda: defaultdict(list))
     for r in records:
         if r.get("twin") in ("neighbour", "control") and r.get("gamma_mean") is not None:
             prefix = "" if r["twin"] == "neighbour" else "chaos_"
-            cell = cells[(base_seed[r["twin_of"]], r["n"], r["generation"])]
-            cell[f"{prefix}gamma_mean"].append(r["gamma_mean"])
-            cell[f"{prefix}gamma_max"].append(r["gamma_max"])
+            cell = cells[(base_seed.get(r.get("twin_of"), r["seed"]), r["n"], r["generation"])]
+            cell[f"{prefix}gamma_mean"].append(float(r["gamma_mean"]))
+            cell[f"{prefix}gamma_max"].append(float(r["gamma_max"]))
     out = []
     for (seed, n, generation), cell in sorted(cells.items()):
         if not cell.get("gamma_mean"):

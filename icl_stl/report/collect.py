@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from icl_stl.probes.stability import per_seed_stability
+
 log = logging.getLogger(__name__)
 
 RESULT_FILES = ("summary.json", "stability.json", "decay.json", "in_context.json", "error.json")
@@ -237,27 +239,7 @@ def _per_seed_from_summary(run: RunResult) -> list[dict]:
     """gamma per (seed, n, generation) from the twin records of the run's summary.json."""
     if run.summary is None:
         return []
-    records = run.summary.get("generations", [])
-    base_seed = {r.get("member"): r["seed"] for r in records}  # a seed control has its own
-    cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        twin = r.get("twin")
-        if twin not in TWINS or r.get("gamma_mean") is None:
-            continue
-        cell = cells[(base_seed.get(r.get("twin_of"), r["seed"]), r["n"], r["generation"])]
-        prefix = "" if twin == "neighbour" else "chaos_"
-        cell[f"{prefix}gamma_mean"].append(float(r["gamma_mean"]))
-        cell[f"{prefix}gamma_max"].append(float(r["gamma_max"]))
-    out = []
-    for (seed, n, generation), cell in sorted(cells.items()):
-        if not cell.get("gamma_mean"):
-            continue
-        row = {"seed": seed, "n": n, "generation": generation,
-               "n_indices": len(cell["gamma_mean"])}
-        for name, values in cell.items():
-            row[name] = sum(values) / len(values)
-        out.append(row)
-    return out
+    return per_seed_stability(run.summary.get("generations", []))
 
 
 def zero_risk(summary: dict) -> float | None:
