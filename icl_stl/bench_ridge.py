@@ -49,11 +49,12 @@ ABLATION: list[tuple[str, list[str]]] = [
 ]
 
 
-def compose_app(config_dir: str, overrides: list[str]) -> AppConfig:
-    """conf/train.yaml with `overrides`, validated into typed settings."""
+def compose_app(config_dir: str, overrides: list[str], primary: str = "train") -> AppConfig:
+    """conf/<primary>.yaml with `overrides`, validated into typed settings."""
     with initialize_config_dir(version_base="1.3", config_dir=config_dir):
-        cfg = compose("train", overrides=overrides)
-    return parse_app_config(OmegaConf.to_container(cfg, resolve=True))
+        cfg = compose(primary, overrides=overrides)
+    return parse_app_config(OmegaConf.to_container(cfg, resolve=True),
+                            needs_loop=primary == "loop")
 
 
 def run_case(config_dir: str, overrides: list[str], *, seed: int, eval_every: int,
@@ -103,8 +104,39 @@ def bench_ablation(config_dir: str, *, seeds: list[int], cap_s: float, eval_ever
     return rows
 
 
+def bench_warm_start(config_dir: str, *, seeds: list[int], cap_s: float, eval_every: int,
+                     runtime: RuntimeOptions, n: int = 10_000, real_fraction: float = 0.5,
+                     overrides: tuple[str, ...] = (),
+                     report: Callable[[dict], None] = lambda r: None) -> list[dict]:
+    """Generation 1 of a loop warm-started from generation 0 (demo setting, the loop's default
+    settings otherwise), trained for its whole budget: the first step it passes the gate and
+    where it settles. n is large enough for generation 0 to pass the gate."""
+    from icl_stl.loop.warm_start import warm_start_time_to_ridge
+
+    rows = []
+    for seed in seeds:
+        app = compose_app(config_dir, [*CASES["demo"], f"data.n={n}", f"seed={seed}",
+                                       f"loop.real_fraction={real_fraction}", *overrides],
+                          primary="loop")
+        target = ridge_target(app.task, eval_prompts=1000, seed=seed)
+        out = warm_start_time_to_ridge(app.task, app.model, app.train, app.loop, n=n,
+                                       real_fraction=real_fraction, seed=seed, target=target,
+                                       eval_every=eval_every, max_seconds=cap_s,
+                                       runtime=runtime)
+        generation_1 = out.pop("generation_1")
+        generation_1["curve"] = [list(point) for point in generation_1["curve"]]
+        rows.append({"case": "demo", "n": n, "real_fraction": real_fraction, "seed": seed,
+                     "cap_s": cap_s, "loop_steps": app.loop.steps or app.train.steps,
+                     "loop_warmup_steps": app.loop.warmup_steps, "label_mode": app.loop.label_mode,
+                     **out, **generation_1})
+        report(rows[-1])
+    return rows
+
+
 def describe(r: dict) -> str:
     """One line per result, for the console."""
+    if "generation_0_risk" in r:
+        return describe_warm_start(r)
     what = " ".join(str(r[key]) for key in ("case", "data", "recipe", "change") if key in r)
     if r["reached"]:
         return (f"{what} seed {r['seed']}: ridge in {r['steps']} steps, {r['seconds']:.1f} s "
@@ -112,3 +144,13 @@ def describe(r: dict) -> str:
     return (f"{what} seed {r['seed']}: not reached in {r['steps_run']} steps, "
             f"{r['seconds_run']:.1f} s (best {r['best_risk']:.3f}, threshold "
             f"{r['threshold']:.3f}, gap closed {r['gap_closed']:.2f})")
+
+
+def describe_warm_start(r: dict) -> str:
+    first = (f"first passes the gate at step {r['steps']} ({r['seconds']:.1f} s)" if r["reached"]
+             else "never passes the gate")
+    return (f"warm start (n {r['n']}, lambda {r['real_fraction']}, seed {r['seed']}): generation"
+            f" 0 risk {r['generation_0_risk']:.3f} (gap closed "
+            f"{r['generation_0_gap_closed']:.2f}); generation 1 {first}, ends at "
+            f"{r['final_risk']:.3f} after {r['steps_run']} steps (gap closed "
+            f"{r['gap_closed']:.2f}, threshold {r['threshold']:.3f})")

@@ -71,8 +71,49 @@ class TimeToRidge:
         return asdict(self)
 
 
-class _StopTraining(Exception):
-    """Raised from the logging hook to end training early (the gate passed or time ran out)."""
+class StopTraining(Exception):
+    """Raised from a logging hook to end training early (the gate passed or time ran out)."""
+
+
+class GateMonitor:
+    """A logging hook that evaluates a learner on the target's prompts and stops training at
+    the first evaluation that passes the gate (or once `max_seconds` of training have passed).
+
+    `risk_of()` returns the learner's current test risk; the hook times itself, so the seconds
+    it records are training seconds only. Call `result()` after training."""
+
+    def __init__(self, risk_of, target: RidgeTarget, max_seconds: float = float("inf"),
+                 stop_at_ridge: bool = True):
+        self.risk_of, self.target = risk_of, target
+        self.max_seconds, self.stop_at_ridge = max_seconds, stop_at_ridge
+        self.curve: list[tuple[int, float, float]] = []
+        self.start, self.eval_seconds = time.perf_counter(), 0.0
+        self.reached: tuple[int, float] | None = None
+
+    def __call__(self, record: dict) -> None:
+        began = time.perf_counter()
+        seconds = began - self.start - self.eval_seconds  # training time so far
+        risk = self.risk_of()
+        self.eval_seconds += time.perf_counter() - began
+        self.curve.append((record["step"], seconds, risk))
+        if risk <= self.target.threshold and self.reached is None:
+            self.reached = (record["step"], seconds)
+            if self.stop_at_ridge:
+                raise StopTraining
+        if seconds >= self.max_seconds:
+            raise StopTraining
+
+    def result(self) -> TimeToRidge:
+        target, curve = self.target, self.curve
+        final_step, final_seconds, final_risk = curve[-1] if curve else (0, 0.0, float("nan"))
+        return TimeToRidge(
+            reached=self.reached is not None, steps=self.reached and self.reached[0],
+            seconds=None if self.reached is None else self.reached[1], steps_run=final_step,
+            seconds_run=final_seconds, final_risk=final_risk,
+            best_risk=min((r for _, _, r in curve), default=float("nan")),
+            gap_closed=gap_closed(final_risk, target.ridge_risk, target.zero_risk),
+            zero_risk=target.zero_risk, ridge_risk=target.ridge_risk,
+            threshold=target.threshold, eval_seconds=self.eval_seconds, curve=curve)
 
 
 def time_to_ridge(model_cfg: ModelConfig, task_cfg: TaskConfig, train_cfg: TrainConfig, *,
@@ -90,38 +131,16 @@ def time_to_ridge(model_cfg: ModelConfig, task_cfg: TaskConfig, train_cfg: Train
     ensemble = build_ensemble(model_cfg, task.d, k, [make_generator(seed, "init", 0)])
     member = MemberData(derive_seed(seed, "batches", 0), s0)
     cfg = replace(train_cfg, log_every=eval_every, checkpoint_every=0)
-
-    curve: list[tuple[int, float, float]] = []
-    clock = {"start": time.perf_counter(), "eval": 0.0, "reached": None}
-
-    def on_log(record: dict) -> None:
-        began = time.perf_counter()
-        seconds = began - clock["start"] - clock["eval"]  # training time so far
-        risk = model_errors(ensemble, target.prompts, len(target.prompts), runtime)[0].mean().item()
-        clock["eval"] += time.perf_counter() - began
-        curve.append((record["step"], seconds, risk))
-        if risk <= target.threshold and clock["reached"] is None:
-            clock["reached"] = (record["step"], seconds)
-            if stop_at_ridge:
-                raise _StopTraining
-        if seconds >= max_seconds:
-            raise _StopTraining
-
+    monitor = GateMonitor(
+        lambda: model_errors(ensemble, target.prompts, len(target.prompts),
+                             runtime)[0].mean().item(),
+        target, max_seconds, stop_at_ridge)
     try:
-        train_ensemble(ensemble, [member], task, k, cfg, runtime, on_log=on_log,
+        train_ensemble(ensemble, [member], task, k, cfg, runtime, on_log=monitor,
                        description="time to ridge")
-    except _StopTraining:
+    except StopTraining:
         pass
-    final_step, final_seconds, final_risk = curve[-1] if curve else (0, 0.0, float("nan"))
-    reached = clock["reached"]
-    return TimeToRidge(
-        reached=reached is not None, steps=reached and reached[0],
-        seconds=None if reached is None else reached[1], steps_run=final_step,
-        seconds_run=final_seconds, final_risk=final_risk,
-        best_risk=min((r for _, _, r in curve), default=float("nan")),
-        gap_closed=gap_closed(final_risk, target.ridge_risk, target.zero_risk),
-        zero_risk=target.zero_risk, ridge_risk=target.ridge_risk, threshold=target.threshold,
-        eval_seconds=clock["eval"], curve=curve)
+    return monitor.result()
 
 
 def seconds_per_step(curve: list[tuple[int, float, float]]) -> float:

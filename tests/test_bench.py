@@ -82,3 +82,17 @@ def test_every_ablation_row_composes_into_valid_settings():
     assert (default.train.lr, default.train.batch_size, default.model.n_head) == (1e-3, 128, 4)
     assert gpt2_init.model.init == "gpt2" and gpt2_init.train == default.train
     assert two_heads.model.n_head == 2 and two_heads.train == default.train
+
+
+def test_warm_start_suite_times_generation_1_from_generation_0(tmp_path):
+    out = tmp_path / "warm.json"
+    run(["--suite", "warm_start", "--quick", "--device", "cpu", "--ridge-seeds", "0",
+         "--out", str(out)])
+    (row,) = read_json(out)["runs"]
+    assert row["n"] == 64 and row["real_fraction"] == 0.5 and row["loop_steps"] == 20
+    assert row["generation_0_risk"] > 0
+    assert row["generation_0_reached"] == (row["generation_0_gap_closed"] >= 0.9)
+    # generation 1 is evaluated from its first logging step and trains its whole budget
+    assert [point[0] for point in row["curve"]] == [10, 20] and row["steps_run"] == 20
+    assert row["generation_1_final_reached"] == (row["gap_closed"] >= 0.9)
+    assert row["reached"] == (row["steps"] is not None)

@@ -102,3 +102,19 @@ def test_demo_figures_are_the_committed_demo_run():
     assert "gamma is 1.12 (n = 64) and 0.90 (n = 1,024) times its chaos ceiling" in flat
     slope = verdicts["2"]["estimate"]
     assert f"at λ = 0.5 it climbs {100 * slope:.0f}% of its plateau per generation" in flat
+
+
+def test_warm_start_figures_are_the_committed_run():
+    (row,) = _load("warm-start-cpu-2026-11-30.json")["runs"]
+    risks = [risk for _, _, risk in row["curve"]]
+    quoted = (f"(worst {max(risks):.3f}, final {row['final_risk']:.3f}, threshold "
+              f"{row['threshold']:.3f}")
+    for text in (README, BENCHMARKS):
+        flat = _flat(text)
+        assert quoted in flat
+        assert f"at test risk {row['generation_0_risk']:.3f}" in flat or \
+            f"reached test risk {row['generation_0_risk']:.3f}" in flat
+        assert f"{100 * row['generation_0_gap_closed']:.0f}% of the gap" in flat
+    assert row["reached"] and row["steps"] == 50 and row["generation_1_final_reached"]
+    assert max(risks) <= row["threshold"]  # "stayed past it for the whole budget"
+    assert row["steps_run"] == row["loop_steps"] == 5000

@@ -5,6 +5,7 @@
     icl-stl-bench --suite ridge        # time to ridge: outputs/bench/ridge.json
     icl-stl-bench --suite ridge --ridge-cases demo tiny --ridge-seeds 0 1
     icl-stl-bench --suite ablation     # what each change of the recipe buys (demo case)
+    icl-stl-bench --suite warm_start   # a warm-started generation's time back to ridge
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from pathlib import Path
 import torch
 
 from icl_stl import bench
-from icl_stl.bench_ridge import CASES, bench_ablation, bench_time_to_ridge, describe
+from icl_stl.bench_ridge import (
+    CASES,
+    bench_ablation,
+    bench_time_to_ridge,
+    bench_warm_start,
+    describe,
+)
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.config import ModelConfig
 from icl_stl.io import atomic_write_json
@@ -48,9 +55,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output (default: outputs/bench/bench.json, ridge.json, "
                         "ablation.json)")
-    p.add_argument("--suite", default="speed", choices=["speed", "ridge", "ablation"],
+    p.add_argument("--suite", default="speed",
+                   choices=["speed", "ridge", "ablation", "warm_start"],
                    help="speed: throughput; ridge: time to ridge of the default recipe and "
-                        "Garg et al.'s; ablation: what each change of the recipe buys")
+                        "Garg et al.'s; ablation: what each change of the recipe buys; "
+                        "warm_start: a warm-started loop generation's time back to ridge")
     p.add_argument("--ridge-cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--ridge-seeds", nargs="+", type=int, default=[0])
     p.add_argument("--ridge-cap", nargs="+", type=float, default=None, metavar="SECONDS",
@@ -96,10 +105,16 @@ def run_ridge(args: argparse.Namespace, runtime: RuntimeOptions, command: str) -
         result["runs"] = bench_time_to_ridge(
             CONFIG_DIR, args.ridge_cases, caps, seeds=args.ridge_seeds,
             eval_every=RIDGE_EVAL_EVERY, runtime=runtime, report=report)
-    else:
+    elif args.suite == "ablation":
         result["runs"] = bench_ablation(CONFIG_DIR, seeds=args.ridge_seeds, cap_s=caps["demo"],
                                         eval_every=RIDGE_EVAL_EVERY["demo"], runtime=runtime,
                                         report=report)
+    else:
+        quick = {"n": 64, "overrides": ["train.steps=20", "loop.steps=20"]} if args.quick else {}
+        result["runs"] = bench_warm_start(CONFIG_DIR, seeds=args.ridge_seeds,
+                                          cap_s=caps["demo"],
+                                          eval_every=10 if args.quick else RIDGE_EVAL_EVERY["demo"],
+                                          runtime=runtime, report=report, **quick)
     atomic_write_json(args.out, result)
     print(f"written to {args.out}")
     return result
