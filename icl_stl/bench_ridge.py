@@ -66,9 +66,7 @@ def run_case(config_dir: str, overrides: list[str], *, seed: int, eval_every: in
 
 
 def row(result: TimeToRidge, **labels) -> dict:
-    out = {**labels, **dataclasses.asdict(result)}
-    out["curve"] = [list(point) for point in result.curve]
-    return out
+    return {**labels, **dataclasses.asdict(result)}  # curve tuples are written as JSON lists
 
 
 def bench_time_to_ridge(config_dir: str, cases: list[str], caps: dict[str, float], *,
@@ -124,7 +122,6 @@ def bench_warm_start(config_dir: str, *, seeds: list[int], cap_s: float, eval_ev
                                        eval_every=eval_every, max_seconds=cap_s,
                                        runtime=runtime)
         generation_1 = out.pop("generation_1")
-        generation_1["curve"] = [list(point) for point in generation_1["curve"]]
         rows.append({"case": "demo", "n": n, "real_fraction": real_fraction, "seed": seed,
                      "cap_s": cap_s, "loop_steps": app.loop.steps or app.train.steps,
                      "loop_warmup_steps": app.loop.warmup_steps, "label_mode": app.loop.label_mode,

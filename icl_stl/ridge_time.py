@@ -13,7 +13,7 @@ grid does not make a recipe look slower.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from icl_stl.baselines import bayes_optimal_ridge_alpha
 from icl_stl.config import ModelConfig, TaskConfig, TrainConfig
@@ -66,9 +66,6 @@ class TimeToRidge:
     threshold: float
     eval_seconds: float  # total time spent evaluating (not in `seconds`)
     curve: list[tuple[int, float, float]] = field(default_factory=list)  # (step, s, risk)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class StopTraining(Exception):
@@ -141,10 +138,3 @@ def time_to_ridge(model_cfg: ModelConfig, task_cfg: TaskConfig, train_cfg: Train
     except StopTraining:
         pass
     return monitor.result()
-
-
-def seconds_per_step(curve: list[tuple[int, float, float]]) -> float:
-    """Average training seconds per step over a run's evaluation curve."""
-    if not curve or curve[-1][0] == 0:
-        return float("nan")
-    return curve[-1][1] / curve[-1][0]

@@ -100,6 +100,17 @@ def _check_fraction(real_fraction: float) -> float:
     return lam
 
 
+def _check_drift_args(d: int, n: int, real_fraction: float, w_var: float
+                      ) -> tuple[int, int, float]:
+    """(d, n, lambda) of a drift closed form, each checked; w_var must be positive."""
+    d = _check_positive_int("d", d, 1)
+    n = _check_positive_int("n", n, 1)
+    lam = _check_fraction(real_fraction)
+    if not (math.isfinite(w_var) and w_var > 0):
+        raise ValueError(f"w_var must be a positive finite number, got {w_var!r}")
+    return d, n, lam
+
+
 def _check_positive_int(name: str, value: int, lo: int) -> int:
     if isinstance(value, bool) or int(value) != value or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
@@ -133,11 +144,7 @@ def mean_drift_fresh(
     Returns a float array of length ``generations + 1``.
     """
     generations = _check_positive_int("generations", generations, 0)
-    d = _check_positive_int("d", d, 1)
-    n = _check_positive_int("n", n, 1)
-    lam = _check_fraction(real_fraction)
-    if not (math.isfinite(w_var) and w_var > 0):
-        raise ValueError(f"w_var must be a positive finite number, got {w_var!r}")
+    d, n, lam = _check_drift_args(d, n, real_fraction, w_var)
     fresh = d * w_var / n
     idx = np.arange(generations + 1, dtype=np.float64)
     keep = (1.0 - lam) ** 2
@@ -158,11 +165,7 @@ def mean_drift_plateau(d: int, n: int, real_fraction: float, w_var: float = 1.0)
     ``(i + 1) d w_var / n``. At lambda = 1 it is d w_var / n (every generation sees only real
     data).
     """
-    d = _check_positive_int("d", d, 1)
-    n = _check_positive_int("n", n, 1)
-    lam = _check_fraction(real_fraction)
-    if not (math.isfinite(w_var) and w_var > 0):
-        raise ValueError(f"w_var must be a positive finite number, got {w_var!r}")
+    d, n, lam = _check_drift_args(d, n, real_fraction, w_var)
     if lam == 0.0:
         return math.inf
     return (d * w_var / n) / (1.0 - (1.0 - lam) ** 2)
@@ -194,11 +197,7 @@ def mean_drift_reuse(
     is no real part, use :func:`mean_drift_fresh`), lambda n an integer.
     """
     generations = _check_positive_int("generations", generations, 0)
-    d = _check_positive_int("d", d, 1)
-    n = _check_positive_int("n", n, 1)
-    lam = _check_fraction(real_fraction)
-    if not (math.isfinite(w_var) and w_var > 0):
-        raise ValueError(f"w_var must be a positive finite number, got {w_var!r}")
+    d, n, lam = _check_drift_args(d, n, real_fraction, w_var)
     if lam == 1.0:
         return np.full(generations + 1, d * w_var / n)
     if lam == 0.0:
