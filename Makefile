@@ -33,5 +33,6 @@ lint: install
 bench: install
 	$(BIN)/icl-stl-bench
 
-clean:
+clean:  # checkpoints too: after a code change they would be resumed (README, Checkpoints)
 	rm -rf $(VENV) outputs multirun wandb
+	find checkpoints -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +

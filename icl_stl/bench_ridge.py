@@ -31,11 +31,12 @@ CASES: dict[str, list[str]] = {
 DATA: dict[str, list[str]] = {"fresh": ["data.n=null"], "n2000": ["data.n=2000"]}
 
 GARG = ["train=garg", "train.curriculum.enabled=false", "train.steps=1000000",
-        "model.init=torch_default"]
+        "model.init=torch_default", "model.gaussian_head=false"]
+MSE = ["model.gaussian_head=false"]  # the squared-error learner (no Gaussian head)
 RECIPES: dict[str, list[str]] = {"default": [], "garg": GARG}
 
 # What each change of the default recipe buys, from Garg et al.'s recipe one change at a time
-# (cumulative), on the demo case with fresh prompts. The last row is the default recipe.
+# (cumulative), on the demo case with fresh prompts, for the squared-error learner.
 ABLATION: list[tuple[str, list[str]]] = [
     ("Garg et al.: Adam 1e-4, batch 64, constant", GARG),
     ("+ AdamW lr 1e-3, 100 warm-up steps, clipping at 1",
@@ -43,9 +44,19 @@ ABLATION: list[tuple[str, list[str]]] = [
       "train.grad_clip=1.0"]),
     ("+ batch 128", [*GARG, "train.optimizer=adamw", "train.lr=1e-3", "train.warmup_steps=100",
                      "train.grad_clip=1.0", "train.batch_size=128"]),
-    ("+ cosine decay over 5,000 steps (the default recipe)", []),
-    ("default recipe, GPT-2 initialisation of read-in/read-out", ["model.init=gpt2"]),
-    ("default recipe, 2 heads instead of 4", ["model.n_head=2"]),
+    ("+ cosine decay over 5,000 steps (the default recipe)", MSE),
+    ("default recipe, GPT-2 initialisation of read-in/read-out", [*MSE, "model.init=gpt2"]),
+    ("default recipe, 2 heads instead of 4", [*MSE, "model.n_head=2"]),
+]
+
+# The generator's Gaussian head against the squared-error learner, on the default recipe: does
+# its mean still reach ridge, and how fast, with each loss (icl_stl/losses.py)?
+HEAD: list[tuple[str, list[str]]] = [
+    ("squared error, no head", MSE),
+    ("Gaussian head, beta-NLL beta = 1", ["model.gaussian_head=true", "train.nll_beta=1.0"]),
+    ("Gaussian head, beta-NLL beta = 0.5 (the default)", ["model.gaussian_head=true",
+                                                           "train.nll_beta=0.5"]),
+    ("Gaussian head, plain NLL (beta = 0)", ["model.gaussian_head=true", "train.nll_beta=0.0"]),
 ]
 
 
@@ -89,15 +100,17 @@ def bench_time_to_ridge(config_dir: str, cases: list[str], caps: dict[str, float
 
 
 def bench_ablation(config_dir: str, *, seeds: list[int], cap_s: float, eval_every: int,
-                   runtime: RuntimeOptions,
+                   runtime: RuntimeOptions, changes: list[tuple[str, list[str]]] = ABLATION,
+                   case: str = "demo",
                    report: Callable[[dict], None] = lambda r: None) -> list[dict]:
+    """Each (label, overrides) of `changes` on `case` with fresh prompts, seed by seed."""
     rows = []
-    for label, overrides in ABLATION:
+    for label, overrides in changes:
         for seed in seeds:
-            result = run_case(config_dir, [*CASES["demo"], *DATA["fresh"], *overrides],
+            result = run_case(config_dir, [*CASES[case], *DATA["fresh"], *overrides],
                               seed=seed, eval_every=eval_every, max_seconds=cap_s,
                               runtime=runtime)
-            rows.append(row(result, change=label, seed=seed, cap_s=cap_s))
+            rows.append(row(result, change=label, case=case, seed=seed, cap_s=cap_s))
             report(rows[-1])
     return rows
 

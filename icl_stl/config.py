@@ -9,15 +9,33 @@ Every core function takes these dataclasses (or plain arguments), never a ``Dict
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 
 class ConfigError(ValueError):
     """A setting is missing, of the wrong type or outside its domain."""
+
+
+def differing_keys(stored: object, current: object, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts of settings ("train.lr"); a key
+    present in only one of them counts. Non-dict values are compared whole."""
+    if not (isinstance(stored, dict) and isinstance(current, dict)):
+        return [] if stored == current else [prefix or "(value)"]
+    out = []
+    for key in sorted(set(stored) | set(current), key=str):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key not in stored or key not in current:
+            out.append(name)
+        else:
+            out += differing_keys(stored[key], current[key], name)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +120,9 @@ class ModelConfig:
     n_head: int = 4
     n_embd: int = 64
     dropout: float = 0.0
-    gaussian_head: bool = False  # predict (mean, log-variance), trained by Gaussian NLL
+    # Predict (mean, log-variance), trained by beta-NLL (train.nll_beta): the loop's generator
+    # samples labels from it. false: the mean alone, trained by squared error.
+    gaussian_head: bool = True
     attn_implementation: str = "sdpa"  # or eager: softmax(q k^T) v written out, both engines
     # native: GPT-2 written with a member axis (icl_stl.gpt2); reference: one ICLModel per
     # member, run one after another (transformers GPT2Model for gpt2; any arch).
@@ -165,6 +185,7 @@ class TrainConfig:
     log_every: int = 50  # metrics are gathered from the device only this often
     checkpoint_every: int = 200  # steps between mid-training checkpoints; 0 = only at the end
     max_bad_steps: int = 0  # non-finite losses tolerated (step skipped) before the run stops
+    nll_beta: float = 0.5  # Gaussian head only: beta of the beta-NLL loss (0: plain NLL)
 
     def validate(self, path: str = "train") -> None:
         check_int(f"{path}.steps", self.steps, 1)
@@ -181,6 +202,7 @@ class TrainConfig:
         check_int(f"{path}.log_every", self.log_every, 1)
         check_int(f"{path}.checkpoint_every", self.checkpoint_every, 0)
         check_int(f"{path}.max_bad_steps", self.max_bad_steps, 0)
+        check_float(f"{path}.nll_beta", self.nll_beta, 0.0, 1.0)
 
 
 @dataclass
@@ -268,7 +290,8 @@ def from_container(cls: type, data: Any, path: str) -> Any:
     """Build dataclass `cls` from a plain dict, naming the field of any problem.
 
     Unknown keys are errors (a typo never silently falls back to a default). Ints are accepted
-    where floats are expected; nothing else is coerced.
+    where floats are expected, and whole floats where ints are (`train.steps=1e3` is 1000, as a
+    user means it); nothing else is coerced.
     """
     if data is None:
         data = {}
@@ -295,6 +318,9 @@ def from_container(cls: type, data: Any, path: str) -> Any:
                 value = float(value)
             else:
                 allowed = (*allowed, int)
+        if (int in allowed and float not in allowed and isinstance(value, float)
+                and value.is_integer() and abs(value) < 2**53):
+            value = int(value)
         if bool not in allowed and isinstance(value, bool):
             raise ConfigError(f"{fpath} must be of type {_names(allowed)}, got {value!r}")
         if not isinstance(value, allowed):
@@ -318,6 +344,8 @@ INIT_MODES = ("from_scratch", "warm_start")
 LABEL_MODES = ("sample", "context", "mean")
 ROUNDINGS = ("exact", "floor", "round", "ceil")
 LEARNERS = ("transformer", "gaussian_prior")
+LABELLERS = ("model", "oracle")
+GAUSSIAN_PRIOR_TASKS = ("linear_regression", "noisy_linear_regression")
 
 
 @dataclass
@@ -338,8 +366,15 @@ class LoopConfig:
     # warmup_steps says otherwise (0: start at the full rate).
     steps: int | None = None  # step budget of generations >= 1 (null: train.steps)
     warmup_steps: int | None = None  # warm-up of generations >= 1 (null: train.warmup_steps)
+    # The generator: "model" labels with the trained learner; "oracle" samples the true
+    # posterior predictive (icl_stl/loop/oracle.py), the control whose prompts are real-like.
+    labeller: str = "model"
+    # sample: draw each label from the predictive distribution, fed back as context; context:
+    # c real pairs, then the model's; mean: the predicted mean (no generator: no spread)
     label_mode: str = "sample"
-    label_noise_std: float | None = 0.1  # sample/context noise scale; null: the Gaussian head's
+    # null: the Gaussian head's own predicted scale (predictive sampling); a number: that fixed
+    # scale around the predicted mean (the old default, which shrinks the label variance)
+    label_noise_std: float | None = None
     context_pairs: int = 2  # c: real pairs opening each synthetic prompt (context mode)
     context_noise: bool = False  # context mode: add label noise to the model's labels
     kv_cache: bool = True  # label with cached keys/values (native GPT-2 only)
@@ -362,6 +397,7 @@ class LoopConfig:
             check_int(f"{path}.steps", self.steps, 1)
         if self.warmup_steps is not None:
             check_int(f"{path}.warmup_steps", self.warmup_steps, 0)
+        check_choice(f"{path}.labeller", self.labeller, LABELLERS)
         check_choice(f"{path}.label_mode", self.label_mode, LABEL_MODES)
         if self.label_noise_std is not None:
             check_float(f"{path}.label_noise_std", self.label_noise_std, 0.0)
@@ -380,13 +416,24 @@ class LoopConfig:
             _fail(f"{path}.context_pairs", self.context_pairs, f"< task.k={task.k}")
         needs_noise = self.label_mode == "sample" or (
             self.label_mode == "context" and self.context_noise)
-        if needs_noise and self.label_noise_std is None and not model.gaussian_head:
+        model_labels = self.labeller == "model" and self.learner == "transformer"
+        if (model_labels and needs_noise and self.label_noise_std is None
+                and not model.gaussian_head):
             _fail(f"{path}.label_noise_std", self.label_noise_std,
                   f"a noise scale for label_mode={self.label_mode!r} unless "
                   f"model.gaussian_head=true supplies one")
-        if self.learner == "gaussian_prior" and task.name not in (
-                "linear_regression", "noisy_linear_regression"):
+        if self.learner == "gaussian_prior" and task.name not in GAUSSIAN_PRIOR_TASKS:
             _fail(f"{path}.learner", self.learner, "'transformer' for a non-linear task")
+        if self.learner == "gaussian_prior" and task.k < task.d:
+            _fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
+                  f"(it reads w off a prompt by least squares, exact only when k >= d)")
+        if self.labeller == "oracle":
+            if task.name not in GAUSSIAN_PRIOR_TASKS:
+                _fail(f"{path}.labeller", self.labeller,
+                      f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
+            if self.label_mode == "mean":
+                _fail(f"{path}.label_mode", self.label_mode,
+                      "'sample' or 'context' with loop.labeller=oracle (the oracle samples)")
 
 
 def real_count(real_fraction: float, n: int, rounding: str, path: str = "loop") -> int:
@@ -494,6 +541,10 @@ def parse_app_config(data: dict, *, needs_loop: bool = False) -> AppConfig:
     if needs_loop and cfg.loop is None:
         cfg.loop = LoopConfig()
     cfg.validate()
+    if cfg.train.warmup_steps > cfg.train.steps:
+        # Legal (a short test run), but rarely meant: say so rather than accept it silently.
+        log.warning("train.warmup_steps=%d exceeds train.steps=%d: the learning rate never "
+                    "reaches train.lr=%g", cfg.train.warmup_steps, cfg.train.steps, cfg.train.lr)
     return cfg
 
 

@@ -21,23 +21,33 @@ from icl_stl.training import RuntimeOptions
 
 
 @torch.no_grad()
-def predict(model: Ensemble, xs: Tensor, ys: Tensor, batch_size: int,
-            runtime: RuntimeOptions | None = None) -> Tensor:
-    """Mean predictions (K, n, k) for inputs (K, n, k, d), (K, n, k), in batches of prompts."""
+def predict_distribution(model: Ensemble, xs: Tensor, ys: Tensor, batch_size: int,
+                         runtime: RuntimeOptions | None = None) -> tuple[Tensor, Tensor | None]:
+    """Predicted means (K, n, k) and, with a Gaussian head, variances (K, n, k; else None) for
+    inputs (K, n, k, d), (K, n, k), in batches of prompts."""
     runtime = runtime or RuntimeOptions()
     was_training = model.training
     model.eval()
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if runtime.bf16
                 else contextlib.nullcontext())
-    out = []
+    means, variances = [], []
     for start in range(0, xs.shape[1], batch_size):
         fault_point("evaluate")
         bx = xs[:, start:start + batch_size].to(runtime.device)
         by = ys[:, start:start + batch_size].to(runtime.device)
         with autocast:
-            out.append(model(bx, by).mean.float())
+            pred = model(bx, by)
+        means.append(pred.mean.float())
+        if pred.log_var is not None:
+            variances.append(pred.log_var.float().clamp(-12.0, 12.0).exp())  # as sampled
     model.train(was_training)
-    return torch.cat(out, dim=1)
+    return torch.cat(means, dim=1), torch.cat(variances, dim=1) if variances else None
+
+
+def predict(model: Ensemble, xs: Tensor, ys: Tensor, batch_size: int,
+            runtime: RuntimeOptions | None = None) -> Tensor:
+    """Mean predictions (K, n, k) for inputs (K, n, k, d), (K, n, k), in batches of prompts."""
+    return predict_distribution(model, xs, ys, batch_size, runtime)[0]
 
 
 def stack_sets(sets: list[PromptSet] | PromptSet, n_members: int) -> tuple[Tensor, Tensor]:

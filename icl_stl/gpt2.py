@@ -136,10 +136,14 @@ class CausalSelfAttention(nn.Module):
             # SDPA's dropout draws from the global generator: masks must be the member's own
             y = self._eager(q, k, v, self._allowed(past, t, queries, x.device), n_members)
         elif cache is None and queries is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            # Contiguous heads: the CPU flash kernel is ~20% slower per training step on the
+            # strided views the split leaves (BENCHMARKS.md, speed).
+            y = F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(),
+                                               is_causal=True)
         elif cache is None:
             allowed = self._allowed(past, t, queries, x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            y = F.scaled_dot_product_attention(q.contiguous(), k.contiguous(), v.contiguous(),
+                                               attn_mask=allowed)
         else:
             # CPU flash attention with 1-2 queries rounds by batch position; the math kernel
             # keeps identical members (stability twins) bit-identical.

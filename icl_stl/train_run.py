@@ -7,23 +7,37 @@ agree exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
+from icl_stl import RESULTS_VERSION
 from icl_stl.baselines import bayes_optimal_ridge_alpha
 from icl_stl.config import AppConfig
 from icl_stl.ensemble import build_ensemble
-from icl_stl.evaluation import baseline_errors, model_errors, summarise
+from icl_stl.evaluation import baseline_errors, model_errors, predict_distribution, summarise
 from icl_stl.gate import gap_closed, reached_ridge
-from icl_stl.io import CheckpointSlot, RunLock, atomic_write_json
+from icl_stl.io import CheckpointSlot, RunLock, atomic_write_bytes, atomic_write_json
+from icl_stl.loop.fidelity import head_calibration
 from icl_stl.prompts import sample_prompts
-from icl_stl.report.plots import plot_positions
+from icl_stl.report.plots import calibration_table, plot_calibration, plot_positions
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import derive_seed, make_generator
 from icl_stl.tasks import make_task
 from icl_stl.training import MemberData, RuntimeOptions, train_ensemble
 
 log = logging.getLogger(__name__)
+
+
+def resume_identity(app: AppConfig, data_fingerprint: str | None) -> dict:
+    """What a checkpoint must have been written with to be resumed: every setting that changes
+    the trained model (not logging or checkpoint cadence), the data and the seed."""
+    train = dataclasses.asdict(app.train)
+    for key in ("log_every", "checkpoint_every"):
+        train.pop(key)
+    return {"task": dataclasses.asdict(app.task), "model": dataclasses.asdict(app.model),
+            "train": train, "data": data_fingerprint, "seed": app.seed,
+            "results_version": RESULTS_VERSION}
 
 
 def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: RuntimeOptions,
@@ -35,7 +49,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
         s0 = sample_prompts(task, app.data.n, k, make_generator(app.seed, "S0"))
     model = build_ensemble(app.model, task.d, k, [make_generator(app.seed, "init", 0)])
     member = MemberData(derive_seed(app.seed, "batches", 0), s0)
-    identity = {"data": None if s0 is None else s0.fingerprint(), "seed": app.seed}
+    identity = resume_identity(app, None if s0 is None else s0.fingerprint())
 
     def on_log(rec: dict) -> None:
         if logger is not None:
@@ -55,6 +69,11 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
 
     test = sample_prompts(task, app.eval.n_prompts, k, make_generator(app.seed, "test"))
     test_errors = model_errors(model, test, app.eval.batch_size, runtime)[0]
+    calibration = None
+    if app.model.gaussian_head:
+        mean, var = predict_distribution(model, test.xs[None], test.ys[None],
+                                         app.eval.batch_size, runtime)
+        calibration = head_calibration(mean[0].cpu(), var[0].cpu(), test.ys)
     alpha = (app.eval.ridge_alpha if app.eval.ridge_alpha is not None
              else bayes_optimal_ridge_alpha(app.task.noise_std, app.task.w_scale))
     names = sorted(set(app.eval.baselines) | {"ridge", "zero"})  # the gate needs both
@@ -83,10 +102,13 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
         "n": app.data.n,
         "ridge_alpha": alpha,
         "per_position": curves,
+        "calibration": calibration,
         "checkpoint": str(checkpoint_dir / "train.pt"),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "summary.json", summary)
+    if calibration is not None:
+        write_calibration(calibration, run_dir, title=f"Gaussian head, n={app.data.n}")
     plot = plot_positions(curves, run_dir / "positions.png", d=task.d, model_keys=("model",),
                           title=f"{app.model.arch} ({app.model.n_layer}L), d={task.d}, "
                                 f"n={app.data.n}, {result.steps} steps")
@@ -99,6 +121,17 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
              zero_risk, run_dir)
     log_gate(summary, data_n=app.data.n)
     return summary
+
+
+def write_calibration(calibration: dict, run_dir: Path, title: str = "") -> None:
+    """calibration.md (a table per position) and calibration.png in the run directory."""
+    text = (f"# Calibration of the Gaussian head on fresh prompts\n\n"
+            f"Pooled predicted variance / realised squared error: "
+            f"{calibration['head_var_ratio']:.3f}; mean squared error / predicted variance: "
+            f"{calibration['head_z2']:.3f} (1 and 1 when calibrated).\n\n"
+            + calibration_table(calibration))
+    atomic_write_bytes(run_dir / "calibration.md", text.encode())
+    plot_calibration({"model": calibration}, run_dir / "calibration.png", title=title)
 
 
 def log_gate(summary: dict, data_n: int | None) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from icl_stl.config import TrainConfig
+from icl_stl.config import ConfigError, TrainConfig, differing_keys
 from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point, poison
 from icl_stl.io import CheckpointSlot, save_state
@@ -152,9 +152,10 @@ def train_ensemble(
     if checkpoint is not None and (loaded := checkpoint.load_latest()) is not None:
         state, path = loaded
         if state.get("identity") != identity:
-            raise RuntimeError(f"checkpoint {path} was written by a run with other data or "
-                               f"settings ({state.get('identity')} != {identity}); use another "
-                               f"checkpoint name or delete it")
+            keys = differing_keys(state.get("identity"), identity)
+            raise ConfigError(f"checkpoint {path} was written with other settings or data "
+                              f"(differing: {', '.join(keys)}); resume with the same settings, "
+                              f"or choose another run.name or delete the checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state(state["generators"])
@@ -193,7 +194,7 @@ def train_ensemble(
             group["lr"] = lr_at(step, cfg)
         with autocast:
             pred = forward(xs, ys)
-        losses = member_losses(pred, ys, task.d)
+        losses = member_losses(pred, ys, task.d, cfg.nll_beta)
         losses = poison("nan_loss", losses)  # fault injection: a NaN loss on demand
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # a sum keeps each member's gradient its own

@@ -1,4 +1,5 @@
-"""Markdown tables for BENCHMARKS.md from committed `icl-stl-bench --suite ridge|ablation` JSON.
+"""Markdown tables for BENCHMARKS.md from committed `icl-stl-bench --suite ridge|ablation|head`
+JSON.
 
     .venv/bin/python scripts/ridge_tables.py docs/bench/ridge-*.json docs/bench/ablation-*.json
 """
@@ -48,7 +49,9 @@ def ablation_table(runs: list[dict]) -> list[str]:
 def main(paths: list[str]) -> None:
     for path in paths:
         result = json.loads(Path(path).read_text())
-        print(f"<!-- {path}: {result['command']} ({result['date']}, {result['machine']['threads']}"
+        command = result["command"]
+        command = " & ".join(command) if isinstance(command, list) else command
+        print(f"<!-- {path}: {command} ({result['date']}, {result['machine']['threads']}"
               f" thread(s), torch {result['machine']['torch']}) -->")
         table = ridge_table if result["suite"] == "ridge" else ablation_table
         print("\n".join(table(result["runs"])) + "\n")

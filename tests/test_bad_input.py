@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TRAIN, TRAIN_CLI, compose_cfg, compose_train, run_cli
+from conftest import TINY_TRAIN, TRAIN_CLI, check_ok, compose_cfg, compose_train, run_cli
 from hydra.errors import MissingConfigException
 
 from icl_stl.cli.train import train_from_config
@@ -94,12 +94,25 @@ def test_cli_corrupt_checkpoint_exits_2_naming_the_path(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_checkpoint_of_other_settings_is_refused(tmp_path):
+@pytest.mark.parametrize("change,key", [("seed=3", "data, seed"),  # the seed draws S_0 too
+                                        ("train.lr=0.01", "train.lr"),
+                                        ("model.n_embd=24", "model.n_embd")])
+def test_checkpoint_of_other_settings_is_refused_naming_the_key(tmp_path, change, key):
+    """An interrupted run started again with another setting is refused before anything loads
+    (a changed width would otherwise fail deep inside load_state_dict)."""
     train_from_config(compose_train(tmp_path, "train.steps=10", "run.name=fixed"),
                       tmp_path / "first")
-    with pytest.raises(Exception, match="other data or settings"):
-        train_from_config(compose_train(tmp_path, "train.steps=10", "run.name=fixed", "seed=3"),
+    with pytest.raises(ConfigError, match=rf"\(differing: {key.replace('.', '[.]')}\)"):
+        train_from_config(compose_train(tmp_path, "train.steps=10", "run.name=fixed", change),
                           tmp_path / "second")
+
+
+def test_cli_resume_with_another_setting_exits_2_naming_it(tmp_path):
+    args = [*TINY_TRAIN, "train.steps=10", "run.name=fixed", f"run.checkpoint_root={tmp_path}/ck"]
+    check_ok(run_cli(TRAIN_CLI, *args, f"hydra.run.dir={tmp_path}/first"))
+    proc = run_cli(TRAIN_CLI, *args, "train.lr=0.01", f"hydra.run.dir={tmp_path}/second")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "differing: train.lr" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_resume_false_refuses_an_existing_checkpoint(tmp_path):
@@ -171,3 +184,33 @@ def test_parse_app_config_accepts_defaults_and_ints_for_floats():
     assert app.task.d == 3 and isinstance(app.task.noise_std, float) and app.train.lr == 1.0
     assert app.loop is None and parse_app_config({}, needs_loop=True).loop is not None
     assert dataclasses.asdict(parse_app_config({}))["model"]["arch"] == "gpt2"
+
+
+def test_a_whole_float_is_accepted_where_an_integer_is_expected():
+    """`train.steps=1e3` is what a user writes for 1000 (YAML and Hydra read it as a float)."""
+    app = parse_app_config({"train": {"steps": 1e3, "warmup_steps": 10}})
+    assert app.train.steps == 1000 and isinstance(app.train.steps, int)
+    with pytest.raises(ConfigError, match=r"train\.steps must be of type int, got 1000\.5"):
+        parse_app_config({"train": {"steps": 1000.5}})
+
+
+def test_warmup_longer_than_training_is_said_not_silently_accepted(caplog):
+    parse_app_config({"train": {"steps": 50, "warmup_steps": 100}})
+    assert "train.warmup_steps=100 exceeds train.steps=50" in caplog.text
+
+
+def test_a_sweep_preset_without_multirun_is_refused(tmp_path):
+    """experiment=modes defines an 8-point grid: without -m Hydra would run one point silently."""
+    from conftest import LOOP_CLI
+
+    proc = run_cli(LOOP_CLI, "experiment=modes", f"hydra.run.dir={tmp_path}/out",
+                   f"run.checkpoint_root={tmp_path}/ck")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "run it with -m" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "ck").exists()
+
+
+def test_the_reference_learner_needs_k_at_least_d():
+    with pytest.raises(ConfigError, match=r"task\.k must be >= task\.d=5"):
+        parse_app_config({"task": {"d": 5, "k": 3}, "data": {"n": 8},
+                          "loop": {"learner": "gaussian_prior"}}, needs_loop=True)

@@ -75,13 +75,34 @@ def test_every_ablation_row_composes_into_valid_settings():
     assert garg.train.grad_clip == 0 and garg.model.init == "torch_default"
     assert (adamw.train.optimizer, adamw.train.lr, adamw.train.batch_size) == ("adamw", 1e-3, 64)
     assert batch.train.batch_size == 128 and batch.train.schedule == "constant"
-    # The row labelled the default recipe is what `icl-stl-train` runs with no overrides.
-    plain = compose_app(CONFIG_DIR, [])
+    # The row labelled the default recipe is what `icl-stl-train` runs with no overrides, for the
+    # squared-error learner (every row has no Gaussian head).
+    plain = compose_app(CONFIG_DIR, ["model.gaussian_head=false"])
     assert (default.train, default.model) == (plain.train, plain.model)
+    assert not any(s.model.gaussian_head for s in settings)
     assert default.train.schedule == "cosine"
     assert (default.train.lr, default.train.batch_size, default.model.n_head) == (1e-3, 128, 4)
     assert gpt2_init.model.init == "gpt2" and gpt2_init.train == default.train
     assert two_heads.model.n_head == 2 and two_heads.train == default.train
+
+
+def test_head_suite_compares_the_losses_of_the_gaussian_head(tmp_path):
+    from icl_stl.bench_ridge import CASES, DATA, HEAD, compose_app
+    from icl_stl.cli.common import CONFIG_DIR
+
+    mse, one, default, plain = [compose_app(CONFIG_DIR, [*CASES["demo"], *DATA["fresh"], *o])
+                                 for _, o in HEAD]
+    assert not mse.model.gaussian_head and default.model.gaussian_head
+    # the row labelled the default is what icl-stl-train runs
+    assert (default.model, default.train) == (compose_app(CONFIG_DIR, []).model,
+                                              compose_app(CONFIG_DIR, []).train)
+    assert (one.train.nll_beta, default.train.nll_beta, plain.train.nll_beta) == (1.0, 0.5, 0.0)
+    out = tmp_path / "head.json"
+    run(["--suite", "head", "--quick", "--device", "cpu", "--ridge-seeds", "0",
+         "--out", str(out)])
+    runs = read_json(out)["runs"]
+    assert [r["change"] for r in runs] == [label for label, _ in HEAD]
+    assert all(r["case"] == "demo" and r["steps_run"] > 0 for r in runs)
 
 
 def test_warm_start_suite_times_generation_1_from_generation_0(tmp_path):

@@ -14,6 +14,7 @@ README = (REPO / "README.md").read_text()
 BENCHMARKS = (REPO / "BENCHMARKS.md").read_text()
 RIDGE = ["ridge-demo-tiny-cpu-2026-11-30.json", "ridge-small-cpu-2026-11-30.json"]
 ABLATION = "ablation-cpu-2026-11-30.json"
+HEAD = "head-cpu-2026-12-02.json"
 
 
 def _load(name: str) -> dict:
@@ -51,7 +52,7 @@ def test_readme_finite_n_rows_are_the_committed_runs(case):
 
 
 def test_quickstart_figures_are_the_committed_run():
-    result = _load("quickstart-cpu-2026-11-30.json")
+    result = _load("quickstart-cpu-2026-12-02.json")
     s = result["summary"]
     assert s["reached_ridge"] and result["command"] == "icl-stl-train experiment=quickstart"
     flat = _flat(README)
@@ -59,6 +60,8 @@ def test_quickstart_figures_are_the_committed_run():
     assert (f"test risk {s['test_risk']:.3f}, against {s['ridge_risk']:.3f} for ridge and "
             f"{s['zero_risk']:.3f} for the zero predictor: {100 * s['gap_closed']:.0f}% of the "
             f"gap closed") in flat
+    assert (f"predicted variance over realised squared error "
+            f"{result['calibration']['head_var_ratio']:.2f}") in flat
 
 
 def test_benchmarks_tables_are_printed_from_the_committed_json():
@@ -70,6 +73,8 @@ def test_benchmarks_tables_are_printed_from_the_committed_json():
         for line in tables.ridge_table(_load(name)["runs"]):
             assert line in BENCHMARKS, line
     for line in tables.ablation_table(_load(ABLATION)["runs"]):
+        assert line in BENCHMARKS, line
+    for line in tables.ablation_table(_load(HEAD)["runs"]):
         assert line in BENCHMARKS, line
 
 
@@ -118,3 +123,93 @@ def test_warm_start_figures_are_the_committed_run():
     assert row["reached"] and row["steps"] == 50 and row["generation_1_final_reached"]
     assert max(risks) <= row["threshold"]  # "stayed past it for the whole budget"
     assert row["steps_run"] == row["loop_steps"] == 5000
+
+
+def test_head_figures_in_the_readme_are_the_committed_run():
+    runs = sorted(_load(HEAD)["runs"], key=lambda r: r["seed"])
+
+    def steps(label: str) -> list[int]:
+        return [r["steps"] for r in runs if r["change"].startswith(label)]
+
+    half, mse = steps("Gaussian head, beta-NLL beta = 0.5"), steps("squared error")
+    assert len(half) == len(mse) == 2 and half[0] == half[1]
+    assert (f"reached ridge in as many steps: {half[0]:,} for seeds 0 and 1, against "
+            f"{mse[0]:,} and {mse[1]:,} without it") in _flat(README)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator run (docs/results/generator-cpu)
+
+GENERATOR = REPO / "docs" / "results" / "generator-cpu"
+
+
+def _generator_tables():
+    spec = importlib.util.spec_from_file_location("generator_table",
+                                                  REPO / "scripts" / "generator_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, module.load(GENERATOR)
+
+
+def test_generator_tables_in_the_readme_are_the_committed_run():
+    module, records = _generator_tables()
+    for line in module.risk_table(records) + module.ratio_table(records):
+        assert line in README, line
+
+
+def test_generator_run_shows_what_the_generator_issue_asks():
+    """Generation 0 passed the gate with a head calibrated when pooled over positions, and
+    generation 1's synthetic labels have 0.8-1.25 of the real variance at every position (the
+    issue's 'must show')."""
+    from test_generator import POOLED_TOLERANCE
+
+    _, records = _generator_tables()
+    model = records["model"]
+    gen0 = [r for r in model if r["generation"] == 0]
+    assert all(r["reached_ridge"] for r in gen0)
+    for r in gen0:
+        assert 1 / POOLED_TOLERANCE < r["head_var_ratio"] < POOLED_TOLERANCE
+    per_position = [x for r in gen0 for x in r["head_var_ratio_per_position"]]
+    assert f"per position {min(per_position):.2f}-{max(per_position):.2f}" in _flat(README)
+    for r in (r for r in model if r["generation"] == 1):
+        assert all(0.8 <= x <= 1.25 for x in r["syn_label_var_ratio_per_position"])
+    flat = _flat(README)
+    closed = sorted({round(100 * r["gap_closed"]) for r in gen0})
+    heads = sorted({f"{r['head_var_ratio']:.2f}" for r in gen0})
+    assert f"closed {closed[0]}% and {closed[1]}% of the zero-to-ridge gap" in flat
+    assert f"realised squared error {heads[0]} and {heads[1]} on fresh prompts" in flat
+
+
+def test_generator_drift_quoted_in_the_readme_is_the_committed_run():
+    _, records = _generator_tables()
+    model = records["model"]
+
+    def mean_risk(lam: float, generation: int) -> float:
+        return sum(r["test_risk"] for r in model if r["real_fraction"] == lam
+                   and r["generation"] == generation) / 2
+
+    rise = mean_risk(0.0, 5) / mean_risk(0.0, 0) - 1
+    last = sorted(r["syn_label_var_ratio"] for r in model
+                  if r["real_fraction"] == 0.0 and r["generation"] == 5)
+    flat = _flat(README)
+    assert f"At λ = 0 risk rose {100 * rise:.0f}% over five generations" in flat
+    assert f"(variance ratio {last[0]:.2f} by generation 5) and the other's spreading " \
+           f"({last[1]:.2f})" in flat
+    summary = json.loads((GENERATOR / "verdicts.json").read_text())
+    assert {v["verdict"] for k, v in summary["verdicts"].items() if k in ("1", "2")} == \
+        {"underpowered"}
+
+
+def test_generator_results_readme_numbers_are_the_committed_run():
+    _, records = _generator_tables()
+    model = records["model"]
+    text = _flat((GENERATOR / "README.md").read_text())
+    gen1 = [r for r in model if r["generation"] == 1]
+    ratios = [x for r in gen1 for x in r["syn_label_var_ratio_per_position"]]
+    oracle = [x for r in records["oracle"] if r["generation"] == 1
+              for x in r["syn_label_var_ratio_per_position"]]
+    assert f"within {min(ratios):.2f}-{max(ratios):.2f} of real labels" in text
+    assert f"(the oracle's: {min(oracle):.2f}-{max(oracle):.2f})" in text
+    half = [r["syn_label_var_ratio"] for r in model if r["real_fraction"] == 0.5
+            and r["generation"] > 0]
+    assert f"within {min(half):.2f}-{max(half):.2f} at every generation" in text

@@ -192,7 +192,7 @@ def test_loop_is_deterministic(tmp_path):
     ("loop.generations=-1", "loop.generations"),
     ("loop.real_fraction=0.3", "loop.real_fraction"),  # 0.3 * 16 = 4.8 prompts
     ("loop.label_mode=context", "loop.context_pairs"),  # with context_pairs=5 = k below
-    ("loop.label_noise_std=null", "loop.label_noise_std"),  # sample mode, no Gaussian head
+    ("model.gaussian_head=false", "loop.label_noise_std"),  # sample mode, no scale, no head
     ("data.n=null", "data.n"),
     ("members.real_fractions=[0.5,0.3]", "loop.real_fraction"),
     ("loop.rounding=nearest", "loop.rounding"),

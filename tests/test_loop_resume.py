@@ -97,6 +97,29 @@ def test_generation_lost_before_labelling_is_recomputed_identically(tmp_path):
 
 def test_checkpoint_of_other_loop_settings_is_refused(tmp_path):
     loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "a")
-    with pytest.raises(ConfigError, match="other settings"):
+    with pytest.raises(ConfigError, match=r"other settings \(differing: loop\.real_fraction\)"):
         loop_from_config(compose_loop(tmp_path, *FAST, "loop.real_fraction=0.25"),
                          tmp_path / "b")
+    with pytest.raises(ConfigError, match=r"differing: train\.lr\)"):
+        loop_from_config(compose_loop(tmp_path, *FAST, "train.lr=0.01"), tmp_path / "c")
+
+
+def test_checkpoints_of_another_results_version_are_refused_naming_it(tmp_path, monkeypatch):
+    """After a change that alters results the same command must not reload old generations."""
+    import icl_stl.loop.runner as runner
+
+    loop_from_config(compose_loop(tmp_path, *FAST, "run.name=fixed"), tmp_path / "a")
+    monkeypatch.setattr(runner, "RESULTS_VERSION", runner.RESULTS_VERSION + 1)
+    with pytest.raises(ConfigError, match=r"differing: results_version\)"):
+        loop_from_config(compose_loop(tmp_path, *FAST, "run.name=fixed"), tmp_path / "b")
+
+
+def test_logging_cadence_does_not_change_the_run_name(tmp_path):
+    from icl_stl.cli.common import load_app_config, settings_hash
+
+    def name(*extra: str) -> str:  # the default run name is loop-<this hash>
+        return settings_hash(load_app_config(compose_loop(tmp_path, *FAST, *extra),
+                                             needs_loop=True), "loop")
+
+    assert name() == name("train.log_every=7", "train.checkpoint_every=3")
+    assert name() != name("train.lr=0.01")

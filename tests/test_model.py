@@ -199,7 +199,7 @@ def test_label_chunks_and_engine_dispatch(tiny_model):
 
 
 def test_noise_without_scale_or_head_is_an_error(tiny_model):
-    ens = build_ensemble(tiny_model, D, K, gens(0, 1))
+    ens = build_ensemble(dataclasses.replace(tiny_model, gaussian_head=False), D, K, gens(0, 1))
     xs, ys = _inputs(0, 1, 2)
     with pytest.raises(ValueError, match="noise"):
         label(ens, xs, ys[..., :0], torch.randn(1, 2, K), None)

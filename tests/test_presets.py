@@ -26,7 +26,7 @@ PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop",
            "stability_vs_n": "probe", "decay_vs_n": "probe", "architectures": "probe",
            "demo_collapse": "loop", "demo_stability": "probe", "demo_decay": "probe",
-           "quickstart": "train"}
+           "quickstart": "train", "generator": "loop"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n")
 
 

@@ -188,6 +188,21 @@ def test_identical_twins_exact_for_any_ensemble_size_with_cached_labels(tmp_path
     assert result["identical_twins_exact"] is True
 
 
+def test_identical_twins_exact_with_predictive_sampling_and_the_oracle(tmp_path):
+    """Both generators draw from the loop's shared noise streams: identical twins stay exact."""
+    from icl_stl.probes import run_stability
+
+    for labeller in ("model", "oracle"):
+        s = tiny_settings(labeller=labeller)
+        assert s.model.gaussian_head and s.loop.label_noise_std is None  # predictive sampling
+        probe = ProbeConfig(replacement="identical", replaced_indices=[INDEX], probe_prompts=32,
+                            chaos_control="none")
+        result, _ = run_stability(s, probe, [0], [N], tmp_path / labeller)
+        assert [g["gamma_max_max"] for g in result["generations"]] == [0.0, 0.0, 0.0]
+        assert result["generations"][1]["syn_label_diff_max"] == 0.0
+        assert result["identical_twins_exact"] is True
+
+
 def _planted_records(exponent: float, ns, seeds, sigma: float, rng) -> list[dict]:
     """Loop-like records whose final excess risk is 3 n^exponent exp(noise)."""
     records = []

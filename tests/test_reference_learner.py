@@ -17,8 +17,8 @@ import torch
 
 from icl_stl.baselines import ridge
 from icl_stl.config import EvalConfig, LoopConfig, ModelConfig, TaskConfig, TrainConfig
+from icl_stl.loop.fidelity import implied_weights
 from icl_stl.loop.learners import LearnerContext, make_learner
-from icl_stl.loop.metrics import implied_weights
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.probes.reference import GaussianPriorLearner, prior_drift_metrics

@@ -608,3 +608,22 @@ def test_the_demos_own_results_confirm_and_refute_nothing(tmp_path, gate_toleran
         assert all(row["gap_closed"] < 0.5 for row in gate["rows"])
     else:  # P1-P3 pass the waived gate at their n (2000 and 1024)
         assert verdicts[1] == verdicts[2] == verdicts[3] == "underpowered"
+
+
+def test_every_loop_record_lands_in_the_tidy_table(tmp_path):
+    import csv
+
+    records = loops(healthy)
+    write_loop(tmp_path / "runs" / "a", records)
+    report(tmp_path)
+    with open(tmp_path / "report" / "records.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(records)
+    assert list(rows[0])[:8] == ["run", "config", "labeller", "seed", "n", "real_fraction",
+                                 "augment", "generation"]
+    key = {(float(r["real_fraction"]), int(r["seed"]), int(r["generation"])): float(r["test_risk"])
+           for r in rows}
+    for r in records:
+        assert key[(r["real_fraction"], r["seed"], r["generation"])] == pytest.approx(
+            r["test_risk"])
+    assert {r["labeller"] for r in rows} == {"model"}

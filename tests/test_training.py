@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import gens
 
-from icl_stl.config import CurriculumConfig, ModelConfig, TrainConfig
+from icl_stl.config import ConfigError, CurriculumConfig, ModelConfig, TrainConfig
 from icl_stl.ensemble import Ensemble, build_ensemble
 from icl_stl.evaluation import model_errors
 from icl_stl.gpt2 import NativeGPT2
@@ -105,12 +105,14 @@ def test_tiny_model_learns_linear_regression_in_context():
 
     In-context regression emerges after a plateau near the zero predictor; a batch of 256
     shortens it enough that 400 steps reach about 0.6 of the zero predictor's error at
-    positions >= 3 (batch 64 needs about 1,500 steps for the same).
+    positions >= 3 (batch 64 needs about 1,500 steps for the same). This is the squared-error
+    learner; the default Gaussian head leaves the plateau later in this short budget (0.85 of
+    zero at step 400) and is checked trained to ridge in tests/test_generator.py.
     """
     task, k = LinearRegression(d=2), 6
     cfg = TrainConfig(steps=400, batch_size=256, lr=1e-3, warmup_steps=20, log_every=100,
                       checkpoint_every=0)
-    model = build_ensemble(TINY, task.d, k, gens(0, 1))
+    model = build_ensemble(dataclasses.replace(TINY, gaussian_head=False), task.d, k, gens(0, 1))
     train_ensemble(model, [MemberData(batch_seed=1, dataset=None)], task, k, cfg)
     test = sample_prompts(task, 512, k, make_generator(0, "test"))
     learned, zero = _late_errors(model, test, task)
@@ -218,9 +220,9 @@ def test_resume_in_process_gives_the_uninterrupted_result(tiny_model, linear_tas
     assert resumed.history == expected.history
     for name, value in straight.state_dict().items():
         assert torch.equal(value, second.state_dict()[name]), name
-    with pytest.raises(RuntimeError, match="other data or settings"):
+    with pytest.raises(ConfigError, match=r"other settings or data \(differing: data\)"):
         train_ensemble(second, data, linear_task, K_PAIRS, cfg, checkpoint=slot,
-                       identity={"data": ["something else"]})
+                       identity={**ident, "data": ["something else"]})
 
 
 def test_wrong_number_of_member_datasets_is_an_error(tiny_model, quick_train, linear_task):

@@ -6,6 +6,7 @@
     icl-stl-bench --suite ridge --ridge-cases demo tiny --ridge-seeds 0 1
     icl-stl-bench --suite ablation     # what each change of the recipe buys (demo case)
     icl-stl-bench --suite warm_start   # a warm-started generation's time back to ridge
+    icl-stl-bench --suite head         # the Gaussian head's losses against squared error
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import torch
 
 from icl_stl import bench
 from icl_stl.bench_ridge import (
+    ABLATION,
     CASES,
+    HEAD,
     bench_ablation,
     bench_time_to_ridge,
     bench_warm_start,
@@ -56,10 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="JSON output (default: outputs/bench/bench.json, ridge.json, "
                         "ablation.json)")
     p.add_argument("--suite", default="speed",
-                   choices=["speed", "ridge", "ablation", "warm_start"],
+                   choices=["speed", "ridge", "ablation", "warm_start", "head"],
                    help="speed: throughput; ridge: time to ridge of the default recipe and "
                         "Garg et al.'s; ablation: what each change of the recipe buys; "
-                        "warm_start: a warm-started loop generation's time back to ridge")
+                        "warm_start: a warm-started loop generation's time back to ridge; "
+                        "head: time to ridge of the Gaussian head's mean, per loss")
     p.add_argument("--ridge-cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--ridge-seeds", nargs="+", type=int, default=[0])
     p.add_argument("--ridge-cap", nargs="+", type=float, default=None, metavar="SECONDS",
@@ -105,10 +109,12 @@ def run_ridge(args: argparse.Namespace, runtime: RuntimeOptions, command: str) -
         result["runs"] = bench_time_to_ridge(
             CONFIG_DIR, args.ridge_cases, caps, seeds=args.ridge_seeds,
             eval_every=RIDGE_EVAL_EVERY, runtime=runtime, report=report)
-    elif args.suite == "ablation":
-        result["runs"] = bench_ablation(CONFIG_DIR, seeds=args.ridge_seeds, cap_s=caps["demo"],
-                                        eval_every=RIDGE_EVAL_EVERY["demo"], runtime=runtime,
-                                        report=report)
+    elif args.suite in ("ablation", "head"):
+        case = args.ridge_cases[0] if args.suite == "head" else "demo"
+        result["runs"] = bench_ablation(CONFIG_DIR, seeds=args.ridge_seeds, cap_s=caps[case],
+                                        eval_every=RIDGE_EVAL_EVERY[case], runtime=runtime,
+                                        changes=HEAD if args.suite == "head" else ABLATION,
+                                        case=case, report=report)
     else:
         quick = {"n": 64, "overrides": ["train.steps=20", "loop.steps=20"]} if args.quick else {}
         result["runs"] = bench_warm_start(CONFIG_DIR, seeds=args.ridge_seeds,

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from icl_stl import RESULTS_VERSION
 from icl_stl.config import AppConfig, ConfigError, RuntimeConfig, parse_app_config
 from icl_stl.io import PersistenceError, RunLockedError, atomic_write_json
 from icl_stl.run_logger import RunLogger
@@ -61,6 +62,9 @@ def settings_hash(app: AppConfig, kind: str) -> str:
     """A short hash of what determines a run's results (not where or how it is logged)."""
     relevant = {k: v for k, v in dataclasses.asdict(app).items()
                 if k not in ("logger", "runtime", "run")}
+    relevant["train"] = {k: v for k, v in relevant["train"].items()
+                         if k not in ("log_every", "checkpoint_every")}  # cadence, not results
+    relevant["results_version"] = RESULTS_VERSION
     if app.loop is not None:  # growing the number of generations continues the same loop
         relevant["loop"] = {k: v for k, v in relevant["loop"].items()
                             if k not in ("generations", "label_batch_size",
@@ -96,6 +100,20 @@ def make_logger(app: AppConfig, run_dir: Path, name: str, job_type: str) -> RunL
                      init_timeout_s=app.logger.init_timeout_s)
 
 
+def refuse_unswept_grid() -> None:
+    """A preset that defines a sweep grid (hydra.sweeper.params, e.g. experiment=modes) run
+    without -m would run one grid point and say nothing: refuse it instead."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or is_multirun():
+        return
+    params = HydraConfig.get().sweeper.get("params") or {}
+    if params:
+        raise ConfigError(f"hydra.sweeper.params defines a sweep over {sorted(params)}: run it "
+                          f"with -m (multirun); to run one point, add '~hydra.sweeper.params' "
+                          f"and set those keys yourself")
+
+
 def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """Wrap a Hydra task: user errors become one clear line (exit 2); in a sweep a failing job
     records its error in its directory and the sweep goes on."""
@@ -103,6 +121,7 @@ def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig):
         try:
+            refuse_unswept_grid()
             return fn(cfg)
         except Exception as err:
             if is_multirun():
@@ -120,5 +139,14 @@ def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
     return wrapper
 
 
-# The repository's conf/ (the project is installed editable: `make install`).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+def find_config_dir() -> str:
+    """conf/: inside the installed package (icl_stl/conf, a wheel), else the source tree's."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / "train.yaml").is_file() and (candidate / "loop.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"no conf/ with train.yaml and loop.yaml in {package} or its parent; "
+                            f"reinstall icl-stl")
+
+
+CONFIG_DIR = find_config_dir()

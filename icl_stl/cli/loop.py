@@ -26,7 +26,7 @@ from icl_stl.io import atomic_write_json
 from icl_stl.locks import RunLock
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import LoopRun, LoopSettings
-from icl_stl.report.plots import plot_generations, plot_positions
+from icl_stl.report.plots import plot_calibration, plot_generations, plot_positions
 
 
 def members_from_config(app: AppConfig) -> list[MemberSpec]:
@@ -48,8 +48,9 @@ def write_loop_outputs(summary: dict, output_dir: Path, title: str = "") -> None
     atomic_write_json(output_dir / "summary.json", summary)
     records = summary["generations"]
     ridge = records[0]["ridge_risk"] if records else None
+    zero = records[0].get("zero_risk") if records else None
     plot_generations(records, output_dir / "risk_vs_generation.png", ridge_risk=ridge,
-                     title=title)
+                     zero_risk=zero, title=title)
     last = max(r["generation"] for r in records)
     curves = {}
     for gen in sorted({0, last}):
@@ -60,6 +61,12 @@ def write_loop_outputs(summary: dict, output_dir: Path, title: str = "") -> None
     plot_positions(curves, output_dir / "positions.png",
                    model_keys=tuple(k for k in curves if k.startswith("generation")),
                    title=f"member 0, generations 0 and {last}")
+    calibration = {f"generation {gen}": r for gen in sorted({0, last}) for r in records
+                   if r["generation"] == gen and r["member"] == 0
+                   and r.get("head_var_per_position") is not None}
+    if calibration:
+        plot_calibration(calibration, output_dir / "calibration.png",
+                         title="Gaussian head of member 0 on fresh prompts")
 
 
 def loop_from_config(cfg: DictConfig, output_dir) -> dict:
@@ -79,8 +86,9 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
         run = LoopRun(loop_settings(app, runtime), members,
                       Path(app.run.checkpoint_root) / name, output_dir, logger, extra)
         summary = run.run()
-        write_loop_outputs(summary, output_dir, title=f"{app.loop.label_mode} labels, "
-                                                      f"{app.loop.real_source} real data")
+        labels = "oracle" if app.loop.labeller == "oracle" else app.loop.label_mode
+        write_loop_outputs(summary, output_dir,
+                           title=f"{labels} labels, {app.loop.real_source} real data")
         final = [r for r in summary["generations"]
                  if r["generation"] == max(g["generation"] for g in summary["generations"])]
         logger.update_wandb_summary({f"final_test_risk/member{r['member']}": r["test_risk"]

@@ -17,8 +17,9 @@ from torch import Tensor
 
 from icl_stl.config import EvalConfig, LoopConfig, ModelConfig, TrainConfig  # noqa: F401
 from icl_stl.ensemble import Ensemble, build_ensemble
-from icl_stl.evaluation import model_errors, predict, stack_sets
+from icl_stl.evaluation import model_errors, predict, predict_distribution, stack_sets
 from icl_stl.io import CheckpointSlot
+from icl_stl.loop.fidelity import head_calibration
 from icl_stl.loop.labelling import label
 from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
 from icl_stl.prompts import PromptSet, pad_stack
@@ -64,6 +65,11 @@ class Learner(ABC):
     @abstractmethod
     def predictions(self, sets: PromptSet) -> Tensor:
         """Predicted means (K, n, k) on one shared set (the stability probe compares these)."""
+
+    def calibration(self, test_set: PromptSet) -> list[dict]:
+        """Per member, the predictive variance against the realised squared error on fresh
+        prompts (`fidelity.head_calibration`); empty for learners without a variance."""
+        return [{} for _ in self.members]
 
     @abstractmethod
     def state_dict(self) -> dict: ...
@@ -198,6 +204,15 @@ class TransformerLearner(Learner):
     def predictions(self, sets: PromptSet) -> Tensor:
         xs, ys = stack_sets(sets, self.ensemble.n_members)
         return predict(self.ensemble, xs, ys, self.ctx.eval.batch_size, self.ctx.runtime).cpu()
+
+    def calibration(self, test_set: PromptSet) -> list[dict]:
+        if not self.ctx.model.gaussian_head:
+            return super().calibration(test_set)
+        xs, ys = stack_sets(test_set, self.ensemble.n_members)
+        mean, var = predict_distribution(self.ensemble, xs, ys, self.ctx.eval.batch_size,
+                                         self.ctx.runtime)
+        return [head_calibration(mean[i].cpu(), var[i].cpu(), test_set.ys.cpu())
+                for i in range(len(self.members))]
 
     def state_dict(self) -> dict:
         return {k: v.detach().cpu() for k, v in self.ensemble.state_dict().items()}

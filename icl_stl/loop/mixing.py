@@ -68,14 +68,23 @@ def real_part(loop: LoopConfig, member: MemberSpec, s0: PromptSet, generation: i
     return s0[idx.to(s0.device)], idx
 
 
+def real_counterpart(loop: LoopConfig, member: MemberSpec, generation: int, task: Task,
+                     k: int) -> PromptSet:
+    """The real prompts whose x's generation i-1 labels: their real labels are what the
+    generator's fidelity is measured against (same x's, so only the labels differ)."""
+    _, m = counts(loop, member)
+    return sample_prompts(task, m, k, make_generator(member.seed, "synthetic_x", generation))
+
+
 def synthetic_inputs(loop: LoopConfig, member: MemberSpec, generation: int, task: Task,
                      k: int) -> SyntheticInputs:
     """Fresh x's (and in context mode the first c real pairs of a fresh task) to be labelled."""
-    _, m = counts(loop, member)
-    fresh = sample_prompts(task, m, k, make_generator(member.seed, "synthetic_x", generation))
+    fresh = real_counterpart(loop, member, generation, task, k)
     c = loop.context_pairs if loop.label_mode == "context" else 0
-    noisy = loop.label_mode == "sample" or (loop.label_mode == "context" and loop.context_noise)
+    noisy = (loop.labeller == "oracle" or loop.label_mode == "sample"
+             or (loop.label_mode == "context" and loop.context_noise))
     noise = None
     if noisy:
-        noise = torch.randn(m, k, generator=make_generator(member.seed, "label_noise", generation))
+        noise = torch.randn(len(fresh), k,
+                            generator=make_generator(member.seed, "label_noise", generation))
     return SyntheticInputs(fresh.xs, fresh.ys[:, :c], noise)

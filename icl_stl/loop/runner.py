@@ -22,8 +22,17 @@ from pathlib import Path
 
 import torch
 
+from icl_stl import RESULTS_VERSION
 from icl_stl.baselines import bayes_optimal_ridge_alpha
-from icl_stl.config import ConfigError, EvalConfig, LoopConfig, ModelConfig, TaskConfig, TrainConfig
+from icl_stl.config import (
+    ConfigError,
+    EvalConfig,
+    LoopConfig,
+    ModelConfig,
+    TaskConfig,
+    TrainConfig,
+    differing_keys,
+)
 from icl_stl.evaluation import baseline_errors, summarise
 from icl_stl.faults import fault_point
 from icl_stl.io import (
@@ -36,9 +45,18 @@ from icl_stl.io import (
     read_json,
     save_state,
 )
+from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
-from icl_stl.loop.metrics import drift_signatures, generation_record, log_gate
-from icl_stl.loop.mixing import MemberSpec, counts, draw_s0, real_part, synthetic_inputs
+from icl_stl.loop.metrics import generation_record, log_gate
+from icl_stl.loop.mixing import (
+    MemberSpec,
+    counts,
+    draw_s0,
+    real_counterpart,
+    real_part,
+    synthetic_inputs,
+)
+from icl_stl.loop.oracle import oracle_synthesize
 from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import make_generator
@@ -73,7 +91,7 @@ class LoopSettings:
             train.pop(key)
         return {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
                 "train": train, "loop": loop, "eval_prompts": self.eval.n_prompts,
-                "seed": self.seed}
+                "seed": self.seed, "results_version": RESULTS_VERSION}
 
 
 def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
@@ -109,11 +127,11 @@ class LoopRun:
         if path.exists():
             stored = read_json(path)
             if stored != ident:
-                diff = sorted(k for k in ident["settings"] if
-                              stored.get("settings", {}).get(k) != ident["settings"][k])
+                diff = differing_keys(stored.get("settings"), ident["settings"]) or ["members"]
                 raise ConfigError(
                     f"checkpoint directory {self.checkpoint_dir} holds a loop with other settings "
-                    f"(differing: {diff or ['members']}); choose another run.name or delete it")
+                    f"(differing: {', '.join(diff)}); resume with the same settings, or choose "
+                    f"another run.name or delete it")
         else:
             atomic_write_json(path, ident)
 
@@ -141,7 +159,10 @@ class LoopRun:
             except CorruptCheckpointError as err:
                 log.warning("relabelling generation %d: %s", i, err)
         inputs = [synthetic_inputs(self.s.loop, m, i, self.task, self.k) for m in self.members]
-        labelled = self.learner.synthesize(i, inputs)
+        if self.s.loop.labeller == "oracle":
+            labelled = oracle_synthesize(self.task, inputs)
+        else:
+            labelled = self.learner.synthesize(i, inputs)
         bad = [m for m, s in enumerate(labelled) if not torch.isfinite(s.ys).all()]
         if bad:
             inspect = self.gen_dir(i) / "synthetic.diverged.pt"
@@ -174,6 +195,7 @@ class LoopRun:
         real_risks = self.learner.member_risks(reals)
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
                  else [{}] * len(self.members))
+        calibration = self.learner.calibration(self.test_set)
         records = []
         for m, member in enumerate(self.members):
             n_real, n_syn = (member.n, 0) if i == 0 else counts(self.s.loop, member)
@@ -181,11 +203,18 @@ class LoopRun:
                    "n_synthetic_new": n_syn, "train_size": len(sets[m]),
                    **generation_record(test_errors[m], train_risks[m], real_risks[m],
                                        ridge_risk, zero_risk),
-                   **drift_signatures(new[m], self.test_set),
+                   **self._fidelity(i, m, new[m]), **calibration[m],
                    "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
                    **extra[m]}
             records.append(rec)
         return records
+
+    def _fidelity(self, i: int, m: int, synthetic: PromptSet) -> dict:
+        """Member m's generation-i synthetic prompts against real labels of the same x's."""
+        if i == 0:
+            return dict(NO_SYNTHETIC)
+        real = real_counterpart(self.s.loop, self.members[m], i, self.task, self.k)
+        return generator_fidelity(synthetic, real)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:

@@ -62,8 +62,12 @@ def plot_decay(result: dict, path: Path) -> Path:
             ax.plot([n] * len(seeds), seeds, ".", color="0.6", ms=4)
         mean = np.array([np.nan if r["mean"] is None else r["mean"] for r in rows])
         std = np.array([0.0 if r["std"] is None else r["std"] for r in rows])
-        ax.errorbar(ns, mean, yerr=std, fmt="o", color="C0", capsize=3,
-                    label=f"{name} (mean ± sd over seeds)")
+        n_seeds = max(len([v for v in r["per_seed"] if v is not None]) for r in rows)
+        if n_seeds > 1:
+            ax.errorbar(ns, mean, yerr=std, fmt="o", color="C0", capsize=3,
+                        label=f"{name} (mean ± sd over {n_seeds} seeds)")
+        else:  # one seed has no spread to draw
+            ax.plot(ns, mean, "o", color="C0", label=f"{name} (one seed)")
         fit = result["fits"].get(name, {})
         grid = np.geomspace(ns.min(), ns.max(), 100)
         if fit.get("power_law"):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from icl_stl.loop.fidelity import implied_weights
 from icl_stl.loop.learners import Learner, LearnerContext
-from icl_stl.loop.metrics import implied_weights
 from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
 from icl_stl.losses import squared_error
 from icl_stl.prompts import PromptSet, pad_stack

@@ -14,6 +14,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from icl_stl.report.plots import BASELINE_STYLE, plot_generations, plot_positions  # noqa: E402
 
@@ -21,7 +22,9 @@ from icl_stl.report.plots import BASELINE_STYLE, plot_generations, plot_position
 def risk_figure(records: list[dict], path: Path, title: str) -> Path:
     """Test risk against generation, one line per lambda, band = min..max over seeds."""
     ridge = float(np.mean([r["ridge_risk"] for r in records]))
-    return plot_generations(records, path, ridge_risk=ridge, title=title)
+    zeros = [r["zero_risk"] for r in records if r.get("zero_risk") is not None]
+    return plot_generations(records, path, ridge_risk=ridge, title=title,
+                            zero_risk=float(np.mean(zeros)) if zeros else None)
 
 
 def _mean_curve(records: list[dict]) -> dict:
@@ -68,6 +71,7 @@ def stability_figure(table: dict[tuple[int, int], dict], path: Path, title: str)
                       label=f"chaos ceiling, n = {n}")
     left.set(xlabel="generation i", ylabel="gamma_i (mean over seeds)",
              title="gamma against generation")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     last = min(max(g for m, g in table if m == n) for n in ns)
     for stat, color, label in (("gamma_mean", "C0", "gamma_mean"),
                                ("chaos_gamma_mean", "C3", "chaos ceiling")):

@@ -3,7 +3,8 @@
     write_report([Path("multirun/loop/2025-01-01")], out_dir=Path("report"))
 
 reads every summary.json / stability.json / decay.json / in_context.json (and error.json of
-failed sweep jobs) under the given paths, writes figures/*.png, verdicts.json (numbers: per
+failed sweep jobs) under the given paths, writes figures/*.png, records.csv (every loop record,
+`tidy`), verdicts.json (numbers: per
 prediction its verdict, estimate, interval, margin, seeds, minimum detectable effect and
 groups; the training gate's counts) and REPORT.md, which states for each prediction of
 docs/THEORY.md the verdict, the numbers behind it and, verbatim, the rule that produced it
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from icl_stl.io import atomic_write_json
-from icl_stl.report import figures
+from icl_stl.report import fidelity_section, figures, tidy
 from icl_stl.report.augment_verdicts import risk_against_m, verdict_p5
 from icl_stl.report.collect import (
     THEOREM_SETTING,
@@ -351,12 +352,18 @@ def write_report(paths: list[Path], out_dir: Path,
     doc.add("", "Settings of this report (`icl-stl-report PATH KEY=VALUE` changes them):", "")
     _settings_table(doc, cfg)
     _ridge_section(doc, ridge_rows, cfg)
+    for warning in fidelity_section.write_section(doc, runs, records):
+        log.warning("%s", warning)
     _loop_sections(doc, runs, records, preds[0], preds[1])
     _stability_section(doc, stab, preds[2])
     _decay_section(doc, runs, preds[3], cfg)
     _augmentation_section(doc, records, preds[4])
     _summary_table(doc, records)
     _in_context_section(doc, runs)
+    tidy.write_csv(tidy.tidy_rows(records, {str(r.path): r.flat_settings for r in runs}),
+                   out_dir / "records.csv")
+    doc.add("", "Every loop record as one table (one row per loop and generation): "
+            "`records.csv`.")
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(doc.lines) + "\n")
     atomic_write_json(out_dir / "verdicts.json", {

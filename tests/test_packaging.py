@@ -1,0 +1,46 @@
+"""The package stands on its own: a built wheel carries every config and composes them without
+the source tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import tomllib
+from conftest import REPO
+
+
+def test_the_package_list_names_every_package_directory():
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "icl_stl").rglob(
+        "__init__.py")}
+    assert listed == found | {"icl_stl.conf"}
+
+
+def test_a_wheel_installed_elsewhere_has_its_configs(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+                    "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")], check=True,
+                   capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("icl_stl-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    configs = {f"icl_stl/conf/{p.relative_to(REPO / 'conf').as_posix()}"
+               for p in (REPO / "conf").rglob("*.yaml")}
+    assert configs and configs <= names, sorted(configs - names)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True)
+    # From a directory with no source tree: the installed copy composes the loop's config.
+    code = ("from icl_stl.cli.common import CONFIG_DIR\n"
+            "from hydra import compose, initialize_config_dir\n"
+            "with initialize_config_dir(version_base='1.3', config_dir=CONFIG_DIR):\n"
+            "    cfg = compose('loop', overrides=['experiment=generator'])\n"
+            "print(CONFIG_DIR, cfg.loop.labeller, cfg.data.n)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    config_dir, labeller, n = out.stdout.split()
+    assert Path(config_dir) == target / "icl_stl" / "conf"
+    assert (labeller, n) == ("model", "10000")
