@@ -8,12 +8,12 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo test test-all lint bench clean
 
-$(BIN)/icl-stl-train: pyproject.toml
+$(BIN)/icl-stl-train: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,launchers]"
 	@touch $@
 
 install: $(BIN)/icl-stl-train
@@ -22,6 +22,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 test: install
+	$(BIN)/ruff check icl_stl tests scripts
 	$(BIN)/python -m pytest -q -x --timeout=900
 
 test-all: install

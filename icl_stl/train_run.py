@@ -20,6 +20,7 @@ from icl_stl.gate import gap_closed, reached_ridge
 from icl_stl.io import CheckpointSlot, RunLock, atomic_write_bytes, atomic_write_json
 from icl_stl.loop.fidelity import head_calibration
 from icl_stl.prompts import sample_prompts
+from icl_stl.provenance import code_provenance
 from icl_stl.report.plots import calibration_table, plot_calibration, plot_positions
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import derive_seed, make_generator
@@ -104,6 +105,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
         "per_position": curves,
         "calibration": calibration,
         "checkpoint": str(checkpoint_dir / "train.pt"),
+        "code": code_provenance(),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "summary.json", summary)

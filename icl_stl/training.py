@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from icl_stl.config import ConfigError, TrainConfig, differing_keys
+from icl_stl.config import ConfigError, TrainConfig, describe_differences
 from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point, poison
 from icl_stl.io import CheckpointSlot, save_state
@@ -152,10 +152,10 @@ def train_ensemble(
     if checkpoint is not None and (loaded := checkpoint.load_latest()) is not None:
         state, path = loaded
         if state.get("identity") != identity:
-            keys = differing_keys(state.get("identity"), identity)
             raise ConfigError(f"checkpoint {path} was written with other settings or data "
-                              f"(differing: {', '.join(keys)}); resume with the same settings, "
-                              f"or choose another run.name or delete the checkpoint")
+                              f"({describe_differences(state.get('identity'), identity)}); "
+                              f"resume with the same settings, or choose another run.name or "
+                              f"delete the checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state(state["generators"])

@@ -94,17 +94,20 @@ def test_cli_corrupt_checkpoint_exits_2_naming_the_path(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("change,key", [("seed=3", "data, seed"),  # the seed draws S_0 too
-                                        ("train.lr=0.01", "train.lr"),
-                                        ("model.n_embd=24", "model.n_embd")])
-def test_checkpoint_of_other_settings_is_refused_naming_the_key(tmp_path, change, key):
+@pytest.mark.parametrize("change,named", [
+    ("seed=3", ["data: ", "seed: 0 in the checkpoint, 3 now"]),  # the seed draws S_0 too
+    ("train.lr=0.01", ["train.lr: 0.001 in the checkpoint, 0.01 now"]),
+    ("model.n_embd=24", ["model.n_embd: 64 in the checkpoint, 24 now"])])
+def test_checkpoint_of_other_settings_is_refused_naming_the_key(tmp_path, change, named):
     """An interrupted run started again with another setting is refused before anything loads
     (a changed width would otherwise fail deep inside load_state_dict)."""
     train_from_config(compose_train(tmp_path, "train.steps=10", "run.name=fixed"),
                       tmp_path / "first")
-    with pytest.raises(ConfigError, match=rf"\(differing: {key.replace('.', '[.]')}\)"):
+    with pytest.raises(ConfigError) as info:
         train_from_config(compose_train(tmp_path, "train.steps=10", "run.name=fixed", change),
                           tmp_path / "second")
+    for text in named:
+        assert text in str(info.value), str(info.value)
 
 
 def test_cli_resume_with_another_setting_exits_2_naming_it(tmp_path):
@@ -112,7 +115,8 @@ def test_cli_resume_with_another_setting_exits_2_naming_it(tmp_path):
     check_ok(run_cli(TRAIN_CLI, *args, f"hydra.run.dir={tmp_path}/first"))
     proc = run_cli(TRAIN_CLI, *args, "train.lr=0.01", f"hydra.run.dir={tmp_path}/second")
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "differing: train.lr" in proc.stderr and "Traceback" not in proc.stderr
+    assert "train.lr: 0.001 in the checkpoint, 0.01 now" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_resume_false_refuses_an_existing_checkpoint(tmp_path):

@@ -3,12 +3,13 @@ the source tree."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
-import tomllib
 from conftest import REPO
 
 
@@ -37,10 +38,38 @@ def test_a_wheel_installed_elsewhere_has_its_configs(tmp_path):
             "from hydra import compose, initialize_config_dir\n"
             "with initialize_config_dir(version_base='1.3', config_dir=CONFIG_DIR):\n"
             "    cfg = compose('loop', overrides=['experiment=generator'])\n"
-            "print(CONFIG_DIR, cfg.loop.labeller, cfg.data.n)\n")
+            "from icl_stl.provenance import code_provenance\n"
+            "print(CONFIG_DIR, cfg.loop.labeller, cfg.data.n, code_provenance()['git_commit'])\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
-    config_dir, labeller, n = out.stdout.split()
+    config_dir, labeller, n, commit = out.stdout.split()
     assert Path(config_dir) == target / "icl_stl" / "conf"
     assert (labeller, n) == ("model", "10000")
+    assert commit == "None"  # an installed wheel has no source tree to read a commit from
+
+
+def test_every_summary_says_which_code_made_it(tmp_path):
+    from conftest import compose_loop
+
+    from icl_stl import RESULTS_VERSION
+    from icl_stl.cli.loop import loop_from_config
+
+    summary = loop_from_config(compose_loop(tmp_path, "train.steps=2", "eval.n_prompts=8",
+                                            "eval.batch_size=8"), tmp_path / "out")
+    code = summary["code"]
+    assert code["results_version"] == RESULTS_VERSION and code["package_version"]
+    if (REPO / ".git").exists():
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        assert code["git_commit"] == head and isinstance(code["git_dirty"], bool)
+
+
+def test_no_document_links_outside_the_repository():
+    for doc in [REPO / "README.md", REPO / "BENCHMARKS.md", *(REPO / "docs").rglob("*.md")]:
+        text = doc.read_text()
+        assert "../shared" not in text, doc
+        for target in re.findall(r"\]\(([^)#]+)", text):
+            if "://" in target:
+                continue
+            assert (doc.parent / target).resolve().is_relative_to(REPO), (doc, target)

@@ -616,7 +616,7 @@ def test_every_loop_record_lands_in_the_tidy_table(tmp_path):
     records = loops(healthy)
     write_loop(tmp_path / "runs" / "a", records)
     report(tmp_path)
-    with open(tmp_path / "report" / "records.csv") as f:
+    with open(tmp_path / "report" / "runs.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(records)
     assert list(rows[0])[:8] == ["run", "config", "labeller", "seed", "n", "real_fraction",

@@ -220,7 +220,8 @@ def test_resume_in_process_gives_the_uninterrupted_result(tiny_model, linear_tas
     assert resumed.history == expected.history
     for name, value in straight.state_dict().items():
         assert torch.equal(value, second.state_dict()[name]), name
-    with pytest.raises(ConfigError, match=r"other settings or data \(differing: data\)"):
+    with pytest.raises(ConfigError, match=r"other settings or data \(data: .* in the checkpoint, "
+                                          r"\[\"something else\"\] now\)"):
         train_ensemble(second, data, linear_task, K_PAIRS, cfg, checkpoint=slot,
                        identity={**ident, "data": ["something else"]})
 

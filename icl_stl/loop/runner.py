@@ -31,7 +31,7 @@ from icl_stl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
-    differing_keys,
+    describe_differences,
 )
 from icl_stl.evaluation import baseline_errors, summarise
 from icl_stl.faults import fault_point
@@ -58,6 +58,7 @@ from icl_stl.loop.mixing import (
 )
 from icl_stl.loop.oracle import oracle_synthesize
 from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.provenance import code_provenance
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import make_task
@@ -127,11 +128,12 @@ class LoopRun:
         if path.exists():
             stored = read_json(path)
             if stored != ident:
-                diff = differing_keys(stored.get("settings"), ident["settings"]) or ["members"]
+                diff = (describe_differences(stored.get("settings"), ident["settings"])
+                        or "members: other loops in the checkpoint")
                 raise ConfigError(
                     f"checkpoint directory {self.checkpoint_dir} holds a loop with other settings "
-                    f"(differing: {', '.join(diff)}); resume with the same settings, or choose "
-                    f"another run.name or delete it")
+                    f"({diff}); resume with the same settings, or choose another run.name or "
+                    f"delete it")
         else:
             atomic_write_json(path, ident)
 
@@ -296,6 +298,7 @@ class LoopRun:
             "ridge_alpha": alpha,
             "settings": self.s.identity(),
             "checkpoint_dir": str(self.checkpoint_dir),
+            "code": code_provenance(),
         }
         if self.run_dir is not None:
             # Wall times differ between runs; they go beside, not into, summary.json.

@@ -3,7 +3,7 @@
     write_report([Path("multirun/loop/2025-01-01")], out_dir=Path("report"))
 
 reads every summary.json / stability.json / decay.json / in_context.json (and error.json of
-failed sweep jobs) under the given paths, writes figures/*.png, records.csv (every loop record,
+failed sweep jobs) under the given paths, writes figures/*.png, runs.csv (every loop record,
 `tidy`), verdicts.json (numbers: per
 prediction its verdict, estimate, interval, margin, seeds, minimum detectable effect and
 groups; the training gate's counts) and REPORT.md, which states for each prediction of
@@ -361,9 +361,9 @@ def write_report(paths: list[Path], out_dir: Path,
     _summary_table(doc, records)
     _in_context_section(doc, runs)
     tidy.write_csv(tidy.tidy_rows(records, {str(r.path): r.flat_settings for r in runs}),
-                   out_dir / "records.csv")
+                   out_dir / "runs.csv")
     doc.add("", "Every loop record as one table (one row per loop and generation): "
-            "`records.csv`.")
+            "`runs.csv`.")
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(doc.lines) + "\n")
     atomic_write_json(out_dir / "verdicts.json", {

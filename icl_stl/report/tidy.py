@@ -1,6 +1,6 @@
 """A tidy table of every loop record: one row per loop and generation, scalar columns only.
 
-Written by the report as records.csv, small enough to keep in git beside REPORT.md, and what a
+Written by the report as runs.csv, small enough to keep in git beside REPORT.md, and what a
 researcher loads next (`pandas.read_csv`) to slice the runs another way.
 """
 
