@@ -2,9 +2,10 @@
 
 One model is an ensemble of one. Each member has its own batch-order generator (and dropout
 generator), so a member trained with others sees exactly the batches and masks it would see
-alone. The state needed to resume (model, optimizer, generators, step) is checkpointed atomically every `checkpoint_every` steps;
-a run started again with the same checkpoint slot continues where it stopped and ends with the
-same numbers as an uninterrupted run.
+alone. The state needed to resume (model, optimizer, generators, step) is checkpointed
+atomically every `checkpoint_every` steps, and on SIGINT or SIGTERM between two steps; a run
+started again with the same checkpoint slot continues where it stopped and ends with the same
+numbers as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -187,59 +190,95 @@ def train_ensemble(
     ever_bad = torch.zeros((), dtype=torch.bool, device=runtime.device)
     losses = norms = torch.zeros(model.n_members)
     bar = tqdm(total=cfg.steps, initial=step, desc=description, disable=None, leave=False)
-    while step < cfg.steps:
-        d_cur, k_cur = curriculum_at(step, cfg, task.d, k)
-        xs, ys = sampler.sample(d_cur, k_cur)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        with autocast:
-            pred = forward(xs, ys)
-        losses = member_losses(pred, ys, task.d, cfg.nll_beta)
-        losses = poison("nan_loss", losses)  # fault injection: a NaN loss on demand
-        optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # a sum keeps each member's gradient its own
-        norms = model.clip_grads_(cfg.grad_clip)
-        finite = torch.isfinite(losses).all() & torch.isfinite(norms).all()
-        if not check_each_step:
-            ever_bad |= ~finite
-        elif not finite:
-            bad_steps += 1
-            if bad_steps > cfg.max_bad_steps:
-                _stop_diverged(model, losses, norms, f"at step {step + 1}", description,
-                               checkpoint)
-            log.warning("%s: non-finite loss or gradient at step %d skipped (%d of %d allowed)",
-                        description, step + 1, bad_steps, cfg.max_bad_steps)
+    with _stop_on_signal() as stop:
+        while step < cfg.steps:
+            if stop["signal"] is not None:
+                bar.close()
+                where = "nothing was saved (no checkpoint)"
+                if checkpoint is not None:
+                    save(checkpoint)
+                    where = f"saved to {checkpoint.latest_path}; the same command resumes from it"
+                raise Interrupted(f"{description}: {stop['signal']} at step {step} of {cfg.steps}; "
+                                  f"{where}")
+            d_cur, k_cur = curriculum_at(step, cfg, task.d, k)
+            xs, ys = sampler.sample(d_cur, k_cur)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            with autocast:
+                pred = forward(xs, ys)
+            losses = member_losses(pred, ys, task.d, cfg.nll_beta)
+            losses = poison("nan_loss", losses)  # fault injection: a NaN loss on demand
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()  # a sum keeps each member's gradient its own
+            norms = model.clip_grads_(cfg.grad_clip)
+            finite = torch.isfinite(losses).all() & torch.isfinite(norms).all()
+            if not check_each_step:
+                ever_bad |= ~finite
+            elif not finite:
+                bad_steps += 1
+                if bad_steps > cfg.max_bad_steps:
+                    _stop_diverged(model, losses, norms, f"at step {step + 1}", description,
+                                   checkpoint)
+                log.warning("%s: non-finite loss or gradient at step %d skipped (%d of %d allowed)",
+                            description, step + 1, bad_steps, cfg.max_bad_steps)
+                step += 1
+                bar.update(1)
+                continue
+            fault_point("train_step")
+            optimizer.step()
+            window_loss += losses.detach()
+            window_steps += 1
             step += 1
             bar.update(1)
-            continue
-        fault_point("train_step")
-        optimizer.step()
-        window_loss += losses.detach()
-        window_steps += 1
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            mean = (window_loss / max(window_steps, 1)).tolist()  # the only host sync
-            if not check_each_step and (bool(ever_bad) or not all(map(math.isfinite, mean))):
-                _stop_diverged(model, losses, norms, f"within steps 1..{step}", description,
-                               checkpoint)
-            record = {"step": step, "lr": lr_at(step - 1, cfg), "loss": mean, "k": k_cur,
-                      "d": d_cur}
-            history.append(record)
-            if on_log is not None:
-                on_log(record)
-            log.info("%s step %d/%d loss %s", description, step, cfg.steps,
-                     " ".join(f"{v:.4f}" for v in mean))
-            window_loss.zero_()
-            window_steps = 0
-        if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 \
-                and step < cfg.steps:
-            save(checkpoint)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                mean = (window_loss / max(window_steps, 1)).tolist()  # the only host sync
+                if not check_each_step and (bool(ever_bad) or not all(map(math.isfinite, mean))):
+                    _stop_diverged(model, losses, norms, f"within steps 1..{step}", description,
+                                   checkpoint)
+                record = {"step": step, "lr": lr_at(step - 1, cfg), "loss": mean, "k": k_cur,
+                          "d": d_cur}
+                history.append(record)
+                if on_log is not None:
+                    on_log(record)
+                log.info("%s step %d/%d loss %s", description, step, cfg.steps,
+                         " ".join(f"{v:.4f}" for v in mean))
+                window_loss.zero_()
+                window_steps = 0
+            due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+            if checkpoint is not None and due and step < cfg.steps:
+                save(checkpoint)
     bar.close()
     if checkpoint is not None:
         save(checkpoint)
     final = history[-1]["loss"] if history else [float("nan")] * model.n_members
     return TrainResult(steps=step, final_loss=final, history=history, bad_steps=bad_steps)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during training: the state was saved first; the same command resumes.
+
+    A KeyboardInterrupt, so a sweep stops (its jobs' `except Exception` does not swallow it)."""
+
+
+@contextlib.contextmanager
+def _stop_on_signal():
+    """SIGINT and SIGTERM set a flag that the training loop reads between steps, so a step is
+    never cut in half and the checkpoint it saves is whole (main thread only: elsewhere Python
+    cannot install handlers, and the default behaviour stays)."""
+    flag: dict[str, str | None] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame) -> None:
+        flag["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _stop_diverged(model: Ensemble, losses: Tensor, norms: Tensor, when: str, description: str,

@@ -218,3 +218,46 @@ def test_the_reference_learner_needs_k_at_least_d():
     with pytest.raises(ConfigError, match=r"task\.k must be >= task\.d=5"):
         parse_app_config({"task": {"d": 5, "k": 3}, "data": {"n": 8},
                           "loop": {"learner": "gaussian_prior"}}, needs_loop=True)
+
+
+def _interrupt_after(args: list[str], log: Path, marker: str) -> tuple[int, list[str]]:
+    """Start a console script, send SIGINT once `marker` shows in its log; (exit, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import REPO
+
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and marker in log.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr.strip().splitlines()
+
+
+def test_ctrl_c_saves_a_checkpoint_says_one_line_and_the_same_command_resumes(tmp_path):
+    """SIGINT mid-training: the step in flight finishes, the state is saved, one line says
+    where, exit 130; the same command started again resumes from that step."""
+    from icl_stl.io import CheckpointSlot
+
+    def command(out: str) -> list[str]:
+        return [TRAIN_CLI, *TINY_TRAIN, "train.steps=100000", "train.log_every=10",
+                "run.name=interrupted", f"run.checkpoint_root={tmp_path}/ck",
+                f"hydra.run.dir={tmp_path}/{out}"]
+
+    code, lines = _interrupt_after(command("first"), tmp_path / "first" / "train.log",
+                                   "step 20/")
+    assert code == 130 and len(lines) == 1, lines
+    assert lines[0].startswith("interrupted: train: SIGINT at step ") and "saved to" in lines[0]
+    step = int(lines[0].split("at step ")[1].split()[0])
+    state, _ = CheckpointSlot(tmp_path / "ck" / "interrupted", "train").load_latest()
+    assert state["step"] == step >= 20
+    code, lines = _interrupt_after(command("second"), tmp_path / "second" / "train.log",
+                                   f"resumed at step {step}")
+    assert code == 130 and f"resumed at step {step}" in (tmp_path / "second" /
+                                                         "train.log").read_text()

@@ -26,7 +26,7 @@ PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop",
            "stability_vs_n": "probe", "decay_vs_n": "probe", "architectures": "probe",
            "demo_collapse": "loop", "demo_stability": "probe", "demo_decay": "probe",
-           "quickstart": "train", "generator": "loop"}
+           "quickstart": "train", "generator": "loop", "debug": "loop"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n")
 
 
@@ -139,3 +139,12 @@ def test_demo_script_runs_every_part_and_writes_the_report(tmp_path):
     assert set(timing) == {"collapse", "stability", "decay", "report", "total"}
     copied = {p.name for p in (tmp_path / "figs").glob("*.png")}
     assert copied and copied == {p.name for p in (out / "figures").glob("*.png")}
+
+
+@pytest.mark.parametrize("script", ["icl-stl-train", "icl-stl-loop"])
+def test_the_debug_preset_runs_each_entry_point_in_seconds(tmp_path, script):
+    from conftest import BIN, check_ok, run_cli
+
+    check_ok(run_cli(str(BIN / script), "experiment=debug", f"hydra.run.dir={tmp_path}/out",
+                     f"run.checkpoint_root={tmp_path}/ck"))
+    assert (tmp_path / "out" / "summary.json").exists()

@@ -135,6 +135,11 @@ def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
                 print(f"error: {err}", file=sys.stderr)
                 sys.exit(2)
             raise
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: one line, the conventional 130
+            detail = str(err) or ("finished generations and the last checkpoint are kept; the "
+                                  "same command resumes")
+            print(f"interrupted: {detail}", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper
 
