@@ -13,7 +13,7 @@ def squared_error(pred: Tensor, ys: Tensor, d: int) -> Tensor:
     return (pred - ys).pow(2) / d
 
 
-def member_losses(pred: Prediction, ys: Tensor, d: int, nll_beta: float = 1.0) -> Tensor:
+def member_losses(pred: Prediction, ys: Tensor, d: int, nll_beta: float = 0.5) -> Tensor:
     """(K,) training loss of each member: mean squared error / d, or with a Gaussian head the
     beta-NLL of Seitzer et al. (ICLR 2022): the Gaussian NLL weighted by a stopped sigma^(2 beta).
 

@@ -17,8 +17,10 @@ from icl_stl.config import AppConfig
 from icl_stl.ensemble import build_ensemble
 from icl_stl.evaluation import baseline_errors, model_errors, predict_distribution, summarise
 from icl_stl.gate import gap_closed, reached_ridge
+from icl_stl.identity import train_identity
 from icl_stl.io import CheckpointSlot, RunLock, atomic_write_bytes, atomic_write_json
 from icl_stl.loop.fidelity import head_calibration
+from icl_stl.losses import squared_error
 from icl_stl.prompts import sample_prompts
 from icl_stl.provenance import code_provenance
 from icl_stl.report.plots import calibration_table, plot_calibration, plot_positions
@@ -33,11 +35,8 @@ log = logging.getLogger(__name__)
 def resume_identity(app: AppConfig, data_fingerprint: str | None) -> dict:
     """What a checkpoint must have been written with to be resumed: every setting that changes
     the trained model (not logging or checkpoint cadence), the data and the seed."""
-    train = dataclasses.asdict(app.train)
-    for key in ("log_every", "checkpoint_every"):
-        train.pop(key)
     return {"task": dataclasses.asdict(app.task), "model": dataclasses.asdict(app.model),
-            "train": train, "data": data_fingerprint, "seed": app.seed,
+            "train": train_identity(app.train), "data": data_fingerprint, "seed": app.seed,
             "results_version": RESULTS_VERSION}
 
 
@@ -69,12 +68,11 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
                                 identity=identity, on_log=on_log, description="train")
 
     test = sample_prompts(task, app.eval.n_prompts, k, make_generator(app.seed, "test"))
-    test_errors = model_errors(model, test, app.eval.batch_size, runtime)[0]
-    calibration = None
-    if app.model.gaussian_head:
-        mean, var = predict_distribution(model, test.xs[None], test.ys[None],
-                                         app.eval.batch_size, runtime)
-        calibration = head_calibration(mean[0].cpu(), var[0].cpu(), test.ys)
+    mean, var = predict_distribution(model, test.xs[None], test.ys[None], app.eval.batch_size,
+                                     runtime)  # one pass: errors and, with a head, calibration
+    mean = mean[0].cpu()
+    test_errors = squared_error(mean, test.ys.cpu(), task.d)
+    calibration = None if var is None else head_calibration(mean, var[0].cpu(), test.ys)
     alpha = (app.eval.ridge_alpha if app.eval.ridge_alpha is not None
              else bayes_optimal_ridge_alpha(app.task.noise_std, app.task.w_scale))
     names = sorted(set(app.eval.baselines) | {"ridge", "zero"})  # the gate needs both

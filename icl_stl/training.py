@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from icl_stl.config import ConfigError, TrainConfig, describe_differences
+from icl_stl.config import ConfigError, TrainConfig
 from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point, poison
+from icl_stl.identity import describe_differences
 from icl_stl.io import CheckpointSlot, save_state
 from icl_stl.losses import member_losses
 from icl_stl.optim import configure_optimizer, lr_at

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from icl_stl import RESULTS_VERSION
 from icl_stl.config import AppConfig, ConfigError, RuntimeConfig, parse_app_config
+from icl_stl.identity import train_identity
 from icl_stl.io import PersistenceError, RunLockedError, atomic_write_json
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import resolve_device
@@ -62,8 +63,7 @@ def settings_hash(app: AppConfig, kind: str) -> str:
     """A short hash of what determines a run's results (not where or how it is logged)."""
     relevant = {k: v for k, v in dataclasses.asdict(app).items()
                 if k not in ("logger", "runtime", "run")}
-    relevant["train"] = {k: v for k, v in relevant["train"].items()
-                         if k not in ("log_every", "checkpoint_every")}  # cadence, not results
+    relevant["train"] = train_identity(app.train)  # not the logging cadence
     relevant["results_version"] = RESULTS_VERSION
     if app.loop is not None:  # growing the number of generations continues the same loop
         relevant["loop"] = {k: v for k, v in relevant["loop"].items()

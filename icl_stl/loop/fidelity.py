@@ -38,8 +38,8 @@ def label_var_ratio_per_position(synthetic: PromptSet, real: PromptSet) -> list[
 
 
 NO_SYNTHETIC = {"syn_label_var": None, "real_label_var": None, "syn_label_var_ratio": None,
-         "syn_label_var_ratio_per_position": None, "syn_w_norm": None, "real_w_norm": None,
-         "syn_label_w1": None}
+                "syn_label_var_ratio_per_position": None, "syn_w_norm": None,
+                "real_w_norm": None, "syn_label_w1": None}
 
 
 def generator_fidelity(synthetic: PromptSet, real: PromptSet) -> dict:

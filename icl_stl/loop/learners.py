@@ -22,6 +22,7 @@ from icl_stl.io import CheckpointSlot
 from icl_stl.loop.fidelity import head_calibration
 from icl_stl.loop.labelling import label
 from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
+from icl_stl.losses import squared_error
 from icl_stl.prompts import PromptSet, pad_stack
 from icl_stl.seeding import derive_seed, make_generator
 from icl_stl.tasks import Task
@@ -66,10 +67,11 @@ class Learner(ABC):
     def predictions(self, sets: PromptSet) -> Tensor:
         """Predicted means (K, n, k) on one shared set (the stability probe compares these)."""
 
-    def calibration(self, test_set: PromptSet) -> list[dict]:
-        """Per member, the predictive variance against the realised squared error on fresh
-        prompts (`fidelity.head_calibration`); empty for learners without a variance."""
-        return [{} for _ in self.members]
+    def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, list[dict]]:
+        """Per-position errors (K, n, k) on the shared test set and, per member, the predictive
+        variance against the realised squared error there (`fidelity.head_calibration`; empty
+        for learners without a variance)."""
+        return self.errors(test_set), [{} for _ in self.members]
 
     @abstractmethod
     def state_dict(self) -> dict: ...
@@ -205,14 +207,17 @@ class TransformerLearner(Learner):
         xs, ys = stack_sets(sets, self.ensemble.n_members)
         return predict(self.ensemble, xs, ys, self.ctx.eval.batch_size, self.ctx.runtime).cpu()
 
-    def calibration(self, test_set: PromptSet) -> list[dict]:
-        if not self.ctx.model.gaussian_head:
-            return super().calibration(test_set)
+    def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, list[dict]]:
+        """One pass over the test set gives both the errors and the head's calibration."""
         xs, ys = stack_sets(test_set, self.ensemble.n_members)
         mean, var = predict_distribution(self.ensemble, xs, ys, self.ctx.eval.batch_size,
                                          self.ctx.runtime)
-        return [head_calibration(mean[i].cpu(), var[i].cpu(), test_set.ys.cpu())
-                for i in range(len(self.members))]
+        mean, real = mean.cpu(), test_set.ys.cpu()
+        errors = squared_error(mean, ys.cpu(), test_set.d)
+        if var is None:
+            return errors, [{} for _ in self.members]
+        return errors, [head_calibration(mean[i], var[i].cpu(), real)
+                        for i in range(len(self.members))]
 
     def state_dict(self) -> dict:
         return {k: v.detach().cpu() for k, v in self.ensemble.state_dict().items()}

@@ -31,10 +31,10 @@ from icl_stl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
-    describe_differences,
 )
 from icl_stl.evaluation import baseline_errors, summarise
 from icl_stl.faults import fault_point
+from icl_stl.identity import describe_differences, train_identity
 from icl_stl.io import (
     CheckpointSlot,
     CorruptCheckpointError,
@@ -87,11 +87,8 @@ class LoopSettings:
             loop.pop(key)  # share_generation_0 changes the work, not the numbers
         if loop.get("warmup_steps") is None:  # the default: loops written before it resume
             loop.pop("warmup_steps", None)
-        train = dataclasses.asdict(self.train)
-        for key in ("log_every", "checkpoint_every"):
-            train.pop(key)
         return {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
-                "train": train, "loop": loop, "eval_prompts": self.eval.n_prompts,
+                "train": train_identity(self.train), "loop": loop, "eval_prompts": self.eval.n_prompts,
                 "seed": self.seed, "results_version": RESULTS_VERSION}
 
 
@@ -192,12 +189,11 @@ class LoopRun:
 
     def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float,
                   zero_risk: float) -> list:
-        test_errors = self.learner.errors(self.test_set)  # (K, n_test, k)
+        test_errors, calibration = self.learner.test_metrics(self.test_set)  # (K, n_test, k)
         train_risks = self.learner.member_risks(sets)
         real_risks = self.learner.member_risks(reals)
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
                  else [{}] * len(self.members))
-        calibration = self.learner.calibration(self.test_set)
         records = []
         for m, member in enumerate(self.members):
             n_real, n_syn = (member.n, 0) if i == 0 else counts(self.s.loop, member)
