@@ -1,0 +1,193 @@
+"""The CPU reproduction: every prediction judged on learners that pass the training gate.
+
+What `make reproduce` runs (`make reproduce PART=collapse` for one part). Five parts, each a
+preset of conf/experiment/reproduce_*.yaml run in-process through Hydra's compose API, then the
+report over every finished part:
+
+    collapse      P1, P2   lambda in {0, 0.1, 0.25, 0.5, 1} x 5 seeds, 6 generations (icl-stl-loop)
+    stability     P3       twins (3 replaced prompts) and the chaos control, 2 n x 5 seeds
+    decay         P4       6 n over 2 decades x 5 seeds
+    augmentation  P5       5 m x 2 n x 5 seeds
+    reference     -        the exactly solvable reference learner on the same grids
+
+    .venv/bin/python scripts/reproduce.py --plan                # member steps and minutes per part
+    .venv/bin/python scripts/reproduce.py --part collapse       # one part (resumes if killed)
+    .venv/bin/python scripts/reproduce.py                       # all parts, then the report
+    .venv/bin/python scripts/reproduce.py --report-only --results docs/results/cpu
+
+A killed part resumes from its checkpoints (under --out/checkpoints) with the same command. Each
+invocation's wall time per part is appended to --out/timing.json; the report goes to --out and,
+with --results, is copied there with runs.csv, timing.json and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from icl_stl.cli.common import CONFIG_DIR, load_app_config
+from icl_stl.cli.loop import loop_from_config
+from icl_stl.cli.probe import probe_from_config
+from icl_stl.io import atomic_write_json
+
+# part -> (primary config, preset, runner)
+PARTS = {
+    "collapse": ("loop", "reproduce_collapse", loop_from_config),
+    "stability": ("probe", "reproduce_stability", probe_from_config),
+    "decay": ("probe", "reproduce_decay", probe_from_config),
+    "augmentation": ("loop", "reproduce_augmentation", loop_from_config),
+    "reference": ("loop", "reproduce_reference", loop_from_config),
+}
+# Measured on the 2-core development CPU (docs/results/cpu/README.md): an ensemble of the tiny
+# GPT-2 at d = 2, k = 6, batch 128 trains about 49 member steps/s on 2 threads.
+MEMBER_STEPS_PER_S = 49.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=[*PARTS, "all"], default="all")
+    parser.add_argument("--out", type=Path, default=Path("outputs/reproduce"),
+                        help="runs, checkpoints and the report (default: outputs/reproduce)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="also copy the report, runs.csv and timing here "
+                             "(e.g. docs/results/cpu)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print each part's member steps and estimated minutes; run nothing")
+    parser.add_argument("--rate", type=float, default=MEMBER_STEPS_PER_S,
+                        help="member steps per second for --plan (default: %(default)s)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report over the finished parts; train nothing")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="a Hydra override for every part (repeatable)")
+    return parser.parse_args(argv)
+
+
+def compose_part(part: str, out: Path, overrides: list[str]):
+    primary, preset, _ = PARTS[part]
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        return compose(primary, overrides=[f"experiment={preset}",
+                                           f"run.checkpoint_root={out / 'checkpoints'}",
+                                           *overrides])
+
+
+def planned_member_steps(part: str, cfg) -> dict:
+    """Training steps summed over members: generation 0 (shared where the design shares it)
+    and the later generations."""
+    app = load_app_config(cfg, needs_loop=True)
+    loop, train = app.loop, app.train
+    later_steps = loop.steps if loop.steps is not None else train.steps
+    if loop.learner != "transformer":
+        return {"generation_0": 0, "later": 0, "total": 0}
+    if part in ("stability", "decay"):
+        probe = cfg.probe
+        per_n_seed = 1
+        if probe.kind == "stability":
+            per_n_seed += len(probe.replaced_indices) + (probe.chaos_control != "none")
+        loops = len(probe.ns) * len(probe.seeds) * per_n_seed
+        gen0, members = loops, loops
+    else:
+        m = cfg.members
+        seeds, ns = len(m.seeds or [0]), len(m.ns or [0])
+        gen0 = seeds * ns if loop.share_generation_0 else None
+        members = seeds * ns * len(m.real_fractions or [0]) * len(m.augments or [0])
+        gen0 = gen0 if gen0 is not None else members
+    first, later = gen0 * train.steps, members * loop.generations * later_steps
+    return {"generation_0": first, "later": later, "total": first + later}
+
+
+def run_part(part: str, out: Path, overrides: list[str]) -> float:
+    start = time.perf_counter()
+    _, _, runner = PARTS[part]
+    runner(compose_part(part, out, overrides), out / part)
+    return time.perf_counter() - start
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "python": platform.python_version()}
+
+
+def record_timing(out: Path, part: str, seconds: float, overrides: list[str]) -> None:
+    path = out / "timing.json"
+    timing = json.loads(path.read_text()) if path.exists() else {"invocations": []}
+    timing["invocations"].append({"part": part, "seconds": round(seconds, 1),
+                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                  "command": " ".join(sys.argv), "overrides": overrides,
+                                  "machine": machine()})
+    totals: dict[str, float] = {}
+    for inv in timing["invocations"]:
+        totals[inv["part"]] = totals.get(inv["part"], 0.0) + inv["seconds"]
+    timing["seconds_per_part"] = totals
+    atomic_write_json(path, timing)
+
+
+def write_results(out: Path, results: Path | None) -> None:
+    from icl_stl.report.reference_figure import plot_reference
+    from icl_stl.report.report import write_report
+
+    finished = [out / p for p in PARTS if (out / p / "summary.json").exists()]
+    if not finished:
+        print("[reproduce] no finished part to report on")
+        return
+    report = write_report(finished, out)
+    if (out / "reference" / "summary.json").exists() and (out / "collapse" / "summary.json").exists():
+        plot_reference(out / "collapse" / "summary.json", out / "reference" / "summary.json",
+                       out / "figures" / "reference.png")
+    print(f"[reproduce] report: {report.path}")
+    print(f"[reproduce] verdicts: "
+          f"{json.dumps({f'P{k}': v for k, v in report.verdicts.items()})}")
+    if results is None:
+        return
+    results.mkdir(parents=True, exist_ok=True)
+    for name in ("REPORT.md", "verdicts.json", "runs.csv", "timing.json"):
+        if (out / name).exists():
+            shutil.copy2(out / name, results / name)
+    shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)
+    for part_dir in finished:  # each part's resolved config and summary: every record
+        dest = results / "runs" / part_dir.name
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.json", "config.yaml", "timing.json"):
+            if (part_dir / name).exists():
+                shutil.copy2(part_dir / name, dest / name)
+    print(f"[reproduce] copied to {results}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parts = list(PARTS) if args.part == "all" else [args.part]
+    if args.plan:
+        total = 0.0
+        for part in parts:
+            steps = planned_member_steps(part, compose_part(part, args.out, args.overrides))
+            minutes = steps["total"] / args.rate / 60
+            total += minutes
+            print(f"{part:13s} member steps: generation 0 {steps['generation_0']:>8,}, later "
+                  f"{steps['later']:>8,}; about {minutes:.0f} min at {args.rate:g}/s")
+        print(f"{'total':13s} about {total:.0f} min of training (labelling and evaluation extra)")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        for part in parts:
+            print(f"[reproduce] {part} ...", flush=True)
+            seconds = run_part(part, args.out, args.overrides)
+            record_timing(args.out, part, seconds, args.overrides)
+            print(f"[reproduce] {part} done in {seconds / 60:.1f} min", flush=True)
+    write_results(args.out, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
