@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # after installing their CUDA build, or set TORCH_SPEC to the build they want.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo reproduce test test-all lint bench clean
 
 $(BIN)/icl-stl-train: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
@@ -20,6 +20,12 @@ install: $(BIN)/icl-stl-train
 
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# The CPU reproduction (scripts/reproduce.py): PART=collapse|stability|decay|augmentation|reference
+# or all; a killed part resumes with the same command. Results: outputs/reproduce/REPORT.md.
+PART ?= all
+reproduce: install
+	$(BIN)/python scripts/reproduce.py --part $(PART)
 
 test: install
 	$(BIN)/ruff check icl_stl tests scripts
