@@ -213,3 +213,35 @@ def test_generator_results_readme_numbers_are_the_committed_run():
     half = [r["syn_label_var_ratio"] for r in model if r["real_fraction"] == 0.5
             and r["generation"] > 0]
     assert f"within {min(half):.2f}-{max(half):.2f} at every generation" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The CPU reproduction (docs/results/cpu)
+
+CPU = REPO / "docs" / "results" / "cpu"
+
+
+def _results_table():
+    spec = importlib.util.spec_from_file_location("results_table",
+                                                  REPO / "scripts" / "results_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_results_are_the_committed_reproduction():
+    """Every verdict and number of the README's Results table is verdicts.json's."""
+    module = _results_table()
+    for line in module.results_table(CPU):
+        assert line in README, line
+    assert module.gate_line(CPU) in README
+
+
+def test_results_lead_the_readme_and_name_what_ran():
+    assert README.index("## Results") < README.index("## A quick tour")
+    timing = json.loads((CPU / "timing.json").read_text())
+    section = _flat(README[README.index("## Results"):README.index("## A quick tour")])
+    for part, seconds in timing["seconds_per_part"].items():
+        assert f"{part}: {seconds / 60:.0f} min" in section, part
+    summary = json.loads((CPU / "runs" / "collapse" / "summary.json").read_text())
+    assert f"commit {summary['code']['git_commit'][:7]}" in section

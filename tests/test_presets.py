@@ -26,7 +26,10 @@ PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop",
            "stability_vs_n": "probe", "decay_vs_n": "probe", "architectures": "probe",
            "demo_collapse": "loop", "demo_stability": "probe", "demo_decay": "probe",
-           "quickstart": "train", "generator": "loop", "debug": "loop"}
+           "quickstart": "train", "generator": "loop", "debug": "loop",
+           "reproduce_collapse": "loop", "reproduce_stability": "probe",
+           "reproduce_decay": "probe", "reproduce_augmentation": "loop",
+           "reproduce_reference": "loop"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n")
 
 
@@ -40,7 +43,7 @@ def parsed(name: str, *overrides: str):
 
 
 def test_every_preset_file_is_listed_and_global():
-    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"demo_base"}
+    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"demo_base", "reproduce_base"}
     assert files == set(PRESETS)
     for p in PRESET_DIR.glob("*.yaml"):
         assert p.read_text().startswith("# @package _global_"), p.name

@@ -3,8 +3,8 @@
 Left: the transformer's test risk against generation per lambda (mean and sd over seeds) at
 the collapse part's n, with the reference learner's risk at the same n dashed. Right: the
 reference learner's drift of its fitted task mean, ||mu_i - mu*||^2, against generation per
-lambda at the smallest n (where it is largest), measured (mean and sd over seeds) against the
-closed forms of icl_stl.theory (`mean_drift_fresh` at lambda = 0, `mean_drift_reuse` above).
+lambda at the smallest n (where it is largest), measured (mean and standard error over seeds:
+with d degrees of freedom a seed's drift is too skewed for +-sd bars) against the closed forms of icl_stl.theory (`mean_drift_fresh` at lambda = 0, `mean_drift_reuse` above).
 """
 
 from __future__ import annotations
@@ -63,16 +63,16 @@ def plot_reference(transformer_summary: Path, reference_summary: Path, path: Pat
     ridge = np.mean([r["ridge_risk"] for r in t_records if r["generation"] == 0])
     left.axhline(ridge, color="k", ls="--", lw=1.3, label="ridge (Bayes)")
     left.set(xlabel="generation", ylabel="test risk",
-             title=f"test risk, n = {n_collapse:,} (dashed: reference learner)")
+             title=f"test risk, n = {n_collapse:,} (dashed: reference learner, on ridge)")
     left.xaxis.get_major_locator().set_params(integer=True)
     left.legend(fontsize=7)
 
+    seeds = len({r["seed"] for r in r_records})
     for lam, (g, m, s) in mean_sd_by(r_records, "prior_mean_err2", n_small).items():
-        right.errorbar(g, m, yerr=s, color=colours[lam], marker="o", ms=3, ls="none",
-                       capsize=2, label=f"λ={lam:g} measured")
+        right.errorbar(g, m, yerr=s / np.sqrt(seeds), color=colours[lam], marker="o", ms=3, ls="none",
+                       capsize=2, label=f"λ={lam:g} measured (± se)")
         right.plot(g, closed_form_drift(int(g.max()), d, n_small, lam, w_var)[g],
                    color=colours[lam], lw=1.2)
-    right.set_yscale("log")
     right.set(xlabel="generation", ylabel="||mu_i - mu*||^2",
               title=f"reference learner's drift, n = {n_small:,} (lines: closed form)")
     right.xaxis.get_major_locator().set_params(integer=True)
