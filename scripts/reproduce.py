@@ -105,9 +105,16 @@ def planned_member_steps(part: str, cfg) -> dict:
 
 
 def run_part(part: str, out: Path, overrides: list[str]) -> float:
+    """Run one part; its wall time is recorded even when it is interrupted (Ctrl-C, SIGTERM),
+    so a part finished over several invocations reports the time all of them took."""
     start = time.perf_counter()
     _, _, runner = PARTS[part]
-    runner(compose_part(part, out, overrides), out / part)
+    completed = False
+    try:
+        runner(compose_part(part, out, overrides), out / part)
+        completed = True
+    finally:
+        record_timing(out, part, time.perf_counter() - start, overrides, completed)
     return time.perf_counter() - start
 
 
@@ -119,10 +126,12 @@ def machine() -> dict:
             "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
-def record_timing(out: Path, part: str, seconds: float, overrides: list[str]) -> None:
+def record_timing(out: Path, part: str, seconds: float, overrides: list[str],
+                  completed: bool) -> None:
     path = out / "timing.json"
     timing = json.loads(path.read_text()) if path.exists() else {"invocations": []}
     timing["invocations"].append({"part": part, "seconds": round(seconds, 1),
+                                  "completed": completed,
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                   "command": " ".join(sys.argv), "overrides": overrides,
                                   "machine": machine()})
@@ -182,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         for part in parts:
             print(f"[reproduce] {part} ...", flush=True)
-            seconds = run_part(part, args.out, args.overrides)
-            record_timing(args.out, part, seconds, args.overrides)
+            try:
+                seconds = run_part(part, args.out, args.overrides)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: training saved a checkpoint
+                print(f"[reproduce] {part} interrupted; the same command resumes it", flush=True)
+                return 130
             print(f"[reproduce] {part} done in {seconds / 60:.1f} min", flush=True)
     write_results(args.out, args.results)
     return 0

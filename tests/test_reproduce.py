@@ -93,8 +93,19 @@ def test_a_part_runs_resumes_and_copies_its_results(tmp_path):
     assert [i["part"] for i in timing["invocations"]] == ["collapse", "collapse"]
     assert timing["seconds_per_part"]["collapse"] > 0
     assert "machine" in timing["invocations"][0]
+    assert all(i["completed"] for i in timing["invocations"])
     for name in ("REPORT.md", "verdicts.json", "runs.csv", "runs/collapse/summary.json"):
         assert (results / name).exists(), name
+
+
+def test_an_interrupted_part_records_its_time(tmp_path, monkeypatch):
+    def interrupted(cfg, output_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(reproduce.PARTS, "collapse", ("loop", "reproduce_collapse", interrupted))
+    assert reproduce.main(["--part", "collapse", "--out", str(tmp_path)]) == 130
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert [(i["part"], i["completed"]) for i in timing["invocations"]] == [("collapse", False)]
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.1, 0.5, 1.0])
