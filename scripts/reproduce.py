@@ -97,9 +97,8 @@ def planned_member_steps(part: str, cfg) -> dict:
     else:
         m = cfg.members
         seeds, ns = len(m.seeds or [0]), len(m.ns or [0])
-        gen0 = seeds * ns if loop.share_generation_0 else None
         members = seeds * ns * len(m.real_fractions or [0]) * len(m.augments or [0])
-        gen0 = gen0 if gen0 is not None else members
+        gen0 = seeds * ns if loop.share_generation_0 else members
     first, later = gen0 * train.steps, members * loop.generations * later_steps
     return {"generation_0": first, "later": later, "total": first + later}
 

@@ -27,6 +27,14 @@ def _run(case: str, data: str, recipe: str) -> dict:
                 == (case, data, recipe, 0))
 
 
+def _script(name: str):
+    """scripts/<name>.py imported as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _flat(text: str) -> str:
     return " ".join(text.split())  # quotes may wrap across lines
 
@@ -65,10 +73,7 @@ def test_quickstart_figures_are_the_committed_run():
 
 
 def test_benchmarks_tables_are_printed_from_the_committed_json():
-    spec = importlib.util.spec_from_file_location("ridge_tables",
-                                                  REPO / "scripts" / "ridge_tables.py")
-    tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tables)
+    tables = _script("ridge_tables")
     for name in RIDGE:
         for line in tables.ridge_table(_load(name)["runs"]):
             assert line in BENCHMARKS, line
@@ -144,10 +149,7 @@ GENERATOR = REPO / "docs" / "results" / "generator-cpu"
 
 
 def _generator_tables():
-    spec = importlib.util.spec_from_file_location("generator_table",
-                                                  REPO / "scripts" / "generator_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("generator_table")
     return module, module.load(GENERATOR)
 
 
@@ -221,17 +223,9 @@ def test_generator_results_readme_numbers_are_the_committed_run():
 CPU = REPO / "docs" / "results" / "cpu"
 
 
-def _results_table():
-    spec = importlib.util.spec_from_file_location("results_table",
-                                                  REPO / "scripts" / "results_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_readme_results_are_the_committed_reproduction():
     """Every verdict and number of the README's Results table is verdicts.json's."""
-    module = _results_table()
+    module = _script("results_table")
     for line in module.results_table(CPU):
         assert line in README, line
     assert module.gate_line(CPU) in README
