@@ -28,6 +28,16 @@ def test_quick_bench_writes_every_section(tmp_path):
     assert result["matmul_gflops"]["square_1024"] > 0
 
 
+def test_bench_without_a_single_model_states_no_targets(tmp_path):
+    """--ks without 1 (e.g. 25 50, the reproduction's ensemble sizes) measures and writes
+    every rate; the single-model targets are left empty rather than crashing at the end."""
+    out = tmp_path / "bench.json"
+    run(["--quick", "--device", "cpu", "--ks", "2", "--out", str(out)])
+    stored = read_json(out)
+    assert sorted(r["K"] for r in stored["training"] if r["engine"] == "native") == [2]
+    assert stored["cpu_targets"] == {}
+
+
 def test_reference_backbone_is_configured_like_garg_et_al():
     cfg = ModelConfig()
     ref = garg_reference_model(cfg, 5, 11, make_generator(0))

@@ -6,6 +6,7 @@ Presets are `experiment=NAME` (loop.yaml and probe.yaml end their defaults with
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -25,7 +26,7 @@ PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 # preset -> the primary config of the entry point that runs it
 PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop",
            "stability_vs_n": "probe", "decay_vs_n": "probe", "architectures": "probe",
-           "demo_collapse": "loop", "demo_stability": "probe", "demo_decay": "probe",
+           "demo_collapse": "loop", "demo_reference": "loop",
            "quickstart": "train", "generator": "loop", "debug": "loop",
            "reproduce_collapse": "loop", "reproduce_stability": "probe",
            "reproduce_decay": "probe", "reproduce_augmentation": "loop",
@@ -43,7 +44,7 @@ def parsed(name: str, *overrides: str):
 
 
 def test_every_preset_file_is_listed_and_global():
-    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"demo_base", "reproduce_base"}
+    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"reproduce_base"}
     assert files == set(PRESETS)
     for p in PRESET_DIR.glob("*.yaml"):
         assert p.read_text().startswith("# @package _global_"), p.name
@@ -116,32 +117,39 @@ def test_probe_preset_with_the_loop_entry_point_is_a_clear_error():
         compose_cfg("loop", "experiment=decay_vs_n")
 
 
-def test_demo_presets_are_shrunk():
-    for name in ("demo_collapse", "demo_stability", "demo_decay"):
-        app, _ = parsed(name)
-        assert app.task.d <= 3 and app.task.k <= 8 and app.train.steps <= 500
-        assert app.loop.generations <= 4 and app.logger.mode == "disabled"
-    app, _ = parsed("demo_collapse")
-    assert {m.real_fraction for m in members_from_config(app)} == {0, 0.5}
+def test_demo_presets_are_slices_of_the_reproduction():
+    """The demo's collapse is the reproduction's learner and setting (which reaches ridge),
+    fewer seeds, lambdas and generations; its reference part is the reference learner's."""
+    demo, _ = parsed("demo_collapse")
+    full, _ = parsed("reproduce_collapse")
+    for group in ("task", "model", "train"):
+        assert getattr(demo, group) == getattr(full, group), group
+    assert dataclasses.replace(demo.loop, generations=full.loop.generations) == full.loop
+    assert {(m.seed, m.real_fraction, m.n) for m in members_from_config(demo)} == {
+        (s, lam, 10_000) for s in (0, 1) for lam in (0, 0.5)}
+    assert demo.loop.generations == 3 and demo.logger.mode == "disabled"
+    reference, _ = parsed("demo_reference")
+    assert reference.loop.learner == "gaussian_prior"
+    assert {m.real_fraction for m in members_from_config(reference)} == {0, 0.5}
 
 
 def test_demo_script_runs_every_part_and_writes_the_report(tmp_path):
     spec = importlib.util.spec_from_file_location("demo", REPO / "scripts" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    tiny = ["train.steps=3", "train.warmup_steps=1", "data.n=40", "eval.n_prompts=32",
-            "eval.batch_size=32"]
+    tiny = ["train.steps=3", "train.warmup_steps=1", "loop.steps=2", "loop.warmup_steps=1",
+            "data.n=40", "members.ns=[40]", "eval.n_prompts=32", "eval.batch_size=32"]
     out = tmp_path / "demo"
     assert demo.main(["--out", str(out), "--figures", str(tmp_path / "figs"),
                       *(arg for o in tiny for arg in ("--set", o))]) == 0
     assert set(verdicts_of(out)) == {1, 2, 3, 4, 5}
-    for part in ("collapse", "stability", "decay"):
+    for part in ("collapse", "reference"):
         assert (out / part / "summary.json").exists()
-    assert (out / "stability" / "stability.json").exists() and (out / "decay" / "decay.json").exists()
+    assert (out / "figures" / "reference.png").exists()
     timing = json.loads((out / "demo_timing.json").read_text())["seconds"]
-    assert set(timing) == {"collapse", "stability", "decay", "report", "total"}
+    assert set(timing) == {"collapse", "reference", "report", "total"}
     copied = {p.name for p in (tmp_path / "figs").glob("*.png")}
-    assert copied and copied == {p.name for p in (out / "figures").glob("*.png")}
+    assert "reference.png" in copied and copied == {p.name for p in (out / "figures").glob("*.png")}
 
 
 @pytest.mark.parametrize("script", ["icl-stl-train", "icl-stl-loop"])

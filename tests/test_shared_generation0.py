@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from icl_stl.config import ConfigError, EvalConfig, LoopConfig, ModelConfig, Tas
 from icl_stl.ensemble import build_ensemble
 from icl_stl.io import load_state
 from icl_stl.loop.learners import LearnerContext, TransformerLearner
-from icl_stl.loop.mixing import MemberSpec, draw_s0
+from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part
 from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.probes.stability import twin_members
 from icl_stl.seeding import make_generator
@@ -104,6 +105,28 @@ def test_sharing_gives_the_same_numbers_with_half_the_generation_0_training(
     assert same(logger.metrics, ref_metrics)  # train/loss is the mean over all four loops
     gen0 = [r for r in summary["generations"] if r["generation"] == 0]
     assert gen0[0]["train_loss"] == gen0[1]["train_loss"] != gen0[2]["train_loss"]
+
+
+def test_real_risk_is_the_real_prefix_of_the_one_evaluation_pass(unshared):
+    """S_i puts its real part first, so the loop reads the real risk off the training set's
+    pass (`Learner.member_risks` with prefixes); it must equal a separate pass over the real
+    part, and at generation 0 (S_0 is all real) the training risk itself."""
+    summary, gen_models, _ = unshared
+    s = settings(share=False)
+    learner = TransformerLearner(context(s), MEMBERS)
+    learner.load_state_dict(gen_models[1])
+    task = make_task(s.task)
+    reals = [real_part(s.loop, m, draw_s0(task, m, K), 1, task, K)[0] for m in MEMBERS]
+    separate, _ = learner.member_risks(reals)
+    gen1 = [r for r in summary["generations"] if r["generation"] == 1]
+    for record, risk in zip(gen1, separate, strict=True):
+        if record["real_fraction"] == 0:
+            assert math.isnan(risk) and math.isnan(record["real_train_risk"])
+        else:
+            assert record["real_train_risk"] == pytest.approx(risk, rel=1e-5)
+            assert record["real_train_risk"] != pytest.approx(record["train_risk"], rel=1e-3)
+    gen0 = [r for r in summary["generations"] if r["generation"] == 0]
+    assert all(r["real_train_risk"] == r["train_risk"] for r in gen0)
 
 
 def test_unshared_run_trains_every_member(tmp_path, monkeypatch):

@@ -79,13 +79,23 @@ class Learner(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
 
-    def member_risks(self, sets: list[PromptSet]) -> list[float]:
-        """Empirical risk of member i on sets[i]; sets may differ in size."""
+    def member_risks(self, sets: list[PromptSet],
+                     prefixes: list[int] | None = None) -> tuple[list[float], list[float]]:
+        """Empirical risk of member i on sets[i] and on its first prefixes[i] prompts, from one
+        pass (S_i puts its real part first, so the real risk costs no second forward pass; on
+        the CPU reproduction the second pass was a third of a generation's evaluation). Sets
+        may differ in size; an empty set or prefix has risk nan."""
         sizes = [len(s) for s in sets]
+        prefixes = sizes if prefixes is None else prefixes
         if max(sizes) == 0:
-            return [float("nan")] * len(sets)
+            return [float("nan")] * len(sets), [float("nan")] * len(sets)
         errors = self.errors(sets)  # (K, n_max, k), zero-padded rows past each set's size
-        return [errors[i, :m].mean().item() if m else float("nan") for i, m in enumerate(sizes)]
+
+        def risk(i: int, rows: int) -> float:
+            return errors[i, :rows].mean().item() if rows else float("nan")
+
+        return ([risk(i, m) for i, m in enumerate(sizes)],
+                [risk(i, p) for i, p in enumerate(prefixes)])
 
 
 class TransformerLearner(Learner):

@@ -190,8 +190,8 @@ class LoopRun:
     def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float,
                   zero_risk: float) -> list:
         test_errors, calibration = self.learner.test_metrics(self.test_set)  # (K, n_test, k)
-        train_risks = self.learner.member_risks(sets)
-        real_risks = self.learner.member_risks(reals)
+        # S_i = concat(real part, synthetic) (`_datasets`): the real risk is a prefix's.
+        train_risks, real_risks = self.learner.member_risks(sets, [len(r) for r in reals])
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
                  else [{}] * len(self.members))
         records = []
