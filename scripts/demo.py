@@ -14,7 +14,7 @@ Two seeds make most verdicts "underpowered" by design; stability (P3), decay (P4
 augmentation (P5) need more loops than five minutes train: `make reproduce` runs them.
 
     .venv/bin/python scripts/demo.py                      # into outputs/demo (resumes)
-    .venv/bin/python scripts/demo.py --fresh --figures docs/figures
+    .venv/bin/python scripts/demo.py --fresh --figures /tmp/figures
     .venv/bin/python scripts/demo.py --set train.steps=5  # any override, applied to every part
 
 Checkpoints live under the output directory, so a second run only rewrites the outputs.
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fresh", action="store_true",
                         help="delete the output directory (and its checkpoints) first")
     parser.add_argument("--figures", type=Path, default=None,
-                        help="also copy the report's figures here (e.g. docs/figures)")
+                        help="also copy the report's figures here")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="a Hydra override for every part (repeatable)")
     return parser.parse_args(argv)

@@ -34,9 +34,16 @@ def results_table(results: Path) -> list[str]:
 
 
 def gate_line(results: Path) -> str:
+    """The gate's count, and the n of every group that missed it (such a group is "not
+    applicable" for the predictions judged per group)."""
     gate = json.loads((Path(results) / "verdicts.json").read_text())["ridge_gate"]
-    return (f"Training gate: generation 0 reached ridge in {gate['reached']} of "
+    line = (f"Training gate: generation 0 reached ridge in {gate['reached']} of "
             f"{gate['groups']} groups.")
+    missed = sorted({row["n"] for row in gate["rows"] if not row["reached"]})
+    if missed:
+        line += (f" The groups that missed it are at n = {', '.join(f'{n:,}' for n in missed)}"
+                 ".")
+    return line
 
 
 def _risk_by(summary: Path) -> tuple[dict, dict]:

@@ -55,3 +55,16 @@ def test_least_squares_is_drawn_over_ridge(tmp_path, kept):
     lines = {line.get_label(): line for line in kept[0].axes[0].get_lines()}
     ls, ridge = lines["least squares"], lines["ridge (Bayes)"]
     assert ls.get_zorder() > ridge.get_zorder() and ls.get_linestyle() != ridge.get_linestyle()
+
+
+def test_a_long_group_title_is_wrapped_not_cut_off(tmp_path, kept):
+    """A report titles figures with a group's whole configuration; it must fit the figure."""
+    title = ("decay, loop.init=warm_start, loop.learner=transformer, loop.steps=200, "
+             "loop.warmup_steps=20, train.batch_size=64, λ=0.5")
+    plots.plot_generations(_records([0]), tmp_path / "r.png", title=title)
+    (fig,) = kept
+    fig.canvas.draw()
+    shown = fig.axes[0].title
+    assert shown.get_text().replace("\n", " ") == title
+    box, figure_box = shown.get_window_extent(), fig.bbox
+    assert box.x0 >= figure_box.x0 and box.x1 <= figure_box.x1

@@ -16,7 +16,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from icl_stl.report.plots import BASELINE_STYLE, plot_generations, plot_positions  # noqa: E402
+from icl_stl.report.plots import (  # noqa: E402
+    BASELINE_STYLE,
+    plot_generations,
+    plot_positions,
+    wrapped,
+)
 
 
 def risk_figure(records: list[dict], path: Path, title: str) -> Path:
@@ -91,7 +96,7 @@ def stability_figure(table: dict[tuple[int, int], dict], path: Path, title: str)
         if values and min(values) > 0:
             ax.set_yscale("log")
         ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(wrapped(title, fig, 10), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -113,7 +118,7 @@ def augmentation_figure(curves: dict[int, dict], path: Path, title: str) -> Path
     right.set(xlabel="n (prompts in S_0)", ylabel="m* (argmin of risk over m)",
               title="m* against n")
     right.set_xscale("log")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(wrapped(title, fig, 10), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -154,7 +159,7 @@ def decay_figure(ns: list[int], values: np.ndarray, fit: dict, path: Path, title
         ax.set_yscale("log")
     else:
         ax.axhline(0.0, color="0.6", lw=0.8)
-    ax.set(xlabel="n (prompts in S_0)", ylabel=metric, title=title)
+    ax.set(xlabel="n (prompts in S_0)", ylabel=metric, title=wrapped(title, ax.figure))
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -5,6 +5,7 @@ matplotlib runs headless (Agg); every function writes a PNG and returns its path
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +23,13 @@ BASELINE_STYLE = {"least_squares": ("least squares", "C1", ":", 2.4),
                   "ridge": ("ridge (Bayes)", "k", "--", 1.3),
                   "averaging": ("averaging", "C3", "--", 1.2), "knn": ("3-NN", "C4", "--", 1.2),
                   "zero": ("zero", "0.5", "-.", 1.2)}
+
+
+def wrapped(title: str, fig, fontsize: float = 12.0) -> str:
+    """A long title (a group's full configuration) on as many lines as fit the figure's width
+    instead of cut off at its edge (a character is about 0.6 of the font size wide)."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.62 * fontsize)))
+    return textwrap.fill(title, chars, break_on_hyphens=False) if title else title
 
 
 def readable_log_axis(ax, values: list[float], axis: str = "y") -> None:
@@ -64,7 +72,8 @@ def plot_positions(curves: dict[str, dict], path: Path, title: str = "", d: int 
         ax.fill_between(xs, c["ci_low"], c["ci_high"], color=color, alpha=0.15, lw=0)
     if d is not None:
         ax.axvline(d, color="0.7", ls=":", lw=1)
-    ax.set(xlabel="in-context examples (position j)", ylabel="squared error / d", title=title)
+    ax.set(xlabel="in-context examples (position j)", ylabel="squared error / d",
+           title=wrapped(title, ax.figure))
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -102,7 +111,8 @@ def plot_generations(records: list[dict], path: Path, metric: str = "test_risk",
             _, color, style, lw = BASELINE_STYLE[name]
             ax.axhline(value, color=color, ls=style, lw=lw, label=label)
             plotted.append(value)
-    ax.set(xlabel="generation", ylabel=metric.replace("_", " "), title=title)
+    ax.set(xlabel="generation", ylabel=metric.replace("_", " "),
+           title=wrapped(title, ax.figure))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     readable_log_axis(ax, plotted)
     ax.legend(fontsize=8)
@@ -125,7 +135,7 @@ def plot_calibration(curves: dict[str, dict], path: Path, title: str = "") -> Pa
         ax.plot(xs, c["head_sq_error_per_position"], "s--", color=color, ms=3,
                 label=f"{name}: realised squared error")
     ax.set(xlabel="in-context examples (position j)", ylabel="mean over fresh prompts",
-           title=title)
+           title=wrapped(title, ax.figure))
     readable_log_axis(ax, [v for c in curves.values() for key in ("head_var_per_position",
                                                                   "head_sq_error_per_position")
                            for v in c[key]])
