@@ -5,3 +5,15 @@
 # after such a change the same command starts afresh instead of reloading old generations, and
 # resuming a checkpoint of another version is refused naming `results_version`.
 RESULTS_VERSION = 2
+
+__all__ = ["RESULTS_VERSION", "load_runs"]
+
+
+def __getattr__(name: str):
+    # `icl_stl.load_runs` (every loop record as a pandas DataFrame) is loaded on first use, so
+    # `import icl_stl` stays light: no pandas, torch or matplotlib until a table is asked for.
+    if name == "load_runs":
+        from icl_stl.report.tidy import load_runs
+
+        return load_runs
+    raise AttributeError(f"module 'icl_stl' has no attribute {name!r}")
