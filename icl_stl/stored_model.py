@@ -15,12 +15,14 @@ does not hold) is a ConfigError naming the setting and its value.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from icl_stl import RESULTS_VERSION
 from icl_stl.config import ConfigError, ModelConfig, TaskConfig, check_int, from_container
 from icl_stl.ensemble import Ensemble, build_ensemble
 from icl_stl.io import PersistenceError, load_state, read_json
@@ -29,6 +31,8 @@ TRAIN_FILE = "train.pt"  # a train run's final (or mid-training) state
 GENERATION_FILE = "model.pt"  # a finished loop generation's weights
 GENERATION_DIR = re.compile(r"gen_(\d+)")
 KINDS = "a train run's train.pt or a loop generation's gen_XXX/model.pt"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,8 +53,15 @@ def load_stored_model(checkpoint: str | Path | None, member: int) -> StoredModel
     path = resolve_checkpoint(checkpoint)
     generation = GENERATION_DIR.fullmatch(path.parent.name)
     if path.name == GENERATION_FILE and generation and (path.parents[1] / "loop.json").exists():
-        return _load_generation(path, int(generation[1]), member)
-    return _load_train_run(path, member)
+        stored = _load_generation(path, int(generation[1]), member)
+    else:
+        stored = _load_train_run(path, member)
+    version = stored.source["results_version"]
+    if version != RESULTS_VERSION:  # same weights, but the code around them has changed
+        log.warning("%s was written by results_version %s and this code is results_version %s: "
+                    "its numbers may differ from those its run reported", path, version,
+                    RESULTS_VERSION)
+    return stored
 
 
 def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
