@@ -1,16 +1,22 @@
 """A tidy table of every loop record: one row per loop and generation, scalar columns only.
 
 Written by the report as runs.csv, small enough to keep in git beside REPORT.md, and what a
-researcher loads next (`pandas.read_csv`) to slice the runs another way.
+researcher loads next (`pandas.read_csv`) to slice the runs another way; `load_runs` gives the
+same table as a DataFrame straight from the run directories, without writing a report.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from icl_stl.io import atomic_write_bytes
+
+if TYPE_CHECKING:  # pandas is imported only when a DataFrame is asked for
+    import pandas
 
 # The identifying columns first, in this order; every other scalar field follows, sorted.
 KEYS = ("run", "config", "labeller", "seed", "n", "real_fraction", "augment", "generation")
@@ -28,7 +34,9 @@ def tidy_rows(records: list[dict], settings: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
+def csv_text(rows: list[dict]) -> str:
+    """The rows as CSV: the identifying columns first, then every other one sorted; an absent
+    or null value is an empty cell."""
     columns = [k for k in KEYS if any(k in r for r in rows)]
     columns += sorted({k for r in rows for k in r} - set(columns))
     buf = io.StringIO()
@@ -36,5 +44,32 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     writer.writeheader()
     for r in rows:
         writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-    atomic_write_bytes(path, buf.getvalue().encode())
+    return buf.getvalue()
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    atomic_write_bytes(path, csv_text(rows).encode())
     return path
+
+
+def load_runs(paths: str | Path | Iterable[str | Path]) -> pandas.DataFrame:
+    """Every loop record under `paths` (run or sweep directories, searched as `icl-stl-report`
+    searches them) as a DataFrame: one row per loop and generation with run, config, labeller,
+    seed, n, real_fraction (lambda), augment (m), generation and every scalar metric.
+
+    It equals `pandas.read_csv` of the runs.csv a report over the same paths writes: the rows
+    are the report's and go through the same CSV text, so empty cells, booleans and integer
+    columns come out typed alike. (`icl_stl.report.collect.load_runs` is the report's own
+    reader: it returns the runs themselves, not a table.)"""
+    import pandas
+
+    from icl_stl.report.collect import load_runs as load_run_results
+    from icl_stl.report.collect import loop_records
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    runs = load_run_results([Path(p) for p in paths])
+    rows = tidy_rows(loop_records(runs), {str(r.path): r.flat_settings for r in runs})
+    if not rows:
+        return pandas.DataFrame(columns=list(KEYS))
+    return pandas.read_csv(io.StringIO(csv_text(rows)))

@@ -1,0 +1,58 @@
+"""icl-stl-eval: evaluate a finished model checkpoint on fresh test prompts, training nothing.
+
+    icl-stl-eval checkpoint=checkpoints/train-1a2b3c4d5e/train.pt
+    icl-stl-eval checkpoint=checkpoints/loop-0123456789/gen_005/model.pt member=2 seed=7
+    icl-stl-eval -m checkpoint=checkpoints/loop-0123456789/gen_005/model.pt member=0,1,2,3
+
+Writes eval.json (per-position errors of the model and the baselines, the gap closed toward
+ridge) and positions.png into the Hydra run directory (outputs/eval/<date>/<time>/). The model
+and task come from the checkpoint; a model or task setting on the command line must agree with
+it (`icl_stl.eval_run`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from icl_stl.cli.common import CONFIG_DIR, entry_point, hydra_output_dir, runtime_options
+from icl_stl.config import ConfigError, from_container
+from icl_stl.eval_run import EvalRunConfig, evaluate_stored_model, refuse_conflicting_settings
+from icl_stl.locks import RunLock
+from icl_stl.stored_model import load_stored_model
+
+
+def load_eval_config(cfg: DictConfig) -> EvalRunConfig:
+    """The validated settings of `icl-stl-eval` (a ConfigError names any bad one)."""
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # an interpolation or a value OmegaConf cannot resolve
+        raise ConfigError(f"the config cannot be resolved: {err}") from None
+    settings = from_container(EvalRunConfig, container, "")
+    settings.validate()
+    return settings
+
+
+def eval_from_config(cfg: DictConfig, output_dir) -> dict:
+    """Everything `icl-stl-eval` does, with the output directory given (compose-API friendly).
+    Every input is checked, and the model loaded, before anything is written."""
+    settings = load_eval_config(cfg)
+    runtime = runtime_options(settings.runtime)
+    stored = load_stored_model(settings.checkpoint, settings.member)
+    refuse_conflicting_settings(settings, stored)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(output_dir):
+        return evaluate_stored_model(stored, settings, runtime, output_dir)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@entry_point
+def main(cfg: DictConfig) -> None:
+    eval_from_config(cfg, hydra_output_dir())
+
+
+if __name__ == "__main__":
+    main()

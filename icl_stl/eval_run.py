@@ -1,0 +1,138 @@
+"""Evaluate a finished model on fresh test prompts, beside the baselines, without training.
+
+`icl-stl-eval` is this module behind a Hydra config: the model and task come from the
+checkpoint (`icl_stl.stored_model`); the command line chooses only what is evaluated and how
+(which member, the test prompts' seed and number, the baselines, the device). A model or task
+setting given on the command line is taken as a claim about the checkpoint and refused, naming
+both values, when the checkpoint says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from icl_stl.baselines import bayes_optimal_ridge_alpha
+from icl_stl.config import (
+    ConfigError,
+    EvalConfig,
+    ModelConfig,
+    RuntimeConfig,
+    TaskConfig,
+    check_int,
+)
+from icl_stl.evaluation import baseline_errors, model_errors, summarise
+from icl_stl.gate import gap_closed, reached_ridge
+from icl_stl.identity import describe_differences
+from icl_stl.io import atomic_write_json
+from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.provenance import code_provenance
+from icl_stl.report.plots import plot_positions
+from icl_stl.seeding import make_generator
+from icl_stl.stored_model import StoredModel
+from icl_stl.tasks import make_task
+from icl_stl.training import RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+# The stream train runs and loops draw their test prompts from: under the run's own seed (and
+# with its eval.n_prompts) the evaluation sees exactly the prompts the run reported on.
+TEST_STREAM = "test"
+RESULT_FILE = "eval.json"
+PLOT_FILE = "positions.png"
+
+
+@dataclass
+class EvalRunConfig:
+    """What `icl-stl-eval` reads from its Hydra config (`conf/eval.yaml`)."""
+
+    checkpoint: str | None = None
+    member: int = 0  # which member of a loop's ensemble (a train run holds one model)
+    seed: int | None = None  # of the test prompts; null: the seed of the run that trained it
+    # Claims about the checkpoint's settings: null (the default) takes the checkpoint's value.
+    task: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> None:
+        check_int("member", self.member, 0)
+        if self.seed is not None:
+            check_int("seed", self.seed, 0, (1 << 63) - 1)
+        for name, cls in (("task", TaskConfig), ("model", ModelConfig)):
+            unknown = sorted(set(getattr(self, name)) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                raise ConfigError(f"{name} has unknown setting(s) {unknown}; known: "
+                                  f"{sorted(f.name for f in dataclasses.fields(cls))}")
+        self.eval.validate()
+        self.runtime.validate()
+
+
+def refuse_conflicting_settings(cfg: EvalRunConfig, stored: StoredModel) -> None:
+    """A model or task setting given on the command line must agree with the checkpoint's."""
+    claimed = {name: {k: v for k, v in getattr(cfg, name).items() if v is not None}
+               for name in ("task", "model")}
+    actual = {"task": dataclasses.asdict(stored.task),
+              "model": dataclasses.asdict(stored.model_settings)}
+    actual = {name: {k: actual[name].get(k) for k in claimed[name]} for name in claimed}
+    if claimed != actual:
+        raise ConfigError(f"the model and task are read from the checkpoint, and these settings "
+                          f"differ from it: {describe_differences(actual, claimed)}; drop them, "
+                          f"or evaluate another checkpoint")
+
+
+def draw_test_prompts(task: TaskConfig, n_prompts: int, seed: int) -> PromptSet:
+    """Fresh prompts of `task`, drawn from the test stream under `seed`."""
+    return sample_prompts(make_task(task), n_prompts, task.k, make_generator(seed, TEST_STREAM))
+
+
+def evaluate_stored_model(stored: StoredModel, cfg: EvalRunConfig, runtime: RuntimeOptions,
+                          output_dir: Path) -> dict:
+    """Per-position errors of the model and the baselines on fresh test prompts; writes
+    eval.json and positions.png into `output_dir` and returns what eval.json holds."""
+    task, ev = stored.task, cfg.eval
+    seed = stored.run_seed if cfg.seed is None else cfg.seed
+    test = draw_test_prompts(task, ev.n_prompts, seed)
+    model = stored.model.to(runtime.device)
+    errors = model_errors(model, test, ev.batch_size, runtime)[0]  # (n_prompts, k)
+    alpha = (ev.ridge_alpha if ev.ridge_alpha is not None
+             else bayes_optimal_ridge_alpha(task.noise_std, task.w_scale))
+    names = sorted(set(ev.baselines) | {"ridge", "zero"})  # the gap closed needs both
+    base = baseline_errors(test, names, ridge_alpha=alpha, knn_neighbours=ev.knn_neighbours)
+    curves = {"model": summarise(errors),
+              **{name: summarise(base[name]) for name in ev.baselines}}
+    test_risk = curves["model"]["risk"]
+    ridge_risk, zero_risk = base["ridge"].mean().item(), base["zero"].mean().item()
+    result = {
+        "checkpoint": stored.source,
+        "task": dataclasses.asdict(task),
+        "model": dataclasses.asdict(stored.model_settings),
+        "test_prompts": {"n_prompts": ev.n_prompts, "seed": seed, "stream": TEST_STREAM,
+                         "fingerprint": test.fingerprint()},
+        "test_risk": test_risk,
+        "ridge_risk": ridge_risk,
+        "zero_risk": zero_risk,
+        "excess_risk": test_risk - ridge_risk,
+        "gap_closed": gap_closed(test_risk, ridge_risk, zero_risk),
+        "reached_ridge": reached_ridge(test_risk, ridge_risk, zero_risk),
+        "ridge_alpha": alpha,
+        "per_position": curves,
+        "code": code_provenance(),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / RESULT_FILE, result)
+    plot_positions(curves, output_dir / PLOT_FILE, d=task.d, model_keys=("model",),
+                   title=_title(stored))
+    log.info("test risk %.4f (ridge %.4f, zero %.4f): %.0f%% of the zero-to-ridge gap closed; "
+             "written to %s", test_risk, ridge_risk, zero_risk, 100 * result["gap_closed"],
+             output_dir)
+    return result
+
+
+def _title(stored: StoredModel) -> str:
+    src, ms = stored.source, stored.model_settings
+    where = ("train run" if src["kind"] == "train"
+             else f"generation {src['generation']}, member {src['member']}")
+    return f"{ms.arch} ({ms.n_layer}L), d={stored.task.d}, {where}"
