@@ -47,9 +47,9 @@ PARTS = {
     "augmentation": ("loop", "reproduce_augmentation", loop_from_config),
     "reference": ("loop", "reproduce_reference", loop_from_config),
 }
-# Measured on the 2-core development CPU (docs/results/cpu/README.md): an ensemble of the tiny
-# GPT-2 at d = 2, k = 6, batch 128 trains about 49 member steps/s on 2 threads.
-MEMBER_STEPS_PER_S = 49.0
+# Measured on the 2-core development CPU (docs/bench/sizes-batch64-cpu-2026-12-03.json): an
+# ensemble of 50 tiny GPT-2s at d = 2, k = 6, batch 64 trains 82 member steps/s on 2 threads.
+MEMBER_STEPS_PER_S = 82.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -231,11 +231,34 @@ def test_readme_results_are_the_committed_reproduction():
     assert module.gate_line(CPU) in README
 
 
+def test_results_prose_quotes_the_committed_verdicts():
+    """The numbers the Results section says in words come from verdicts.json."""
+    verdicts = json.loads((CPU / "verdicts.json").read_text())
+    v = verdicts["verdicts"]
+    section = _flat(README[README.index("## Results"):README.index("## Two commands")])
+    assert f"slope of log γ against log n: {v['3']['estimate']:.2f})" in section
+    ceiling = float(v["3"]["numbers"].split("gamma / chaos ceiling n=1000: ")[1].split(",")[0])
+    assert f"n = 1,000 one replaced prompt moves the model almost as far as another batch " \
+           f"order does ({ceiling:.2f} of the chaos ceiling)" in section
+    low, high = v["4"]["interval"]
+    assert f"n^{v['4']['estimate']:.2f} [{low:.2f}, {high:.2f}]" in section
+    assert "n=10000: m*=0 " in v["5"]["numbers"] and "(m* = 0)" in section
+    at_10k = {("batch 128" if "batch_size=128" in r["group"] else "batch 64"): r["gap_closed"]
+              for r in verdicts["ridge_gate"]["rows"]
+              if r["n"] == 10_000 and "learner=transformer" in r["group"]}
+    assert f"closed {100 * at_10k['batch 128']:.1f}% of the zero-to-ridge gap in the collapse " \
+           f"part (batch 128) and {100 * at_10k['batch 64']:.1f}% in the other parts" in section
+    for line in _script("results_table").regimes_table(CPU, REPO / "docs/results/generator-cpu"):
+        assert line.strip() in README, line
+
+
 def test_results_lead_the_readme_and_name_what_ran():
     assert README.index("## Results") < README.index("## A quick tour")
     timing = json.loads((CPU / "timing.json").read_text())
     section = _flat(README[README.index("## Results"):README.index("## A quick tour")])
     for part, seconds in timing["seconds_per_part"].items():
         assert f"{part}: {seconds / 60:.0f} min" in section, part
-    summary = json.loads((CPU / "runs" / "collapse" / "summary.json").read_text())
-    assert f"commit {summary['code']['git_commit'][:7]}" in section
+    notes = (CPU / "README.md").read_text()
+    for part in timing["seconds_per_part"]:  # the commit each part's summary was written at
+        summary = json.loads((CPU / "runs" / part / "summary.json").read_text())
+        assert summary["code"]["git_commit"][:7] in notes, part
