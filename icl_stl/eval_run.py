@@ -27,19 +27,15 @@ from icl_stl.evaluation import baseline_errors, model_errors, summarise
 from icl_stl.gate import gap_closed, reached_ridge
 from icl_stl.identity import describe_differences
 from icl_stl.io import atomic_write_json
-from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.prompts import TEST_STREAM, draw_test_prompts
 from icl_stl.provenance import code_provenance
 from icl_stl.report.plots import plot_positions
-from icl_stl.seeding import make_generator
 from icl_stl.stored_model import StoredModel
 from icl_stl.tasks import make_task
 from icl_stl.training import RuntimeOptions
 
 log = logging.getLogger(__name__)
 
-# The stream train runs and loops draw their test prompts from: under the run's own seed (and
-# with its eval.n_prompts) the evaluation sees exactly the prompts the run reported on.
-TEST_STREAM = "test"
 RESULT_FILE = "eval.json"
 PLOT_FILE = "positions.png"
 
@@ -83,18 +79,13 @@ def refuse_conflicting_settings(cfg: EvalRunConfig, stored: StoredModel) -> None
                           f"or evaluate another checkpoint")
 
 
-def draw_test_prompts(task: TaskConfig, n_prompts: int, seed: int) -> PromptSet:
-    """Fresh prompts of `task`, drawn from the test stream under `seed`."""
-    return sample_prompts(make_task(task), n_prompts, task.k, make_generator(seed, TEST_STREAM))
-
-
 def evaluate_stored_model(stored: StoredModel, cfg: EvalRunConfig, runtime: RuntimeOptions,
                           output_dir: Path) -> dict:
     """Per-position errors of the model and the baselines on fresh test prompts; writes
     eval.json and positions.png into `output_dir` and returns what eval.json holds."""
     task, ev = stored.task, cfg.eval
     seed = stored.run_seed if cfg.seed is None else cfg.seed
-    test = draw_test_prompts(task, ev.n_prompts, seed)
+    test = draw_test_prompts(make_task(task), ev.n_prompts, task.k, seed)
     model = stored.model.to(runtime.device)
     errors = model_errors(model, test, ev.batch_size, runtime)[0]  # (n_prompts, k)
     alpha = (ev.ridge_alpha if ev.ridge_alpha is not None

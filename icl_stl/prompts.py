@@ -15,7 +15,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from icl_stl.seeding import make_generator
 from icl_stl.tasks import Task
+
+# The stream every entry point draws a run's test prompts from (train runs, loops, icl-stl-eval):
+# under a run's seed, icl-stl-eval sees exactly the prompts the run reported on.
+TEST_STREAM = "test"
 
 
 @dataclass(frozen=True)
@@ -129,3 +134,8 @@ def pad_stack(tensors: list[Tensor]) -> Tensor:
     for i, t in enumerate(tensors):
         out[i, : t.shape[0]] = t
     return out
+
+
+def draw_test_prompts(task: Task, n_prompts: int, k: int, seed: int) -> PromptSet:
+    """The test set of a run with this seed: fresh prompts from the test stream."""
+    return sample_prompts(task, n_prompts, k, make_generator(seed, TEST_STREAM))

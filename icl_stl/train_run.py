@@ -21,7 +21,7 @@ from icl_stl.identity import train_identity
 from icl_stl.io import CheckpointSlot, RunLock, atomic_write_bytes, atomic_write_json
 from icl_stl.loop.fidelity import head_calibration
 from icl_stl.losses import squared_error
-from icl_stl.prompts import sample_prompts
+from icl_stl.prompts import draw_test_prompts, sample_prompts
 from icl_stl.provenance import code_provenance
 from icl_stl.report.plots import calibration_table, plot_calibration, plot_positions
 from icl_stl.run_logger import RunLogger
@@ -67,7 +67,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
         result = train_ensemble(model, [member], task, k, app.train, runtime, checkpoint=slot,
                                 identity=identity, on_log=on_log, description="train")
 
-    test = sample_prompts(task, app.eval.n_prompts, k, make_generator(app.seed, "test"))
+    test = draw_test_prompts(task, app.eval.n_prompts, k, app.seed)
     mean, var = predict_distribution(model, test.xs[None], test.ys[None], app.eval.batch_size,
                                      runtime)  # one pass: errors and, with a head, calibration
     mean = mean[0].cpu()

@@ -57,10 +57,9 @@ from icl_stl.loop.mixing import (
     synthetic_inputs,
 )
 from icl_stl.loop.oracle import oracle_synthesize
-from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.prompts import PromptSet, draw_test_prompts
 from icl_stl.provenance import code_provenance
 from icl_stl.run_logger import RunLogger
-from icl_stl.seeding import make_generator
 from icl_stl.tasks import make_task
 from icl_stl.training import DivergenceError, RuntimeOptions
 
@@ -112,8 +111,8 @@ class LoopRun:
         self.learner = make_learner(ctx, members)
         self.s0s = [draw_s0(self.task, m, self.k) for m in members]
         # One test set for all members: lambdas and seeds are compared on the same prompts.
-        self.test_set = sample_prompts(self.task, settings.eval.n_prompts, self.k,
-                                       make_generator(settings.seed, "test"))
+        self.test_set = draw_test_prompts(self.task, settings.eval.n_prompts, self.k,
+                                          settings.seed)
 
     # -- checkpoint bookkeeping --------------------------------------------------------------
     def gen_dir(self, i: int) -> Path:

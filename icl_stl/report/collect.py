@@ -165,6 +165,11 @@ def _pool_test_sets(best: dict[tuple, tuple[int, dict]]) -> list[dict]:
     return out
 
 
+def settings_by_path(runs: list[RunResult]) -> dict[str, dict]:
+    """Run path (a record's "run") -> that run's flattened settings."""
+    return {str(r.path): r.flat_settings for r in runs}
+
+
 def loop_records(runs: list[RunResult]) -> list[dict]:
     """Every loop's per-generation records, with `config`, `run`, `run_seed`, `zero_risk` and
     `in_theorem_setting` added; one record per loop and generation.

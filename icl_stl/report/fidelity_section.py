@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from icl_stl.loop.fidelity import FAITHFUL_VAR_RATIO
-from icl_stl.report.collect import RunResult
+from icl_stl.report.collect import RunResult, settings_by_path
 from icl_stl.report.rules import describe_group, fmt, group_by
 
 COLUMNS = ("syn_label_var_ratio", "syn_w_norm", "real_w_norm", "syn_label_w1", "head_var_ratio")
@@ -45,7 +45,7 @@ def _range(recs: list[dict], key: str) -> tuple[float, float] | None:
 
 def fidelity_rows(runs: list[RunResult], records: list[dict]) -> list[dict]:
     """Per group and generation >= 1: the generator and the mean fidelity over seeds."""
-    settings = {str(r.path): r.flat_settings for r in runs}
+    settings = settings_by_path(runs)
     reached = {(r["run"], r["seed"], r["real_fraction"], r["n"], r.get("augment", 0)):
                r.get("reached_ridge") for r in records if r["generation"] == 0}
     rows = []

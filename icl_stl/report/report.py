@@ -29,6 +29,7 @@ from icl_stl.report.collect import (
     RunResult,
     load_runs,
     loop_records,
+    settings_by_path,
     stability_records,
 )
 from icl_stl.report.decay_verdicts import bound_envelope, decay_table, p4_core, verdict_p4
@@ -360,8 +361,7 @@ def write_report(paths: list[Path], out_dir: Path,
     _augmentation_section(doc, records, preds[4])
     _summary_table(doc, records)
     _in_context_section(doc, runs)
-    tidy.write_csv(tidy.tidy_rows(records, {str(r.path): r.flat_settings for r in runs}),
-                   out_dir / "runs.csv")
+    tidy.write_csv(tidy.tidy_rows(records, settings_by_path(runs)), out_dir / "runs.csv")
     doc.add("", "Every loop record as one table (one row per loop and generation): "
             "`runs.csv`.")
     path = out_dir / "REPORT.md"

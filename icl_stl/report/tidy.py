@@ -64,12 +64,12 @@ def load_runs(paths: str | Path | Iterable[str | Path]) -> pandas.DataFrame:
     import pandas
 
     from icl_stl.report.collect import load_runs as load_run_results
-    from icl_stl.report.collect import loop_records
+    from icl_stl.report.collect import loop_records, settings_by_path
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
     runs = load_run_results([Path(p) for p in paths])
-    rows = tidy_rows(loop_records(runs), {str(r.path): r.flat_settings for r in runs})
+    rows = tidy_rows(loop_records(runs), settings_by_path(runs))
     if not rows:
         return pandas.DataFrame(columns=list(KEYS))
     return pandas.read_csv(io.StringIO(csv_text(rows)))
