@@ -3,15 +3,18 @@ never an average over lambdas), readable names, and one short console line per g
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose_loop
+from conftest import compose_loop, compose_train
 from fake_wandb import FakeWandb, install
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
+from icl_stl.cli.train import train_from_config
 from icl_stl.config import ConfigError
 from icl_stl.io import read_jsonl
 from icl_stl.loop.progress import gate_lines, group_labels, member_names, risk_line
@@ -82,6 +85,29 @@ def test_without_member_runs_each_loop_keeps_its_own_keys(tmp_path, monkeypatch)
         [line["members"][3]["train/loss"] for line in lines]
     last = [d for d in logged if "gen/test_risk/member1" in d][-1]
     assert last["gen/test_risk/member1"] == summary["generations"][-3]["test_risk"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_shows_generations_and_phases(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    loop_from_config(compose_loop(tmp_path, "train.steps=4", "eval.n_prompts=16",
+                                  "eval.batch_size=16"), tmp_path / "out")
+    shown = sys.stderr.getvalue()
+    assert "generations: " in shown and "2/2" in shown
+    for phase in ("generation 0: training", "generation 1: labelling",
+                  "generation 1: evaluating"):
+        assert phase in shown
+
+
+def test_a_train_run_logs_global_step_as_its_step(tmp_path):
+    train_from_config(compose_train(tmp_path), tmp_path / "out")
+    lines = _train_lines(tmp_path)
+    assert [(r["train/step"], r["train/global_step"]) for r in lines] == [(10, 10), (20, 20),
+                                                                          (30, 30)]
 
 
 # ---------------------------------------------------------------------------------------------
