@@ -251,12 +251,14 @@ class LoggerConfig:
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     init_timeout_s: float = 30.0
+    member_runs: int = 50  # at most this many loops get their own W&B run (0: none)
 
     def validate(self, path: str = "logger") -> None:
         check_choice(f"{path}.mode", self.mode, LOGGER_MODES)
         if not isinstance(self.project, str) or not self.project:
             _fail(f"{path}.project", self.project, "a non-empty string")
         check_float(f"{path}.init_timeout_s", self.init_timeout_s, 0.0, lo_open=True)
+        check_int(f"{path}.member_runs", self.member_runs, 0)
 
 
 def _hint(tp: Any) -> tuple[type, ...]:

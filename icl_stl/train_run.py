@@ -53,8 +53,9 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
 
     def on_log(rec: dict) -> None:
         if logger is not None:
-            logger.log_metrics({"train/step": rec["step"], "train/loss": rec["loss"][0],
-                                "train/lr": rec["lr"]})
+            # global_step is the x axis of train/* (one generation: the same as step)
+            logger.log_metrics({"train/step": rec["step"], "train/global_step": rec["step"],
+                                "train/loss": rec["loss"][0], "train/lr": rec["lr"]})
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(checkpoint_dir):

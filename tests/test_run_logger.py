@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import subprocess
@@ -9,7 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from fake_wandb import FakeRun, FakeWandb, install
 
 from icl_stl.io import read_json, read_jsonl
-from icl_stl.run_logger import RunLogger, WandbUnavailableWarning
+from icl_stl.run_logger import RunLogger
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,61 +44,20 @@ def _png(path: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-# A fake wandb module: checks exactly what RunLogger asks of W&B, without W&B.
+# With a fake wandb module (tests/fake_wandb.py)
 
 
-class _FakeRun:
-    def __init__(self, fail_log_after: int | None = None) -> None:
-        self.id = "fake123"
-        self.logged: list[tuple[dict, dict]] = []
-        self.metrics: list[tuple[tuple, dict]] = []
-        self.summary: dict[str, Any] = {}
-        self.finished: list[int | None] = []
-        self.fail_log_after = fail_log_after
-
-    def define_metric(self, *args: Any, **kwargs: Any) -> None:
-        self.metrics.append((args, kwargs))
-
-    def log(self, data: dict, **kwargs: Any) -> None:
-        if self.fail_log_after is not None and len(self.logged) >= self.fail_log_after:
-            raise ConnectionError("wandb-core went away")
-        self.logged.append((dict(data), kwargs))
-
-    def finish(self, exit_code: int | None = None) -> None:
-        self.finished.append(exit_code)
+def _fake_wandb(monkeypatch: pytest.MonkeyPatch, run: FakeRun, **kwargs: Any) -> FakeWandb:
+    return install(monkeypatch, FakeWandb(run, **kwargs))
 
 
-def _fake_wandb(monkeypatch: pytest.MonkeyPatch, run: _FakeRun) -> types.SimpleNamespace:
-    calls: dict[str, Any] = {}
-
-    class Settings:
-        model_fields = {
-            "init_timeout": None,
-            "finish_timeout": None,
-            "silent": None,
-            "console": None,
-        }
-
-        def __init__(self, **kwargs: Any) -> None:
-            self.kwargs = kwargs
-
-    def init(**kwargs: Any) -> _FakeRun:
-        calls["init"] = kwargs
-        return run
-
-    fake = types.SimpleNamespace(
-        init=init,
-        Settings=Settings,
-        Image=lambda p: ("image", p),
-        calls=calls,
-        login=lambda **kw: True,
-    )
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    return fake
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "icl_stl.run_logger" and r.levelno == logging.WARNING]
 
 
 def test_fake_wandb_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run = _FakeRun()
+    run = FakeRun()
     fake = _fake_wandb(monkeypatch, run)
     with RunLogger(
         tmp_path,
@@ -122,8 +82,8 @@ def test_fake_wandb_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert init["settings"].kwargs["init_timeout"] == 7.0
     assert init["settings"].kwargs["silent"] is True
     assert run.metrics == [
-        (("train/step",), {}),
-        (("train/*",), {"step_metric": "train/step"}),
+        (("train/global_step",), {}),
+        (("train/*",), {"step_metric": "train/global_step"}),
         (("generation",), {}),
         (("gen/*",), {"step_metric": "generation"}),
     ]
@@ -137,7 +97,7 @@ def test_fake_wandb_protocol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_exception_in_context_marks_run_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = _FakeRun()
+    run = FakeRun()
     _fake_wandb(monkeypatch, run)
     with pytest.raises(ZeroDivisionError):
         with RunLogger(tmp_path, mode="online", project="p", config={}):
@@ -146,7 +106,7 @@ def test_exception_in_context_marks_run_failed(
 
 
 def test_resume_id_absent_means_no_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _fake_wandb(monkeypatch, _FakeRun())
+    fake = _fake_wandb(monkeypatch, FakeRun())
     RunLogger(tmp_path, mode="offline", project="p", config={}).close()
     assert fake.calls["init"]["id"] is None and fake.calls["init"]["resume"] is None
 
@@ -155,8 +115,9 @@ def test_resume_id_absent_means_no_resume(tmp_path: Path, monkeypatch: pytest.Mo
 # Degradation: W&B failures become one warning; local files carry on.
 
 
-def test_init_failure_degrades_to_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wandb_home: Path
+def test_init_failure_degrades_to_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wandb_home: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import wandb
 
@@ -166,26 +127,43 @@ def test_init_failure_degrades_to_warning(
     monkeypatch.setattr(wandb, "init", broken_init)
     # Under `pytest -s` in a terminal the credentials pre-check would run first; skip it.
     monkeypatch.setattr(wandb, "login", lambda **kwargs: True)
-    with pytest.warns(WandbUnavailableWarning, match="wandb unavailable.*network is unreachable"):
-        log = RunLogger(tmp_path, mode="online", project="p", config={"a": 1})
+    log = RunLogger(tmp_path, mode="online", project="p", config={"a": 1})  # offline fails too
     assert not log.wandb_active and log.run_id is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no second warning
-        log.log_metrics({"train/step": 1, "train/loss": 0.5})
-        log.write_summary({"ok": True})
-        log.close()
+    log.log_metrics({"train/step": 1, "train/loss": 0.5})
+    log.write_summary({"ok": True})
+    log.close()
+    (message,) = _warnings(caplog)
+    assert "wandb unavailable (init failed: CommError: network is unreachable)" in message
     assert read_jsonl(tmp_path / "metrics.jsonl") == [{"train/step": 1, "train/loss": 0.5}]
     assert read_json(tmp_path / "summary.json") == {"ok": True}
 
 
-def test_log_failure_mid_run_degrades_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run = _FakeRun(fail_log_after=2)
+def test_online_that_cannot_start_falls_back_to_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = install(monkeypatch, FakeWandb(fail_modes=("online",)))
+    with RunLogger(tmp_path, mode="online", project="p", config={}, name="job") as log:
+        assert log.wandb_active and log.wandb_mode == "offline"
+        log.open_member_runs(["a", "b"], [{"seed": 0}, {"seed": 1}])
+        log.log_metrics({"train/global_step": 1}, members=[{"train/loss": 1.0}] * 2)
+    assert [i["mode"] for i in fake.inits] == ["online", "offline", "offline", "offline"], \
+        "one online attempt; the job and its members then run offline"
+    (message,) = _warnings(caplog)
+    assert "wandb unavailable online (init failed: ConnectionError: cannot start online)" in message
+    assert f"wandb sync {tmp_path / 'wandb' / 'offline-run-*'}" in message
+    assert all(run.finished == [0] for run in fake.runs)
+
+
+def test_log_failure_mid_run_degrades_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = FakeRun(fail_log_after=2)
     _fake_wandb(monkeypatch, run)
     log = RunLogger(tmp_path, mode="online", project="p", config={})
-    with pytest.warns(WandbUnavailableWarning, match="log failed: ConnectionError") as record:
-        for step in range(5):
-            log.log_metrics({"train/step": step, "train/loss": 1.0 / (step + 1)})
-    assert len([w for w in record if w.category is WandbUnavailableWarning]) == 1
+    for step in range(5):
+        log.log_metrics({"train/step": step, "train/loss": 1.0 / (step + 1)})
+    (message,) = _warnings(caplog)
+    assert "log failed: ConnectionError" in message
     assert not log.wandb_active
     assert run.finished == [1], "the broken run is finished as failed"
     log.close()
@@ -193,8 +171,10 @@ def test_log_failure_mid_run_degrades_once(tmp_path: Path, monkeypatch: pytest.M
     assert len(run.logged) == 2
 
 
-def test_finish_failure_is_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    run = _FakeRun()
+def test_finish_failure_is_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = FakeRun()
 
     def bad_finish(exit_code: int | None = None) -> None:
         raise TimeoutError("upload stuck")
@@ -202,17 +182,113 @@ def test_finish_failure_is_swallowed(tmp_path: Path, monkeypatch: pytest.MonkeyP
     run.finish = bad_finish  # type: ignore[method-assign]
     _fake_wandb(monkeypatch, run)
     log = RunLogger(tmp_path, mode="online", project="p", config={})
-    with pytest.warns(WandbUnavailableWarning, match="finish failed"):
-        log.close()
+    log.close()
     log.close()  # idempotent
+    (message,) = _warnings(caplog)
+    assert "finish failed" in message
 
 
-def test_wandb_import_failure_degrades(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_import_failure_degrades(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # makes `import wandb` raise ImportError
-    with pytest.warns(WandbUnavailableWarning, match="import of wandb"):
-        log = RunLogger(tmp_path, mode="offline", project="p", config={})
+    log = RunLogger(tmp_path, mode="offline", project="p", config={})
     log.log_metrics({"x": 1})
     assert read_jsonl(log.metrics_path) == [{"x": 1}]
+    (message,) = _warnings(caplog)
+    assert "import of wandb" in message
+
+
+def test_a_warning_is_printed_once(tmp_path: Path) -> None:
+    # Logged and also raised as a Python warning, each W&B failure used to print twice.
+    code = ("import sys; from icl_stl.run_logger import RunLogger; sys.modules['wandb'] = None; "
+            f"RunLogger({str(tmp_path)!r}, mode='offline', project='p', config={{}}).close()")
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
+                          text=True, env=_isolated_env(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.stdout + proc.stderr).count("wandb unavailable") == 1, proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# One W&B run per loop (member)
+
+
+def _member_logger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, k: int, **kwargs: Any
+                   ) -> tuple[RunLogger, FakeWandb, bool]:
+    fake = install(monkeypatch, FakeWandb(fail_from_call=kwargs.pop("fail_from_call", None)))
+    log = RunLogger(tmp_path, mode="offline", project="p", config={"seed": 7}, name="job",
+                    group="preset", tags=["loop"], **kwargs)
+    names = [f"lam{lam}-seed{i}" for i, lam in enumerate([0.0, 0.5, 0.0][:k])]
+    opened = log.open_member_runs(names, [{"seed": i, "real_fraction": 0.5} for i in range(k)])
+    for step, losses in ((10, [1.0, 2.0, 3.0][:k]), (20, [0.5, 1.5, 2.5][:k])):
+        log.log_metrics({"train/step": step, "train/global_step": step},
+                        members=[{"train/loss": v, "train/x": None} for v in losses])
+    return log, fake, opened
+
+
+def test_each_member_gets_its_own_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log, fake, opened = _member_logger(tmp_path, monkeypatch, 3)
+    assert opened and log.member_runs_active
+    job, *members = fake.runs
+    assert [r.init["name"] for r in members] == ["lam0.0-seed0", "lam0.5-seed1", "lam0.0-seed2"]
+    assert all(r.init["group"] == "job" and r.init["tags"] == ["loop", "member"]
+               for r in members)
+    assert job.init["group"] == "preset"
+    assert members[1].init["config"] == {"seed": 7, "member": {"seed": 1, "real_fraction": 0.5}}
+    assert all(r.metrics == job.metrics for r in members), "the same step axes"
+    assert [d for d, _ in members[2].logged] == [
+        {"train/step": 10, "train/global_step": 10, "train/loss": 3.0},
+        {"train/step": 20, "train/global_step": 20, "train/loss": 2.5}]
+    assert job.logged == [], "per-member values go to the members' runs only"
+    log.close(failed=True)
+    assert all(r.finished == [1] for r in fake.runs)
+    line = read_jsonl(log.metrics_path)[1]
+    assert line == {"train/step": 20, "train/global_step": 20, "members": [
+        {"train/loss": v, "train/x": None} for v in (0.5, 1.5, 2.5)]}
+
+
+@pytest.mark.parametrize("case", ["over_the_cap", "member_init_fails"])
+def test_members_in_the_job_run_with_suffixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    kwargs = {"member_runs": 2} if case == "over_the_cap" else {"fail_from_call": 2}
+    log, fake, opened = _member_logger(tmp_path, monkeypatch, 3, **kwargs)
+    assert not opened and not log.member_runs_active
+    job = fake.runs[0]
+    assert job.logged[1][0] == {"train/step": 20, "train/global_step": 20,
+                                "train/loss/member0": 0.5, "train/loss/member1": 1.5,
+                                "train/loss/member2": 2.5}, "one loss per loop, none averaged"
+    if case == "member_init_fails":
+        assert fake.runs[1].finished == [1], "the member run opened before the failure is closed"
+        (message,) = _warnings(caplog)
+        assert "member init failed" in message
+    else:
+        assert len(fake.runs) == 1 and _warnings(caplog) == []
+    log.close()
+
+
+def test_a_single_member_logs_to_the_job_run(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    log, fake, opened = _member_logger(tmp_path, monkeypatch, 1)
+    assert not opened and len(fake.runs) == 1
+    assert fake.runs[0].logged[0][0] == {"train/step": 10, "train/global_step": 10,
+                                         "train/loss": 1.0}
+    log.close()
+
+
+def test_member_runs_with_real_wandb_offline(tmp_path: Path, wandb_home: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    # Several runs open at once in one process (reinit="create_new"), each its own files.
+    with RunLogger(tmp_path, mode="offline", project="icl-stl-test", config={"a": 1},
+                   name="job") as log:
+        assert log.open_member_runs(["m0", "m1", "m2"], [{"seed": s} for s in range(3)])
+        for step in range(3):
+            log.log_metrics({"train/global_step": step},
+                            members=[{"train/loss": step + m} for m in range(3)])
+        log.log_metrics({"generation": 0}, members=[{"gen/test_risk": m} for m in range(3)])
+    assert _warnings(caplog) == []
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 4 and all(list(r.glob("run-*.wandb")) for r in runs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,27 +318,26 @@ def test_disabled_writes_local_files_only(
     assert list(wandb_home.iterdir()) == []
 
 
-def test_offline_run(tmp_path: Path, wandb_home: Path) -> None:
+def test_offline_run(tmp_path: Path, wandb_home: Path, caplog: pytest.LogCaptureFixture) -> None:
     run_dir = tmp_path / "run"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", WandbUnavailableWarning)
-        log = RunLogger(
-            run_dir,
-            mode="offline",
-            project="icl-stl-test",
-            config={"lr": 1e-3},
-            name="t",
-            tags=["test"],
-            init_timeout_s=30,
-        )
-        assert log.wandb_active
-        run_id = log.run_id
-        for step in range(3):
-            log.log_metrics({"train/step": step, "train/loss": 1.0 / (step + 1)})
-        log.log_metrics({"generation": 0, "gen/err": 0.5})
-        log.log_image("gen/plot", _png(tmp_path / "p.png"), extra={"generation": 0})
-        log.write_summary({"final_err": 0.5})
-        log.close()
+    log = RunLogger(
+        run_dir,
+        mode="offline",
+        project="icl-stl-test",
+        config={"lr": 1e-3},
+        name="t",
+        tags=["test"],
+        init_timeout_s=30,
+    )
+    assert log.wandb_active
+    run_id = log.run_id
+    for step in range(3):
+        log.log_metrics({"train/step": step, "train/loss": 1.0 / (step + 1)})
+    log.log_metrics({"generation": 0, "gen/err": 0.5})
+    log.log_image("gen/plot", _png(tmp_path / "p.png"), extra={"generation": 0})
+    log.write_summary({"final_err": 0.5})
+    log.close()
+    assert _warnings(caplog) == []
     offline = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
     assert len(read_jsonl(run_dir / "metrics.jsonl")) == 4
@@ -278,7 +353,7 @@ def test_offline_run(tmp_path: Path, wandb_home: Path) -> None:
 
 
 def test_config_with_non_json_types(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _fake_wandb(monkeypatch, _FakeRun())
+    fake = _fake_wandb(monkeypatch, FakeRun())
 
     class Opaque:
         def __repr__(self) -> str:
@@ -327,6 +402,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
         RunLogger(tmp_path, mode="loud", project="p", config={})
     with pytest.raises(ValueError, match="init_timeout_s"):
         RunLogger(tmp_path, mode="disabled", project="p", config={}, init_timeout_s=0)
+    with pytest.raises(ValueError, match="member_runs"):
+        RunLogger(tmp_path, mode="disabled", project="p", config={}, member_runs=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,8 +416,10 @@ from icl_stl.run_logger import RunLogger
 warnings.simplefilter("always")
 t0 = time.monotonic()
 log = RunLogger(sys.argv[1], mode="online", project="p", config={{}}, init_timeout_s={timeout})
-print("INIT_S", time.monotonic() - t0, "ACTIVE", log.wandb_active, flush=True)
+print("INIT_S", time.monotonic() - t0, "ACTIVE", log.wandb_active, "MODE", log.wandb_mode,
+      flush=True)
 log.log_metrics({{"train/step": 0, "train/loss": 1.0}})
+print("MEMBERS", log.open_member_runs(["a", "b"], [{{}}, {{}}]), flush=True)
 log.close()
 """
 
@@ -361,7 +440,7 @@ def _isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_online_without_network_gives_up_within_timeout(tmp_path: Path) -> None:
+def test_online_without_network_falls_back_to_offline_within_timeout(tmp_path: Path) -> None:
     timeout = 3.0
     env = _isolated_env(tmp_path, WANDB_API_KEY="a" * 40, WANDB_BASE_URL="http://wandb.invalid")
     start = time.monotonic()
@@ -375,11 +454,14 @@ def test_online_without_network_gives_up_within_timeout(tmp_path: Path) -> None:
     )
     elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr
-    assert "ACTIVE False" in proc.stdout
+    assert "ACTIVE True MODE offline" in proc.stdout and "MEMBERS True" in proc.stdout
     init_s = float(proc.stdout.split("INIT_S")[1].split()[0])
     assert init_s < timeout + 10, f"wandb.init took {init_s:.1f} s with init_timeout={timeout}"
     assert elapsed < 60
-    assert "wandb unavailable" in proc.stderr
+    assert proc.stderr.count("wandb unavailable") == 1, proc.stderr
+    sync_dir = tmp_path / "run" / "wandb"
+    assert f"wandb sync {sync_dir / 'offline-run-*'}" in proc.stderr
+    assert len(list(sync_dir.glob("offline-run-*/run-*.wandb"))) == 3, "job and two members"
     assert read_jsonl(tmp_path / "run" / "metrics.jsonl") == [{"train/step": 0, "train/loss": 1.0}]
 
 
@@ -423,8 +505,8 @@ def test_online_on_terminal_without_credentials_does_not_prompt(tmp_path: Path) 
         os.close(leader)
     err = b"".join(chunks).decode(errors="replace")
     assert proc.returncode == 0, err
-    assert "ACTIVE False" in out
-    assert "no W&B API key configured" in err
+    assert "ACTIVE True MODE offline" in out
+    assert "no W&B API key configured" in err and "wandb sync" in err
     assert float(out.split("INIT_S")[1].split()[0]) < 10
     assert read_jsonl(tmp_path / "run" / "metrics.jsonl") == [{"train/step": 0, "train/loss": 1.0}]
 

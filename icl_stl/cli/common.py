@@ -93,11 +93,44 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _values(values: list) -> str:
+    """`[0, 1, 2, 3]` as ``0-3``, a few values as ``0,0.5``, many as ``16..512``."""
+    text = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+    if len(values) > 2 and all(isinstance(v, int) for v in values) \
+            and list(values) == list(range(values[0], values[0] + len(values))):
+        return f"{values[0]}-{values[-1]}"
+    if len(values) <= 4 or not all(isinstance(v, (int, float)) for v in values):
+        return ",".join(text)
+    return f"{min(values):g}..{max(values):g}"
+
+
+def display_name(app: AppConfig, job_type: str) -> str:
+    """The W&B name of a run: run.name, else what it runs, e.g. ``loop-lam0,0.5-n1000-g10-seed0-199``
+    (the settings hash names its checkpoints and is in the W&B config as checkpoint_name)."""
+    if app.run.name:
+        return app.run.name
+    probe = app.probe or {}
+    seeds = app.members.seeds or probe.get("seeds") or [app.seed]
+    ns = app.members.ns or probe.get("ns") or [app.data.n if app.data.n is not None else "fresh"]
+    seed = f"seed{_values(list(seeds))}"
+    if app.loop is None:
+        return f"{job_type}-{app.model.arch}-{app.model.n_layer}L-d{app.task.d}-n{_values(ns)}-{seed}"
+    lams = app.members.real_fractions or [app.loop.real_fraction]
+    augments = app.members.augments or [app.loop.augment]
+    parts = [job_type, f"lam{_values(list(lams))}", f"n{_values(list(ns))}"]
+    if any(augments):
+        parts.append(f"m{_values(list(augments))}")
+    return "-".join([*parts, f"g{app.loop.generations}", seed])
+
+
 def make_logger(app: AppConfig, run_dir: Path, name: str, job_type: str) -> RunLogger:
-    config = dataclasses.asdict(app)
+    """The run's logger; `name` (the checkpoint name, a hash unless run.name is set) goes into
+    the W&B config, the W&B run is named by `display_name`."""
+    config = {**dataclasses.asdict(app), "checkpoint_name": name}
     return RunLogger(run_dir, mode=app.logger.mode, project=app.logger.project, config=config,
-                     name=name, group=app.logger.group, tags=[job_type, *app.logger.tags],
-                     init_timeout_s=app.logger.init_timeout_s)
+                     name=display_name(app, job_type), group=app.logger.group,
+                     tags=[job_type, *app.logger.tags], init_timeout_s=app.logger.init_timeout_s,
+                     member_runs=app.logger.member_runs)
 
 
 def refuse_unswept_grid() -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from icl_stl import RESULTS_VERSION
 from icl_stl.baselines import bayes_optimal_ridge_alpha
@@ -57,6 +58,13 @@ from icl_stl.loop.mixing import (
     synthetic_inputs,
 )
 from icl_stl.loop.oracle import oracle_synthesize
+from icl_stl.loop.progress import (
+    gate_lines,
+    group_labels,
+    group_metrics,
+    member_names,
+    risk_line,
+)
 from icl_stl.prompts import PromptSet, draw_test_prompts
 from icl_stl.provenance import code_provenance
 from icl_stl.run_logger import RunLogger
@@ -64,6 +72,8 @@ from icl_stl.tasks import make_task
 from icl_stl.training import DivergenceError, RuntimeOptions
 
 log = logging.getLogger(__name__)
+
+GATE_LINES_PER_LOOP = 8  # up to this many loops, the gate is reported loop by loop
 
 # Hook for probes: (generation, learner, datasets, synthetic) -> extra metrics per member.
 ExtraMetrics = Callable[[int, Learner, list[PromptSet], list[PromptSet]], list[dict]]
@@ -78,6 +88,12 @@ class LoopSettings:
     loop: LoopConfig
     seed: int = 0
     runtime: RuntimeOptions = dataclasses.field(default_factory=RuntimeOptions)
+
+    def steps_before(self, generation: int) -> int:
+        """Optimizer steps of generations 0..generation-1: the offset of `train/global_step`
+        (the rule of `TransformerLearner.fit`: loop.steps, if set, from generation 1 on)."""
+        later = self.loop.steps if self.loop.steps is not None else self.train.steps
+        return 0 if generation == 0 else self.train.steps + (generation - 1) * later
 
     def identity(self) -> dict:
         """What must match for a checkpoint to be resumed (the generation count may grow)."""
@@ -113,6 +129,8 @@ class LoopRun:
         # One test set for all members: lambdas and seeds are compared on the same prompts.
         self.test_set = draw_test_prompts(self.task, settings.eval.n_prompts, self.k,
                                           settings.seed)
+        specs = [m.describe() for m in members]
+        self.names, self.groups = member_names(specs), group_labels(specs)
 
     # -- checkpoint bookkeeping --------------------------------------------------------------
     def gen_dir(self, i: int) -> Path:
@@ -235,55 +253,97 @@ class LoopRun:
         history: list[list[PromptSet]] = [[] for _ in self.members]
         all_records: list[dict] = []
         timings = []
-        for i in range(s.loop.generations + 1):
-            done = self._finished(i)
-            if done is not None:
-                log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
-                all_records += done["records"]
-                if i < s.loop.generations:  # later generations need it to label and warm-start
-                    if i > 0:  # read (or relabel) with generation i-1 still loaded
-                        for m, syn in enumerate(self._synthetic(i)):
-                            history[m].append(syn)
-                    self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
-                continue
-            start = time.perf_counter()
-            self.gen_dir(i).mkdir(parents=True, exist_ok=True)
-            sets, reals, new = self._datasets(i, history)
-            on_log = None
-            if self.logger is not None:
-                def on_log(rec, i=i):
-                    self.logger.log_metrics({"train/step": rec["step"], "generation": i,
-                                             "train/loss": sum(rec["loss"]) / len(rec["loss"]),
-                                             "train/lr": rec["lr"]})
-            info = self.learner.fit(i, sets, CheckpointSlot(self.gen_dir(i), "train"), on_log)
-            records = self._evaluate(i, sets, reals, new, info, ridge_risk, zero_risk)
-            if i == 0:
-                log_gate(records)
-            save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
-            atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
-            fault_point("generation_end")
-            for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt"):
-                f.unlink(missing_ok=True)  # the finished model supersedes the resume point
-            for m in range(len(self.members)):
-                if i > 0:
-                    history[m].append(new[m])
-            timings.append({"generation": i, "seconds": time.perf_counter() - start,
-                            "trained_members": info.get("trained_members", len(self.members))})
-            all_records += records
-            self._log_generation(records)
-            log.info("generation %d: test risk %s", i,
-                     " ".join(f"{r['test_risk']:.4f}" for r in records))
+        if self.logger is not None:
+            self.logger.open_member_runs(
+                self.names, [{"index": m, **spec.describe()} for m, spec in enumerate(self.members)])
+        # Silent off a terminal (disable=None); the phase shows what a long generation is doing.
+        bar = tqdm(total=s.loop.generations + 1, desc="generations", unit="gen", disable=None,
+                   leave=False)
+        try:
+            for i in range(s.loop.generations + 1):
+                records = self._generation(i, history, all_records, timings, ridge_risk,
+                                           zero_risk, bar)
+                bar.update(1)
+                if records is not None:
+                    log.info("generation %d/%d: %s", i, s.loop.generations,
+                             risk_line([r["test_risk"] for r in records], self.groups))
+        finally:
+            bar.close()
         return self._summary(all_records, base, alpha, timings)
 
-    def _log_generation(self, records: list[dict]) -> None:
+    def _generation(self, i: int, history: list[list[PromptSet]], all_records: list[dict],
+                    timings: list, ridge_risk: float, zero_risk: float,
+                    bar: tqdm) -> list[dict] | None:
+        """Run (or load) generation i; return its records, or None when it was loaded."""
+        s = self.s
+        done = self._finished(i)
+        if done is not None:
+            log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
+            all_records += done["records"]
+            if i < s.loop.generations:  # later generations need it to label and warm-start
+                if i > 0:  # read (or relabel) with generation i-1 still loaded
+                    for m, syn in enumerate(self._synthetic(i)):
+                        history[m].append(syn)
+                self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
+            return None
+        start = time.perf_counter()
+        self.gen_dir(i).mkdir(parents=True, exist_ok=True)
+        bar.set_postfix_str(f"generation {i}: labelling" if i else "generation 0: data")
+        sets, reals, new = self._datasets(i, history)
+        on_log = None
+        if self.logger is not None:
+            offset = s.steps_before(i)
+
+            def on_log(rec: dict) -> None:
+                self.logger.log_metrics(
+                    {"train/step": rec["step"], "train/global_step": offset + rec["step"],
+                     "generation": i, "train/lr": rec["lr"]},
+                    members=[{"train/loss": loss} for loss in rec["loss"]])
+        bar.set_postfix_str(f"generation {i}: training")
+        info = self.learner.fit(i, sets, CheckpointSlot(self.gen_dir(i), "train"), on_log)
+        bar.set_postfix_str(f"generation {i}: evaluating")
+        records = self._evaluate(i, sets, reals, new, info, ridge_risk, zero_risk)
+        if i == 0:
+            self._log_gate(records)
+        save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
+        atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
+        fault_point("generation_end")
+        for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt"):
+            f.unlink(missing_ok=True)  # the finished model supersedes the resume point
+        for m in range(len(self.members)):
+            if i > 0:
+                history[m].append(new[m])
+        timings.append({"generation": i, "seconds": time.perf_counter() - start,
+                        "trained_members": info.get("trained_members", len(self.members))})
+        all_records += records
+        self._log_generation(i, records)
+        return records
+
+    def _log_gate(self, records: list[dict]) -> None:
+        """A line per loop for a few loops; per group beyond (200 seeds: not 200 lines)."""
+        if len(records) <= GATE_LINES_PER_LOOP:
+            log_gate(records)
+            return
+        passed = all(r["reached_ridge"] for r in records)
+        for line in gate_lines(records, self.groups):
+            log.log(logging.INFO if passed else logging.WARNING, "generation 0 gate: %s%s",
+                    line, "" if passed else "; no verdict about the theory can rest on the "
+                                            "loops that did not")
+
+    def _log_generation(self, i: int, records: list[dict]) -> None:
+        """Each loop's scalars (to its own W&B run, see `RunLogger.open_member_runs`) and, for
+        several loops, the job's per-group median [min, max] of the test risk."""
         if self.logger is None:
             return
-        for rec in records:
-            scalars = {f"gen/{k}": v for k, v in rec.items()
-                       if isinstance(v, (int, float)) and k not in ("generation", "member")}
-            suffix = "" if len(records) == 1 else f"/member{rec['member']}"
-            self.logger.log_metrics({"generation": rec["generation"],
-                                     **{k + suffix: v for k, v in scalars.items()}})
+        # What identifies a loop is in its run's config, not a metric.
+        skip = {"generation", "member", *self.members[0].describe()}
+        self.logger.log_metrics(
+            {"generation": i},
+            members=[{f"gen/{k}": v for k, v in rec.items()
+                      if isinstance(v, (int, float)) and k not in skip} for rec in records])
+        if len(records) > 1:
+            self.logger.log_metrics({"generation": i, **group_metrics(
+                [r["test_risk"] for r in records], self.groups, "gen/test_risk")})
 
     def _summary(self, records: list[dict], base: dict, alpha: float, timings: list) -> dict:
         summary = {
