@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import signal
+import statistics
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -241,8 +242,7 @@ def train_ensemble(
                 history.append(record)
                 if on_log is not None:
                     on_log(record)
-                log.info("%s step %d/%d loss %s", description, step, cfg.steps,
-                         " ".join(f"{v:.4f}" for v in mean))
+                log.info("%s step %d/%d loss %s", description, step, cfg.steps, loss_text(mean))
                 window_loss.zero_()
                 window_steps = 0
             due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
@@ -280,6 +280,23 @@ def _stop_on_signal():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+MAX_LOSSES_SHOWN = 8  # beyond this many members a step's line summarises their losses
+
+
+def loss_text(losses: list[float]) -> str:
+    """Each member's loss for a few members; median [min, max] over them for many, so a
+    200-seed ensemble logs one short line per step rather than 200 numbers."""
+    if len(losses) <= MAX_LOSSES_SHOWN:
+        return " ".join(f"{v:.4f}" for v in losses)
+    finite = sorted(v for v in losses if math.isfinite(v))
+    if not finite:
+        return f"all {len(losses)} non-finite"
+    text = (f"median {statistics.median(finite):.4f} [{finite[0]:.4f}, {finite[-1]:.4f}] "
+            f"over {len(losses)} members")
+    bad = len(losses) - len(finite)
+    return text + (f", {bad} non-finite" if bad else "")
 
 
 def _stop_diverged(model: Ensemble, losses: Tensor, norms: Tensor, when: str, description: str,

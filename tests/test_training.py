@@ -230,3 +230,15 @@ def test_wrong_number_of_member_datasets_is_an_error(tiny_model, quick_train, li
     ens = build_ensemble(tiny_model, linear_task.d, K_PAIRS, gens(0, 2))
     with pytest.raises(ValueError, match="2"):
         train_ensemble(ens, _datasets(linear_task, 3), linear_task, K_PAIRS, quick_train)
+
+
+def test_a_steps_log_line_summarises_many_members_and_lists_a_few():
+    from icl_stl.training import MAX_LOSSES_SHOWN, loss_text
+
+    few = [0.5, 0.25]
+    assert loss_text(few) == "0.5000 0.2500"
+    many = [float(i) for i in range(MAX_LOSSES_SHOWN + 3)] + [float("nan")]
+    text = loss_text(many)
+    assert text == (f"median {5.0:.4f} [0.0000, {MAX_LOSSES_SHOWN + 2:.4f}] over "
+                    f"{MAX_LOSSES_SHOWN + 4} members, 1 non-finite")
+    assert loss_text([float("nan")] * 20) == "all 20 non-finite"
