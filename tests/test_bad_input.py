@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TRAIN, TRAIN_CLI, check_ok, compose_cfg, compose_train, run_cli
+from conftest import BIN, TINY_TRAIN, TRAIN_CLI, check_ok, compose_cfg, compose_train, run_cli
 from hydra.errors import MissingConfigException
 
 from icl_stl.cli.train import train_from_config
@@ -66,6 +66,55 @@ def test_cli_bad_value_exits_2_with_one_clear_line(tmp_path):
     assert "task.d" in proc.stderr and "-1" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("script,args,named", [
+    ("train", ["train.stepz=10"], "train.stepz=10: there is no setting train.stepz; did you "
+                                  "mean train.steps?"),
+    ("loop", ["-m", "seed=0,1", "loop.real_fractoin=0,0.5"],
+     "loop.real_fractoin=0,0.5: there is no setting loop.real_fractoin; did you mean "
+     "loop.real_fraction?"),
+    ("probe", ["probe=stabilty"], "probe=stabilty: probe has no option 'stabilty'; did you mean "
+                                  "stability? (options: decay, in_context, stability)"),
+    ("eval", ["checkpont=x.pt"], "checkpont=x.pt: there is no setting checkpont; did you mean "
+                                 "checkpoint?"),
+])
+def test_cli_mistyped_key_is_one_line_exit_2_before_anything_is_written(tmp_path, script, args,
+                                                                        named):
+    """Checked before Hydra starts (icl_stl.cli.preflight): no run directory, log or
+    checkpoint, and one line instead of Hydra's six."""
+    base = ["seed=0"] if script == "eval" else [*TINY_TRAIN, f"run.checkpoint_root={tmp_path}/ck"]
+    proc = run_cli(str(BIN / f"icl-stl-{script}"), *args, *base, f"hydra.run.dir={tmp_path}/out",
+                   f"hydra.sweep.dir={tmp_path}/sweep")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip() == f"error: {named}", proc.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("setting,under_file,multirun", [
+    ("run.checkpoint_root", False, False),
+    ("run.checkpoint_root", True, False),
+    ("hydra.run.dir", False, False),
+    ("hydra.run.dir", True, False),
+    ("hydra.sweep.dir", True, True),
+])
+def test_cli_directory_that_cannot_be_made_is_one_line_exit_2(tmp_path, setting, under_file,
+                                                              multirun):
+    """/proc/nope, or a path under a file: refused naming the setting and the path before
+    anything (run directory, train.log, wandb, checkpoints) is created."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    bad = f"{blocker}/sub" if under_file else "/proc/nope"
+    places = {"run.checkpoint_root": f"{tmp_path}/ck", "hydra.run.dir": f"{tmp_path}/out",
+              "hydra.sweep.dir": f"{tmp_path}/sweep", setting: bad}
+    proc = run_cli(TRAIN_CLI, *(["-m", "seed=0,1"] if multirun else []), *TINY_TRAIN,
+                   *(f"{k}={v}" for k, v in places.items()))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip()
+    assert line.startswith(f"error: {setting}={bad}: ") and "\n" not in line, line
+    assert (f"{blocker} is a file, not a directory" if under_file else
+            "cannot create a directory in /proc") in line, line
+    assert list(tmp_path.iterdir()) == [blocker]
 
 
 def _corrupt_checkpoint(tmp_path: Path) -> Path:

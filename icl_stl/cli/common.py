@@ -1,4 +1,5 @@
-"""What every entry point shares: config parsing, run names, runtime switches, error handling.
+"""What every entry point shares: config parsing, run names, runtime switches, error handling,
+the command-line check before Hydra starts (`hydra_app`).
 
 Entry points are the only code that sees a Hydra DictConfig; they turn it into typed settings
 here and hand those to the core functions.
@@ -11,6 +12,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,6 +22,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from icl_stl import RESULTS_VERSION
+from icl_stl.cli.preflight import preflight
+from icl_stl.cli.sweeps import ERROR_FILE, sweep_threads
 from icl_stl.config import AppConfig, ConfigError, RuntimeConfig, parse_app_config
 from icl_stl.identity import train_identity
 from icl_stl.io import PersistenceError, RunLockedError, atomic_write_json
@@ -147,6 +151,23 @@ def refuse_unswept_grid() -> None:
                           f"and set those keys yourself")
 
 
+def share_cores_between_jobs(cfg: DictConfig) -> None:
+    """In a job of the joblib launcher, n_jobs jobs share the machine: each gets its share of
+    the cores as torch threads, unless runtime.threads says otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return
+    if OmegaConf.select(cfg, "runtime.threads", default=None) is not None:
+        return  # applied by runtime_options
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n_jobs = launcher.get("n_jobs")
+    threads = sweep_threads(cores or 1, n_jobs, torch.get_num_threads())
+    torch.set_num_threads(threads)
+    log.info("torch threads: %d (%d cores shared by joblib n_jobs=%s)", threads, cores, n_jobs)
+
+
 def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], object]:
     """Wrap a Hydra task: user errors become one clear line (exit 2); in a sweep a failing job
     records its error in its directory and the sweep goes on."""
@@ -155,11 +176,15 @@ def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
     def wrapper(cfg: DictConfig):
         try:
             refuse_unswept_grid()
+            if is_multirun():
+                # an error.json of an earlier run of this sweep is not this run's failure
+                (hydra_output_dir() / ERROR_FILE).unlink(missing_ok=True)
+                share_cores_between_jobs(cfg)
             return fn(cfg)
         except Exception as err:
             if is_multirun():
                 out = hydra_output_dir()
-                atomic_write_json(out / "error.json", {
+                atomic_write_json(out / ERROR_FILE, {
                     "error": f"{type(err).__name__}: {err}",
                     "traceback": traceback.format_exc()})
                 log.error("job failed (%s: %s); the sweep continues", type(err).__name__, err)
@@ -175,6 +200,29 @@ def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
             sys.exit(130)
 
     return wrapper
+
+
+def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], object]], Callable[..., None]]:
+    """`@hydra.main` on conf/<config_name>.yaml around `entry_point(fn)`, with the command line
+    checked first (`preflight`: a mistyped key or an output directory that cannot be made is one
+    line and exit 2, before Hydra writes anything). The result is the console script's main."""
+    import hydra
+
+    def decorate(fn: Callable[[DictConfig], object]) -> Callable[..., None]:
+        task = hydra.main(version_base="1.3", config_path=CONFIG_DIR,
+                          config_name=config_name)(entry_point(fn))
+
+        @functools.wraps(fn)
+        def main(cfg: DictConfig | None = None) -> None:
+            if cfg is not None:  # Hydra's pass-through: main(cfg) runs the task on cfg
+                task(cfg)
+                return
+            preflight(CONFIG_DIR, config_name, sys.argv[1:])
+            task()
+
+        return main
+
+    return decorate
 
 
 def find_config_dir() -> str:

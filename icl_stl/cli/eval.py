@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from icl_stl.cli.common import CONFIG_DIR, entry_point, hydra_output_dir, runtime_options
+from icl_stl.cli.common import hydra_app, hydra_output_dir, runtime_options
 from icl_stl.config import ConfigError, from_container
 from icl_stl.eval_run import EvalRunConfig, evaluate_stored_model, refuse_conflicting_settings
 from icl_stl.locks import RunLock
@@ -48,8 +47,7 @@ def eval_from_config(cfg: DictConfig, output_dir) -> dict:
         return evaluate_stored_model(stored, settings, runtime, output_dir)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-@entry_point
+@hydra_app("eval")
 def main(cfg: DictConfig) -> None:
     eval_from_config(cfg, hydra_output_dir())
 

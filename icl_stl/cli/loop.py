@@ -9,12 +9,10 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from icl_stl.cli.common import (
-    CONFIG_DIR,
-    entry_point,
+    hydra_app,
     hydra_output_dir,
     load_app_config,
     make_logger,
@@ -97,8 +95,7 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="loop")
-@entry_point
+@hydra_app("loop")
 def main(cfg: DictConfig) -> None:
     loop_from_config(cfg, hydra_output_dir())
 

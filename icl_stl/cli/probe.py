@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from icl_stl.cli.common import (
-    CONFIG_DIR,
-    entry_point,
+    hydra_app,
     hydra_output_dir,
     load_app_config,
     make_logger,
@@ -88,8 +86,7 @@ def probe_from_config(cfg: DictConfig, output_dir) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="probe")
-@entry_point
+@hydra_app("probe")
 def main(cfg: DictConfig) -> None:
     probe_from_config(cfg, hydra_output_dir())
 

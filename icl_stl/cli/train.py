@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from icl_stl.cli.common import (
-    CONFIG_DIR,
-    entry_point,
+    hydra_app,
     hydra_output_dir,
     load_app_config,
     make_logger,
@@ -34,8 +32,7 @@ def train_from_config(cfg: DictConfig, output_dir) -> dict:
         return run_training(app, output_dir, Path(app.run.checkpoint_root) / name, runtime, logger)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-@entry_point
+@hydra_app("train")
 def main(cfg: DictConfig) -> None:
     train_from_config(cfg, hydra_output_dir())
 
