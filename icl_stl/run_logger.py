@@ -29,7 +29,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from icl_stl.io import append_jsonl, atomic_write_json
+from icl_stl.persistence import append_jsonl, atomic_write_json
 
 logger = logging.getLogger(__name__)
 

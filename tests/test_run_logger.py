@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from icl_stl.io import read_json, read_jsonl
+from icl_stl.persistence import read_json, read_jsonl
 from icl_stl.run_logger import RunLogger, WandbUnavailableWarning
 
 REPO = Path(__file__).resolve().parents[1]

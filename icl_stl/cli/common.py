@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from icl_stl import RESULTS_VERSION
 from icl_stl.config import AppConfig, ConfigError, RuntimeConfig, parse_app_config
 from icl_stl.identity import train_identity
-from icl_stl.io import PersistenceError, RunLockedError, atomic_write_json
+from icl_stl.persistence import PersistenceError, RunLockedError, atomic_write_json
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import resolve_device
 from icl_stl.training import DivergenceError, RuntimeOptions
