@@ -182,7 +182,7 @@ def bench_generation(runtime: RuntimeOptions, n: int, steps: int, d: int, k: int
     specs = [MemberSpec(seed=i, real_fraction=0.5, n=n) for i in range(members)]
     with tempfile.TemporaryDirectory() as tmp:
         LoopRun(settings, specs, Path(tmp) / "ck", Path(tmp)).run()
-        from icl_stl.io import read_json
+        from icl_stl.persistence import read_json
 
         timing = read_json(Path(tmp) / "timing.json")["generations"]
     return {"n": n, "steps": steps, "members": members,

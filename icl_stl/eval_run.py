@@ -26,7 +26,7 @@ from icl_stl.config import (
 from icl_stl.evaluation import baseline_errors, model_errors, summarise
 from icl_stl.gate import gap_closed, reached_ridge
 from icl_stl.identity import describe_differences
-from icl_stl.io import atomic_write_json
+from icl_stl.persistence import atomic_write_json
 from icl_stl.prompts import TEST_STREAM, draw_test_prompts
 from icl_stl.provenance import code_provenance
 from icl_stl.report.plots import plot_positions

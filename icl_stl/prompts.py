@@ -108,13 +108,13 @@ class PromptSet:
         return PromptSet(state["xs"], state["ys"], state.get("params"))
 
     def save(self, path: str | Path) -> None:
-        from icl_stl.io import save_state
+        from icl_stl.persistence import save_state
 
         save_state(Path(path), self.state_dict())
 
     @staticmethod
     def load(path: str | Path) -> PromptSet:
-        from icl_stl.io import load_state
+        from icl_stl.persistence import load_state
 
         return PromptSet.from_state_dict(load_state(Path(path)))
 

@@ -1,6 +1,6 @@
 """The single place a run writes its metrics: local files always, Weights & Biases when it can.
 
-Local files are the record of a run and are written first, durably (see :mod:`icl_stl.io`):
+Local files are the record of a run and are written first, durably (see :mod:`icl_stl.persistence`):
 
 * ``<run_dir>/metrics.jsonl``: one JSON object per :meth:`RunLogger.log_metrics` call;
 * ``<run_dir>/summary.json``: the latest :meth:`RunLogger.write_summary`, replaced atomically.
@@ -9,7 +9,7 @@ W&B is a convenience on top. ``mode="online"`` that cannot start (no network, no
 falls back to offline W&B files, to be uploaded later with ``wandb sync``. Any other failure
 (not installed, unwritable directory, a crash mid-run) is reported once, as a logged warning,
 and the run continues with local files only: logging never kills or hangs a run. A failure to
-write the *local* files is not swallowed (:class:`icl_stl.io.PersistenceError`), since then the
+write the *local* files is not swallowed (:class:`icl_stl.persistence.PersistenceError`), since then the
 run's results would be lost.
 
 Two step axes are defined so that training and the self-consuming loop can share one W&B run:
@@ -35,7 +35,7 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any
 
-from icl_stl.io import append_jsonl, atomic_write_json
+from icl_stl.persistence import append_jsonl, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +351,7 @@ class RunLogger:
         ``train/*`` metrics, ``generation`` with ``gen/*`` metrics. Values must be numbers,
         strings, booleans, None, or lists/dicts of those; numpy scalars and one-element tensors
         are converted. Raises ``TypeError`` naming the key otherwise, and
-        :class:`icl_stl.io.PersistenceError` if the local file cannot be written.
+        :class:`icl_stl.persistence.PersistenceError` if the local file cannot be written.
 
         `members`, one mapping per member, holds per-member values: written locally as one line
         ``{**record, "members": [...]}``; on W&B, member i's run gets ``{**record,
@@ -388,7 +388,7 @@ class RunLogger:
         """Atomically replace ``summary.json`` with `summary` and set it as the W&B summary.
 
         Values follow the rules of :meth:`log_metrics`. Non-finite floats are written as
-        ``NaN``/``Infinity`` (see :func:`icl_stl.io.atomic_write_json`).
+        ``NaN``/``Infinity`` (see :func:`icl_stl.persistence.atomic_write_json`).
         """
         self._check_open()
         if not isinstance(summary, Mapping):

@@ -25,7 +25,7 @@ import torch
 from icl_stl import RESULTS_VERSION
 from icl_stl.config import ConfigError, ModelConfig, TaskConfig, check_int, from_container
 from icl_stl.ensemble import Ensemble, build_ensemble
-from icl_stl.io import PersistenceError, load_state, read_json
+from icl_stl.persistence import PersistenceError, load_state, read_json
 
 TRAIN_FILE = "train.pt"  # a train run's final (or mid-training) state
 GENERATION_FILE = "model.pt"  # a finished loop generation's weights

@@ -18,9 +18,9 @@ from icl_stl.ensemble import build_ensemble
 from icl_stl.evaluation import baseline_errors, model_errors, predict_distribution, summarise
 from icl_stl.gate import gap_closed, reached_ridge
 from icl_stl.identity import train_identity
-from icl_stl.io import CheckpointSlot, RunLock, atomic_write_bytes, atomic_write_json
 from icl_stl.loop.fidelity import head_calibration
 from icl_stl.losses import squared_error
+from icl_stl.persistence import CheckpointSlot, RunLock, atomic_write_bytes, atomic_write_json
 from icl_stl.prompts import draw_test_prompts, sample_prompts
 from icl_stl.provenance import code_provenance
 from icl_stl.report.plots import calibration_table, plot_calibration, plot_positions

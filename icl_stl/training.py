@@ -27,9 +27,9 @@ from icl_stl.config import ConfigError, TrainConfig
 from icl_stl.ensemble import Ensemble
 from icl_stl.faults import fault_point, poison
 from icl_stl.identity import describe_differences
-from icl_stl.io import CheckpointSlot, save_state
 from icl_stl.losses import member_losses
 from icl_stl.optim import configure_optimizer, lr_at
+from icl_stl.persistence import CheckpointSlot, save_state
 from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.seeding import derive_seed
 from icl_stl.tasks import Task

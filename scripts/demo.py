@@ -34,7 +34,7 @@ from hydra import compose, initialize_config_dir
 
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.cli.loop import loop_from_config
-from icl_stl.io import atomic_write_json
+from icl_stl.persistence import atomic_write_json
 from icl_stl.report.reference_figure import plot_reference
 from icl_stl.report.report import write_report
 

@@ -37,7 +37,7 @@ from hydra import compose, initialize_config_dir
 from icl_stl.cli.common import CONFIG_DIR, load_app_config
 from icl_stl.cli.loop import loop_from_config
 from icl_stl.cli.probe import probe_from_config
-from icl_stl.io import atomic_write_json
+from icl_stl.persistence import atomic_write_json
 
 # part -> (primary config, preset, runner)
 PARTS = {

@@ -14,8 +14,8 @@ from hydra.errors import MissingConfigException
 from icl_stl.cli.train import train_from_config
 from icl_stl.config import ConfigError, ModelConfig, parse_app_config
 from icl_stl.ensemble import build_ensemble
-from icl_stl.io import CorruptCheckpointError
 from icl_stl.model import build_model
+from icl_stl.persistence import CorruptCheckpointError
 
 
 def _expect_config_error(tmp_path: Path, override: str, *fragments: str) -> None:
@@ -292,7 +292,7 @@ def _interrupt_after(args: list[str], log: Path, marker: str) -> tuple[int, list
 def test_ctrl_c_saves_a_checkpoint_says_one_line_and_the_same_command_resumes(tmp_path):
     """SIGINT mid-training: the step in flight finishes, the state is saved, one line says
     where, exit 130; the same command started again resumes from that step."""
-    from icl_stl.io import CheckpointSlot
+    from icl_stl.persistence import CheckpointSlot
 
     def command(out: str) -> list[str]:
         return [TRAIN_CLI, *TINY_TRAIN, "train.steps=100000", "train.log_every=10",

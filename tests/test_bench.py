@@ -7,7 +7,7 @@ import pytest
 from icl_stl.bench import garg_reference_model, nonembedding_flops_per_step
 from icl_stl.cli.bench import parse_args, run
 from icl_stl.config import ModelConfig
-from icl_stl.io import read_json
+from icl_stl.persistence import read_json
 from icl_stl.seeding import make_generator
 
 

@@ -29,7 +29,7 @@ from icl_stl.config import ConfigError, ModelConfig, TaskConfig
 from icl_stl.ensemble import build_ensemble
 from icl_stl.evaluation import baseline_errors, model_errors, summarise
 from icl_stl.gate import gap_closed
-from icl_stl.io import load_state, save_state
+from icl_stl.persistence import load_state, save_state
 from icl_stl.prompts import sample_prompts
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import make_task

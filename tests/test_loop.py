@@ -13,8 +13,8 @@ from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
 from icl_stl.config import ConfigError, LoopConfig
 from icl_stl.ensemble import build_ensemble
-from icl_stl.io import load_state
 from icl_stl.loop.mixing import MemberSpec, counts, draw_s0, real_part, synthetic_inputs
+from icl_stl.persistence import load_state
 from icl_stl.prompts import sample_prompts
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import LinearRegression

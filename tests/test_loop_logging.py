@@ -16,8 +16,8 @@ from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
 from icl_stl.cli.train import train_from_config
 from icl_stl.config import ConfigError
-from icl_stl.io import read_jsonl
 from icl_stl.loop.progress import gate_lines, group_labels, member_names, risk_line
+from icl_stl.persistence import read_jsonl
 
 GRID = ["logger.mode=offline", "members.real_fractions=[0,0.5]", "members.seeds=[0,1]",
         "loop.generations=2", "train.steps=20", "train.log_every=10", "loop.steps=10",

@@ -16,8 +16,8 @@ from icl_stl.backbones import MLPBackbone
 from icl_stl.config import ConfigError, ModelConfig, TrainConfig
 from icl_stl.ensemble import ModuleEnsemble, build_ensemble
 from icl_stl.gpt2 import NativeGPT2
-from icl_stl.io import CheckpointSlot, load_state
 from icl_stl.model import MODEL_SIZES, build_model
+from icl_stl.persistence import CheckpointSlot, load_state
 from icl_stl.prompts import sample_prompts
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import LinearRegression

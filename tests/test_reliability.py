@@ -38,8 +38,14 @@ from test_faults import (
 )
 
 from icl_stl import faults
-from icl_stl import io as iio
-from icl_stl.io import CheckpointSlot, PersistenceError, RunLock, RunLockedError, load_state
+from icl_stl.persistence import (
+    CheckpointSlot,
+    PersistenceError,
+    RunLock,
+    RunLockedError,
+    load_state,
+)
+from icl_stl.persistence import files as persistence_files
 from icl_stl.training import DivergenceError
 
 FRESH_PROCESS_SEED = 67280421310721  # torch's default seed of a new process
@@ -193,7 +199,7 @@ def test_corrupt_generation_metrics_is_recomputed_or_reported(tmp_path, tmp_path
 def test_full_disk_during_checkpoint_stops_and_keeps_previous(tmp_path, tmp_path_factory,
                                                               monkeypatch):
     ref = reference("train", tmp_path_factory).summary
-    real_write, chunks = iio._write_all, {"n": 0}
+    real_write, chunks = persistence_files._write_all, {"n": 0}
 
     def write_until_full(fd: int, data) -> None:
         if ".train.pt." in os.readlink(f"/proc/self/fd/{fd}"):  # the temp file of train.pt
@@ -202,7 +208,7 @@ def test_full_disk_during_checkpoint_stops_and_keeps_previous(tmp_path, tmp_path
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write(fd, data)
 
-    monkeypatch.setattr(iio, "_write_all", write_until_full)
+    monkeypatch.setattr(persistence_files, "_write_all", write_until_full)
     with pytest.raises(PersistenceError) as err:
         run_in_process("train", tmp_path / "out", tmp_path / "ck")
     directory = run_dir_of(tmp_path / "ck")
@@ -211,7 +217,7 @@ def test_full_disk_during_checkpoint_stops_and_keeps_previous(tmp_path, tmp_path
     state, path = CheckpointSlot(directory, "train").load_latest()
     assert state["step"] == 10 and path == directory / "train.prev.pt"
     assert not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
-    monkeypatch.setattr(iio, "_write_all", real_write)  # space freed: the same run resumes
+    monkeypatch.setattr(persistence_files, "_write_all", real_write)  # space freed: the same run resumes
     summary = run_in_process("train", tmp_path / "out", tmp_path / "ck")
     assert comparable(summary) == comparable(ref)
     COUNTS["identical_after_fault"] += 1

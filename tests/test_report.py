@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from icl_stl.cli.report import main as report_main
-from icl_stl.io import atomic_write_json
+from icl_stl.persistence import atomic_write_json
 from icl_stl.report.report import verdicts_of, write_report
 from icl_stl.report.rules import ReportConfig
 

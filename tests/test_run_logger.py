@@ -19,7 +19,7 @@ import pytest
 import torch
 from fake_wandb import FakeRun, FakeWandb, install
 
-from icl_stl.io import read_json, read_jsonl
+from icl_stl.persistence import read_json, read_jsonl
 from icl_stl.run_logger import RunLogger
 
 REPO = Path(__file__).resolve().parents[1]

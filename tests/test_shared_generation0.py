@@ -15,10 +15,10 @@ import icl_stl.loop.learners as learners_module
 import icl_stl.training as training_module
 from icl_stl.config import ConfigError, EvalConfig, LoopConfig, ModelConfig, TaskConfig, TrainConfig
 from icl_stl.ensemble import build_ensemble
-from icl_stl.io import load_state
 from icl_stl.loop.learners import LearnerContext, TransformerLearner
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part
 from icl_stl.loop.runner import LoopRun, LoopSettings
+from icl_stl.persistence import load_state
 from icl_stl.probes.stability import twin_members
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import make_task

@@ -13,9 +13,9 @@ from icl_stl.config import ConfigError, CurriculumConfig, ModelConfig, TrainConf
 from icl_stl.ensemble import Ensemble, build_ensemble
 from icl_stl.evaluation import model_errors
 from icl_stl.gpt2 import NativeGPT2
-from icl_stl.io import CheckpointSlot
 from icl_stl.model import MODEL_SIZES
 from icl_stl.optim import lr_at
+from icl_stl.persistence import CheckpointSlot
 from icl_stl.prompts import sample_prompts
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import LinearRegression

@@ -32,8 +32,8 @@ from icl_stl.bench_ridge import (
 )
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.config import ModelConfig
-from icl_stl.io import atomic_write_json
 from icl_stl.model import MODEL_SIZES
+from icl_stl.persistence import atomic_write_json
 from icl_stl.seeding import resolve_device
 from icl_stl.training import RuntimeOptions
 

@@ -26,7 +26,7 @@ from icl_stl.cli.preflight import preflight
 from icl_stl.cli.sweeps import ERROR_FILE, sweep_threads
 from icl_stl.config import AppConfig, ConfigError, RuntimeConfig, parse_app_config
 from icl_stl.identity import train_identity
-from icl_stl.io import PersistenceError, RunLockedError, atomic_write_json
+from icl_stl.persistence import PersistenceError, RunLockedError, atomic_write_json
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import resolve_device
 from icl_stl.training import DivergenceError, RuntimeOptions

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from icl_stl.cli.common import hydra_app, hydra_output_dir, runtime_options
 from icl_stl.config import ConfigError, from_container
 from icl_stl.eval_run import EvalRunConfig, evaluate_stored_model, refuse_conflicting_settings
-from icl_stl.locks import RunLock
+from icl_stl.persistence import RunLock
 from icl_stl.stored_model import load_stored_model
 
 

@@ -20,10 +20,9 @@ from icl_stl.cli.common import (
     runtime_options,
 )
 from icl_stl.config import AppConfig
-from icl_stl.io import atomic_write_json
-from icl_stl.locks import RunLock
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import LoopRun, LoopSettings
+from icl_stl.persistence import RunLock, atomic_write_json
 from icl_stl.report.plots import plot_calibration, plot_generations, plot_positions
 
 

@@ -26,7 +26,7 @@ from icl_stl.cli.common import (
 )
 from icl_stl.cli.loop import loop_settings, write_loop_outputs
 from icl_stl.config import AppConfig, ConfigError, ProbeConfig, from_container
-from icl_stl.locks import RunLock
+from icl_stl.persistence import RunLock
 from icl_stl.probes import RUNNERS, prior_drift_metrics
 
 HEADLINES = {"stability": ("gamma_max", "gamma_mean"), "decay": ("slope", "verdict"),

@@ -19,7 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from icl_stl.io import atomic_write_json
+from icl_stl.persistence import atomic_write_json
 
 SUMMARY_FILE = "sweep_summary.json"
 ERROR_FILE = "error.json"  # written by a failing job (cli.common.entry_point)

@@ -15,7 +15,7 @@ from icl_stl.cli.common import (
     run_name,
     runtime_options,
 )
-from icl_stl.locks import RunLock
+from icl_stl.persistence import RunLock
 from icl_stl.train_run import run_training
 
 

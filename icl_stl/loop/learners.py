@@ -18,11 +18,11 @@ from torch import Tensor
 from icl_stl.config import EvalConfig, LoopConfig, ModelConfig, TrainConfig  # noqa: F401
 from icl_stl.ensemble import Ensemble, build_ensemble
 from icl_stl.evaluation import model_errors, predict, predict_distribution, stack_sets
-from icl_stl.io import CheckpointSlot
 from icl_stl.loop.fidelity import head_calibration
 from icl_stl.loop.labelling import label
 from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
 from icl_stl.losses import squared_error
+from icl_stl.persistence import CheckpointSlot
 from icl_stl.prompts import PromptSet, pad_stack
 from icl_stl.seeding import derive_seed, make_generator
 from icl_stl.tasks import Task

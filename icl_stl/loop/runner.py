@@ -36,16 +36,6 @@ from icl_stl.config import (
 from icl_stl.evaluation import baseline_errors, summarise
 from icl_stl.faults import fault_point
 from icl_stl.identity import describe_differences, train_identity
-from icl_stl.io import (
-    CheckpointSlot,
-    CorruptCheckpointError,
-    MissingCheckpointError,
-    RunLock,
-    atomic_write_json,
-    load_state,
-    read_json,
-    save_state,
-)
 from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
 from icl_stl.loop.metrics import generation_record, log_gate
@@ -64,6 +54,16 @@ from icl_stl.loop.progress import (
     group_metrics,
     member_names,
     risk_line,
+)
+from icl_stl.persistence import (
+    CheckpointSlot,
+    CorruptCheckpointError,
+    MissingCheckpointError,
+    RunLock,
+    atomic_write_json,
+    load_state,
+    read_json,
+    save_state,
 )
 from icl_stl.prompts import PromptSet, draw_test_prompts
 from icl_stl.provenance import code_provenance

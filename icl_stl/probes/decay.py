@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from icl_stl.config import ProbeConfig
-from icl_stl.io import atomic_write_json
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
+from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.plots import plot_decay
 from icl_stl.probes.stability import (
     StabilityHook,

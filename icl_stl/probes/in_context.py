@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from icl_stl.config import ProbeConfig
-from icl_stl.io import atomic_write_json
 from icl_stl.loop.learners import Learner
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
+from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.decay import decay_members
 from icl_stl.probes.plots import plot_in_context
 from icl_stl.probes.stability import combine_hooks

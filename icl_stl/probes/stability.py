@@ -36,10 +36,10 @@ from pathlib import Path
 import torch
 
 from icl_stl.config import LoopConfig, ProbeConfig
-from icl_stl.io import atomic_write_json
 from icl_stl.loop.learners import Learner
 from icl_stl.loop.mixing import MemberSpec, real_part
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
+from icl_stl.persistence import atomic_write_json
 from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import derive_seed, make_generator

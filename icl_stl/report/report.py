@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icl_stl.io import atomic_write_json
+from icl_stl.persistence import atomic_write_json
 from icl_stl.report import fidelity_section, figures, tidy
 from icl_stl.report.augment_verdicts import risk_against_m, verdict_p5
 from icl_stl.report.collect import (

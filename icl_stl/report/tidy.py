@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from icl_stl.io import atomic_write_bytes
+from icl_stl.persistence import atomic_write_bytes
 
 if TYPE_CHECKING:  # pandas is imported only when a DataFrame is asked for
     import pandas

@@ -4,39 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import fcntl
 import json
 import logging
 import os
 import socket
-import time
 from pathlib import Path
 from types import TracebackType
 
-from icl_stl.checkpoints import _pid_alive
-from icl_stl.io import (
-    PathLike,
-    PersistenceError,
-    RunLockedError,
-    _cause,
-)
+from filelock import FileLock, Timeout
+
+from icl_stl.persistence.errors import PersistenceError, RunLockedError, describe_cause
+from icl_stl.persistence.files import PathLike, pid_alive
 
 logger = logging.getLogger(__name__)
-
 
 
 class RunLock:
     """An exclusive, process-level lock on a run directory (``<directory>/.lock``).
 
-    Built on ``fcntl.flock`` over a descriptor held for the lock's lifetime. The kernel drops a
-    flock when its holder dies, so a lock file left behind by a killed process is stale and is
-    taken over automatically; the pid, host and start time written into the file are only
-    informative (for error messages). Locks are per open file description: two ``RunLock``
-    objects on the same directory exclude each other even inside one process.
+    A ``filelock.FileLock``, i.e. ``fcntl.flock`` over a descriptor held for the lock's lifetime.
+    The kernel drops a flock when its holder dies, so a lock file left behind by a killed
+    process is stale and is taken over automatically. The holder writes its pid, host and start
+    time into the lock file (filelock leaves an existing file's content alone) so that a refused
+    run can name it, and a new holder that finds them knows the previous one was killed. Locks
+    are per open file description: two ``RunLock`` objects on the same directory exclude each
+    other even inside one process.
 
-    Caveats: a child created with ``fork`` (e.g. a DataLoader worker) shares the descriptor and
-    keeps the lock alive until it exits too; on network filesystems flock is only as reliable as
-    the filesystem's lock support.
+    A child created with ``fork`` (e.g. a DataLoader worker) closes its copy of the descriptor
+    (filelock does this after every fork): its exit does not release the parent's lock, and a
+    worker that outlives a killed run does not keep the run locked.
+
+    Caveats: on network filesystems flock is only as reliable as the filesystem's lock support;
+    where flock is missing altogether filelock's fallback to a marker file is disabled here
+    (``preserve_lock_file``), so acquiring fails instead of silently locking less.
 
     Use as ``with RunLock(run_dir): ...`` or with :meth:`acquire` / :meth:`release`.
     """
@@ -47,8 +47,12 @@ class RunLock:
         self.directory = Path(directory)
         self.path = self.directory / ".lock"
         self.timeout_s = timeout_s
-        self.poll_s = poll_s
-        self._fd: int | None = None
+        # The file is kept on release (deleting it would let a waiter lock the unlinked inode
+        # while a newcomer locks a fresh one); filelock's own reentrancy is not used (acquiring
+        # twice is an error here), and the lock belongs to this object, not to a thread.
+        self._lock = FileLock(self.path, timeout=timeout_s, poll_interval=poll_s,
+                              thread_local=False, preserve_lock_file=True,
+                              on_acquired=self._take_over)
 
     def __repr__(self) -> str:
         return f"RunLock({str(self.directory)!r}, held={self.held})"
@@ -56,15 +60,7 @@ class RunLock:
     @property
     def held(self) -> bool:
         """Whether this object currently holds the lock."""
-        return self._fd is not None
-
-    def _holder(self, fd: int) -> dict:
-        try:
-            raw = os.pread(fd, 4096, 0)
-            info = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return {}
-        return info if isinstance(info, dict) else {}
+        return self._lock.is_locked
 
     def acquire(self) -> RunLock:
         """Take the lock, waiting up to ``timeout_s`` (polling); returns self.
@@ -73,34 +69,29 @@ class RunLock:
         is still held after the timeout, :class:`PersistenceError` if the lock file cannot be
         created, ``RuntimeError`` if this object already holds it.
         """
-        if self._fd is not None:
+        if self.held:
             raise RuntimeError(f"{self!r} is already held by this object")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            self._lock.acquire()
+        except Timeout:  # an OSError too: caught first
+            raise self._locked_error() from None
         except OSError as exc:
             raise PersistenceError(
-                f"could not create lock file {self.path}: {_cause(exc)}"
+                f"could not create or lock {self.path}: {describe_cause(exc)}"
             ) from exc
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise self._locked_error(fd) from None
-                    time.sleep(min(self.poll_s, max(0.0, deadline - time.monotonic())))
-            self._take_over(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
         return self
 
-    def _locked_error(self, fd: int) -> RunLockedError:
-        info = self._holder(fd)
+    def _holder(self) -> dict:
+        try:
+            raw = self.path.read_bytes()
+            info = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def _locked_error(self) -> RunLockedError:
+        info = self._holder()
         holder = (
             f"pid {info.get('pid', '?')} on host {info.get('host', '?')} "
             f"(since {info.get('started', '?')})"
@@ -115,10 +106,12 @@ class RunLock:
         )
 
     def _take_over(self, fd: int) -> None:
-        previous = self._holder(fd)
+        """Called by filelock with the locked descriptor: report a killed previous holder (its
+        info is still in the file: a clean release empties it) and record this one."""
+        previous = self._holder()
         if previous:
             pid, host = previous.get("pid"), previous.get("host")
-            if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+            if host == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid):
                 detail = "which is no longer running"
             else:
                 detail = "which no longer holds it"
@@ -139,21 +132,16 @@ class RunLock:
         os.pwrite(fd, json.dumps(info).encode("utf-8"), 0)
 
     def release(self) -> None:
-        """Release the lock; a no-op if not held.
-
-        The lock file is emptied but not deleted: deleting it would let a waiter lock the
-        unlinked file while a newcomer locks a fresh one, and both would think they hold it.
-        """
-        fd, self._fd = self._fd, None
-        if fd is None:
+        """Release the lock; a no-op if not held. The lock file is emptied but not deleted."""
+        if not self.held:
             return
         try:
-            # Empty before unlocking, so a new holder's info is never wiped by us.
+            # Empty while still holding, so a new holder's info is never wiped by us; the info
+            # is only informative, so failing to empty it must not keep the lock.
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+                os.truncate(self.path, 0)
         finally:
-            os.close(fd)
+            self._lock.release()
 
     def __enter__(self) -> RunLock:
         return self.acquire()

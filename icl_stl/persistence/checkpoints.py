@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
@@ -12,15 +11,17 @@ from pathlib import Path
 
 import torch
 
-from icl_stl.io import (
-    _TEMP_RE,
+from icl_stl.persistence.errors import (
     CorruptCheckpointError,
     MissingCheckpointError,
-    PathLike,
     PersistenceError,
-    _cause,
-    _fsync_dir,
+    describe_cause,
+)
+from icl_stl.persistence.files import (
+    PathLike,
     atomic_write_bytes,
+    fsync_dir,
+    remove_stale_temp_files,
 )
 
 logger = logging.getLogger(__name__)
@@ -134,16 +135,6 @@ def load_state(path: PathLike) -> dict:
     return state
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 class CheckpointSlot:
     """A named checkpoint in `directory` that always has a complete, verified version on disk.
 
@@ -183,14 +174,14 @@ class CheckpointSlot:
             self.directory.mkdir(parents=True, exist_ok=True)
             if self._latest_verifies():
                 os.replace(self.latest_path, self.prev_path)
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
         except OSError as exc:
             raise PersistenceError(
-                f"could not rotate {self.latest_path} to {self.prev_path}: {_cause(exc)}; "
+                f"could not rotate {self.latest_path} to {self.prev_path}: {describe_cause(exc)}; "
                 "both are unchanged"
             ) from exc
         atomic_write_bytes(self.latest_path, (header, payload))
-        self._remove_stale_temp_files()
+        remove_stale_temp_files(self.directory, (self.latest_path.name, self.prev_path.name))
         return self.latest_path
 
     def _latest_verifies(self) -> bool:
@@ -202,20 +193,6 @@ class CheckpointSlot:
             logger.warning("%s; overwriting it and keeping %s", exc, self.prev_path)
             return False
         return True
-
-    def _remove_stale_temp_files(self) -> None:
-        # Temp files of writers killed mid-save would otherwise pile up, each as big as a
-        # checkpoint. Only files of this slot whose writer pid is gone are touched.
-        targets = {self.latest_path.name, self.prev_path.name}
-        for entry in self.directory.iterdir():
-            match = _TEMP_RE.match(entry.name)
-            if not match or match["name"] not in targets:
-                continue
-            pid = int(match["pid"])
-            if pid != os.getpid() and not _pid_alive(pid):
-                with contextlib.suppress(OSError):
-                    entry.unlink()
-                    logger.info("removed %s left by killed writer pid %d", entry, pid)
 
     def load_latest(self) -> tuple[dict, Path] | None:
         """The newest checkpoint that verifies, with its path; ``None`` if there is none.

@@ -1,17 +1,9 @@
-"""Crash-safe persistence: atomic files, append-only logs (checkpoints.py: checksummed
-states; locks.py: run locks).
-
-Every durable artefact of a run goes through this module so that the project's guarantees hold
-in one place:
+"""Atomic whole-file writes and append-only JSONL logs.
 
 * A file is replaced atomically (temp file in the same directory, ``fsync``, ``os.replace``,
   ``fsync`` of the directory): a reader sees the old version or the new one, never a mix, and a
   failed write (disk full, killed process) leaves the previous version intact.
 * An append-only JSONL log loses at most its last, partial line when the writer is killed.
-* A checkpoint carries its own SHA-256, so a damaged file is detected on load instead of
-  resuming from garbage, and :class:`CheckpointSlot` keeps the previous good checkpoint to fall
-  back on.
-* :class:`RunLock` keeps two processes from writing the same run directory at once.
 
 Errors name the path involved and what is wrong with it.
 """
@@ -25,72 +17,20 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from icl_stl.faults import fault_point
+from icl_stl.persistence.errors import CorruptFileError, PersistenceError, describe_cause
 
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
-__all__ = [
-    "CorruptCheckpointError",
-    "CorruptFileError",
-    "MissingCheckpointError",
-    "PersistenceError",
-    "RunLockedError",
-    "append_jsonl",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "read_json",
-    "read_jsonl",
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-class PersistenceError(RuntimeError):
-    """A file could not be written, or a stored file is unusable. The message names the path."""
-
-
-class CorruptFileError(PersistenceError):
-    """A stored file exists but its content is damaged or not in the expected format."""
-
-
-class CorruptCheckpointError(CorruptFileError):
-    """A checkpoint is truncated, fails its checksum, has a bad header or does not unpickle."""
-
-
-class MissingCheckpointError(FileNotFoundError):
-    """No checkpoint exists at the given path.
-
-    A ``FileNotFoundError`` so that callers treating "nothing to resume from" like any other
-    missing file keep working.
-    """
-
-    def __init__(self, path: PathLike) -> None:
-        super().__init__(f"no checkpoint at {os.fspath(path)}")
-        self.filename = os.fspath(path)
-
-
-class RunLockedError(PersistenceError):
-    """Another live process holds the lock on a run directory."""
-
 
 # ---------------------------------------------------------------------------------------------
 # Atomic whole-file writes
-
-
-def _cause(exc: BaseException) -> str:
-    # OSError's str() repeats errno and filename (often the temp file's); strerror is the part a
-    # user can act on ("No space left on device").
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _temp_path(path: Path) -> Path:
@@ -99,10 +39,39 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
-def _fsync_dir(directory: Path) -> None:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temp_files(directory: Path, names: Iterable[str]) -> None:
+    """Delete the temp files that killed writers of `directory/<name>` left behind.
+
+    They would otherwise pile up, each as big as the file being written. Only temp files of
+    the given names whose writer pid is gone are touched.
+    """
+    targets = set(names)
+    for entry in directory.iterdir():
+        match = _TEMP_NAME.match(entry.name)
+        if not match or match["name"] not in targets:
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and not pid_alive(pid):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                logger.info("removed %s left by killed writer pid %d", entry, pid)
+
+
+def fsync_dir(directory: Path) -> None:
     """Make a rename in `directory` durable. Filesystems that cannot fsync a directory are
     tolerated: there the rename is as durable as the platform allows."""
     try:
@@ -160,7 +129,7 @@ def atomic_write_bytes(
         fd = None
         os.replace(tmp, path)
         replaced = True
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException as exc:
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -172,11 +141,11 @@ def atomic_write_bytes(
             raise
         if replaced:
             raise PersistenceError(
-                f"wrote {path} but could not sync its directory: {_cause(exc)}; the new version "
+                f"wrote {path} but could not sync its directory: {describe_cause(exc)}; the new version "
                 "is in place but may not survive a power loss"
             ) from exc
         previous = "the previous version is intact" if had_previous else "no file was written"
-        raise PersistenceError(f"could not write {path}: {_cause(exc)}; {previous}") from exc
+        raise PersistenceError(f"could not write {path}: {describe_cause(exc)}; {previous}") from exc
 
 
 def atomic_write_json(path: PathLike, obj: Any) -> None:
@@ -276,7 +245,7 @@ def append_jsonl(path: PathLike, record: dict) -> None:
         _write_all(fd, data)
         os.fsync(fd)
     except OSError as exc:
-        raise PersistenceError(f"could not append to {path}: {_cause(exc)}") from exc
+        raise PersistenceError(f"could not append to {path}: {describe_cause(exc)}") from exc
     finally:
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -313,18 +282,3 @@ def read_jsonl(path: PathLike) -> list[dict]:
             )
         records.append(record)
     return records
-
-
-# Checksummed states and run locks live in their own modules; importing them from here keeps
-# one public entry point for persistence (loaded lazily: they build on this module).
-_ELSEWHERE = {"save_state": "checkpoints", "load_state": "checkpoints",
-              "CheckpointSlot": "checkpoints", "RunLock": "locks"}
-
-
-def __getattr__(name: str):
-    if name in _ELSEWHERE:
-        import importlib
-
-        return getattr(importlib.import_module(f"icl_stl.{_ELSEWHERE[name]}"), name)
-    raise AttributeError(f"module 'icl_stl.io' has no attribute {name!r}")
-

@@ -1,4 +1,4 @@
-"""Crash-safety of icl_stl.io: atomic writes, JSONL logs, checksummed checkpoints, run locks."""
+"""Crash-safety of icl_stl.persistence: atomic writes, JSONL logs, checksummed checkpoints, run locks."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from icl_stl import io as iio
-from icl_stl.io import (
+from icl_stl.persistence import (
     CheckpointSlot,
     CorruptCheckpointError,
     CorruptFileError,
@@ -33,6 +32,7 @@ from icl_stl.io import (
     read_jsonl,
     save_state,
 )
+from icl_stl.persistence import files as persistence_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_atomic_write_disk_full_keeps_previous(
 ) -> None:
     target = tmp_path / "state.pt"
     target.write_bytes(b"good old content")
-    monkeypatch.setattr(iio.os, fail_in, _enospc)
+    monkeypatch.setattr(persistence_files.os, fail_in, _enospc)
     with pytest.raises(PersistenceError) as info:
         atomic_write_bytes(target, b"new content that does not fit")
     monkeypatch.undo()
@@ -82,7 +82,7 @@ def test_atomic_write_failure_without_previous(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "new.json"
-    monkeypatch.setattr(iio.os, "write", _enospc)
+    monkeypatch.setattr(persistence_files.os, "write", _enospc)
     with pytest.raises(PersistenceError, match="no file was written"):
         atomic_write_json(target, {"a": 1})
     monkeypatch.undo()
@@ -98,7 +98,7 @@ def test_atomic_write_interrupt_cleans_up_and_propagates(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(iio.os, "fsync", interrupted)
+    monkeypatch.setattr(persistence_files.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         atomic_write_bytes(target, b"new")
     monkeypatch.undo()
@@ -150,7 +150,7 @@ def test_jsonl_append_after_torn_tail_repairs_it(
     append_jsonl(path, {"step": 0})
     with open(path, "ab") as f:
         f.write(b'{"step": 1, "lo')
-    with caplog.at_level(logging.WARNING, logger="icl_stl.io"):
+    with caplog.at_level(logging.WARNING, logger="icl_stl.persistence"):
         append_jsonl(path, {"step": 1})  # the resumed run logs it again
     assert read_jsonl(path) == [{"step": 0}, {"step": 1}]
     assert "partial line" in caplog.text
@@ -184,7 +184,7 @@ def test_jsonl_rejects_bad_records(tmp_path: Path) -> None:
 def test_jsonl_disk_full_names_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "metrics.jsonl"
     append_jsonl(path, {"step": 0})
-    monkeypatch.setattr(iio.os, "write", _enospc)
+    monkeypatch.setattr(persistence_files.os, "write", _enospc)
     with pytest.raises(PersistenceError, match=r"metrics\.jsonl.*No space left"):
         append_jsonl(path, {"step": 1})
     monkeypatch.undo()
@@ -286,7 +286,7 @@ def test_save_state_disk_full_keeps_previous(
 ) -> None:
     path = tmp_path / "state.pt"
     save_state(path, {"step": 1})
-    monkeypatch.setattr(iio.os, "write", _enospc)
+    monkeypatch.setattr(persistence_files.os, "write", _enospc)
     with pytest.raises(PersistenceError, match="state.pt: No space left on device"):
         save_state(path, {"step": 2})
     monkeypatch.undo()
@@ -328,7 +328,7 @@ def test_slot_falls_back_to_prev(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     slot.save({"step": 1})
     slot.save({"step": 2})
     _corrupt(slot.latest_path)
-    with caplog.at_level(logging.WARNING, logger="icl_stl.io"):
+    with caplog.at_level(logging.WARNING, logger="icl_stl.persistence"):
         state, path = slot.load_latest()
     assert state == {"step": 1} and path == slot.prev_path
     assert str(slot.latest_path) in caplog.text
@@ -351,7 +351,7 @@ def test_slot_interrupted_between_rotate_and_write(
     slot = CheckpointSlot(tmp_path)
     slot.save({"step": 1})
     slot.save({"step": 2})
-    monkeypatch.setattr(iio.os, "write", _enospc)
+    monkeypatch.setattr(persistence_files.os, "write", _enospc)
     with pytest.raises(PersistenceError):
         slot.save({"step": 3})
     monkeypatch.undo()
@@ -439,7 +439,7 @@ def test_lock_acquire_twice_same_object(tmp_path: Path) -> None:
 
 _CHILD = """
 import sys, time
-from icl_stl.io import RunLock
+from icl_stl.persistence import RunLock
 RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(60)
@@ -466,7 +466,45 @@ def test_lock_of_killed_process_is_taken_over(
             child.kill()
             child.wait()
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == child.pid  # left behind
-    with caplog.at_level(logging.WARNING, logger="icl_stl.io"):
+    with caplog.at_level(logging.WARNING, logger="icl_stl.persistence"):
         with RunLock(tmp_path):
             assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     assert "stale lock" in caplog.text and "no longer running" in caplog.text
+
+
+def test_lock_survives_a_forked_child_exiting(tmp_path: Path) -> None:
+    with RunLock(tmp_path):
+        pid = os.fork()
+        if pid == 0:  # a worker that finishes: closing its copy must not unlock the parent
+            os._exit(0)
+        os.waitpid(pid, 0)
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            RunLock(tmp_path).acquire()
+
+
+_CHILD_WITH_WORKER = """
+import os, signal, sys, time
+from icl_stl.persistence import RunLock
+RunLock(sys.argv[1]).acquire()
+worker = os.fork()
+if worker == 0:
+    time.sleep(60)
+    os._exit(0)
+print(worker, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_worker_outliving_a_killed_run_does_not_keep_its_lock(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.Popen([sys.executable, "-c", _CHILD_WITH_WORKER, str(tmp_path)],
+                           stdout=subprocess.PIPE, text=True, env=env)
+    assert run.stdout is not None
+    worker = int(run.stdout.readline())
+    try:
+        assert run.wait(timeout=30) == -signal.SIGKILL
+        os.kill(worker, 0)  # the worker is still alive
+        with RunLock(tmp_path) as lock:
+            assert lock.held
+    finally:
+        os.kill(worker, signal.SIGKILL)
