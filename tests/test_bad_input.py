@@ -132,7 +132,8 @@ def test_resume_false_refuses_an_existing_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("arch", ["gpt2", "lstm", "mlp"])
 def test_prompt_longer_than_model_positions_is_a_clear_error(arch):
-    cfg = ModelConfig(arch=arch, n_layer=2, n_head=2, n_embd=16)
+    cfg = ModelConfig(arch=arch, n_layer=2, n_head=2, n_embd=16,
+                      engine="native" if arch == "gpt2" else "reference")
     model = build_model(cfg, 3, 5, torch.Generator().manual_seed(0))
     xs, ys = torch.randn(2, 8, 3), torch.randn(2, 8)
     with pytest.raises(ValueError) as info:  # not a deep IndexError, nor silent truncation
