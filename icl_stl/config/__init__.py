@@ -1,268 +1,48 @@
 """Typed, validated run configuration.
 
-Every settings class is a pydantic dataclass that checks itself when built, from Python
-(`TaskConfig(d=-1)`) or from the plain dict an entry point makes of its Hydra ``DictConfig``
-(:func:`from_container`). An unknown key, a wrong type or an out-of-domain value is a
-:class:`ConfigError` of one line that names the dotted setting and its value, before anything is
-trained or written. Each field's domain is its annotation (``d: Int(1, 4096) = 5``); checks that
-relate fields are the classes' `_check` methods. Every core function takes these classes (or
-plain arguments), never a ``DictConfig``. They are dataclasses: ``dataclasses.asdict`` and
-``dataclasses.replace`` work (a replaced value is checked too).
+Every settings class checks itself when built: from Python (`TaskConfig(d=-1)`) or from the plain
+dict an entry point makes of its Hydra ``DictConfig`` (:func:`from_container`,
+:func:`parse_app_config`). An unknown key, a wrong type or an out-of-domain value is a
+:class:`ConfigError` of one line that names the dotted setting and its value ("task.d must be an
+integer in [1, 4096], got -1"), before anything is trained or written. A field's annotation is
+its domain (`Int(1, 4096)`, icl_stl/config/fields.py); `_check` methods relate fields. They are
+(pydantic) dataclasses: `dataclasses.asdict` and `dataclasses.replace` work, and a replaced value
+is checked too. Every core function takes these classes (or plain arguments), never a DictConfig.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
-import types
-import typing
 from dataclasses import field
 from typing import Annotated, Any
 
-import pydantic
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    PlainValidator,
-    Strict,
-    ValidationError,
-    model_validator,
+from pydantic import Strict, model_validator
+
+from icl_stl.config.fields import (
+    NO_REPEATS,
+    Bool,
+    Choice,
+    ConfigError,
+    Float,
+    Int,
+    List,
+    NonEmpty,
+    Number,
+    Str,
+    ensure,
+    fail,
+    revalidate,
+    settings,
 )
-from pydantic_core import ArgsKwargs, PydanticCustomError
+from icl_stl.config.fields import check_choice as check_choice
+from icl_stl.config.fields import check_float as check_float
+from icl_stl.config.fields import check_int as check_int
+from icl_stl.config.fields import from_container as from_container
+from icl_stl.config.fields import to_container as to_container
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A setting is missing, of the wrong type or outside its domain."""
-
-
-def _fail(path: str, value: Any, domain: str) -> typing.NoReturn:
-    raise ConfigError(f"{path} must be {domain}, got {value!r}")
-
-
-def _outside(value: Any, lo: Any, hi: Any, lo_open: bool = False, integer: bool = False
-             ) -> str | None:
-    """The domain `value` falls outside of, as the messages word it, or None if it is inside."""
-    if integer:
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            return "an integer " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-                                    if lo is not None else f"<= {hi}")
-        return None
-    if lo is not None and (value < lo or (lo_open and value == lo)):
-        return f"a number {'>' if lo_open else '>='} {lo}"
-    return f"a number <= {hi}" if hi is not None and value > hi else None
-
-
-# Checks of single values outside a settings class (a command-line `member`, say).
-
-def check_int(path: str, value: Any, lo: int | None = None, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(path, value, "an integer")
-    if domain := _outside(value, lo, hi, integer=True):
-        _fail(path, value, domain)
-
-
-def check_float(path: str, value: Any, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        _fail(path, value, "a finite number")
-    if domain := _outside(value, lo, hi, lo_open):
-        _fail(path, value, domain)
-
-
-def check_choice(path: str, value: Any, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        _fail(path, value, f"one of {list(choices)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Field domains, as annotations. Scalars are strict (no "3" for 3, no true for 1), except that a
-# whole float is the integer a user means (YAML reads `steps: 1e3` as 1000.0) and an int is a
-# number where a float is expected.
-
-
-def _ensure(ok: typing.Callable[[Any], bool], domain: str) -> AfterValidator:
-    def check(value: Any) -> Any:
-        if not ok(value):
-            raise PydanticCustomError("domain", "{domain}", {"domain": domain})
-        return value
-    return AfterValidator(check)
-
-
-def _in_range(lo: Any, hi: Any, lo_open: bool = False, integer: bool = False) -> AfterValidator:
-    def check(value: Any) -> Any:
-        if domain := _outside(value, lo, hi, lo_open, integer):
-            raise PydanticCustomError("domain", "{domain}", {"domain": domain})
-        return value
-    return AfterValidator(check)
-
-
-def _whole_float_as_int(value: Any) -> Any:
-    exact = isinstance(value, float) and value.is_integer() and abs(value) < 2**53
-    return int(value) if exact else value
-
-
-Bool = Annotated[bool, Strict()]
-Str = Annotated[str, Strict()]
-
-
-def Int(lo: int | None = None, hi: int | None = None) -> Any:
-    return Annotated[int, BeforeValidator(_whole_float_as_int), Strict(),
-                     _in_range(lo, hi, integer=True)]
-
-
-def Float(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
-    return Annotated[float, Strict(), _in_range(lo, hi, lo_open)]  # finite: the config says so
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PydanticCustomError("domain", "{domain}", {"domain": "a finite number"})
-    return value
-
-
-def Number(lo: float | None = None, hi: float | None = None) -> Any:
-    """Like Float, but an int stays an int: for lists that run names hash as written."""
-    return Annotated[int | float, PlainValidator(_finite), _in_range(lo, hi)]
-
-
-def Choice(choices: tuple[str, ...]) -> Any:
-    return Annotated[str, Strict(), _ensure(lambda v: v in choices, f"one of {list(choices)}")]
-
-
-def List(item: Any, domain: str | None = None) -> Any:
-    """A list of `item`; with `domain`, also non-empty and without repeats (said as `domain`)."""
-    if domain is None:
-        return Annotated[list[item], Strict()]
-    return Annotated[list[item], Strict(), _ensure(lambda v: v and len(set(v)) == len(v), domain)]
-
-
-_CONFIG = pydantic.ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-def settings(path: str) -> typing.Callable[[type], type]:
-    """Make `cls` a pydantic dataclass whose constructor checks every field and raises a
-    one-line ConfigError; `path` is where it sits in the full config ("train.curriculum")."""
-    def make(cls: type) -> type:
-        cls = pydantic.dataclasses.dataclass(cls, config=_CONFIG)
-        validated_init = cls.__init__
-
-        @functools.wraps(validated_init)
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            try:
-                validated_init(self, *args, **kwargs)
-            except ValidationError as err:
-                raise ConfigError(one_line(err, cls, path)) from None
-
-        cls.__init__, cls._section = __init__, path
-        if "validate" not in vars(cls):
-            cls.validate = _revalidate
-        return cls
-    return make
-
-
-def _revalidate(self: Any, path: str | None = None) -> None:
-    """Check the settings again (construction already did; this catches later assignments)."""
-    values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-    from_container(type(self), values, self._section if path is None else path)
-
-
-def from_container(cls: type, data: Any, path: str) -> Any:
-    """Build dataclass `cls` from a plain dict; a ConfigError names the setting of any problem.
-    `path` is where `data` sits in the full config ("" for the top)."""
-    if not hasattr(cls, "__pydantic_validator__"):  # a plain dataclass of an entry point
-        cls = _checked_plain_dataclass(cls)
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'the config'} must be a mapping of settings, got {data!r}")
-    obj = cls.__new__(cls)
-    try:  # what the constructor does (a strict dataclass validates keywords, not a dict)
-        cls.__pydantic_validator__.validate_python(ArgsKwargs((), data), self_instance=obj)
-    except ValidationError as err:
-        raise ConfigError(one_line(err, cls, path)) from None
-    return obj
-
-
-@functools.cache
-def _checked_plain_dataclass(cls: type) -> type:
-    # Strict: its fields carry no domains of their own; its settings sections still take dicts.
-    return pydantic.dataclasses.dataclass(cls, config=pydantic.ConfigDict(strict=True, **_CONFIG))
-
-
-def to_container(obj: Any) -> dict:
-    """A config as a plain dict (for checkpoints, wandb and summary files)."""
-    return dataclasses.asdict(obj)
-
-
-# ---------------------------------------------------------------------------------------------
-# pydantic's ValidationError (many lines, its own words) as the one line of a ConfigError
-
-
-def one_line(err: ValidationError, root: type, prefix: str) -> str:
-    """The first problem of `err` (unknown keys first) as "<path> must be <domain>, got <value>".
-    `root` is the class validated, at `prefix` in the full config."""
-    errors = err.errors()
-    unknown = [e for e in errors if e["type"] in ("unexpected_keyword_argument", "invalid_key")]
-    if unknown:
-        where = unknown[0]["loc"][:-1]
-        keys = sorted(str(e["loc"][-1]) for e in unknown if e["loc"][:-1] == where)
-        known = sorted(f.name for f in dataclasses.fields(_class_at(root, where)))
-        path = _dotted(prefix, where)
-        return (f"{f'{path} has' if path else 'the config has'} unknown setting(s) {keys}; "
-                f"known: {known}")
-    e = errors[0]
-    ctx = e.get("ctx") or {}
-    if isinstance(ctx.get("error"), ConfigError):  # from a `_check`: names its settings itself
-        return str(ctx["error"])
-    kind = e["type"]
-    domain = (ctx["domain"] if kind == "domain"
-              else "a finite number" if kind == "finite_number"
-              else "a mapping of settings" if kind.startswith("dataclass")
-              else f"of type {_type_names(_hint_at(root, e['loc']))}" if kind.endswith("_type")
-              else e["msg"])
-    return f"{_dotted(prefix, e['loc']) or 'the config'} must be {domain}, got {e['input']!r}"
-
-
-def _dotted(prefix: str, loc: tuple) -> str:
-    path = prefix
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
-    return path
-
-
-def _alternatives(hint: Any) -> tuple:
-    """The types a (union) annotation admits, `list[int]` kept whole."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return tuple(t for a in typing.get_args(hint) for t in _alternatives(a))
-    return (hint,)
-
-
-def _hint_at(root: type, loc: tuple) -> Any:
-    """The annotation of the setting at `loc` under class `root` (a list item's: its type)."""
-    hint: Any = root
-    for part in loc:
-        options = _alternatives(hint)
-        if isinstance(part, int):
-            hint = next(typing.get_args(t)[0] for t in options if typing.get_origin(t) is list)
-        else:
-            cls = next(t for t in options if dataclasses.is_dataclass(t))
-            hint = typing.get_type_hints(cls)[part]
-    return hint
-
-
-def _class_at(root: type, loc: tuple) -> type:
-    return next(t for t in _alternatives(_hint_at(root, loc)) if dataclasses.is_dataclass(t))
-
-
-def _type_names(hint: Any) -> str:
-    return " or ".join("null" if t is type(None) else (typing.get_origin(t) or t).__name__
-                       for t in _alternatives(hint))
-
-
-# ---------------------------------------------------------------------------------------------
 
 TASK_NAMES = ("linear_regression", "noisy_linear_regression", "sparse_linear_regression",
               "relu_2nn_regression")
@@ -294,7 +74,7 @@ class TaskConfig:
         if self.name == "sparse_linear_regression":
             check_int("task.sparsity", self.sparsity, 1, self.d)
         if self.name == "noisy_linear_regression" and self.noise_std == 0:
-            _fail("task.noise_std", self.noise_std, "> 0 for noisy_linear_regression")
+            fail("task.noise_std", self.noise_std, "> 0 for noisy_linear_regression")
         return self
 
 
@@ -319,9 +99,9 @@ class ModelConfig:
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
         if self.n_embd % self.n_head:
-            _fail("model.n_embd", self.n_embd, f"a multiple of model.n_head={self.n_head}")
+            fail("model.n_embd", self.n_embd, f"a multiple of model.n_head={self.n_head}")
         if self.engine == "native" and self.arch != "gpt2":
-            _fail("model.engine", self.engine,
+            fail("model.engine", self.engine,
                   f"'reference' for model.arch={self.arch!r} (the native engine is GPT-2 only)")
         return self
 
@@ -392,7 +172,7 @@ class RuntimeConfig:
 @settings("logger")
 class LoggerConfig:
     mode: Choice(LOGGER_MODES) = "offline"
-    project: Annotated[Str, _ensure(bool, "a non-empty string")] = "icl-stl"
+    project: Annotated[Str, ensure(bool, "a non-empty string")] = "icl-stl"
     group: Str | None = None
     tags: List(Str) = field(default_factory=list)
     init_timeout_s: Float(0.0, lo_open=True) = 30.0
@@ -448,34 +228,34 @@ class LoopConfig:
     @model_validator(mode="after")
     def _check(self) -> LoopConfig:
         if self.labeller == "oracle" and self.label_mode == "mean":
-            _fail("loop.label_mode", self.label_mode,
+            fail("loop.label_mode", self.label_mode,
                   "'sample' or 'context' with loop.labeller=oracle (the oracle samples)")
         return self
 
     def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig) -> None:
         """Check what depends on the other sections, for data.n = `n`."""
-        _revalidate(self, path)
+        revalidate(self, path)
         if n is None:
             raise ConfigError("data.n must be a positive integer for the loop (S_0 is a finite "
                               "set of n prompts), got None")
         real_count(self.real_fraction, n, self.rounding, path)
         if self.label_mode == "context" and self.context_pairs >= task.k:
-            _fail(f"{path}.context_pairs", self.context_pairs, f"< task.k={task.k}")
+            fail(f"{path}.context_pairs", self.context_pairs, f"< task.k={task.k}")
         needs_noise = self.label_mode == "sample" or (
             self.label_mode == "context" and self.context_noise)
         model_labels = self.labeller == "model" and self.learner == "transformer"
         if (model_labels and needs_noise and self.label_noise_std is None
                 and not model.gaussian_head):
-            _fail(f"{path}.label_noise_std", self.label_noise_std,
+            fail(f"{path}.label_noise_std", self.label_noise_std,
                   f"a noise scale for label_mode={self.label_mode!r} unless "
                   f"model.gaussian_head=true supplies one")
         if self.learner == "gaussian_prior" and task.name not in GAUSSIAN_PRIOR_TASKS:
-            _fail(f"{path}.learner", self.learner, "'transformer' for a non-linear task")
+            fail(f"{path}.learner", self.learner, "'transformer' for a non-linear task")
         if self.learner == "gaussian_prior" and task.k < task.d:
-            _fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
+            fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
                   f"(it reads w off a prompt by least squares, exact only when k >= d)")
         if self.labeller == "oracle" and task.name not in GAUSSIAN_PRIOR_TASKS:
-            _fail(f"{path}.labeller", self.labeller,
+            fail(f"{path}.labeller", self.labeller,
                   f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
 
 
@@ -500,9 +280,12 @@ class RunConfig:
     """Naming and places. A run's name keys its checkpoints: the same name resumes."""
 
     # null: derived from a hash of the settings, so a rerun resumes
-    name: Annotated[Str | None, _ensure(_plain_name, "a plain non-empty name without '/'")] = None
-    checkpoint_root: Annotated[Str, _ensure(bool, "a directory path")] = "checkpoints"
+    name: Annotated[Str | None, ensure(_plain_name, "a plain non-empty name without '/'")] = None
+    checkpoint_root: Annotated[Str, ensure(bool, "a directory path")] = "checkpoints"
     resume: Bool = True  # false: refuse to start over an existing checkpoint of the same name
+
+
+SOME = NonEmpty("a non-empty list or null")
 
 
 @settings("members")
@@ -510,11 +293,11 @@ class MembersConfig:
     """Loops trained together as one ensemble: the product of these lists (null: the single
     value from seed, loop.real_fraction, data.n, loop.augment)."""
 
-    seeds: List(Int(0), "a non-empty list or null") | None = None
+    seeds: List(Int(0), SOME) | None = None
     # As written ([0, 0.5, 1]): the names of committed runs (loop-28cc699237) hash this list.
-    real_fractions: List(Number(0.0, 1.0), "a non-empty list or null") | None = None
-    ns: List(Int(1, 1 << 26), "a non-empty list or null") | None = None
-    augments: List(Int(0), "a non-empty list or null") | None = None
+    real_fractions: List(Number(0.0, 1.0), SOME) | None = None
+    ns: List(Int(1, 1 << 26), SOME) | None = None
+    augments: List(Int(0), SOME) | None = None
 
 
 @settings("")
@@ -541,7 +324,7 @@ class AppConfig:
             check_int("train.curriculum.d_start", curriculum.d_start, 1, task.d)
             check_int("train.curriculum.k_start", curriculum.k_start, 1, task.k)
             if curriculum.d_start < task.d and self.data.n is not None:
-                _fail("train.curriculum.d_start", curriculum.d_start,
+                fail("train.curriculum.d_start", curriculum.d_start,
                       f"task.d={task.d} when training on a finite set (data.n={self.data.n}): "
                       f"a curriculum over d needs fresh prompts (data.n=null)")
         if self.loop is not None:
@@ -570,7 +353,6 @@ PROBE_KINDS = ("stability", "decay", "in_context")
 REPLACEMENTS = ("fresh", "flip", "identical")
 CHAOS_CONTROLS = ("batch_order", "seed", "none")
 FIT_METRICS = ("excess_risk", "test_risk")
-_UNIQUE = "a non-empty list without repeated values"
 
 
 @settings("probe")
@@ -578,15 +360,16 @@ class ProbeConfig:
     """Settings of `icl-stl-probe` (parsed from AppConfig.probe by the probe entry point)."""
 
     kind: Choice(PROBE_KINDS) = "stability"
-    seeds: List(Int(0), _UNIQUE + " or null") | None = None  # null: the run's single `seed`
-    replaced_indices: List(Int(0), _UNIQUE) = field(default_factory=lambda: [0])  # of S_0
+    seeds: List(Int(0), SOME, NO_REPEATS) | None = None  # null: the run's single `seed`
+    replaced_indices: List(Int(0), NonEmpty(), NO_REPEATS) = field(  # which prompts of S_0
+        default_factory=lambda: [0])
     # fresh prompt | flip (labels negated) | identical (self-check)
     replacement: Choice(REPLACEMENTS) = "fresh"
     probe_prompts: Int(1, 1 << 20) = 256  # fixed real prompts gamma (or the change) is read on
     # stability: the chaos control twin gamma is read against (batch_order: the same S_0 in
     # another order, so other batches; seed: S_0 under another seed, so another init too)
     chaos_control: Choice(CHAOS_CONTROLS) = "batch_order"
-    ns: List(Int(1), _UNIQUE + " or null") | None = None  # decay: the grid of n (null: data.n)
+    ns: List(Int(1), SOME, NO_REPEATS) | None = None  # decay: the grid of n (null: data.n)
     with_stability: Bool = False  # decay: also run twins, to fit gamma against n
     fit_metric: Choice(FIT_METRICS) = "excess_risk"  # decay: what the verdict is drawn from
     fit_min_n: Int(1) = 1  # decay: fit only n >= this (the bound is asymptotic)
@@ -594,7 +377,7 @@ class ProbeConfig:
 
     def validate(self, n_values: list[int], path: str = "probe") -> None:
         """Check what depends on `n_values`, the sample sizes the probe will run."""
-        _revalidate(self, path)
+        revalidate(self, path)
         for i, index in enumerate(self.replaced_indices):
             check_int(f"{path}.replaced_indices[{i}]", index, 0, min(n_values) - 1)
         if self.kind == "decay":
@@ -602,5 +385,5 @@ class ProbeConfig:
             # An interval over seeds needs 2 sizes; a regression interval (one seed) needs 3.
             need = 2 if self.seeds is not None and len(self.seeds) >= 2 else 3
             if len(set(fitted)) < need:
-                _fail(f"{path}.ns", self.ns, f"at least {need} distinct values >= "
+                fail(f"{path}.ns", self.ns, f"at least {need} distinct values >= "
                       f"probe.fit_min_n={self.fit_min_n} for a decay fit")
