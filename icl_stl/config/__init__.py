@@ -102,7 +102,7 @@ class ModelConfig:
             fail("model.n_embd", self.n_embd, f"a multiple of model.n_head={self.n_head}")
         if self.engine == "native" and self.arch != "gpt2":
             fail("model.engine", self.engine,
-                  f"'reference' for model.arch={self.arch!r} (the native engine is GPT-2 only)")
+                 f"'reference' for model.arch={self.arch!r} (the native engine is GPT-2 only)")
         return self
 
 
@@ -229,7 +229,7 @@ class LoopConfig:
     def _check(self) -> LoopConfig:
         if self.labeller == "oracle" and self.label_mode == "mean":
             fail("loop.label_mode", self.label_mode,
-                  "'sample' or 'context' with loop.labeller=oracle (the oracle samples)")
+                 "'sample' or 'context' with loop.labeller=oracle (the oracle samples)")
         return self
 
     def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig) -> None:
@@ -247,16 +247,16 @@ class LoopConfig:
         if (model_labels and needs_noise and self.label_noise_std is None
                 and not model.gaussian_head):
             fail(f"{path}.label_noise_std", self.label_noise_std,
-                  f"a noise scale for label_mode={self.label_mode!r} unless "
-                  f"model.gaussian_head=true supplies one")
+                 f"a noise scale for label_mode={self.label_mode!r} unless "
+                 f"model.gaussian_head=true supplies one")
         if self.learner == "gaussian_prior" and task.name not in GAUSSIAN_PRIOR_TASKS:
             fail(f"{path}.learner", self.learner, "'transformer' for a non-linear task")
         if self.learner == "gaussian_prior" and task.k < task.d:
             fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
-                  f"(it reads w off a prompt by least squares, exact only when k >= d)")
+                 f"(it reads w off a prompt by least squares, exact only when k >= d)")
         if self.labeller == "oracle" and task.name not in GAUSSIAN_PRIOR_TASKS:
             fail(f"{path}.labeller", self.labeller,
-                  f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
+                 f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
 
 
 def real_count(real_fraction: float, n: int, rounding: str, path: str = "loop") -> int:
@@ -285,7 +285,7 @@ class RunConfig:
     resume: Bool = True  # false: refuse to start over an existing checkpoint of the same name
 
 
-SOME = NonEmpty("a non-empty list or null")
+NOT_EMPTY = NonEmpty("a non-empty list or null")
 
 
 @settings("members")
@@ -293,11 +293,11 @@ class MembersConfig:
     """Loops trained together as one ensemble: the product of these lists (null: the single
     value from seed, loop.real_fraction, data.n, loop.augment)."""
 
-    seeds: List(Int(0), SOME) | None = None
+    seeds: List(Int(0), NOT_EMPTY) | None = None
     # As written ([0, 0.5, 1]): the names of committed runs (loop-28cc699237) hash this list.
-    real_fractions: List(Number(0.0, 1.0), SOME) | None = None
-    ns: List(Int(1, 1 << 26), SOME) | None = None
-    augments: List(Int(0), SOME) | None = None
+    real_fractions: List(Number(0.0, 1.0), NOT_EMPTY) | None = None
+    ns: List(Int(1, 1 << 26), NOT_EMPTY) | None = None
+    augments: List(Int(0), NOT_EMPTY) | None = None
 
 
 @settings("")
@@ -325,8 +325,8 @@ class AppConfig:
             check_int("train.curriculum.k_start", curriculum.k_start, 1, task.k)
             if curriculum.d_start < task.d and self.data.n is not None:
                 fail("train.curriculum.d_start", curriculum.d_start,
-                      f"task.d={task.d} when training on a finite set (data.n={self.data.n}): "
-                      f"a curriculum over d needs fresh prompts (data.n=null)")
+                     f"task.d={task.d} when training on a finite set (data.n={self.data.n}): "
+                     f"a curriculum over d needs fresh prompts (data.n=null)")
         if self.loop is not None:
             for n in self.members.ns or [self.data.n]:
                 for lam in self.members.real_fractions or [self.loop.real_fraction]:
@@ -360,7 +360,7 @@ class ProbeConfig:
     """Settings of `icl-stl-probe` (parsed from AppConfig.probe by the probe entry point)."""
 
     kind: Choice(PROBE_KINDS) = "stability"
-    seeds: List(Int(0), SOME, NO_REPEATS) | None = None  # null: the run's single `seed`
+    seeds: List(Int(0), NOT_EMPTY, NO_REPEATS) | None = None  # null: the run's single `seed`
     replaced_indices: List(Int(0), NonEmpty(), NO_REPEATS) = field(  # which prompts of S_0
         default_factory=lambda: [0])
     # fresh prompt | flip (labels negated) | identical (self-check)
@@ -369,7 +369,7 @@ class ProbeConfig:
     # stability: the chaos control twin gamma is read against (batch_order: the same S_0 in
     # another order, so other batches; seed: S_0 under another seed, so another init too)
     chaos_control: Choice(CHAOS_CONTROLS) = "batch_order"
-    ns: List(Int(1), SOME, NO_REPEATS) | None = None  # decay: the grid of n (null: data.n)
+    ns: List(Int(1), NOT_EMPTY, NO_REPEATS) | None = None  # decay: the grid of n (null: data.n)
     with_stability: Bool = False  # decay: also run twins, to fit gamma against n
     fit_metric: Choice(FIT_METRICS) = "excess_risk"  # decay: what the verdict is drawn from
     fit_min_n: Int(1) = 1  # decay: fit only n >= this (the bound is asymptotic)
@@ -386,4 +386,4 @@ class ProbeConfig:
             need = 2 if self.seeds is not None and len(self.seeds) >= 2 else 3
             if len(set(fitted)) < need:
                 fail(f"{path}.ns", self.ns, f"at least {need} distinct values >= "
-                      f"probe.fit_min_n={self.fit_min_n} for a decay fit")
+                     f"probe.fit_min_n={self.fit_min_n} for a decay fit")
