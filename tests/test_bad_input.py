@@ -11,6 +11,7 @@ import torch
 from conftest import BIN, TINY_TRAIN, TRAIN_CLI, check_ok, compose_cfg, compose_train, run_cli
 from hydra.errors import MissingConfigException
 
+from icl_stl import config as C
 from icl_stl.cli.train import train_from_config
 from icl_stl.config import ConfigError, ModelConfig, parse_app_config
 from icl_stl.ensemble import build_ensemble
@@ -181,7 +182,8 @@ def test_resume_false_refuses_an_existing_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("arch", ["gpt2", "lstm", "mlp"])
 def test_prompt_longer_than_model_positions_is_a_clear_error(arch):
-    cfg = ModelConfig(arch=arch, n_layer=2, n_head=2, n_embd=16)
+    cfg = ModelConfig(arch=arch, n_layer=2, n_head=2, n_embd=16,
+                      engine="native" if arch == "gpt2" else "reference")
     model = build_model(cfg, 3, 5, torch.Generator().manual_seed(0))
     xs, ys = torch.randn(2, 8, 3), torch.randn(2, 8)
     with pytest.raises(ValueError) as info:  # not a deep IndexError, nor silent truncation
@@ -267,6 +269,60 @@ def test_the_reference_learner_needs_k_at_least_d():
     with pytest.raises(ConfigError, match=r"task\.k must be >= task\.d=5"):
         parse_app_config({"task": {"d": 5, "k": 3}, "data": {"n": 8},
                           "loop": {"learner": "gaussian_prior"}}, needs_loop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python API checks as the command line does: on construction, in the same words
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: C.TaskConfig(d=-1), "task.d must be an integer in [1, 4096], got -1"),
+    (lambda: C.TaskConfig(d="5"), "task.d must be of type int, got '5'"),
+    (lambda: C.TaskConfig(k=True), "task.k must be of type int, got True"),
+    (lambda: C.TaskConfig(name="sparse_linear_regression", d=2, sparsity=3),
+     "task.sparsity must be an integer in [1, 2], got 3"),
+    (lambda: C.TaskConfig(dd=3), "task has unknown setting(s) ['dd']; known: ['d', 'hidden', "
+                                 "'k', 'name', 'noise_std', 'sparsity', 'w_scale']"),
+    (lambda: C.ModelConfig(n_embd=30), "model.n_embd must be a multiple of model.n_head=4, got 30"),
+    (lambda: C.ModelConfig(arch="transformer_xl"),
+     "model.arch must be one of ['gpt2', 'lstm', 'mlp'], got 'transformer_xl'"),
+    (lambda: C.TrainConfig(lr=0), "train.lr must be a number > 0.0, got 0"),
+    (lambda: C.TrainConfig(lr=float("nan")), "train.lr must be a finite number, got nan"),
+    (lambda: C.TrainConfig(steps=1000.5), "train.steps must be of type int, got 1000.5"),
+    (lambda: C.CurriculumConfig(k_step=0), "train.curriculum.k_step must be an integer >= 1, got 0"),
+    (lambda: C.DataConfig(n=0), "data.n must be an integer in [1, 67108864], got 0"),
+    (lambda: C.EvalConfig(baselines=["ridge", "oracle"]), "eval.baselines[1] must be one of "
+     "['least_squares', 'ridge', 'averaging', 'knn', 'zero'], got 'oracle'"),
+    (lambda: C.RuntimeConfig(bf16="yes"), "runtime.bf16 must be of type bool or null, got 'yes'"),
+    (lambda: C.LoggerConfig(project=""), "logger.project must be a non-empty string, got ''"),
+    (lambda: C.LoopConfig(real_fraction=1.5), "loop.real_fraction must be a number <= 1.0, got 1.5"),
+    (lambda: C.RunConfig(name="a/b"), "run.name must be a plain non-empty name without '/', "
+                                      "got 'a/b'"),
+    (lambda: C.MembersConfig(seeds=[]), "members.seeds must be a non-empty list or null, got []"),
+    (lambda: C.ProbeConfig(seeds=[1, 1]),
+     "probe.seeds must be a list without repeated values, got [1, 1]"),
+    (lambda: C.AppConfig(seed=-1), "seed must be an integer in [0, 9223372036854775807], got -1"),
+    (lambda: C.AppConfig(task={"d": 0}), "task.d must be an integer in [1, 4096], got 0"),
+    (lambda: C.AppConfig(task=C.TaskConfig(k=6), loop=C.LoopConfig(label_mode="context",
+                                                                   context_pairs=6)),
+     "loop.context_pairs must be < task.k=6, got 6"),
+    (lambda: dataclasses.replace(C.TrainConfig(), steps=0),
+     "train.steps must be an integer >= 1, got 0"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+def test_python_api_refuses_bad_settings_on_construction(build, message):
+    """`TaskConfig(d=-1)` is refused as `task.d=-1` is on the command line: one line, the full
+    dotted path and the value (not pydantic's multi-line ValidationError)."""
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert str(info.value) == message
+
+
+def test_python_api_reads_numbers_as_the_parser_does():
+    task = C.TaskConfig(d=3.0, w_scale=2)  # a whole float is that integer; an int is a number
+    assert task.d == 3 and type(task.d) is int and task.w_scale == 2.0 and type(task.w_scale) is float
+    assert parse_app_config({"task": {"d": 3.0, "w_scale": 2}}).task == task
+    # members.real_fractions stays as written: run names hash it ([0, 0.5, 1] names results)
+    assert C.MembersConfig(real_fractions=[0, 0.5, 1]).real_fractions == [0, 0.5, 1]
 
 
 def _interrupt_after(args: list[str], log: Path, marker: str) -> tuple[int, list[str]]:

@@ -243,6 +243,40 @@ def test_parse_rejects_bad_values_by_name_many(case):
 
 
 # ---------------------------------------------------------------------------------------------
+# The Python API: a settings class built directly checks its fields as the parser does
+
+
+def section_class(section: str) -> type:
+    return AppConfig if not section else next(
+        t for t in FIELDS[section] if dataclasses.is_dataclass(t))
+
+
+@FAST
+@given(st.sampled_from(LEAVES).flatmap(
+    lambda p: st.tuples(st.just(p), st.one_of(VALUES, plausible(p)))))
+def test_python_api_refuses_what_the_parser_refuses_in_the_same_words(case):
+    """`TaskConfig(d=v)` and `task.d=v` on the command line: the same one-line ConfigError.
+    The parser may refuse more (settings that clash with another section's defaults)."""
+    path, value = case
+    section, _, leaf = path.rpartition(".")
+    data: dict = {}
+    set_path(data, path, value)
+    try:
+        section_class(section)(**{leaf: value})
+        direct = None
+    except ConfigError as err:
+        direct = str(err)
+    try:
+        parse_app_config(data, needs_loop=section == "loop")
+        parsed = None
+    except ConfigError as err:
+        parsed = str(err)
+    if direct is not None:
+        assert parsed == direct
+        check_names_field_and_value(ConfigError(direct), data)
+
+
+# ---------------------------------------------------------------------------------------------
 # Through Hydra's compose API into the entry points, running what is accepted
 
 

@@ -60,8 +60,8 @@ MODELS = {
     "gpt2": lambda c: _single(c),
     "gpt2-native": lambda c: _ensemble(c, "native"),
     "gpt2-reference": lambda c: _ensemble(c, "reference"),
-    "lstm": lambda c: _single(dataclasses.replace(c, arch="lstm")),
-    "mlp": lambda c: _single(dataclasses.replace(c, arch="mlp")),
+    "lstm": lambda c: _single(dataclasses.replace(c, arch="lstm", engine="reference")),
+    "mlp": lambda c: _single(dataclasses.replace(c, arch="mlp", engine="reference")),
 }
 
 
