@@ -69,6 +69,23 @@ def test_cli_bad_value_exits_2_with_one_clear_line(tmp_path):
     assert not (tmp_path / "ck").exists()
 
 
+@pytest.mark.parametrize("script,args,line", [
+    ("train", ["task.d=-1"], "task.d must be an integer in [1, 4096], got -1"),
+    ("loop", ["loop.real_fraction=1.5"], "loop.real_fraction must be a number <= 1.0, got 1.5"),
+    ("probe", ["probe=stability", "probe.replaced_indices=[0,999]"], "probe.replaced_indices"),
+    ("eval", ["checkpoint=/no/such/run"], "checkpoint must be an existing file or directory"),
+])
+def test_cli_bad_value_is_refused_before_hydra_writes_anything(tmp_path, script, args, line):
+    """The preflight runs the app's own settings check, so no run directory or train.log is
+    left behind by a value the task would refuse."""
+    base = ["seed=0"] if script == "eval" else [*TINY_TRAIN, f"run.checkpoint_root={tmp_path}/ck"]
+    proc = run_cli(str(BIN / f"icl-stl-{script}"), *base, *args, f"hydra.run.dir={tmp_path}/out")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    stderr = proc.stderr.strip()
+    assert "\n" not in stderr and line in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("script,args,named", [
     ("train", ["train.stepz=10"], "train.stepz=10: there is no setting train.stepz; did you "
                                   "mean train.steps?"),

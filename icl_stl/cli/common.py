@@ -202,10 +202,12 @@ def entry_point(fn: Callable[[DictConfig], object]) -> Callable[[DictConfig], ob
     return wrapper
 
 
-def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], object]], Callable[..., None]]:
+def hydra_app(config_name: str, check: Callable[[DictConfig], object] | None = None
+              ) -> Callable[[Callable[[DictConfig], object]], Callable[..., None]]:
     """`@hydra.main` on conf/<config_name>.yaml around `entry_point(fn)`, with the command line
-    checked first (`preflight`: a mistyped key or an output directory that cannot be made is one
-    line and exit 2, before Hydra writes anything). The result is the console script's main."""
+    checked first (`preflight`: a mistyped key, an output directory that cannot be made or a
+    value `check` refuses is one line and exit 2, before Hydra writes anything). `check` parses
+    the app's settings as its task does. The result is the console script's main."""
     import hydra
 
     def decorate(fn: Callable[[DictConfig], object]) -> Callable[..., None]:
@@ -217,7 +219,7 @@ def hydra_app(config_name: str) -> Callable[[Callable[[DictConfig], object]], Ca
             if cfg is not None:  # Hydra's pass-through: main(cfg) runs the task on cfg
                 task(cfg)
                 return
-            preflight(CONFIG_DIR, config_name, sys.argv[1:])
+            preflight(CONFIG_DIR, config_name, sys.argv[1:], check)
             task()
 
         return main

@@ -47,7 +47,15 @@ def eval_from_config(cfg: DictConfig, output_dir) -> dict:
         return evaluate_stored_model(stored, settings, runtime, output_dir)
 
 
-@hydra_app("eval")
+def check_settings(cfg: DictConfig) -> None:
+    """What `eval_from_config` checks before it writes anything (run by the preflight): the
+    settings, and that the checkpoint is a finished model that fits them."""
+    settings = load_eval_config(cfg)
+    runtime_options(settings.runtime)
+    refuse_conflicting_settings(settings, load_stored_model(settings.checkpoint, settings.member))
+
+
+@hydra_app("eval", check=check_settings)
 def main(cfg: DictConfig) -> None:
     eval_from_config(cfg, hydra_output_dir())
 

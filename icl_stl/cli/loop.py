@@ -94,7 +94,14 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
     return summary
 
 
-@hydra_app("loop")
+def check_settings(cfg: DictConfig) -> None:
+    """What `loop_from_config` checks before it writes anything (run by the preflight)."""
+    app = load_app_config(cfg, needs_loop=True)
+    runtime_options(app.runtime)
+    members_from_config(app)
+
+
+@hydra_app("loop", check=check_settings)
 def main(cfg: DictConfig) -> None:
     loop_from_config(cfg, hydra_output_dir())
 

@@ -3,7 +3,9 @@
 Hydra creates the run directory and its log before the task runs, and reports a mistyped key in
 six lines. This composes the same config with Hydra's compose API first and refuses, in one line
 with exit code 2 and before anything is written, a key or config option that does not exist and
-an output or checkpoint directory that cannot be created. Sweep values (`a=1,2`, `range(...)`,
+an output or checkpoint directory that cannot be created, and, in a single run, a value the
+app's own check refuses (`task.d=-1`: the same ConfigError line the task would give, but before
+Hydra has made the run directory and its log). Sweep values (`a=1,2`, `range(...)`,
 `choice(...)`) are composed with their first value, so only their keys are checked here; `+key`,
 `++key` and `~key` keep Hydra's meaning. Whatever this cannot decide is left to Hydra.
 """
@@ -19,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -26,11 +29,17 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("icl_stl")
 
 
-def preflight(config_dir: str, config_name: str, argv: list[str]) -> None:
-    """Exit 2 with one line when `argv` names a setting that does not exist or a directory that
-    cannot be made; return (Hydra proceeds) when all is well or when this cannot tell."""
+# The app's check of its settings (e.g. parse them and return nothing): raises ConfigError.
+SettingsCheck = Callable[[DictConfig], object]
+
+
+def preflight(config_dir: str, config_name: str, argv: list[str],
+              check: SettingsCheck | None = None) -> None:
+    """Exit 2 with one line when `argv` names a setting that does not exist, a directory that
+    cannot be made or (single runs) a value `check` refuses; return (Hydra proceeds) when all is
+    well or when this cannot tell."""
     try:
-        problem = find_problem(config_dir, config_name, argv)
+        problem = find_problem(config_dir, config_name, argv, check)
     except Exception as err:  # never the reason a command Hydra would accept is refused
         log.debug("preflight skipped: %s: %s", type(err).__name__, err)
         return
@@ -39,7 +48,8 @@ def preflight(config_dir: str, config_name: str, argv: list[str]) -> None:
         sys.exit(2)
 
 
-def find_problem(config_dir: str, config_name: str, argv: list[str]) -> str | None:
+def find_problem(config_dir: str, config_name: str, argv: list[str],
+                 check: SettingsCheck | None = None) -> str | None:
     """The one-line description of what is wrong with the command line, or None."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import ConfigCompositionException, OverrideParseException
@@ -78,6 +88,25 @@ def find_problem(config_dir: str, config_name: str, argv: list[str]) -> str | No
             continue
         if value is not None and (reason := unmakeable_dir(Path(str(value)))) is not None:
             return f"{setting}={value}: {reason}"
+    if check is not None and not multirun:  # in a sweep each job checks its own values
+        return refused_value(cfg, check)
+    return None
+
+
+def refused_value(cfg: DictConfig, check: SettingsCheck) -> str | None:
+    """The ConfigError line `check` gives for the composed job config, or None when it passes
+    or cannot be judged here (values known only inside the job, e.g. ``${hydra:...}``)."""
+    from icl_stl.config import ConfigError
+
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    try:
+        OmegaConf.to_container(job, resolve=True)
+    except Exception:
+        return None
+    try:
+        check(job)
+    except ConfigError as err:
+        return str(err)
     return None
 
 

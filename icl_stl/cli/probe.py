@@ -86,7 +86,14 @@ def probe_from_config(cfg: DictConfig, output_dir) -> dict:
     return result
 
 
-@hydra_app("probe")
+def check_settings(cfg: DictConfig) -> None:
+    """What `probe_from_config` checks before it writes anything (run by the preflight)."""
+    app = load_app_config(cfg, needs_loop=True)
+    probe_config(app)
+    runtime_options(app.runtime)
+
+
+@hydra_app("probe", check=check_settings)
 def main(cfg: DictConfig) -> None:
     probe_from_config(cfg, hydra_output_dir())
 

@@ -32,7 +32,12 @@ def train_from_config(cfg: DictConfig, output_dir) -> dict:
         return run_training(app, output_dir, Path(app.run.checkpoint_root) / name, runtime, logger)
 
 
-@hydra_app("train")
+def check_settings(cfg: DictConfig) -> None:
+    """What `train_from_config` checks before it writes anything (run by the preflight)."""
+    runtime_options(load_app_config(cfg).runtime)
+
+
+@hydra_app("train", check=check_settings)
 def main(cfg: DictConfig) -> None:
     train_from_config(cfg, hydra_output_dir())
 
