@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from pydantic import model_validator
+
 from icl_stl.baselines import bayes_optimal_ridge_alpha
-from icl_stl.config import (
-    ConfigError,
-    EvalConfig,
-    ModelConfig,
-    RuntimeConfig,
-    TaskConfig,
-    check_int,
-)
+from icl_stl.config import ConfigError, EvalConfig, ModelConfig, RuntimeConfig, TaskConfig
+from icl_stl.config.fields import Int, Str, settings
 from icl_stl.evaluation import baseline_errors, model_errors, summarise
 from icl_stl.gate import gap_closed, reached_ridge
 from icl_stl.identity import describe_differences
@@ -40,30 +36,27 @@ RESULT_FILE = "eval.json"
 PLOT_FILE = "positions.png"
 
 
-@dataclass
+@settings("")
 class EvalRunConfig:
     """What `icl-stl-eval` reads from its Hydra config (`conf/eval.yaml`)."""
 
-    checkpoint: str | None = None
-    member: int = 0  # which member of a loop's ensemble (a train run holds one model)
-    seed: int | None = None  # of the test prompts; null: the seed of the run that trained it
+    checkpoint: Str | None = None
+    member: Int(0) = 0  # which member of a loop's ensemble (a train run holds one model)
+    seed: Int(0, (1 << 63) - 1) | None = None  # of the test prompts; null: the run's own seed
     # Claims about the checkpoint's settings: null (the default) takes the checkpoint's value.
     task: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
-    def validate(self) -> None:
-        check_int("member", self.member, 0)
-        if self.seed is not None:
-            check_int("seed", self.seed, 0, (1 << 63) - 1)
+    @model_validator(mode="after")
+    def _check(self) -> EvalRunConfig:
         for name, cls in (("task", TaskConfig), ("model", ModelConfig)):
             unknown = sorted(set(getattr(self, name)) - {f.name for f in dataclasses.fields(cls)})
             if unknown:
                 raise ConfigError(f"{name} has unknown setting(s) {unknown}; known: "
                                   f"{sorted(f.name for f in dataclasses.fields(cls))}")
-        self.eval.validate()
-        self.runtime.validate()
+        return self
 
 
 def refuse_conflicting_settings(cfg: EvalRunConfig, stored: StoredModel) -> None:
