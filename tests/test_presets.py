@@ -44,7 +44,7 @@ def parsed(name: str, *overrides: str):
 
 
 def test_every_preset_file_is_listed_and_global():
-    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"reproduce_base"}
+    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"reproduce_base", "full_size_base"}
     assert files == set(PRESETS)
     for p in PRESET_DIR.glob("*.yaml"):
         assert p.read_text().startswith("# @package _global_"), p.name
@@ -67,13 +67,43 @@ def test_collapse_preset_trains_every_lambda_and_seed_as_one_ensemble():
     app, _ = parsed("collapse_vs_lambda")
     members = members_from_config(app)
     assert sorted({m.real_fraction for m in members}) == [0, 0.1, 0.25, 0.5, 1]
-    assert len(members) == 15 and {m.seed for m in members} == {0, 1, 2}
+    assert len(members) == 25 and {m.seed for m in members} == {0, 1, 2, 3, 4}
 
 
 @pytest.mark.parametrize("name", FULL_SIZE)
 def test_full_size_presets_use_a_bigger_model_and_the_default_task(name):
     app, _ = parsed(name)
     assert app.model.n_layer >= 6 and app.task.d >= 5 and app.train.steps >= 10_000
+
+
+def _measured_steps_to_ridge() -> dict[str, dict]:
+    """docs/bench/gpu-presets-steps-<model>-*.json: the runs that sized the full-size presets."""
+    found = {}
+    for path in sorted((REPO / "docs" / "bench").glob("gpu-presets-steps-*.json")):
+        data = json.loads(path.read_text())
+        model = next(o.split("=", 1)[1] for o in data["overrides"] if o.startswith("model="))
+        found[model] = data
+    return found
+
+
+@pytest.mark.parametrize("name", [*FULL_SIZE, "architectures"])
+def test_full_size_presets_are_sized_from_measured_steps_to_ridge(name):
+    """Each full-size preset trains its model with the recipe that was measured, for at least
+    the steps it needed, at a largest n where it reached ridge; verdicts need 5 seeds."""
+    app, probe = parsed(name)
+    model = "tiny" if name == "architectures" else "small"
+    measured = _measured_steps_to_ridge()[model]
+    recipe = dict(o.split("=", 1) for o in measured["overrides"])
+    assert app.task.d == int(recipe["task.d"]) and app.task.k == int(recipe["task.k"])
+    assert app.train.batch_size == int(recipe["train.batch_size"])
+    assert app.train.steps == int(recipe["train.steps"])
+    assert app.train.warmup_steps == int(recipe["train.warmup_steps"])
+    reached = [r for r in measured["runs"] if r["reached"]]
+    assert reached and max(r["steps"] for r in reached) <= app.train.steps
+    largest = max(probe[2]) if probe else max(m.n for m in members_from_config(app))
+    assert largest >= min(r["n"] for r in reached)
+    seeds = probe[1] if probe else {m.seed for m in members_from_config(app)}
+    assert len(set(seeds)) >= 5
 
 
 def test_probe_presets_pick_their_probe_and_grid():
