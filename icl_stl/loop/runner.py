@@ -32,6 +32,7 @@ from icl_stl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
+    omit_extension_defaults,
 )
 from icl_stl.evaluation import baseline_errors, summarise
 from icl_stl.faults import fault_point
@@ -102,9 +103,11 @@ class LoopSettings:
             loop.pop(key)  # share_generation_0 changes the work, not the numbers
         if loop.get("warmup_steps") is None:  # the default: loops written before it resume
             loop.pop("warmup_steps", None)
-        return {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
-                "train": train_identity(self.train), "loop": loop, "eval_prompts": self.eval.n_prompts,
-                "seed": self.seed, "results_version": RESULTS_VERSION}
+        return omit_extension_defaults(
+            {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
+             "train": train_identity(self.train), "loop": loop,
+             "eval_prompts": self.eval.n_prompts, "seed": self.seed,
+             "results_version": RESULTS_VERSION})
 
 
 def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
