@@ -264,3 +264,16 @@ def test_bad_extension_setting_exits_2_through_the_cli(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "loop.filter_keep" in proc.stderr and "1.5" in proc.stderr
     assert not (tmp_path / "ck").exists()
+
+
+def test_filtered_generation_resumed_from_its_stored_synthetic_prompts(tmp_path):
+    """A generation restarted after its labels were stored reads the filter's record and kept
+    positions back from synthetic.pt: the same records as the uninterrupted run."""
+    settings = [*FAST, "loop.filter=confidence", "loop.filter_keep=0.5"]
+    first = loop_from_config(compose_loop(tmp_path, *settings), tmp_path / "out")["generations"]
+    gen1 = _checkpoint(tmp_path) / "gen_001"
+    assert "filter" in load_state(gen1 / "synthetic.pt")
+    (gen1 / "metrics.json").unlink()
+    (gen1 / "model.pt").unlink()
+    again = loop_from_config(compose_loop(tmp_path, *settings), tmp_path / "out2")["generations"]
+    assert again == first
