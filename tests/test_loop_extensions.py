@@ -12,7 +12,8 @@ from conftest import LOOP_CLI, TINY_LOOP, check_ok, cli_args, compose_loop, run_
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
-from icl_stl.config import ConfigError, LoopConfig
+from icl_stl.cli.probe import probe_config
+from icl_stl.config import ConfigError, LoopConfig, parse_app_config
 from icl_stl.ensemble import build_ensemble
 from icl_stl.filter_theory import keep_fraction, step_drift
 from icl_stl.loop.fidelity import implied_weights
@@ -277,3 +278,11 @@ def test_filtered_generation_resumed_from_its_stored_synthetic_prompts(tmp_path)
     (gen1 / "model.pt").unlink()
     again = loop_from_config(compose_loop(tmp_path, *settings), tmp_path / "out2")["generations"]
     assert again == first
+
+
+@pytest.mark.parametrize("kind", ["stability", "in_context"])
+def test_probes_that_draw_from_the_prior_refuse_a_task_pool(kind):
+    app = parse_app_config({"task": {"n_tasks": 2}, "probe": {"kind": kind}}, needs_loop=True)
+    with pytest.raises(ConfigError, match=f"task.n_tasks must be null for probe.kind={kind}"):
+        probe_config(app)
+    probe_config(parse_app_config({"probe": {"kind": kind}}, needs_loop=True))
