@@ -21,13 +21,14 @@ from torch import Tensor
 
 from icl_stl.config import LoopConfig, TaskConfig
 from icl_stl.loop.filters import filter_record, select, variance_scores
-from icl_stl.loop.mixing import MemberSpec, counts, real_part
+from icl_stl.loop.mixing import MemberSpec, counts, real_counterpart, real_part
 from icl_stl.loop.verifier import RidgeVerifier, fit_verifier, verifier_scores
 from icl_stl.prompts import PromptSet
 from icl_stl.seeding import make_generator
 from icl_stl.tasks import Task
 
-__all__ = ["FILTER_KEYS", "Filtered", "apply_filter", "member_verifier", "no_filter_record"]
+__all__ = ["FILTER_KEYS", "Filtered", "apply_filter", "filter_members", "member_verifier",
+           "no_filter_record"]
 
 # What `filters.filter_record` returns, in its order.
 FILTER_KEYS = ("filter_kept_fraction", "filter_pool", "filter_shortfall",
@@ -93,3 +94,22 @@ def apply_filter(loop: LoopConfig, member: MemberSpec, generation: int, labelled
     record = {k: _finite_or_none(v) for k, v in filter_record(selection, labelled, real).items()}
     index = selection.index.to(torch.long)
     return Filtered(labelled[index.to(labelled.xs.device)], index, record)
+
+
+def filter_members(loop: LoopConfig, task_cfg: TaskConfig, task: Task,
+                   members: list[MemberSpec], s0s: list[PromptSet], generation: int, k: int,
+                   pools: list[PromptSet], variances: list[Tensor | None]
+                   ) -> tuple[list[PromptSet], list[dict]]:
+    """Every member's filtered pool, and per member {"record", "index"}: what the generation
+    records and which pool positions it kept (stored with the synthetic prompts, so that a
+    resumed generation records the same)."""
+    kept, info = [], []
+    for m, member in enumerate(members):
+        verifier = None
+        if loop.filter == "verifier":
+            verifier = member_verifier(loop, task_cfg, task, member, s0s[m], generation, k)
+        real = real_counterpart(loop, member, generation, task, k)
+        out = apply_filter(loop, member, generation, pools[m], real, variances[m], verifier)
+        kept.append(out.kept)
+        info.append({"record": out.record, "index": out.index})
+    return kept, info

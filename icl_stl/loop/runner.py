@@ -38,7 +38,7 @@ from icl_stl.evaluation import baseline_errors, summarise
 from icl_stl.faults import fault_point
 from icl_stl.identity import describe_differences, train_identity
 from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
-from icl_stl.loop.filtering import apply_filter, member_verifier, no_filter_record
+from icl_stl.loop.filtering import filter_members, no_filter_record
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
 from icl_stl.loop.metrics import generation_record, log_gate
 from icl_stl.loop.mixing import (
@@ -58,7 +58,7 @@ from icl_stl.loop.progress import (
     member_names,
     risk_line,
 )
-from icl_stl.losses import squared_error
+from icl_stl.loop.test_sets import loop_test_sets
 from icl_stl.persistence import (
     CheckpointSlot,
     CorruptCheckpointError,
@@ -69,11 +69,9 @@ from icl_stl.persistence import (
     read_json,
     save_state,
 )
-from icl_stl.prompts import TEST_STREAM, PromptSet, draw_test_prompts
+from icl_stl.prompts import PromptSet
 from icl_stl.provenance import code_provenance
 from icl_stl.run_logger import RunLogger
-from icl_stl.seeding import make_generator
-from icl_stl.task_pool import POOL_STREAM, dmmse, draw_pool, sample_pool_prompts
 from icl_stl.tasks import make_task
 from icl_stl.training import DivergenceError, RuntimeOptions
 
@@ -130,27 +128,18 @@ class LoopRun:
         self.logger, self.extra_metrics = logger, extra_metrics
         self.task = make_task(settings.task)
         self.k = settings.task.k
-        # task.n_tasks: one pool for the run (the run's seed), shared by every member so that
-        # the one test set below can draw from it too.
-        self.pool = None
-        if settings.task.n_tasks is not None:
-            self.pool = draw_pool(self.task, settings.task.n_tasks,
-                                  make_generator(settings.seed, POOL_STREAM))
+        # One test set for all members: lambdas and seeds are compared on the same prompts.
+        # With task.n_tasks, one pool for the run, shared by every member (`test_sets`).
+        self.tests = loop_test_sets(self.task, settings.task, settings.eval.n_prompts, self.k,
+                                    settings.seed)
+        self.test_set, self.pool = self.tests.test, self.tests.pool
+        if self.pool is not None:
             members = [dataclasses.replace(m, pool=self.pool) for m in members]
             self.members = members
         ctx = LearnerContext(self.task, self.k, settings.model, settings.train, settings.loop,
                              settings.eval, settings.runtime)
         self.learner = make_learner(ctx, members)
         self.s0s = [draw_s0(self.task, m, self.k) for m in members]
-        # One test set for all members: lambdas and seeds are compared on the same prompts.
-        # With a task pool it draws from the pool (the distribution the loop trains on); the
-        # Gaussian prior's test set is kept beside it (`test_risk_prior`, `baselines_prior`).
-        self.prior_test_set = draw_test_prompts(self.task, settings.eval.n_prompts, self.k,
-                                                settings.seed)
-        self.test_set = self.prior_test_set
-        if self.pool is not None:
-            self.test_set = sample_pool_prompts(self.task, self.pool, settings.eval.n_prompts,
-                                                self.k, make_generator(settings.seed, TEST_STREAM))
         self._filtered: dict[int, list[dict]] = {}  # generation -> per member: record, index
         specs = [m.describe() for m in members]
         self.names, self.groups = member_names(specs), group_labels(specs)
@@ -217,25 +206,12 @@ class LoopRun:
                 f"{inspect} and no finished generation was touched")
         state = {}
         if self.s.loop.filter != "none":
-            labelled, state["filter"] = self._filter(i, labelled, variances)
+            labelled, state["filter"] = filter_members(self.s.loop, self.s.task, self.task,
+                                                       self.members, self.s0s, i, self.k,
+                                                       labelled, variances)
             self._filtered[i] = state["filter"]
         save_state(path, {"members": [s.state_dict() for s in labelled], **state})
         return labelled
-
-    def _filter(self, i: int, pools: list[PromptSet], variances: list
-                ) -> tuple[list[PromptSet], list[dict]]:
-        """Each member's filtered pool, and per member its record and kept pool positions."""
-        kept, info = [], []
-        for m, member in enumerate(self.members):
-            verifier = None
-            if self.s.loop.filter == "verifier":
-                verifier = member_verifier(self.s.loop, self.s.task, self.task, member,
-                                           self.s0s[m], i, self.k)
-            real = real_counterpart(self.s.loop, member, i, self.task, self.k)
-            out = apply_filter(self.s.loop, member, i, pools[m], real, variances[m], verifier)
-            kept.append(out.kept)
-            info.append({"record": out.record, "index": out.index})
-        return kept, info
 
     def _datasets(self, i: int, history: list[list[PromptSet]]) -> tuple[list, list, list]:
         """(S_i, its real part, the synthetic prompts new at i) of every member."""
@@ -256,7 +232,7 @@ class LoopRun:
         test_errors, calibration = self.learner.test_metrics(self.test_set)  # (K, n_test, k)
         prior_risks = [{} for _ in self.members]
         if self.pool is not None:  # the same learners on the Gaussian prior's tasks
-            prior_errors = self.learner.errors(self.prior_test_set)  # (K, n_test, k)
+            prior_errors = self.learner.errors(self.tests.prior)  # (K, n_test, k)
             prior_risks = [{"test_risk_prior": prior_errors[m].mean().item()}
                            for m in range(len(self.members))]
         # S_i = concat(real part, synthetic) (`_datasets`): the real risk is a prefix's.
@@ -305,12 +281,8 @@ class LoopRun:
                  else bayes_optimal_ridge_alpha(s.task.noise_std, s.task.w_scale))
         base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
                                knn_neighbours=s.eval.knn_neighbours)
-        base_prior = None
-        if self.pool is not None:  # the pool's Bayes predictor, on both test sets
-            base["dmmse"] = self._dmmse_errors(self.test_set)
-            base_prior = {**baseline_errors(self.prior_test_set, ["ridge"], ridge_alpha=alpha,
-                                            knn_neighbours=1),
-                          "dmmse": self._dmmse_errors(self.prior_test_set)}
+        pool_base, base_prior = self.tests.pool_baselines(s.task.noise_std, alpha)
+        base.update(pool_base)  # dmmse, with a task pool
         # The training gate needs ridge and zero whether or not eval.baselines lists them.
         missing = [name for name in ("ridge", "zero") if name not in base]
         gate_base = {**base, **baseline_errors(self.test_set, missing, ridge_alpha=alpha,
@@ -411,11 +383,6 @@ class LoopRun:
         if len(records) > 1:
             self.logger.log_metrics({"generation": i, **group_metrics(
                 [r["test_risk"] for r in records], self.groups, "gen/test_risk")})
-
-    def _dmmse_errors(self, prompts: PromptSet) -> torch.Tensor:
-        """dMMSE's per-position squared errors / d on `prompts`: (n, k)."""
-        xs, ys = prompts.xs.cpu(), prompts.ys.cpu()
-        return squared_error(dmmse(xs, ys, self.pool, self.s.task.noise_std), ys, prompts.d)
 
     def _summary(self, records: list[dict], base: dict, alpha: float, timings: list,
                  base_prior: dict | None = None) -> dict:
