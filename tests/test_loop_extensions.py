@@ -8,11 +8,20 @@ import math
 
 import pytest
 import torch
-from conftest import LOOP_CLI, TINY_LOOP, check_ok, cli_args, compose_loop, run_cli
+from conftest import (
+    LOOP_CLI,
+    TINY_LOOP,
+    check_ok,
+    cli_args,
+    compose_loop,
+    compose_train,
+    run_cli,
+)
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
 from icl_stl.cli.probe import probe_config
+from icl_stl.cli.train import train_from_config
 from icl_stl.config import ConfigError, LoopConfig, parse_app_config
 from icl_stl.ensemble import build_ensemble
 from icl_stl.filter_theory import keep_fraction, step_drift
@@ -286,3 +295,9 @@ def test_probes_that_draw_from_the_prior_refuse_a_task_pool(kind):
     with pytest.raises(ConfigError, match=f"task.n_tasks must be null for probe.kind={kind}"):
         probe_config(app)
     probe_config(parse_app_config({"probe": {"kind": kind}}, needs_loop=True))
+
+
+def test_train_refuses_a_task_pool_it_would_ignore(tmp_path):
+    with pytest.raises(ConfigError, match="task.n_tasks must be null for icl-stl-train"):
+        train_from_config(compose_train(tmp_path, "task.n_tasks=3"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
