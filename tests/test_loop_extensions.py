@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,6 +37,7 @@ from icl_stl.loop.verifier import verifier_scores
 from icl_stl.losses import squared_error
 from icl_stl.persistence import load_state
 from icl_stl.prompts import TEST_STREAM
+from icl_stl.report.collect import RunResult, flatten
 from icl_stl.seeding import make_generator
 from icl_stl.task_pool import POOL_STREAM, dmmse, draw_pool, sample_pool_prompts
 from icl_stl.tasks import LinearRegression
@@ -301,3 +303,18 @@ def test_train_refuses_a_task_pool_it_would_ignore(tmp_path):
     with pytest.raises(ConfigError, match="task.n_tasks must be null for icl-stl-train"):
         train_from_config(compose_train(tmp_path, "task.n_tasks=3"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra,counted", [
+    ({}, True),  # a summary written before the extensions, or at their defaults
+    ({"loop": {"real_schedule": "linear", "real_schedule_rate": 0.1}}, False),
+    ({"loop": {"filter": "verifier", "filter_keep": 0.5}}, False),
+    ({"task": {"n_tasks": 4}}, False),
+])
+def test_extension_runs_are_shown_not_counted_for_p1_to_p5(extra, counted):
+    settings = {"task": {"name": "linear_regression"}, "model": {"arch": "gpt2"},
+                "loop": {"learner": "transformer", "synthetic": "replace", "labeller": "model"}}
+    for section, values in extra.items():
+        settings[section] = {**settings[section], **values}
+    run = RunResult(path=Path("run"), flat_settings=flatten(settings))
+    assert run.in_theorem_setting is counted
