@@ -162,6 +162,18 @@ def test_confidence_filter_keeps_the_lowest_predicted_variance(tmp_path):
     assert kept.max() <= dropped.min()
 
 
+def test_filters_with_nothing_to_label(tmp_path):
+    """lambda = 1 next to lambda = 0.5: one member labels no prompt at all."""
+    for kind in ("confidence", "verifier"):
+        cfg = compose_loop(tmp_path / kind, *FAST, "members.real_fractions=[0.5,1.0]",
+                           f"loop.filter={kind}", "loop.filter_keep=0.5")
+        gen1 = [r for r in loop_from_config(cfg, tmp_path / kind / "out")["generations"]
+                if r["generation"] == 1]
+        assert [r["filter_pool"] for r in gen1] == [N, 0]
+        assert [r["n_synthetic_new"] for r in gen1] == [N // 2, 0]
+        assert gen1[1]["filter_kept_fraction"] == 1.0 and gen1[1]["filter_w_shift2_after"] is None
+
+
 @pytest.mark.parametrize("threshold", [None, 1.0])
 def test_verifier_filter_keeps_what_the_verifier_ranks_best(tmp_path, threshold):
     """The oracle labels deterministically from its inputs: the whole pool can be rebuilt,
@@ -259,6 +271,7 @@ def test_cli_writes_schedule_pool_and_filter_fields(tmp_path):
     ("loop.filter=verifier loop.verifier_centre_noise_std=-0.1",
      "loop.verifier_centre_noise_std"),
     ("task.n_tasks=0", "task.n_tasks"),
+    ("task.n_tasks=2 loop.labeller=oracle", "loop.labeller"),
     ("task.n_tasks=2 task=relu_2nn_regression", "task.n_tasks"),
 ])
 def test_bad_extension_settings_are_refused_before_anything_runs(tmp_path, override, field):

@@ -330,6 +330,9 @@ class LoopConfig:
         if self.learner == "gaussian_prior" and task.k < task.d:
             fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
                  f"(it reads w off a prompt by least squares, exact only when k >= d)")
+        if self.labeller == "oracle" and task.n_tasks is not None:
+            fail(f"{path}.labeller", self.labeller, "'model' with task.n_tasks (the oracle "
+                 "samples the Gaussian prior, not the task pool real prompts come from)")
         if self.labeller == "oracle" and task.name not in GAUSSIAN_PRIOR_TASKS:
             fail(f"{path}.labeller", self.labeller,
                  f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
