@@ -331,3 +331,25 @@ def test_extension_runs_are_shown_not_counted_for_p1_to_p5(extra, counted):
         settings[section] = {**settings[section], **values}
     run = RunResult(path=Path("run"), flat_settings=flatten(settings))
     assert run.in_theorem_setting is counted
+
+
+@pytest.mark.parametrize("c", [0, 2])
+def test_predicted_variances_of_cached_and_uncached_labelling_agree(c, tiny_model):
+    """The variance a confidence filter ranks by is the head's at each labelled position, the
+    same with and without the key/value cache, and 0 at the c real opening positions."""
+    ens = build_ensemble(tiny_model, D, K_PAIRS, [make_generator(s, "x") for s in (1, 2)]).eval()
+    gen = make_generator(0, "label_inputs")
+    xs = torch.randn(2, 6, K_PAIRS, D, generator=gen)
+    context = torch.randn(2, 6, c, generator=gen)
+    noise = torch.randn(2, 6, K_PAIRS, generator=gen)
+    out = []
+    for cache in (True, False):
+        out.append(label(ens, xs, context, noise, None, use_cache=cache, batch_size=4,
+                         return_variance=True))
+    (ys_c, var_c), (ys_u, var_u) = out
+    torch.testing.assert_close(ys_c, ys_u, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(var_c, var_u, rtol=1e-5, atol=1e-6)
+    assert (var_c[..., :c] == 0).all() and (var_c[..., c:] > 0).all()
+    with torch.no_grad():  # the head's variance on the labelled prompts, one causal pass
+        direct = ens(xs, ys_u).log_var.exp()
+    torch.testing.assert_close(var_u[..., c:], direct[..., c:], rtol=1e-5, atol=1e-6)
