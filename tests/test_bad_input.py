@@ -299,7 +299,7 @@ def test_the_reference_learner_needs_k_at_least_d():
     (lambda: C.TaskConfig(name="sparse_linear_regression", d=2, sparsity=3),
      "task.sparsity must be an integer in [1, 2], got 3"),
     (lambda: C.TaskConfig(dd=3), "task has unknown setting(s) ['dd']; known: ['d', 'hidden', "
-                                 "'k', 'name', 'noise_std', 'sparsity', 'w_scale']"),
+                                 "'k', 'n_tasks', 'name', 'noise_std', 'sparsity', 'w_scale']"),
     (lambda: C.ModelConfig(n_embd=30), "model.n_embd must be a multiple of model.n_head=4, got 30"),
     (lambda: C.ModelConfig(arch="transformer_xl"),
      "model.arch must be one of ['gpt2', 'lstm', 'mlp'], got 'transformer_xl'"),

@@ -24,7 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from icl_stl import RESULTS_VERSION
 from icl_stl.cli.preflight import preflight
 from icl_stl.cli.sweeps import ERROR_FILE, sweep_threads
-from icl_stl.config import AppConfig, ConfigError, RuntimeConfig, parse_app_config
+from icl_stl.config import (
+    AppConfig,
+    ConfigError,
+    RuntimeConfig,
+    omit_extension_defaults,
+    parse_app_config,
+)
 from icl_stl.identity import train_identity
 from icl_stl.persistence import PersistenceError, RunLockedError, atomic_write_json
 from icl_stl.run_logger import RunLogger
@@ -75,6 +81,7 @@ def settings_hash(app: AppConfig, kind: str) -> str:
                                          "share_generation_0")}
         if relevant["loop"].get("warmup_steps") is None:  # the default keeps older run names
             relevant["loop"].pop("warmup_steps", None)
+    relevant = omit_extension_defaults(relevant)  # settings added later: older names stay
     text = json.dumps({"kind": kind, **relevant}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 

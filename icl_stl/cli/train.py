@@ -15,6 +15,7 @@ from icl_stl.cli.common import (
     run_name,
     runtime_options,
 )
+from icl_stl.config import ConfigError
 from icl_stl.persistence import RunLock
 from icl_stl.train_run import run_training
 
@@ -24,6 +25,9 @@ def train_from_config(cfg: DictConfig, output_dir) -> dict:
     from pathlib import Path
 
     app = load_app_config(cfg)
+    if app.task.n_tasks is not None:  # a pool is the loop's: training here would ignore it
+        raise ConfigError(f"task.n_tasks must be null for icl-stl-train (task pools are a loop "
+                          f"setting, icl-stl-loop), got {app.task.n_tasks!r}")
     runtime = runtime_options(app.runtime)  # validated before anything is written
     name = run_name(app, "train")
     output_dir = Path(output_dir)

@@ -55,6 +55,7 @@ ENGINES = ("native", "reference")
 MODEL_INITS = ("gpt2", "torch_default")
 LOGGER_MODES = ("offline", "online", "disabled")
 BASELINES = ("least_squares", "ridge", "averaging", "knn", "zero")
+GAUSSIAN_PRIOR_TASKS = ("linear_regression", "noisy_linear_regression")
 
 
 @settings("task")
@@ -68,6 +69,9 @@ class TaskConfig:
     noise_std: Float(0.0) = 0.0  # y = f(x) + N(0, noise_std^2)
     sparsity: Int(1) = 3  # nonzero weights, sparse_linear_regression only
     hidden: Int(1) = 100  # hidden units, relu_2nn_regression only
+    # null: every prompt draws its own task from the prior; M: real prompts draw their task
+    # uniformly from a pool of M drawn once from the run's seed (icl_stl/task_pool.py)
+    n_tasks: Int(1) | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TaskConfig:
@@ -75,6 +79,10 @@ class TaskConfig:
             check_int("task.sparsity", self.sparsity, 1, self.d)
         if self.name == "noisy_linear_regression" and self.noise_std == 0:
             fail("task.noise_std", self.noise_std, "> 0 for noisy_linear_regression")
+        if self.n_tasks is not None and self.name == "relu_2nn_regression":
+            fail("task.n_tasks", self.n_tasks,
+                 f"null for task {self.name!r} (dMMSE, the pool's Bayes predictor, needs a "
+                 f"linear task)")
         return self
 
 
@@ -186,7 +194,9 @@ LABEL_MODES = ("sample", "context", "mean")
 ROUNDINGS = ("exact", "floor", "round", "ceil")
 LEARNERS = ("transformer", "gaussian_prior")
 LABELLERS = ("model", "oracle")
-GAUSSIAN_PRIOR_TASKS = ("linear_regression", "noisy_linear_regression")
+REAL_SCHEDULES = ("constant", "linear", "exponential")  # icl_stl/loop/schedules.py
+FILTERS = ("none", "confidence", "verifier")  # icl_stl/loop/filters.py
+VERIFIER_SOURCES = ("s0", "real")
 
 
 @settings("loop")
@@ -225,13 +235,64 @@ class LoopConfig:
     # Train generation 0 once per distinct (seed, S_0) and copy it to every member sharing them
     # (the lambdas of one seed): the same numbers, less work. false: one per member.
     share_generation_0: Bool = True
+    # lambda_i of generation i >= 1 (icl_stl/loop/schedules.py): constant (real_fraction),
+    # or decayed linearly / exponentially from real_fraction by `rate` per generation, never
+    # below `floor`. Defaults keep today's loop and its identity (`EXTENSION_DEFAULTS`).
+    real_schedule: Choice(REAL_SCHEDULES) = "constant"
+    real_schedule_rate: Float(0.0) = 0.0
+    real_schedule_floor: Float(0.0, 1.0) = 0.0
+    # Filters on synthetic data (icl_stl/loop/filters.py): label ceil(m / filter_keep) prompts
+    # and keep the m the filter scores best (or, with filter_threshold, the first m scoring
+    # <= it). confidence: the Gaussian head's predicted variance; verifier: ridge centred on
+    # the tasks of real prompts (icl_stl/loop/verifier.py).
+    filter: Choice(FILTERS) = "none"
+    filter_keep: Float(0.0, 1.0, lo_open=True) = 1.0
+    filter_threshold: Float(0.0) | None = None  # null: keep the best fraction
+    verifier_source: Choice(VERIFIER_SOURCES) = "s0"  # s0 (works at lambda = 0) or real part
+    verifier_n_real: Int(1) | None = None  # fit on this many real prompts (null: all)
+    verifier_label_noise_std: Float(0.0) = 0.0  # degrade: noise on the labels it reads
+    verifier_centre_noise_std: Float(0.0) = 0.0  # degrade: noise on its knowledge centre
 
     @model_validator(mode="after")
     def _check(self) -> LoopConfig:
         if self.labeller == "oracle" and self.label_mode == "mean":
             fail("loop.label_mode", self.label_mode,
                  "'sample' or 'context' with loop.labeller=oracle (the oracle samples)")
+        if self.filter == "none":
+            for key in ("filter_keep", "filter_threshold"):
+                if getattr(self, key) != EXTENSION_DEFAULTS["loop"][key]:
+                    fail(f"loop.{key}", getattr(self, key),
+                         f"{EXTENSION_DEFAULTS['loop'][key]} with loop.filter=none "
+                         f"(a setting that would do nothing)")
+        if self.real_schedule == "constant":
+            for key in ("real_schedule_rate", "real_schedule_floor"):
+                if getattr(self, key) != 0:
+                    fail(f"loop.{key}", getattr(self, key),
+                         "0 with loop.real_schedule=constant (a setting that would do nothing)")
+        if self.filter == "confidence" and self.learner == "gaussian_prior":
+            fail("loop.filter", self.filter, "'none' or 'verifier' with "
+                 "loop.learner=gaussian_prior (its predictive variance ignores the labels)")
+        if self.filter == "confidence" and self.labeller == "oracle":
+            fail("loop.filter", self.filter, "'none' or 'verifier' with loop.labeller=oracle")
         return self
+
+    def schedule(self, lambda0: float):
+        """The member's real-data schedule (lambda0: its real_fraction), validated."""
+        from icl_stl.loop.schedules import RealSchedule  # the loop imports this module
+
+        sched = RealSchedule(self.real_schedule, lambda0, self.real_schedule_rate,
+                             self.real_schedule_floor)
+        sched.validate("loop")
+        return sched
+
+    def real_counts(self, lambda0: float, n: int) -> list[int]:
+        """Real prompts of S_1..S_generations for a member with real_fraction lambda0 and n.
+
+        constant: `real_count`, as before schedules existed (the same numbers and messages).
+        """
+        if self.real_schedule == "constant":
+            return [real_count(lambda0, n, self.rounding)] * self.generations
+        return self.schedule(lambda0).counts(n, self.generations, self.rounding)[1:]
 
     def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig) -> None:
         """Check what depends on the other sections, for data.n = `n`."""
@@ -240,6 +301,20 @@ class LoopConfig:
             raise ConfigError("data.n must be a positive integer for the loop (S_0 is a finite "
                               "set of n prompts), got None")
         real_count(self.real_fraction, n, self.rounding, path)
+        reals = self.real_counts(self.real_fraction, n)
+        if self.filter == "confidence" and self.learner == "transformer" and (
+                self.labeller == "model" and not model.gaussian_head):
+            fail(f"{path}.filter", self.filter, "'none' or 'verifier' unless "
+                 "model.gaussian_head=true supplies a predicted variance")
+        if self.filter == "verifier":
+            available = min(reals, default=n) if self.verifier_source == "real" else n
+            if self.verifier_source == "real" and available == 0:
+                fail(f"{path}.verifier_source", self.verifier_source,
+                     f"'s0' when a generation has no real prompt (real_fraction="
+                     f"{self.real_fraction}, real_schedule={self.real_schedule})")
+            if self.verifier_n_real is not None and self.verifier_n_real > available:
+                fail(f"{path}.verifier_n_real", self.verifier_n_real,
+                     f"null or an integer <= {available} (the real prompts it is fitted on)")
         if self.label_mode == "context" and self.context_pairs >= task.k:
             fail(f"{path}.context_pairs", self.context_pairs, f"< task.k={task.k}")
         needs_noise = self.label_mode == "sample" or (
@@ -255,9 +330,33 @@ class LoopConfig:
         if self.learner == "gaussian_prior" and task.k < task.d:
             fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
                  f"(it reads w off a prompt by least squares, exact only when k >= d)")
+        if self.labeller == "oracle" and task.n_tasks is not None:
+            fail(f"{path}.labeller", self.labeller, "'model' with task.n_tasks (the oracle "
+                 "samples the Gaussian prior, not the task pool real prompts come from)")
         if self.labeller == "oracle" and task.name not in GAUSSIAN_PRIOR_TASKS:
             fail(f"{path}.labeller", self.labeller,
                  f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
+
+
+# Settings added after results were committed, at the values that mean "as before": an identity
+# (a run name, a checkpoint's loop.json) leaves them out there, so older results keep theirs.
+EXTENSION_DEFAULTS = {
+    "task": {"n_tasks": None},
+    "loop": {"real_schedule": "constant", "real_schedule_rate": 0.0,
+             "real_schedule_floor": 0.0, "filter": "none", "filter_keep": 1.0,
+             "filter_threshold": None, "verifier_source": "s0", "verifier_n_real": None,
+             "verifier_label_noise_std": 0.0, "verifier_centre_noise_std": 0.0},
+}
+
+
+def omit_extension_defaults(settings_tree: dict) -> dict:
+    """A copy of an identity's nested settings without the `EXTENSION_DEFAULTS` at default."""
+    out = dict(settings_tree)
+    for section, defaults in EXTENSION_DEFAULTS.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items()
+                            if not (k in defaults and v == defaults[k])}
+    return out
 
 
 def real_count(real_fraction: float, n: int, rounding: str, path: str = "loop") -> int:

@@ -59,6 +59,12 @@ class Learner(ABC):
     def synthesize(self, generation: int, inputs: list[SyntheticInputs]) -> list[PromptSet]:
         """Label each member's synthetic inputs with its current (previous-generation) model."""
 
+    def synthesize_with_variance(self, generation: int, inputs: list[SyntheticInputs]
+                                 ) -> tuple[list[PromptSet], list[Tensor | None]]:
+        """`synthesize`, plus each member's predicted variance per position (m, k) where the
+        learner has one (None otherwise): what `loop.filter=confidence` ranks by."""
+        return self.synthesize(generation, inputs), [None for _ in inputs]
+
     @abstractmethod
     def errors(self, sets: list[PromptSet] | PromptSet) -> Tensor:
         """Per-position squared errors / d, (K, n, k); a shared set or one set per member."""
@@ -196,6 +202,13 @@ class TransformerLearner(Learner):
                 "bad_steps": result.bad_steps, "trained_members": len(trained)}
 
     def synthesize(self, generation, inputs) -> list[PromptSet]:
+        return self._label(inputs, with_variance=False)[0]
+
+    def synthesize_with_variance(self, generation, inputs):
+        return self._label(inputs, with_variance=True)
+
+    def _label(self, inputs: list[SyntheticInputs], with_variance: bool
+               ) -> tuple[list[PromptSet], list[Tensor | None]]:
         ctx, device = self.ctx, self.ctx.runtime.device
         sizes = [s.xs.shape[0] for s in inputs]
         xs = pad_stack([s.xs for s in inputs]).to(device)  # (K, m_max, k, d)
@@ -206,9 +219,18 @@ class TransformerLearner(Learner):
         noise_std = None if ctx.loop.label_mode == "mean" else ctx.loop.label_noise_std
         if ctx.loop.label_mode == "mean":
             noise = None
-        ys = label(self.ensemble, xs, context, noise, noise_std, use_cache=ctx.loop.kv_cache,
-                   batch_size=ctx.loop.label_batch_size).cpu()
-        return [PromptSet(s.xs, ys[i, :m]) for i, (s, m) in enumerate(zip(inputs, sizes))]
+        var = None
+        if with_variance and ctx.model.gaussian_head:
+            ys, var = label(self.ensemble, xs, context, noise, noise_std,
+                            use_cache=ctx.loop.kv_cache, batch_size=ctx.loop.label_batch_size,
+                            return_variance=True)
+            var = var.cpu()
+        else:
+            ys = label(self.ensemble, xs, context, noise, noise_std, use_cache=ctx.loop.kv_cache,
+                       batch_size=ctx.loop.label_batch_size)
+        ys = ys.cpu()
+        sets = [PromptSet(s.xs, ys[i, :m]) for i, (s, m) in enumerate(zip(inputs, sizes))]
+        return sets, [None if var is None else var[i, :m] for i, m in enumerate(sizes)]
 
     def errors(self, sets) -> Tensor:
         return model_errors(self.ensemble, sets, self.ctx.eval.batch_size, self.ctx.runtime)

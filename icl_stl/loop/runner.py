@@ -32,11 +32,13 @@ from icl_stl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
+    omit_extension_defaults,
 )
 from icl_stl.evaluation import baseline_errors, summarise
 from icl_stl.faults import fault_point
 from icl_stl.identity import describe_differences, train_identity
 from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
+from icl_stl.loop.filtering import filter_members, no_filter_record
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
 from icl_stl.loop.metrics import generation_record, log_gate
 from icl_stl.loop.mixing import (
@@ -44,6 +46,7 @@ from icl_stl.loop.mixing import (
     counts,
     draw_s0,
     real_counterpart,
+    real_fraction_at,
     real_part,
     synthetic_inputs,
 )
@@ -55,6 +58,7 @@ from icl_stl.loop.progress import (
     member_names,
     risk_line,
 )
+from icl_stl.loop.test_sets import loop_test_sets
 from icl_stl.persistence import (
     CheckpointSlot,
     CorruptCheckpointError,
@@ -65,7 +69,7 @@ from icl_stl.persistence import (
     read_json,
     save_state,
 )
-from icl_stl.prompts import PromptSet, draw_test_prompts
+from icl_stl.prompts import PromptSet
 from icl_stl.provenance import code_provenance
 from icl_stl.run_logger import RunLogger
 from icl_stl.tasks import make_task
@@ -102,9 +106,11 @@ class LoopSettings:
             loop.pop(key)  # share_generation_0 changes the work, not the numbers
         if loop.get("warmup_steps") is None:  # the default: loops written before it resume
             loop.pop("warmup_steps", None)
-        return {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
-                "train": train_identity(self.train), "loop": loop, "eval_prompts": self.eval.n_prompts,
-                "seed": self.seed, "results_version": RESULTS_VERSION}
+        return omit_extension_defaults(
+            {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
+             "train": train_identity(self.train), "loop": loop,
+             "eval_prompts": self.eval.n_prompts, "seed": self.seed,
+             "results_version": RESULTS_VERSION})
 
 
 def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
@@ -122,13 +128,19 @@ class LoopRun:
         self.logger, self.extra_metrics = logger, extra_metrics
         self.task = make_task(settings.task)
         self.k = settings.task.k
+        # One test set for all members: lambdas and seeds are compared on the same prompts.
+        # With task.n_tasks, one pool for the run, shared by every member (`test_sets`).
+        self.tests = loop_test_sets(self.task, settings.task, settings.eval.n_prompts, self.k,
+                                    settings.seed)
+        self.test_set, self.pool = self.tests.test, self.tests.pool
+        if self.pool is not None:
+            members = [dataclasses.replace(m, pool=self.pool) for m in members]
+            self.members = members
         ctx = LearnerContext(self.task, self.k, settings.model, settings.train, settings.loop,
                              settings.eval, settings.runtime)
         self.learner = make_learner(ctx, members)
         self.s0s = [draw_s0(self.task, m, self.k) for m in members]
-        # One test set for all members: lambdas and seeds are compared on the same prompts.
-        self.test_set = draw_test_prompts(self.task, settings.eval.n_prompts, self.k,
-                                          settings.seed)
+        self._filtered: dict[int, list[dict]] = {}  # generation -> per member: record, index
         specs = [m.describe() for m in members]
         self.names, self.groups = member_names(specs), group_labels(specs)
 
@@ -171,12 +183,17 @@ class LoopRun:
         if path.exists():
             try:
                 state = load_state(path)
+                if "filter" in state:
+                    self._filtered[i] = state["filter"]
                 return [PromptSet.from_state_dict(s) for s in state["members"]]
             except CorruptCheckpointError as err:
                 log.warning("relabelling generation %d: %s", i, err)
         inputs = [synthetic_inputs(self.s.loop, m, i, self.task, self.k) for m in self.members]
+        variances = [None] * len(inputs)
         if self.s.loop.labeller == "oracle":
             labelled = oracle_synthesize(self.task, inputs)
+        elif self.s.loop.filter == "confidence":
+            labelled, variances = self.learner.synthesize_with_variance(i, inputs)
         else:
             labelled = self.learner.synthesize(i, inputs)
         bad = [m for m, s in enumerate(labelled) if not torch.isfinite(s.ys).all()]
@@ -187,7 +204,13 @@ class LoopRun:
                 f"generation {i}: generation {i - 1} produced non-finite synthetic labels for "
                 f"member(s) {bad} (label step, before training step 0); they are saved in "
                 f"{inspect} and no finished generation was touched")
-        save_state(path, {"members": [s.state_dict() for s in labelled]})
+        state = {}
+        if self.s.loop.filter != "none":
+            labelled, state["filter"] = filter_members(self.s.loop, self.s.task, self.task,
+                                                       self.members, self.s0s, i, self.k,
+                                                       labelled, variances)
+            self._filtered[i] = state["filter"]
+        save_state(path, {"members": [s.state_dict() for s in labelled], **state})
         return labelled
 
     def _datasets(self, i: int, history: list[list[PromptSet]]) -> tuple[list, list, list]:
@@ -207,18 +230,25 @@ class LoopRun:
     def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float,
                   zero_risk: float) -> list:
         test_errors, calibration = self.learner.test_metrics(self.test_set)  # (K, n_test, k)
+        prior_risks = [{} for _ in self.members]
+        if self.pool is not None:  # the same learners on the Gaussian prior's tasks
+            prior_errors = self.learner.errors(self.tests.prior)  # (K, n_test, k)
+            prior_risks = [{"test_risk_prior": prior_errors[m].mean().item()}
+                           for m in range(len(self.members))]
         # S_i = concat(real part, synthetic) (`_datasets`): the real risk is a prefix's.
         train_risks, real_risks = self.learner.member_risks(sets, [len(r) for r in reals])
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
                  else [{}] * len(self.members))
         records = []
         for m, member in enumerate(self.members):
-            n_real, n_syn = (member.n, 0) if i == 0 else counts(self.s.loop, member)
-            rec = {"member": m, **member.describe(), "generation": i, "n_real": n_real,
-                   "n_synthetic_new": n_syn, "train_size": len(sets[m]),
+            n_real, n_syn = (member.n, 0) if i == 0 else counts(self.s.loop, member, i)
+            rec = {"member": m, **member.describe(), "generation": i,
+                   "real_fraction_i": real_fraction_at(self.s.loop, member, i),
+                   "n_real": n_real, "n_synthetic_new": n_syn, "train_size": len(sets[m]),
                    **generation_record(test_errors[m], train_risks[m], real_risks[m],
                                        ridge_risk, zero_risk),
-                   **self._fidelity(i, m, new[m]), **calibration[m],
+                   **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
+                   **prior_risks[m], **calibration[m],
                    "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
                    **extra[m]}
             records.append(rec)
@@ -229,7 +259,14 @@ class LoopRun:
         if i == 0:
             return dict(NO_SYNTHETIC)
         real = real_counterpart(self.s.loop, self.members[m], i, self.task, self.k)
+        if i in self._filtered:  # the kept prompts' real counterparts
+            real = real[self._filtered[i][m]["index"].to(real.xs.device)]
         return generator_fidelity(synthetic, real)
+
+    def _filter_record(self, i: int, m: int) -> dict:
+        if self.s.loop.filter == "none":
+            return {}
+        return no_filter_record() if i == 0 else dict(self._filtered[i][m]["record"])
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -244,6 +281,8 @@ class LoopRun:
                  else bayes_optimal_ridge_alpha(s.task.noise_std, s.task.w_scale))
         base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
                                knn_neighbours=s.eval.knn_neighbours)
+        pool_base, base_prior = self.tests.pool_baselines(s.task.noise_std, alpha)
+        base.update(pool_base)  # dmmse, with a task pool
         # The training gate needs ridge and zero whether or not eval.baselines lists them.
         missing = [name for name in ("ridge", "zero") if name not in base]
         gate_base = {**base, **baseline_errors(self.test_set, missing, ridge_alpha=alpha,
@@ -269,7 +308,7 @@ class LoopRun:
                              risk_line([r["test_risk"] for r in records], self.groups))
         finally:
             bar.close()
-        return self._summary(all_records, base, alpha, timings)
+        return self._summary(all_records, base, alpha, timings, base_prior)
 
     def _generation(self, i: int, history: list[list[PromptSet]], all_records: list[dict],
                     timings: list, ridge_risk: float, zero_risk: float,
@@ -345,11 +384,14 @@ class LoopRun:
             self.logger.log_metrics({"generation": i, **group_metrics(
                 [r["test_risk"] for r in records], self.groups, "gen/test_risk")})
 
-    def _summary(self, records: list[dict], base: dict, alpha: float, timings: list) -> dict:
+    def _summary(self, records: list[dict], base: dict, alpha: float, timings: list,
+                 base_prior: dict | None = None) -> dict:
         summary = {
             "members": member_records(self.members, self.s0s),
             "generations": records,
             "baselines": {name: summarise(err) for name, err in base.items()},
+            **({} if base_prior is None else {
+                "baselines_prior": {name: summarise(err) for name, err in base_prior.items()}}),
             "ridge_alpha": alpha,
             "settings": self.s.identity(),
             "checkpoint_dir": str(self.checkpoint_dir),

@@ -35,7 +35,9 @@ def warm_start_time_to_ridge(task_cfg: TaskConfig, model_cfg: ModelConfig,
     where it settles (`final_risk`) and whether it is still past the gate there."""
     runtime = runtime or RuntimeOptions()
     task, k = make_task(task_cfg), task_cfg.k
-    loop = replace(loop_cfg, init="warm_start", real_fraction=real_fraction)
+    # An unfiltered generation 1 (a filter's larger labelled pool is the loop's business).
+    loop = replace(loop_cfg, init="warm_start", real_fraction=real_fraction, filter="none",
+                   filter_keep=1.0, filter_threshold=None)
     train = replace(train_cfg, log_every=eval_every, checkpoint_every=0)
     ctx = LearnerContext(task, k, model_cfg, train, loop, EvalConfig(), runtime)
     member = MemberSpec(seed=seed, real_fraction=real_fraction, n=n)

@@ -1,0 +1,115 @@
+"""`loop.filter` applied to one member's labelled pool at one generation.
+
+The scores, the selection and the record are `icl_stl.loop.filters` and `icl_stl.loop.verifier`;
+this module only decides, from the loop's settings, which score a member's pool gets and how many
+prompts it keeps (`mixing.counts`: the configured synthetic count m, so S_i keeps its size).
+
+The verifier is ridge centred on the tasks of real prompts, with the prior's variance known
+(task.w_scale^2, as the reference learner knows it) and the task's noise variance:
+- `loop.verifier_source=s0`: fitted on S_0 (so it works at lambda = 0), with its degradation
+  noise drawn once (stream "verifier"): the same verifier every generation;
+- `loop.verifier_source=real`: fitted on generation i's real part, noise from ("verifier", i).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from icl_stl.config import LoopConfig, TaskConfig
+from icl_stl.loop.filters import filter_record, select, variance_scores
+from icl_stl.loop.mixing import MemberSpec, counts, real_counterpart, real_part
+from icl_stl.loop.verifier import RidgeVerifier, fit_verifier, verifier_scores
+from icl_stl.prompts import PromptSet
+from icl_stl.seeding import make_generator
+from icl_stl.tasks import Task
+
+__all__ = ["FILTER_KEYS", "Filtered", "apply_filter", "filter_members", "member_verifier",
+           "no_filter_record"]
+
+# What `filters.filter_record` returns, in its order.
+FILTER_KEYS = ("filter_kept_fraction", "filter_pool", "filter_shortfall",
+               *(f"filter_{k}_{when}" for when in ("before", "after")
+                 for k in ("label_w1", "label_var_ratio", "w_shift2")))
+
+
+@dataclass(frozen=True)
+class Filtered:
+    """The kept prompts, their positions in the labelled pool, and what the record says."""
+
+    kept: PromptSet
+    index: Tensor  # (m,) long
+    record: dict
+
+
+def no_filter_record() -> dict:
+    """Generation 0 (nothing synthetic): every filter field present, None."""
+    return dict.fromkeys(FILTER_KEYS)
+
+
+def member_verifier(loop: LoopConfig, task_cfg: TaskConfig, task: Task, member: MemberSpec,
+                    s0: PromptSet, generation: int, k: int) -> RidgeVerifier:
+    """The verifier member `member` filters generation `generation`'s pool with (module doc)."""
+    if loop.verifier_source == "s0":
+        data, gen = s0, make_generator(member.seed, "verifier")
+    else:
+        data = real_part(loop, member, s0, generation, task, k)[0]
+        gen = make_generator(member.seed, "verifier", generation)
+    return fit_verifier(data, task_cfg.noise_std ** 2, w_var=task_cfg.w_scale ** 2,
+                        n_real=loop.verifier_n_real,
+                        label_noise_std=loop.verifier_label_noise_std,
+                        centre_noise_std=loop.verifier_centre_noise_std, gen=gen)
+
+
+def _finite_or_none(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def apply_filter(loop: LoopConfig, member: MemberSpec, generation: int, labelled: PromptSet,
+                 real: PromptSet, variance: Tensor | None = None,
+                 verifier: RidgeVerifier | None = None) -> Filtered:
+    """Score the labelled pool, keep the configured synthetic count, record how it went.
+
+    labelled: the pool generation i-1 labelled; real: real labels of the same x's
+    (`mixing.real_counterpart`); variance (pool, k): the head's predicted variance
+    (confidence); verifier: for `loop.filter=verifier`. Positions the model did not label
+    (context mode's c real pairs) are not scored.
+    """
+    start = loop.context_pairs if loop.label_mode == "context" else 0
+    if loop.filter == "confidence":
+        if variance is None:
+            raise ValueError("loop.filter=confidence needs the learner's predicted variance")
+        scores = variance_scores(variance, start)
+    elif loop.filter == "verifier":
+        if verifier is None:
+            raise ValueError("loop.filter=verifier needs a verifier")
+        scores = verifier_scores(verifier, labelled, start)
+    else:
+        raise ValueError(f"apply_filter called with loop.filter={loop.filter!r}")
+    _, wanted = counts(loop, member, generation)
+    selection = select(scores.cpu(), wanted, loop.filter_threshold)
+    record = {k: _finite_or_none(v) for k, v in filter_record(selection, labelled, real).items()}
+    index = selection.index.to(torch.long)
+    return Filtered(labelled[index.to(labelled.xs.device)], index, record)
+
+
+def filter_members(loop: LoopConfig, task_cfg: TaskConfig, task: Task,
+                   members: list[MemberSpec], s0s: list[PromptSet], generation: int, k: int,
+                   pools: list[PromptSet], variances: list[Tensor | None]
+                   ) -> tuple[list[PromptSet], list[dict]]:
+    """Every member's filtered pool, and per member {"record", "index"}: what the generation
+    records and which pool positions it kept (stored with the synthetic prompts, so that a
+    resumed generation records the same)."""
+    kept, info = [], []
+    for m, member in enumerate(members):
+        verifier = None
+        if loop.filter == "verifier":
+            verifier = member_verifier(loop, task_cfg, task, member, s0s[m], generation, k)
+        real = real_counterpart(loop, member, generation, task, k)
+        out = apply_filter(loop, member, generation, pools[m], real, variances[m], verifier)
+        kept.append(out.kept)
+        info.append({"record": out.record, "index": out.index})
+    return kept, info
