@@ -63,6 +63,10 @@ def refuse_conflicting_settings(cfg: EvalRunConfig, stored: StoredModel) -> None
     """A model or task setting given on the command line must agree with the checkpoint's."""
     claimed = {name: {k: v for k, v in getattr(cfg, name).items() if v is not None}
                for name in ("task", "model")}
+    if stored.task.n_tasks is not None:
+        raise ConfigError(f"checkpoint was trained on a finite task pool (task.n_tasks="
+                          f"{stored.task.n_tasks}), and icl-stl-eval draws its test prompts from "
+                          f"the Gaussian prior only; the loop's summary.json has the pool's risks")
     actual = {"task": dataclasses.asdict(stored.task),
               "model": dataclasses.asdict(stored.model_settings)}
     actual = {name: {k: actual[name].get(k) for k in claimed[name]} for name in claimed}

@@ -185,3 +185,17 @@ def test_cli_bad_input_exits_2_with_one_line(train_run, tmp_path, args, fragment
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     assert not (tmp_path / "out" / "eval.json").exists()
+
+
+def test_a_checkpoint_trained_on_a_task_pool_is_refused_not_evaluated_on_the_prior():
+    """Its test prompts would come from the Gaussian prior, not from the pool it learned."""
+    from types import SimpleNamespace
+
+    from icl_stl.eval_run import EvalRunConfig, refuse_conflicting_settings
+
+    pooled = SimpleNamespace(task=TaskConfig(d=2, k=6, n_tasks=8),
+                             model_settings=ModelConfig())
+    with pytest.raises(ConfigError, match=r"finite task pool \(task.n_tasks=8\)"):
+        refuse_conflicting_settings(EvalRunConfig(), pooled)
+    refuse_conflicting_settings(EvalRunConfig(), SimpleNamespace(
+        task=TaskConfig(d=2, k=6), model_settings=ModelConfig()))  # the prior: accepted
