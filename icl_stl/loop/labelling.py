@@ -99,11 +99,9 @@ def label(model: Ensemble, xs: Tensor, context_ys: Tensor, noise: Tensor | None,
     out = []
     for s in range(0, xs.shape[1], batch_size):
         sl = slice(s, s + batch_size)
-        part = None if variance is None else xs.new_zeros(xs[:, sl].shape[:-1])
         out.append(fn(model, xs[:, sl], context_ys[:, sl],
-                      None if noise is None else noise[:, sl], noise_std, part))
-        if variance is not None:
-            variance[:, sl] = part
+                      None if noise is None else noise[:, sl], noise_std,
+                      None if variance is None else variance[:, sl]))  # a view: filled in place
     model.train(was_training)
     ys = torch.cat(out, dim=1) if out else xs.new_zeros(xs.shape[:-1])
     return (ys, variance) if return_variance else ys

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from icl_stl.config import ConfigError
+from icl_stl.config import ConfigError, real_count
 
 __all__ = ["SCHEDULES", "RealSchedule", "real_count_rounded", "real_fraction", "reference_drift",
            "validate_schedule"]
@@ -90,18 +90,16 @@ def real_fraction(generation: int, schedule: str, lambda0: float, rate: float = 
 
 
 def real_count_rounded(fraction: float, n: int, rounding: str, path: str = "loop") -> int:
-    """lambda_i n as a count. A decaying lambda_i n is rarely whole, so `exact` rounding names
-    the schedule (not a fixed real_fraction) as the setting to change."""
+    """lambda_i n as a count (`real_count`'s rounding). A decaying lambda_i n is rarely whole, so
+    `exact` rounding names the schedule (not a fixed real_fraction) as the setting to change."""
     _choice(f"{path}.rounding", rounding, ROUNDINGS)
-    exact = fraction * n
-    if rounding == "exact":
-        if abs(exact - round(exact)) > 1e-9:
-            raise ConfigError(
-                f"{path}.rounding=exact needs lambda_i n whole at every generation, but "
-                f"{path}.real_schedule gives lambda_i={fraction:g} with n={n} ({exact:g} "
-                f"prompts); set {path}.rounding to floor, round or ceil")
-        return int(round(exact))
-    return int({"floor": math.floor, "round": round, "ceil": math.ceil}[rounding](exact + 0.0))
+    try:
+        return real_count(fraction, n, rounding, path)
+    except ConfigError:
+        raise ConfigError(
+            f"{path}.rounding=exact needs lambda_i n whole at every generation, but "
+            f"{path}.real_schedule gives lambda_i={fraction:g} with n={n} ({fraction * n:g} "
+            f"prompts); set {path}.rounding to floor, round or ceil") from None
 
 
 @dataclass(frozen=True)
