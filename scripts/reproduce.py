@@ -9,6 +9,13 @@ report over every finished part:
     decay         P4       6 n over 2 decades x 5 seeds
     augmentation  P5       5 m x 2 n x 5 seeds
     reference     -        the exactly solvable reference learner on the same grids
+    filters       P6       lambda = 0 with a verifier (two qualities) or a confidence filter
+    schedules     P7       lambda_i decaying linearly to a floor of 0.25, and to 0
+    pools         P8       finite task pools of M = 2 and 16 tasks, one run per seed
+
+A part of several presets (filters, schedules, pools) runs each in turn, and each point of a
+preset's sweep grid (`hydra.sweeper.params`, as `icl-stl-loop -m` would) as its own run, in
+--out/<part>/<preset>[/<point>].
 
     .venv/bin/python scripts/reproduce.py --plan                # member steps and minutes per part
     .venv/bin/python scripts/reproduce.py --part collapse       # one part (resumes if killed)
@@ -23,6 +30,7 @@ with --results, is copied there with runs.csv, timing.json and the machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -39,13 +47,18 @@ from icl_stl.cli.loop import loop_from_config
 from icl_stl.cli.probe import probe_from_config
 from icl_stl.persistence import atomic_write_json
 
-# part -> (primary config, preset, runner)
+# part -> (primary config, preset or presets, runner)
 PARTS = {
     "collapse": ("loop", "reproduce_collapse", loop_from_config),
     "stability": ("probe", "reproduce_stability", probe_from_config),
     "decay": ("probe", "reproduce_decay", probe_from_config),
     "augmentation": ("loop", "reproduce_augmentation", loop_from_config),
     "reference": ("loop", "reproduce_reference", loop_from_config),
+    "filters": ("loop", ("reproduce_filters_verifier", "reproduce_filters_weak_verifier",
+                         "reproduce_filters_confidence"), loop_from_config),
+    "schedules": ("loop", ("reproduce_schedules_floor", "reproduce_schedules_zero"),
+                  loop_from_config),
+    "pools": ("loop", ("reproduce_pools_below", "reproduce_pools_above"), loop_from_config),
 }
 # Measured on the 2-core development CPU (docs/bench/sizes-batch64-cpu-2026-12-03.json): an
 # ensemble of 50 tiny GPT-2s at d = 2, k = 6, batch 64 trains 82 member steps/s on 2 threads.
@@ -71,12 +84,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def compose_part(part: str, out: Path, overrides: list[str]):
-    primary, preset, _ = PARTS[part]
+def presets_of(part: str) -> tuple[str, ...]:
+    preset = PARTS[part][1]
+    return (preset,) if isinstance(preset, str) else tuple(preset)
+
+
+def compose_part(part: str, out: Path, overrides: list[str], preset: str | None = None):
+    """The part's config (its first preset, or `preset`), without a sweep grid."""
+    return compose_preset(PARTS[part][0], preset or presets_of(part)[0], out, overrides)
+
+
+def compose_preset(primary: str, preset: str, out: Path, overrides: list[str],
+                   with_hydra: bool = False):
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
         return compose(primary, overrides=[f"experiment={preset}",
                                            f"run.checkpoint_root={out / 'checkpoints'}",
-                                           *overrides])
+                                           *overrides], return_hydra_config=with_hydra)
+
+
+def sweep_points(primary: str, preset: str, out: Path, overrides: list[str]) -> list[list[str]]:
+    """The preset's sweep grid (`hydra.sweeper.params`, comma-separated values as the basic
+    sweeper reads them) as override lists, one per point; [[]] without a grid. A key also set
+    by --set is fixed at that value, not swept."""
+    cfg = compose_preset(primary, preset, out, overrides, with_hydra=True)
+    params = dict(cfg.hydra.sweeper.get("params") or {})
+    fixed = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    axes = [[f"{key}={value.strip()}" for value in str(values).split(",")]
+            for key, values in params.items() if key not in fixed]
+    return [list(point) for point in itertools.product(*axes)] if axes else [[]]
+
+
+def part_jobs(part: str, out: Path, overrides: list[str]) -> list[tuple[Path, object]]:
+    """(run directory, config) of every run of a part: one per preset and sweep point. A part
+    of one preset without a grid runs in out/<part>, as it always has."""
+    primary = PARTS[part][0]
+    presets = presets_of(part)
+    jobs = []
+    for preset in presets:
+        for point in sweep_points(primary, preset, out, overrides):
+            run_dir = out / part
+            if len(presets) > 1:
+                run_dir = run_dir / preset.removeprefix(f"reproduce_{part}_")
+            if point:
+                run_dir = run_dir / "-".join(o.replace("=", "") for o in point)
+            jobs.append((run_dir, compose_preset(primary, preset, out, [*overrides, *point])))
+    return jobs
 
 
 def planned_member_steps(part: str, cfg) -> dict:
@@ -110,7 +162,8 @@ def run_part(part: str, out: Path, overrides: list[str]) -> float:
     _, _, runner = PARTS[part]
     completed = False
     try:
-        runner(compose_part(part, out, overrides), out / part)
+        for run_dir, cfg in part_jobs(part, out, overrides):
+            runner(cfg, run_dir)
         completed = True
     finally:
         record_timing(out, part, time.perf_counter() - start, overrides, completed)
@@ -145,7 +198,7 @@ def write_results(out: Path, results: Path | None) -> None:
     from icl_stl.report.reference_figure import plot_reference
     from icl_stl.report.report import write_report
 
-    finished = [out / p for p in PARTS if (out / p / "summary.json").exists()]
+    finished = [path.parent for p in PARTS for path in sorted((out / p).rglob("summary.json"))]
     if not finished:
         print("[reproduce] no finished part to report on")
         return
@@ -164,7 +217,7 @@ def write_results(out: Path, results: Path | None) -> None:
             shutil.copy2(out / name, results / name)
     shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)
     for part_dir in finished:  # each part's resolved config and summary: every record
-        dest = results / "runs" / part_dir.name
+        dest = results / "runs" / part_dir.relative_to(out)
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("summary.json", "config.yaml", "timing.json"):
             if (part_dir / name).exists():
@@ -179,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         total = 0.0
         for part in parts:
-            steps = planned_member_steps(part, compose_part(part, args.out, args.overrides))
+            steps = {"generation_0": 0, "later": 0, "total": 0}
+            for _, cfg in part_jobs(part, args.out, args.overrides):
+                for key, value in planned_member_steps(part, cfg).items():
+                    steps[key] += value
             minutes = steps["total"] / args.rate / 60
             total += minutes
             print(f"{part:13s} member steps: generation 0 {steps['generation_0']:>8,}, later "

@@ -232,9 +232,8 @@ class LoopRun:
         test_errors, calibration = self.learner.test_metrics(self.test_set)  # (K, n_test, k)
         prior_risks = [{} for _ in self.members]
         if self.pool is not None:  # the same learners on the Gaussian prior's tasks
-            prior_errors = self.learner.errors(self.tests.prior)  # (K, n_test, k)
-            prior_risks = [{"test_risk_prior": prior_errors[m].mean().item()}
-                           for m in range(len(self.members))]
+            prior_risks = self.tests.prior_distances(self.learner.predictions(self.tests.prior),
+                                                     self.s.task.noise_std, self._ridge_alpha)
         # S_i = concat(real part, synthetic) (`_datasets`): the real risk is a prefix's.
         train_risks, real_risks = self.learner.member_risks(sets, [len(r) for r in reals])
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
@@ -277,8 +276,9 @@ class LoopRun:
     def _run_locked(self) -> dict:
         s = self.s
         self._check_identity()
-        alpha = (s.eval.ridge_alpha if s.eval.ridge_alpha is not None
-                 else bayes_optimal_ridge_alpha(s.task.noise_std, s.task.w_scale))
+        alpha = self._ridge_alpha = (
+            s.eval.ridge_alpha if s.eval.ridge_alpha is not None
+            else bayes_optimal_ridge_alpha(s.task.noise_std, s.task.w_scale))
         base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
                                knn_neighbours=s.eval.knn_neighbours)
         pool_base, base_prior = self.tests.pool_baselines(s.task.noise_std, alpha)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from icl_stl.baselines import ridge
 from icl_stl.config import TaskConfig
 from icl_stl.evaluation import baseline_errors
 from icl_stl.losses import squared_error
@@ -35,6 +36,23 @@ class LoopTestSets:
         """dMMSE's per-position squared errors / d on `prompts`: (n, k)."""
         xs, ys = prompts.xs.cpu(), prompts.ys.cpu()
         return squared_error(dmmse(xs, ys, self.pool, noise_std), ys, prompts.d)
+
+    def prior_distances(self, predictions: Tensor, noise_std: float, ridge_alpha: float
+                        ) -> list[dict[str, float]]:
+        """Per member, how far its predicted means on the prior's test set lie from ridge's and
+        from dMMSE's, mean squared difference / d (P8: which Bayes predictor a learner trained on
+        the pool tracks, Raventos et al.'s measure), with its risk there. predictions (K, n, k).
+        Empty dicts without a pool."""
+        if self.pool is None:
+            return [{} for _ in range(predictions.shape[0])]
+        xs, ys, d = self.prior.xs.cpu(), self.prior.ys.cpu(), self.prior.d
+        to_ridge = squared_error(predictions, ridge(xs, ys, ridge_alpha), d)  # (K, n, k)
+        to_dmmse = squared_error(predictions, dmmse(xs, ys, self.pool, noise_std), d)
+        risk = squared_error(predictions, ys, d)
+        return [{"test_risk_prior": risk[m].mean().item(),
+                 "prior_distance_ridge": to_ridge[m].mean().item(),
+                 "prior_distance_dmmse": to_dmmse[m].mean().item()}
+                for m in range(predictions.shape[0])]
 
     def pool_baselines(self, noise_std: float, ridge_alpha: float
                        ) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
