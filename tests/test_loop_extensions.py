@@ -19,11 +19,12 @@ from conftest import (
     run_cli,
 )
 
+from icl_stl.baselines import ridge
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
 from icl_stl.cli.probe import probe_config
 from icl_stl.cli.train import train_from_config
-from icl_stl.config import ConfigError, LoopConfig, parse_app_config
+from icl_stl.config import ConfigError, LoopConfig, TaskConfig, parse_app_config
 from icl_stl.ensemble import build_ensemble
 from icl_stl.filter_theory import keep_fraction, step_drift
 from icl_stl.loop.fidelity import implied_weights
@@ -33,6 +34,7 @@ from icl_stl.loop.labelling import label
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_counterpart, synthetic_inputs
 from icl_stl.loop.oracle import oracle_synthesize
 from icl_stl.loop.schedules import RealSchedule
+from icl_stl.loop.test_sets import loop_test_sets
 from icl_stl.loop.verifier import verifier_scores
 from icl_stl.losses import squared_error
 from icl_stl.persistence import load_state
@@ -108,6 +110,37 @@ def test_task_pool_feeds_s0_fresh_real_prompts_and_the_test_set(tmp_path):
     assert set(summary["baselines_prior"]) == {"ridge", "dmmse"}
     for rec in summary["generations"]:
         assert math.isfinite(rec["test_risk_prior"]) and rec["test_risk_prior"] != rec["test_risk"]
+
+
+def test_prior_distances_place_a_learner_between_ridge_and_dmmse(tmp_path):
+    """P8's measure: a learner that predicts dMMSE's means on the prior's test set is at
+    distance 0 from dMMSE, at dMMSE's distance from ridge, and has dMMSE's prior risk (the same
+    number `pool_baselines` reports); one that predicts ridge's, the other way round."""
+    task = LinearRegression(d=D)
+    sets = loop_test_sets(task, TaskConfig(d=D, k=K_PAIRS, n_tasks=3), 64, K_PAIRS, seed=1)
+    xs, ys = sets.prior.xs, sets.prior.ys
+    by_dmmse, by_ridge = dmmse(xs, ys, sets.pool, 0.0), ridge(xs, ys, 0.5)
+    both = torch.stack([by_dmmse, by_ridge])  # (K = 2, n, k)
+    near_dmmse, near_ridge = sets.prior_distances(both, noise_std=0.0, ridge_alpha=0.5)
+    apart = squared_error(by_dmmse, by_ridge, D).mean().item()
+    assert apart > 0.05
+    assert near_dmmse["prior_distance_dmmse"] == pytest.approx(0.0, abs=1e-12)
+    assert near_dmmse["prior_distance_ridge"] == pytest.approx(apart, rel=1e-5)
+    assert near_ridge["prior_distance_ridge"] == pytest.approx(0.0, abs=1e-12)
+    assert near_ridge["prior_distance_dmmse"] == pytest.approx(apart, rel=1e-5)
+    _, prior_baselines = sets.pool_baselines(0.0, 0.5)
+    assert near_dmmse["test_risk_prior"] == pytest.approx(prior_baselines["dmmse"].mean().item(),
+                                                          rel=1e-5)
+    assert near_ridge["test_risk_prior"] == pytest.approx(prior_baselines["ridge"].mean().item(),
+                                                          rel=1e-5)
+    without_pool = loop_test_sets(task, TaskConfig(d=D, k=K_PAIRS), 64, K_PAIRS, seed=1)
+    assert without_pool.prior_distances(both, 0.0, 0.5) == [{}, {}]
+
+
+def test_a_pooled_loop_records_its_distance_to_ridge_and_dmmse(tmp_path):
+    summary = loop_from_config(compose_loop(tmp_path, *FAST, "task.n_tasks=2"), tmp_path / "out")
+    for rec in summary["generations"]:
+        assert rec["prior_distance_ridge"] > 0 and rec["prior_distance_dmmse"] > 0
 
 
 def test_a_pool_of_one_task_makes_dmmse_exact_after_one_pair(tmp_path):

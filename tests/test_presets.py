@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import json
 from pathlib import Path
 
@@ -30,8 +31,15 @@ PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop"
            "quickstart": "train", "generator": "loop", "debug": "loop",
            "reproduce_collapse": "loop", "reproduce_stability": "probe",
            "reproduce_decay": "probe", "reproduce_augmentation": "loop",
-           "reproduce_reference": "loop"}
-FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n")
+           "reproduce_reference": "loop", "reproduce_filters": "loop",
+           "reproduce_filters_verifier": "loop", "reproduce_filters_weak_verifier": "loop",
+           "reproduce_filters_confidence": "loop", "reproduce_schedules_floor": "loop",
+           "reproduce_schedules_zero": "loop", "reproduce_pools": "loop",
+           "reproduce_pools_below": "loop", "reproduce_pools_above": "loop",
+           "filters_verifier": "loop", "filters_confidence": "loop", "schedules": "loop",
+           "task_pools": "loop"}
+FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n",
+             "filters_verifier", "filters_confidence", "schedules", "task_pools")
 
 
 def parsed(name: str, *overrides: str):
@@ -103,7 +111,8 @@ def test_full_size_presets_are_sized_from_measured_steps_to_ridge(name):
     largest = max(probe[2]) if probe else max(m.n for m in members_from_config(app))
     assert largest >= min(r["n"] for r in reached)
     seeds = probe[1] if probe else {m.seed for m in members_from_config(app)}
-    assert len(set(seeds)) >= 5
+    swept = _grid(name).get("seed")  # a pool per seed: the seeds are the sweep's jobs
+    assert len(set(swept or seeds)) >= 5
 
 
 def test_probe_presets_pick_their_probe_and_grid():
@@ -140,6 +149,49 @@ def _with_hydra(primary: str, name: str):
 
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
         return compose(primary, overrides=[f"experiment={name}"], return_hydra_config=True)
+
+
+def _grid(name: str) -> dict[str, list[str]]:
+    """The preset's sweep grid (hydra.sweeper.params): key -> its values."""
+    params = _with_hydra(PRESETS[name], name).hydra.sweeper.get("params") or {}
+    return {key: [v.strip() for v in str(values).split(",")] for key, values in params.items()}
+
+
+GRIDS = [name for name in sorted(PRESETS) if _grid(name)]
+
+
+@pytest.mark.parametrize("name", GRIDS)
+def test_every_point_of_a_sweep_grid_validates(name):
+    """Every job `icl-stl-loop -m experiment=NAME` would launch composes and validates, lambda n
+    is whole (or rounded) for its members, and the grid has more than one point."""
+    grid = _grid(name)
+    points = list(itertools.product(*([f"{k}={v}" for v in vs] for k, vs in grid.items())))
+    assert len(points) > 1
+    for point in points:
+        app, _ = parsed(name, *point)
+        if PRESETS[name] == "loop":
+            for member in members_from_config(app):
+                real_count(member.real_fraction, member.n, app.loop.rounding)
+
+
+def test_sweep_presets_of_the_new_predictions_compare_with_the_collapse_preset():
+    """P6-P8's full-size presets change only the extension's settings and the members of
+    collapse_vs_lambda, so its loops are their comparison (the same generation 0), and the
+    comparison each needs is in it: lambda = 0 (P6, P8) and lambda = every floor (P7)."""
+    collapse, _ = parsed("collapse_vs_lambda")
+    lambdas = set(collapse.members.real_fractions)
+    for name in ("filters_verifier", "filters_confidence", "schedules", "task_pools"):
+        app, _ = parsed(name, *(f"{k}={v[0]}" for k, v in _grid(name).items()))
+        for group in ("task", "model", "train", "data"):
+            mine = dataclasses.replace(getattr(app, group), n_tasks=None) if group == "task" \
+                else getattr(app, group)
+            assert mine == getattr(collapse, group), (name, group)
+        assert app.loop.generations == collapse.loop.generations
+    assert 0 in lambdas
+    floors = {float(v) for v in _grid("schedules")["loop.real_schedule_floor"]}
+    assert floors <= lambdas
+    d = parsed("task_pools")[0].task.d
+    assert min(int(m) for m in _grid("task_pools")["task.n_tasks"]) <= d  # below the threshold
 
 
 def test_probe_preset_with_the_loop_entry_point_is_a_clear_error():

@@ -3,6 +3,7 @@ the runners do, a part runs and resumes, and the reference figure draws the clos
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -51,6 +52,62 @@ def test_the_design_meets_the_floor_the_issue_sets(tmp_path):
     assert ref.loop.learner == "gaussian_prior"
     assert set(ref.members.real_fractions) == set(collapse.members.real_fractions)
     assert set(ref.members.ns) == set(ns)  # the decay grid, so its closed forms cover every n
+
+
+def test_the_extension_parts_are_judged_against_the_collapse_part(tmp_path):
+    """P6-P8's parts change only the extension's settings and the members of the collapse part,
+    so its loops are their comparison: the unfiltered lambda = 0 loops (P6, P8 with M = null),
+    the constant loops at each floor (P7, reached before the window of the last three
+    generations); P6 has two verifier qualities, P8 an M <= d; every part has 5 seeds."""
+    from icl_stl.loop.schedules import real_fraction
+
+    _, collapse = composed("collapse", tmp_path)
+    lambdas = {m.real_fraction for m in members_from_config(collapse)}
+    jobs = {part: [load_app_config(cfg, needs_loop=True)
+                   for _, cfg in reproduce.part_jobs(part, tmp_path, [])]
+            for part in ("filters", "schedules", "pools")}
+    for part, apps in jobs.items():
+        for app in apps:
+            task = dataclasses.replace(app.task, n_tasks=None)
+            assert (task, app.model, app.train, app.data) == (
+                collapse.task, collapse.model, collapse.train, collapse.data), part
+    filters = jobs["filters"]
+    assert all({m.real_fraction for m in members_from_config(a)} == {0} for a in filters)
+    assert all(len({m.seed for m in members_from_config(a)}) >= 5 for a in filters)
+    assert len({a.loop.verifier_n_real for a in filters if a.loop.filter == "verifier"}) >= 2
+    assert {a.loop.filter for a in filters} == {"verifier", "confidence"}
+    for app in jobs["schedules"]:
+        (lam0,) = {m.real_fraction for m in members_from_config(app)}
+        loop = app.loop
+        window = range(loop.generations - 2, loop.generations + 1)
+        assert all(real_fraction(i, loop.real_schedule, lam0, loop.real_schedule_rate,
+                                 loop.real_schedule_floor) == loop.real_schedule_floor
+                   for i in window)
+        assert loop.real_schedule_floor in lambdas
+    assert {a.loop.real_schedule_floor for a in jobs["schedules"]} >= {0.0}
+    pools = jobs["pools"]
+    by_m = {}
+    for app in pools:
+        by_m.setdefault(app.task.n_tasks, set()).add(app.seed)
+    assert min(by_m) <= collapse.task.d and len(by_m) >= 2
+    assert all(len(seeds) >= 5 for seeds in by_m.values())
+    below = [a for a in pools if a.task.n_tasks == min(by_m)]
+    assert all(a.loop.generations == collapse.loop.generations for a in below)
+
+
+def test_part_jobs_run_each_preset_and_sweep_point_in_its_own_directory(tmp_path):
+    jobs = reproduce.part_jobs("pools", tmp_path, [])
+    dirs = [d.relative_to(tmp_path).as_posix() for d, _ in jobs]
+    assert len(dirs) == len(set(dirs)) == 10
+    assert "pools/below/seed0" in dirs and "pools/above/seed4" in dirs
+    assert [d.relative_to(tmp_path).as_posix()
+            for d, _ in reproduce.part_jobs("collapse", tmp_path, [])] == ["collapse"]
+    fixed = reproduce.part_jobs("pools", tmp_path, ["seed=3"])  # --set fixes a swept key
+    assert [cfg.seed for _, cfg in fixed] == [3, 3]
+    steps = reproduce.planned_member_steps("pools", jobs[0][1])
+    app = load_app_config(jobs[0][1], needs_loop=True)
+    assert steps["generation_0"] == app.train.steps
+    assert steps["later"] == app.loop.generations * app.loop.steps
 
 
 def test_plan_counts_shared_generation_0_and_each_loop(tmp_path):

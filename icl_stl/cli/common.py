@@ -154,7 +154,7 @@ def refuse_unswept_grid() -> None:
     params = HydraConfig.get().sweeper.get("params") or {}
     if params:
         raise ConfigError(f"hydra.sweeper.params defines a sweep over {sorted(params)}: run it "
-                          f"with -m (multirun); to run one point, add '~hydra.sweeper.params' "
+                          f"with -m (multirun); to run one point, add 'hydra.sweeper.params=null' "
                           f"and set those keys yourself")
 
 

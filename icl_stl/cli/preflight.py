@@ -57,6 +57,11 @@ def find_problem(config_dir: str, config_name: str, argv: list[str],
     args = _hydra_args(argv)
     if args is None or args.config_path is not None or args.config_dir is not None:
         return None  # a usage error (Hydra prints it) or another config tree
+    modes = [flag for flag, on in (("--multirun", args.multirun), ("--cfg", args.cfg),
+                                   ("--info", args.info), ("--run", args.run),
+                                   ("--shell-completion", args.shell_completion)) if on]
+    if len(modes) > 1:  # Hydra raises a ValueError with a stack trace
+        return f"{' and '.join(modes)} cannot be combined: give one of them"
     if (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion
             or args.experimental_rerun):
         return None  # nothing is run or written
