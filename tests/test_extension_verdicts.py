@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
-from test_report import K, RIDGE, ZERO, write_loop
+from test_report import RIDGE, ZERO, K, write_loop
 
 from icl_stl.report.extension_runs import base_settings, plain_index, tag
 from icl_stl.report.extension_verdicts import verdict_p6, verdict_p7, verdict_p8
