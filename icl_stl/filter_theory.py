@@ -1,6 +1,6 @@
 """The reference learner with a filter on its synthetic data: closed forms and a simulation.
 
-Setting (docs/extensions.md, P6): the Gaussian-prior learner of docs/THEORY.md section 6 with
+Setting (docs/THEORY.md section 7, P6): the Gaussian-prior learner of docs/THEORY.md section 6 with
 known covariance Sigma* = w_var I and noiseless prompts (k >= d), so every prompt's w is read
 off exactly. Generation i >= 1 labels a pool of prompts with w ~ N(mu_{i-1}, w_var I) and a
 verifier with knowledge centre c keeps those whose task lies near c: in the noiseless limit the

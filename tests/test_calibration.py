@@ -439,3 +439,113 @@ def test_null_rates_with_many_draws():
         assert r["confirmed"] <= limit(3000), r["text"]
     r = p5_rates("P5 flat, many draws", [2, 2, 2], 0.0, 3000, 32)
     assert r["confirmed"] <= limit(3000), r["text"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions 6-8 (docs/THEORY.md section 7): every statistic at its margin, 20,000 draws
+
+EXT_DRAWS = 20000
+
+
+def _at_margin_window(rng, slope: float, draws: int, seeds: int = 5, sd: float = 0.005):
+    """(draws, seeds, 3) window risks around a plateau of 1 with a true relative slope."""
+    window = [4, 5, 6]
+    per_seed = rng.normal(0, sd / 2, (draws, seeds, 1))  # seed-level offsets
+    risk = 1 + slope * (np.array(window) - 5) + per_seed + rng.normal(0, sd, (draws, seeds, 3))
+    return risk, window
+
+
+def test_p6_parts_and_their_combination_at_the_margins():
+    from icl_stl.report.extension_verdicts import p6_combine, p6a_core, p6b_core
+
+    rng = np.random.default_rng(60)
+    risk, window = _at_margin_window(rng, CFG.p6_margin, EXT_DRAWS)
+    a = p6a_core(risk, window, CFG)
+    ra = report("P6(a) slope exactly +p6_margin", a["code"])
+    assert ra["confirmed"] <= limit(EXT_DRAWS), ra["text"]
+    quality = [math.log(4), math.log(100), math.log(10000)]  # log verifier_n_real
+    span = quality[-1] - quality[0]
+    slope = -CFG.p6_order_margin / span  # a fall of exactly the margin across the range
+    plateaus = 1 + slope * (np.array(quality) - np.mean(quality)) \
+        + rng.normal(0, 0.03, (EXT_DRAWS, 5, 3))
+    b = p6b_core(plateaus, quality, CFG)
+    rb = report("P6(b) fall exactly -p6_order_margin", b["code"])
+    assert rb["confirmed"] <= limit(EXT_DRAWS), rb["text"]
+    both, _ = p6_combine(a, b, CFG)
+    rc = report("P6 (a) and (b) both at their margins", both)
+    assert rc["confirmed"] <= limit(EXT_DRAWS), rc["text"]
+    # the claim exactly true at the margin of each part: Bonferroni keeps false refutations
+    risk_in, _ = _at_margin_window(rng, CFG.p6_margin, EXT_DRAWS)
+    a_in = p6a_core(risk_in, window, CFG)
+    plateaus_in = 1 - CFG.p6_order_margin / span * (np.array(quality) - np.mean(quality)) \
+        + rng.normal(0, 0.03, (EXT_DRAWS, 5, 3))
+    _, p_refute = p6_combine(a_in, p6b_core(plateaus_in, quality, CFG), CFG)
+    refuted = float(np.mean(p_refute < CFG.alpha))
+    print(f"\n[calibration] P6 combination, both parts at the margin: refuted {refuted:.2%}")
+    assert refuted <= limit(EXT_DRAWS), f"P6 combination refuted {refuted:.2%}"
+
+
+def test_p7_equivalence_refutes_at_alpha_over_two_per_side_and_collapse_part():
+    from icl_stl.report.extension_verdicts import p7a_core, p7b_core
+
+    rng = np.random.default_rng(70)
+    margin = math.log1p(CFG.p7_margin)
+    const = np.exp(rng.normal(0, 0.02, (EXT_DRAWS, 5, 3)))
+    for side in (+1, -1):  # the decaying loop exactly at the margin on one side
+        noise = rng.normal(0, 0.03, (EXT_DRAWS, 5, 1))
+        decay = const.mean(-1, keepdims=True) * np.exp(side * margin + noise)
+        out = p7a_core(decay, const, CFG)
+        r = report(f"P7(a) log ratio exactly {side:+d} x log(1 + p7_margin)", out["code"])
+        assert r["confirmed"] <= limit(EXT_DRAWS), r["text"]
+        assert r["refuted"] <= limit(EXT_DRAWS, CFG.alpha / 2), r["text"]
+        assert r["refuted"] >= CFG.alpha / 2 - 0.01, r["text"]  # not far stricter than stated
+    risk, window = _at_margin_window(rng, CFG.p7_collapse_margin, EXT_DRAWS)
+    rb = report("P7(b) slope exactly +p7_collapse_margin", p7b_core(risk, window, CFG)["code"])
+    assert rb["confirmed"] <= limit(EXT_DRAWS), rb["text"]
+
+
+def test_p8_parts_and_their_combination_at_the_margins():
+    from icl_stl.report.extension_verdicts import p8_combine, p8a_core, p8b_core
+
+    rng = np.random.default_rng(80)
+    dmmse = np.full((EXT_DRAWS, 5), 0.01)
+    at_plus = dmmse * np.exp(CFG.p8_margin + rng.normal(0, 0.3, (EXT_DRAWS, 5)))
+    a = p8a_core(at_plus, dmmse, CFG)
+    ra = report("P8(a) log ratio exactly +p8_margin", a["code"])
+    assert ra["confirmed"] <= limit(EXT_DRAWS), ra["text"]
+    at_minus = dmmse * np.exp(-CFG.p8_margin + rng.normal(0, 0.3, (EXT_DRAWS, 5)))
+    rm = report("P8(a) log ratio exactly -p8_margin", p8a_core(at_minus, dmmse, CFG)["code"])
+    assert rm["refuted"] <= limit(EXT_DRAWS), rm["text"]
+    margin = math.log1p(CFG.p8_drift_margin)
+    null = rng.normal(0.3, 0.05, (EXT_DRAWS, 5))
+    for side in (+1, -1):
+        b = p8b_core(null + side * margin + rng.normal(0, 0.05, (EXT_DRAWS, 5)), null, CFG)
+        rb = report(f"P8(b) difference exactly {side:+d} x margin", b["code"])
+        assert rb["confirmed"] <= limit(EXT_DRAWS), rb["text"]  # alpha / 2 expected
+        assert rb["refuted"] <= limit(EXT_DRAWS), rb["text"]  # TOST at its boundary
+    b = p8b_core(null + margin + rng.normal(0, 0.05, (EXT_DRAWS, 5)), null, CFG)
+    both, _ = p8_combine(a, b, CFG)
+    rc = report("P8 (a) and (b) both at their margins", both)
+    assert rc["confirmed"] <= limit(EXT_DRAWS), rc["text"]
+    # both parts exactly at their refutation boundary: Bonferroni keeps false refutations
+    a_edge = p8a_core(at_minus, dmmse, CFG)
+    _, p_refute = p8_combine(a_edge, b, CFG)
+    refuted = float(np.mean(p_refute < CFG.alpha))
+    print(f"\n[calibration] P8 combination, both parts at the margin: refuted {refuted:.2%}")
+    assert refuted <= limit(EXT_DRAWS), f"P8 combination refuted {refuted:.2%}"
+
+
+@pytest.mark.parametrize("seeds", [1, 2, CFG.min_seeds - 1])
+def test_extension_rules_are_underpowered_with_fewer_than_min_seeds(seeds):
+    """Strong effects on too few seeds: never confirmed or refuted."""
+    from icl_stl.report.extension_verdicts import p6a_core, p7a_core, p8a_core, p8b_core
+
+    rng = np.random.default_rng(90 + seeds)
+    window = [4, 5, 6]
+    flat_risk = 1 + rng.normal(0, 1e-4, (200, seeds, 3))
+    outs = [p6a_core(flat_risk, window, CFG)["code"],
+            p7a_core(flat_risk, flat_risk, CFG)["code"],
+            p8a_core(np.full((200, seeds), 1.0), np.full((200, seeds), 0.01), CFG)["code"],
+            p8b_core(rng.normal(5, 0.01, (200, seeds)), np.zeros((200, seeds)), CFG)["code"]]
+    for code in outs:
+        assert set(np.unique(code)) == {3}, code  # C_UNDERPOWERED

@@ -440,7 +440,8 @@ def test_a_one_seed_report_confirms_and_refutes_nothing(tmp_path):
     write_loop(tmp_path / "runs" / "aug", augmented(lambda m, n: 0.3 + 1e-4 * (m - 1200 / n) ** 2,
                                                     seeds=one))
     verdicts = report(tmp_path)
-    assert set(verdicts.values()) == {"underpowered"}, verdicts
+    assert {verdicts[k] for k in range(1, 6)} == {"underpowered"}, verdicts
+    assert verdicts[6] == verdicts[7] == verdicts[8] == "not tested"  # no extension runs
     data = verdicts_json(tmp_path)
     found = {g["verdict"] for p in data["verdicts"].values() for g in p["groups"]}
     assert not found & {"confirmed", "refuted"}, found

@@ -171,3 +171,31 @@ def in_context_figure(result: dict, path: Path, title: str) -> Path:
     from icl_stl.probes.plots import plot_in_context
 
     return plot_in_context(result["generations"], path, title=title)
+
+
+def curves_figure(curves: dict[str, list[dict]], path: Path, title: str,
+                  ridge_risk: float | None = None) -> Path:
+    """Test risk against generation, one line per labelled set of records (mean over seeds,
+    band = min..max over seeds): a filtered or scheduled loop beside its comparison loop."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for j, (label, records) in enumerate(curves.items()):
+        by_gen: dict[int, list[float]] = {}
+        for r in records:
+            by_gen.setdefault(r["generation"], []).append(float(r["test_risk"]))
+        gens = sorted(by_gen)
+        color = f"C{j % 10}"
+        ax.plot(gens, [np.mean(by_gen[g]) for g in gens], marker="o", ms=3, color=color,
+                label=label, ls="--" if label.startswith("comparison") else "-")
+        if max(len(v) for v in by_gen.values()) > 1:
+            ax.fill_between(gens, [min(by_gen[g]) for g in gens],
+                            [max(by_gen[g]) for g in gens], color=color, alpha=0.15, lw=0)
+    if ridge_risk is not None:
+        _, color, style, lw = BASELINE_STYLE["ridge"]
+        ax.axhline(ridge_risk, color=color, ls=style, lw=lw, label="ridge (Bayes-optimal)")
+    ax.set(xlabel="generation", ylabel="test risk", title=wrapped(title, ax.figure))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -155,14 +155,17 @@ def p2_core(window_risk: np.ndarray, window: list[int], cfg: ReportConfig,
     return equivalence_test(rel, cfg.p2_margin if margin is None else margin, cfg.levels)
 
 
-def order_core(plateaus: np.ndarray, lams: list[float], cfg: ReportConfig) -> dict:
+def order_core(plateaus: np.ndarray, lams: list[float], cfg: ReportConfig,
+               margin: float | None = None) -> dict:
     """plateaus (..., seeds, len(lams)): per-seed relative change of the plateau across the
-    lambda range (seeds as blocks); the claim is a fall beyond the margin."""
+    lambda range (seeds as blocks); the claim is a fall beyond the margin (default
+    order_margin; P6(b) passes its own, with verifier quality as the abscissa)."""
     plateaus = np.asarray(plateaus, dtype=float)
     lam = np.asarray(lams, dtype=float)
     level = plateaus.mean((-1, -2))[..., None]
     change = slopes(lam, plateaus) * (lam.max() - lam.min()) / level
-    return directional_test(change, -cfg.order_margin, -1, cfg.levels)
+    return directional_test(change, -(cfg.order_margin if margin is None else margin), -1,
+                            cfg.levels)
 
 
 def _p2_group(name: str, records: list[dict], cfg: ReportConfig) -> tuple[GroupResult, dict]:

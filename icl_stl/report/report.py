@@ -9,7 +9,7 @@ prediction its verdict, estimate, interval, margin, seeds, minimum detectable ef
 groups; the training gate's counts) and REPORT.md, which states for each prediction of
 docs/THEORY.md the verdict, the numbers behind it and, verbatim, the rule that produced it
 (`rules`, `stats`, `loop_verdicts` for P1-P2, `probe_verdicts` for P3, `decay_verdicts` for P4,
-`augment_verdicts` for P5).
+`augment_verdicts` for P5, `extension_verdicts` for P6-P8).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from icl_stl.report.collect import (
     stability_records,
 )
 from icl_stl.report.decay_verdicts import bound_envelope, decay_table, p4_core, verdict_p4
+from icl_stl.report.extension_verdicts import extension_verdicts, write_sections
 from icl_stl.report.loop_verdicts import ridge_check, verdict_p1, verdict_p2
 from icl_stl.report.probe_verdicts import stability_groups, stability_table, verdict_p3
 from icl_stl.report.rules import (
@@ -55,7 +56,8 @@ VERDICT_MEANINGS = {
     "underpowered": "neither, and the minimum detectable effect exceeds the margin; or fewer "
                     "seeds than min_seeds (then never confirmed or refuted)",
     "not applicable": "outside the conditions the prediction is judged in: generation 0 missed "
-                      "the training gate, or gamma is not below the chaos ceiling",
+                      "the training gate, gamma is not below the chaos ceiling, or (P7) the "
+                      "window is not all at the schedule's floor",
     "not tested": "no run holds the data the prediction needs",
 }
 
@@ -284,12 +286,16 @@ def _settings_table(doc: _Doc, cfg: ReportConfig) -> None:
     doc.table(["setting", "value"], rows)
 
 
+# How a prediction's sub-tests are labelled in the headline table and the rules list.
+SUB_LABELS = {"ordering": "heuristic", "quality": "b", "collapse": "b, heuristic"}
+
+
 def _headline_rows(preds: list[Prediction]) -> list[list[str]]:
     rows = []
     for p in preds:
         entries = [(str(p.number), p)]
-        if "ordering" in p.sub:
-            entries.append((f"{p.number} (heuristic)", p.sub["ordering"]))
+        entries += [(f"{p.number} ({SUB_LABELS.get(name, name)})", q)
+                    for name, q in p.sub.items()]
         for label, q in entries:
             g = q.primary_group()
             tag = " *(heuristic)*" if q.heuristic and "heuristic" not in label else ""
@@ -315,8 +321,10 @@ def write_report(paths: list[Path], out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     records = loop_records(runs)
     stab = stability_records(runs)
+    settings = settings_by_path(runs)
     preds = [verdict_p1(records, cfg), verdict_p2(records, cfg), verdict_p3(stab, runs, cfg),
-             verdict_p4(runs, cfg), verdict_p5(records, cfg)]
+             verdict_p4(runs, cfg), verdict_p5(records, cfg),
+             *extension_verdicts(records, settings, cfg)]
     doc = _Doc(out_dir)
     failed = [r for r in runs if r.error is not None]
     doc.add("# icl-stl report", "",
@@ -348,8 +356,9 @@ def write_report(paths: list[Path], out_dir: Path,
     for p in preds:
         doc.add(f"- **P{p.number}**{' (heuristic)' if p.heuristic else ''}. {p.rule} "
                 f"Primary group: {p.primary_rule}.")
-        for q in p.sub.values():
-            doc.add(f"- **P{p.number}, heuristic** ({q.statement}) {q.rule}")
+        for name, q in p.sub.items():
+            label = "heuristic" if q.heuristic else SUB_LABELS.get(name, name)
+            doc.add(f"- **P{p.number}, {label}** ({q.statement}) {q.rule}")
     doc.add("", "Settings of this report (`icl-stl-report PATH KEY=VALUE` changes them):", "")
     _settings_table(doc, cfg)
     _ridge_section(doc, ridge_rows, cfg)
@@ -359,9 +368,10 @@ def write_report(paths: list[Path], out_dir: Path,
     _stability_section(doc, stab, preds[2])
     _decay_section(doc, runs, preds[3], cfg)
     _augmentation_section(doc, records, preds[4])
+    write_sections(doc, records, settings, preds[5:8], _verdict_section)
     _summary_table(doc, records)
     _in_context_section(doc, runs)
-    tidy.write_csv(tidy.tidy_rows(records, settings_by_path(runs)), out_dir / "runs.csv")
+    tidy.write_csv(tidy.tidy_rows(records, settings), out_dir / "runs.csv")
     doc.add("", "Every loop record as one table (one row per loop and generation): "
             "`runs.csv`.")
     path = out_dir / "REPORT.md"

@@ -1,8 +1,9 @@
 """What a verdict is, the settings every rule uses, and how group verdicts combine.
 
 The rules themselves (texts printed verbatim in REPORT.md, and the code that applies them) are
-in `loop_verdicts` (predictions 1, 2), `probe_verdicts` (3), `decay_verdicts` (4) and
-`augment_verdicts` (5); the statistics in `stats`.
+in `loop_verdicts` (predictions 1, 2), `probe_verdicts` (3), `decay_verdicts` (4),
+`augment_verdicts` (5) and `extension_verdicts` (6-8: filters, schedules, task pools); the
+statistics in `stats`.
 docs/THEORY.md states each prediction with its test, margin and possible verdicts.
 """
 
@@ -58,6 +59,12 @@ class ReportConfig:
     p4_fit_max_n: int | None = None
     p4_floor: float | None = None  # E_inf of y = E_inf + A n^b (null: fitted)
     p5_margin: float = 0.02  # interior optimum: risk gain over the better endpoint / risk
+    p6_margin: float = 0.02  # filtered loop bounded: |slope per generation| / plateau inside
+    p6_order_margin: float = 0.05  # better verifier, lower plateau: fall across quality range
+    p7_margin: float = 0.10  # decaying lambda like constant at its floor: risk ratio 1 +- this
+    p7_collapse_margin: float = 0.02  # floor 0: risk grows by more than this per generation
+    p8_margin: float = math.log(2)  # pool below threshold: log(dist to ridge / dist to dMMSE)
+    p8_drift_margin: float = 0.10  # drift below vs above: log rise differs by log(1 + this)
     bootstrap: int = 2000  # seed-bootstrap replicates (P4, P5)
     bootstrap_seed: int = 0
     gate_tolerance: float = RIDGE_TOLERANCE  # the training gate (icl_stl.gate)
@@ -79,7 +86,8 @@ class ReportConfig:
                              f"got {self.min_seeds!r}")
         for name in ("p1_margin", "p2_margin", "order_margin", "p3_shrink_margin",
                      "p3_bounded_margin", "p4_margin", "p5_margin", "p4_min_decades",
-                     "gate_tolerance"):
+                     "gate_tolerance", "p6_margin", "p6_order_margin", "p7_margin",
+                     "p7_collapse_margin", "p8_margin", "p8_drift_margin"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"report setting {name} must be a finite number >= 0, got {v!r}")

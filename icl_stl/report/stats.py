@@ -141,6 +141,70 @@ def equivalence_test(per_seed: npt.ArrayLike, margin: float, levels: Levels) -> 
             "code": _decide(p_confirm, p_refute, mde, margin, s, levels), "n_seeds": s}
 
 
+def decide(p_confirm: npt.ArrayLike, p_refute: npt.ArrayLike | None, mde: npt.ArrayLike,
+           resolution: float, s: int, levels: Levels) -> np.ndarray:
+    """Verdict codes from p-values and an MDE, for rules that combine tests (`_decide`)."""
+    return _decide(np.asarray(p_confirm), None if p_refute is None else np.asarray(p_refute),
+                   np.asarray(mde), resolution, s, levels)
+
+
+def band_test(per_seed: npt.ArrayLike, margin: float, levels: Levels) -> dict[str, Array]:
+    """"mean > +margin" against "mean < -margin": confirmed when significantly above +margin,
+    refuted when significantly below -margin (each one-sided at alpha), so values inside the
+    band are neither. The MDE is the directional test's, against +margin."""
+    up = directional_test(per_seed, margin, +1, levels)
+    down = directional_test(per_seed, -margin, -1, levels)
+    s = np.shape(per_seed)[-1]
+    return {**up, "p_refute": down["p_confirm"],
+            "code": _decide(up["p_confirm"], down["p_confirm"], up["mde"], margin, s, levels)}
+
+
+def tost_both_sides(per_seed: npt.ArrayLike, margin: float, levels: Levels) -> dict[str, Array]:
+    """TOST inside +-margin (`equivalence_test`), refuted when the mean is significantly outside
+    on EITHER side, each side at alpha / 2 (Bonferroni: p_refute = 2 x the smaller p)."""
+    eq = equivalence_test(per_seed, margin, levels)
+    below = directional_test(per_seed, -margin, -1, levels)["p_confirm"]
+    p_refute = np.minimum(1.0, 2 * np.fmin(eq["p_refute"], below))
+    s = np.shape(per_seed)[-1]
+    return {**eq, "p_refute": p_refute,
+            "code": _decide(eq["p_confirm"], p_refute, eq["mde"], margin, s, levels)}
+
+
+def outside_test(per_seed: npt.ArrayLike, margin: float, levels: Levels) -> dict[str, Array]:
+    """The reverse of `tost_both_sides`: confirmed when the mean is significantly outside
+    +-margin on either side (each side at alpha / 2), refuted when TOST puts it inside. The
+    MDE is the effect beyond the margin found with the configured power at alpha / 2:
+    (t_{1-alpha/2} + t_{power}) x se."""
+    mean, se, df = _t_parts(per_seed)
+    s = np.shape(per_seed)[-1]
+    above = directional_test(per_seed, margin, +1, levels)
+    below = directional_test(per_seed, -margin, -1, levels)
+    p_confirm = np.minimum(1.0, 2 * np.fmin(above["p_confirm"], below["p_confirm"]))
+    p_refute = equivalence_test(per_seed, margin, levels)["p_confirm"]
+    mde = (t_quantile(1 - levels.alpha / 2, df) + t_quantile(levels.power, df)) * se
+    return {**above, "p_confirm": p_confirm, "p_refute": p_refute, "mde": mde,
+            "code": _decide(p_confirm, p_refute, mde, margin, s, levels)}
+
+
+def conjunction(a: dict, b: dict, levels: Levels) -> tuple[np.ndarray, Array]:
+    """Two parts of one claim: (codes, p_refute). Confirmed when both parts confirm (each at
+    alpha: an intersection-union test keeps alpha); refuted when either refutes, Bonferroni
+    over the two (p_refute = 2 x the smaller p); underpowered when either part is. A part on
+    fewer than min_seeds seeds cannot refute (its p-value is left out)."""
+    def p_of(part):
+        p = np.asarray(part["p_refute"], dtype=float)
+        return p if part["n_seeds"] >= levels.min_seeds else np.full(p.shape, np.nan)
+
+    ca, cb = np.asarray(a["code"]), np.asarray(b["code"])
+    ca, cb = np.broadcast_arrays(ca, cb)
+    p_refute = np.minimum(1.0, 2 * np.fmin(p_of(a), p_of(b)))
+    code = np.full(ca.shape, C_INCONCLUSIVE, dtype=np.int8)
+    code[(ca == C_UNDERPOWERED) | (cb == C_UNDERPOWERED)] = C_UNDERPOWERED
+    code[(ca == C_CONFIRMED) & (cb == C_CONFIRMED)] = C_CONFIRMED
+    code[np.asarray(p_refute) < levels.alpha] = C_REFUTED
+    return code, p_refute
+
+
 def holm(pvalues: npt.ArrayLike) -> Array:
     """Holm-adjusted p-values (step-down, family-wise error at the nominal level); nan stays."""
     p = np.asarray(pvalues, dtype=np.float64)

@@ -1,0 +1,200 @@
+"""Prediction 8: below the task-diversity threshold the learner tracks dMMSE, and the loop's
+drift differs from above it (Raventós et al. 2023; docs/THEORY.md section 7).
+
+Groups are (base configuration without `loop.generations`, n) over runs with a task pool
+(`task.n_tasks` = M), unfiltered and with a constant schedule. (a) reads generation 0's
+distances to ridge and to dMMSE on the Gaussian prior's test prompts (`prior_distance_ridge`,
+`prior_distance_dmmse`); (b) pairs the pool's loops with the M = null loops (every prompt its own
+task) of the same base configuration, n, lambda and seeds (`extension_runs`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from icl_stl.report.extension_runs import comparison, per_seed, plain_index, tag
+from icl_stl.report.rules import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_TESTED,
+    REFUTED,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    ReportConfig,
+    apply_gate,
+    describe_group,
+    fields_of,
+    finalise,
+    fmt,
+    fmt_ci,
+    gate_of,
+    group_by,
+)
+from icl_stl.report.stats import (
+    C_CONFIRMED,
+    C_INCONCLUSIVE,
+    CODES,
+    band_test,
+    conjunction,
+    outside_test,
+)
+
+FIVE = (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE)
+
+
+def rule_p8(cfg: ReportConfig) -> str:
+    return (
+        "Per group (base configuration without loop.generations, n) of unfiltered loops with a "
+        "task pool of M tasks and a constant schedule. (a) *Tracking*: at generation 0, on test "
+        "prompts from the Gaussian prior, per seed log(mean (f - ridge)^2 / mean (f - dMMSE)^2) "
+        "(positive: closer to dMMSE), at the smallest M <= d (below the threshold, fixed in "
+        f"advance). One-sided t-tests: confirmed if significantly above +{cfg.p8_margin:.3g} "
+        f"(twice as close to dMMSE), refuted if significantly below -{cfg.p8_margin:.3g}; the "
+        "same statistic at every M is shown, with the first M where its mean is negative as "
+        "the estimated threshold (descriptive). (b) *Drift differs*: at that M and lambda = 0 "
+        "(else the smallest lambda), paired by seed with the M = null loop of the same base "
+        "configuration, n and lambda: per seed the difference of P1's statistic, log(risk at "
+        "generation G / generation-0 risk), G the last generation both ran. Confirmed if the "
+        f"mean lies significantly beyond +-log(1 + {cfg.p8_drift_margin:g}) on either side "
+        f"(each at {cfg.alpha / 2:g}), refuted if TOST puts it inside. **Confirmed** if (a) "
+        "and (b) confirm (with (b) not tested, at most inconclusive); **refuted** if either "
+        "refutes (Bonferroni over the two parts).")
+
+
+def p8a_core(dist_ridge: np.ndarray, dist_dmmse: np.ndarray, cfg: ReportConfig) -> dict:
+    """(..., seeds) distances: log ratio above +p8_margin, or below -p8_margin."""
+    ratio = np.log(np.asarray(dist_ridge, float) / np.asarray(dist_dmmse, float))
+    return band_test(ratio, cfg.p8_margin, cfg.levels)
+
+
+def p8b_core(rise_pool: np.ndarray, rise_null: np.ndarray, cfg: ReportConfig) -> dict:
+    """(..., seeds) log rises of the pool's and the M = null loops: their difference
+    significantly outside +-log(1 + p8_drift_margin), or inside it (`stats.outside_test`)."""
+    diff = np.asarray(rise_pool, float) - np.asarray(rise_null, float)
+    return outside_test(diff, math.log1p(cfg.p8_drift_margin), cfg.levels)
+
+
+def p8_combine(a: dict, b: dict | None, cfg: ReportConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, p_refute): the conjunction of (a) and (b); without (b) a confirmation of (a)
+    alone reads inconclusive (P8 claims both)."""
+    if b is None:
+        code = np.array(a["code"], dtype=np.int8, copy=True)
+        code[code == C_CONFIRMED] = C_INCONCLUSIVE
+        return code, np.asarray(a["p_refute"], dtype=float)
+    return conjunction(a, b, cfg.levels)
+
+
+def tracking_table(recs: list[dict]) -> dict:
+    """Per M: generation 0's per-seed distances to ridge and dMMSE and their log ratio."""
+    out = {}
+    for (m,), m_recs in group_by(recs, lambda r: (r["n_tasks"],)).items():
+        rows = {}
+        for r in sorted((r for r in m_recs if r["generation"] == 0),
+                        key=lambda r: float(r["real_fraction"])):
+            ridge, dmmse = r.get("prior_distance_ridge"), r.get("prior_distance_dmmse")
+            if ridge is not None and dmmse is not None and ridge > 0 and dmmse > 0:
+                rows.setdefault(r["seed"], (float(ridge), float(dmmse),
+                                            r.get("test_risk_prior")))
+        seeds = sorted(rows)
+        ratio = [math.log(rows[s][0] / rows[s][1]) for s in seeds]
+        out[m] = {"seeds": seeds, "ridge": [rows[s][0] for s in seeds],
+                  "dmmse": [rows[s][1] for s in seeds], "log_ratio": ratio,
+                  "mean": float(np.mean(ratio)) if ratio else None,
+                  "test_risk_prior": [rows[s][2] for s in seeds]}
+    return out
+
+
+def _drift(pool_recs: list[dict], m: int, index_full, full_base: dict, cfg: ReportConfig
+           ) -> tuple[dict | None, dict]:
+    """Part (b): the test and its numbers (None and why when it cannot be run)."""
+    at_m = [r for r in pool_recs if r["n_tasks"] == m]
+    lam = min(float(r["real_fraction"]) for r in at_m)
+    mine = per_seed([r for r in at_m if float(r["real_fraction"]) == lam])
+    base = full_base[id(next(r for r in at_m if float(r["real_fraction"]) == lam))]
+    pair = comparison(index_full, base, at_m[0]["n"], lam, sorted(mine))
+    if not pair:
+        return None, {"verdict": NOT_TESTED, "why": f"no M = null loop at λ = {lam:g} with the "
+                      "same base configuration, n and seeds"}
+    last = min(max(set(mine[s]) & set(pair[s]), default=-1) for s in pair)
+    seeds = [s for s in sorted(pair) if 0 in mine[s] and 0 in pair[s] and last in mine[s]
+             and last in pair[s]]
+    if last < 1 or not seeds:
+        return None, {"verdict": NOT_TESTED, "why": "the pool's and the M = null loops share no "
+                      "generation after 0"}
+    gate = gate_of([pair[s][0] for s in seeds], cfg.gate_tolerance)
+    if gate is not None and gate.get("reached") is False:
+        return None, {"verdict": NOT_APPLICABLE, "why": "the M = null loops missed the training "
+                      "gate", "gate": gate}
+    risk = np.array([[mine[s][0]["test_risk"], mine[s][last]["test_risk"],
+                      pair[s][0]["test_risk"], pair[s][last]["test_risk"]] for s in seeds])
+    if not np.all(risk > 0):
+        return None, {"verdict": NOT_TESTED, "why": "non-positive test risk"}
+    rise = np.log(risk[:, [1, 3]] / risk[:, [0, 2]])
+    b = p8b_core(rise[:, 0], rise[:, 1], cfg)
+    return b, {**fields_of(b), "verdict": CODES[int(b["code"])], "lambda": lam,
+               "generation": last, "seeds": len(seeds),
+               "rise_pool": float(rise[:, 0].mean()), "rise_null": float(rise[:, 1].mean())}
+
+
+def _group(recs: list[dict], index_full, full_base: dict, cfg: ReportConfig) -> GroupResult:
+    r0 = recs[0]
+    name = describe_group(r0["base_label"], n=r0["n"])
+    table = tracking_table(recs)
+    shown = "; ".join(f"M={m}: {fmt(t['mean'])} ({len(t['seeds'])} seeds)"
+                      for m, t in table.items())
+    negative = [m for m, t in table.items() if t["mean"] is not None and t["mean"] < 0]
+    text = (f"log(dist to ridge / dist to dMMSE) at generation 0: {shown or 'none recorded'}; "
+            f"estimated threshold: {'M=' + str(negative[0]) if negative else 'not reached'}")
+    d = r0["task_d"]
+    below = [m for m, t in table.items() if d is not None and m <= d and t["seeds"]]
+    if not below:
+        why = "task.d unknown" if d is None else f"no pool with M <= d = {d} and distances"
+        res = GroupResult(name, NOT_TESTED, numbers=f"{text}; (a) not tested: {why}")
+        res.parts = {"tracking": table}
+        return res
+    m = below[0]
+    t = table[m]
+    a = p8a_core(np.array(t["ridge"]), np.array(t["dmmse"]), cfg)
+    fields = fields_of(a)
+    b, b_part = _drift(recs, m, index_full, full_base, cfg)
+    code, p_refute = p8_combine(a, b, cfg)
+    res = GroupResult(name, CODES[int(code)], fields["estimate"], fields["interval"],
+                      cfg.p8_margin, len(t["seeds"]), fields["min_detectable_effect"],
+                      float(p_refute), statistic=f"log(dist ridge / dist dMMSE) at M={m}")
+    res.parts = {"a": {**fields, "verdict": CODES[int(a["code"])], "M": m}, "b": b_part,
+                 "tracking": table}
+    res.numbers = (f"{text}; (a) at M={m}: {fmt(res.estimate)} {fmt_ci(res.interval)} "
+                   f"({CODES[int(a['code'])]}, MDE {fmt(res.min_detectable_effect)})")
+    if b is None:
+        res.numbers += f"; (b) {b_part['verdict']}: {b_part['why']}"
+        res.reading = f"(b) {b_part['verdict']}: {b_part['why']}; P8 needs both parts"
+    else:
+        res.numbers += (f"; (b) log rise at M={m} {fmt(b_part['rise_pool'])} against M=null "
+                        f"{fmt(b_part['rise_null'])} (generation {b_part['generation']}): "
+                        f"difference {fmt(b_part['estimate'])} {fmt_ci(b_part['interval'])} "
+                        f"({b_part['verdict']})")
+    res.key = {"n": r0["n"], "M": m}
+    return apply_gate(res, gate_of([r for r in recs if r["n_tasks"] == m], cfg.gate_tolerance))
+
+
+def verdict_p8(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
+               ) -> Prediction:
+    pred = Prediction(8, "Below the task-diversity threshold (M <= d) the learner tracks "
+                         "dMMSE, and the loop's drift differs from M = null.", rule_p8(cfg),
+                      FIVE, primary_rule="the counted group with the largest n")
+    tagged = tag(records, settings, drop_generations=True)
+    full = tag(records, settings)
+    index_full = plain_index(full)
+    full_base = {id(t): f["base"] for t, f in zip(tagged, full)}
+    pools = [r for r in tagged if r["n_tasks"] is not None and r["filter"] == "none"
+             and r["schedule"] == "constant" and r.get("augment", 0) == 0]
+    for (_, n), recs in group_by(pools, lambda r: (r["base"], r["n"])).items():
+        res = _group(recs, index_full, full_base, cfg)
+        res.counted = all(r["counted"] for r in recs)
+        res.key = {**res.key, "n": n}
+        pred.groups.append(res)
+    return finalise(pred, cfg, lambda gs: max(gs, key=lambda g: g.key["n"], default=None))
