@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from icl_stl.config import EXTENSION_DEFAULTS
 from icl_stl.probes.stability import per_seed_stability
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,16 @@ def label_configs(runs: list[RunResult]) -> None:
                if len({json.dumps(r.flat_settings.get(k), sort_keys=True)
                        for r in runs if r.flat_settings}) > 1
                and k != "seed"]  # the run seed only names the test set; members carry theirs
+    defaults = {**flatten(EXTENSION_DEFAULTS), "loop.rounding": "exact"}
+
+    def shown(r: RunResult, key: str) -> bool:
+        # An extension setting at its default (or left out of an older summary) says nothing
+        # about the run; the non-default ones still tell every pair of runs apart.
+        return key not in defaults or r.flat_settings.get(key, defaults[key]) != defaults[key]
+
     for r in runs:
         r.config = ", ".join(f"{k}={_short(r.flat_settings.get(k))}" for k in varying
-                             if r.flat_settings)
+                             if r.flat_settings and shown(r, k))
 
 
 def _short(value) -> str:
