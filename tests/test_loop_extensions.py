@@ -152,6 +152,18 @@ def test_a_pool_of_one_task_makes_dmmse_exact_after_one_pair(tmp_path):
     assert base["ridge"]["per_position"][0] > 0.1
 
 
+def test_the_reference_learners_drift_is_measured_from_the_pools_mean(tmp_path):
+    """With a pool of one task, the Gaussian-prior learner fitted on S_0 (noiseless, k >= d)
+    reads that task exactly: its drift from the pool's mean is ~0, not its distance from the
+    prior's mean 0 (||w||^2, about d)."""
+    cfg = compose_loop(tmp_path, *FAST, "task.n_tasks=1", "loop.learner=gaussian_prior",
+                       "loop.generations=0")
+    (rec,) = loop_from_config(cfg, tmp_path / "out")["generations"]
+    pool = draw_pool(LinearRegression(d=D), 1, make_generator(0, POOL_STREAM))
+    assert pool.weights.pow(2).sum().item() > 0.1
+    assert rec["prior_mean_err2"] < 1e-6
+
+
 def test_without_n_tasks_nothing_changes_in_the_summary(tmp_path):
     summary = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "out")
     assert "dmmse" not in summary["baselines"] and "baselines_prior" not in summary

@@ -170,14 +170,19 @@ class GaussianPriorLearner(Learner):
 
 def prior_drift_metrics(generation: int, learner: Learner, datasets: list[PromptSet],
                         new_synthetic: list[PromptSet]) -> list[dict]:
-    """LoopRun hook: ||mu_i - mu*||^2 and tr(Sigma_i) / tr(Sigma*) per member (mu* = 0).
+    """LoopRun hook: ||mu_i - mu*||^2 and tr(Sigma_i) / tr(Sigma*) per member. mu* is the
+    mean of the tasks real prompts draw from: 0 under the Gaussian prior, the pool's mean with a
+    task pool (`task.n_tasks`), where the learner fitted on S_0 converges as n grows.
 
     Members of any other learner get no extra fields.
     """
     if not isinstance(learner, GaussianPriorLearner):
         return [{} for _ in datasets]
     true_trace = learner.known_sigma().trace().item()
-    err2 = learner.mu.pow(2).sum(-1)  # (K,)
+    target = torch.stack([  # (K, p)
+        m.pool.weights.mean(0).to(learner.mu) if m.pool is not None
+        else torch.zeros_like(learner.mu[0]) for m in learner.members])
+    err2 = (learner.mu - target).pow(2).sum(-1)  # (K,)
     ratio = learner.sigma.diagonal(dim1=-2, dim2=-1).sum(-1) / true_trace
     return [{"prior_mean_err2": err2[m].item(), "prior_cov_trace_ratio": ratio[m].item()}
             for m in range(len(datasets))]
