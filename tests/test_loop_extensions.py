@@ -276,20 +276,27 @@ def test_reference_learner_with_a_verifier_matches_the_closed_form(tmp_path):
 # The command line, and bad settings
 
 
-def test_cli_writes_schedule_pool_and_filter_fields(tmp_path):
+@pytest.mark.parametrize("schedule, lambdas, filter_", [
+    ("exponential", [1.0, 0.5, 0.5 * math.exp(-0.7)], "verifier"),
+    ("linear", [1.0, 0.5, 0.0], "confidence"),
+])
+def test_cli_writes_schedule_pool_and_filter_fields(tmp_path, schedule, lambdas, filter_):
+    """Each schedule's lambda_i, each filter's kept fraction and the pool's dmmse baseline and
+    prior distances, from the command line into summary.json."""
     proc = run_cli(LOOP_CLI, *cli_args(TINY_LOOP, tmp_path, "out", *FAST, "loop.generations=2",
-                                       "loop.real_schedule=exponential",
+                                       f"loop.real_schedule={schedule}",
                                        "loop.real_schedule_rate=0.7", "loop.rounding=floor",
-                                       "task.n_tasks=4", "loop.filter=verifier",
+                                       "task.n_tasks=4", f"loop.filter={filter_}",
                                        "loop.filter_keep=0.5"))
     check_ok(proc)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     records = summary["generations"]
-    assert [r["real_fraction_i"] for r in records] == pytest.approx(
-        [1.0, 0.5, 0.5 * math.exp(-0.7)])
+    assert [r["real_fraction_i"] for r in records] == pytest.approx(lambdas)
     assert [r["filter_kept_fraction"] for r in records][1:] == [0.5, 0.5]
-    assert "dmmse" in summary["baselines"]
+    assert "dmmse" in summary["baselines"] and "dmmse" in summary["baselines_prior"]
+    assert all(r["prior_distance_dmmse"] > 0 for r in records)
     assert summary["settings"]["task"]["n_tasks"] == 4
+    assert summary["settings"]["loop"]["filter"] == filter_
 
 
 @pytest.mark.parametrize("override,field", [
