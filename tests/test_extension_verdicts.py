@@ -146,6 +146,21 @@ def test_p6_inconclusive_at_the_margin_and_reading_when_the_unfiltered_loop_does
     assert "does not confirm collapse" in p6.primary_group().reading
 
 
+def test_p6_refuted_carries_no_reading_about_a_bounded_loop():
+    """A filtered loop that grows is refuted; the reading that qualifies a *bounded* loop
+    (its unfiltered twin did not collapse either) would contradict it, so there is none."""
+    def growing(s, g):
+        return 0.15 if g == 0 else 0.2 * (1 + 0.1 * g) + wiggle(s, g, 0.0002)
+
+    recs, settings = filter_runs({"all": None}, risk=growing)
+    recs = [r for r in recs if not (r["run"] == "collapse" and r["real_fraction"] == 0)]
+    recs += curve("collapse", 0.0, flat(0.15))
+    p6 = verdict_p6(recs, settings, CFG)
+    assert p6.verdict == "refuted", p6.numbers
+    assert p6.primary_group().reading == ""
+    assert "P1 " in p6.primary_group().numbers  # the unfiltered loop is still shown
+
+
 def test_p6_underpowered_not_applicable_and_not_tested():
     recs, settings = filter_runs({"all": 0.2}, seeds=SEEDS[:3])
     assert verdict_p6(recs, settings, CFG).verdict == "underpowered"

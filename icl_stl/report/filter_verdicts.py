@@ -51,7 +51,8 @@ def rule_p6(cfg: ReportConfig) -> str:
         f"+-{cfg.p6_margin:g} per generation, refuted if the mean is significantly above "
         f"+{cfg.p6_margin:g}. Shown beside it: P1's statistic (log final / generation-0 risk) "
         "of the unfiltered lambda = 0 loop of the same base configuration, n and seeds; when it "
-        "does not confirm collapse the group's reading says so (the verdict stands). (b) "
+        "does not confirm collapse and (a) is not refuted, the group's reading says so (the "
+        "verdict stands). (b) "
         "*Ordering by verifier quality* (verifier groups that differ only in one quality dial, "
         "seeds as blocks): P6 (b) below. **Confirmed** if (a) and, where tested, (b) confirm; "
         "**refuted** if either refutes (Bonferroni over the two parts).")
@@ -137,6 +138,8 @@ def _a_group(recs: list[dict], index, cfg: ReportConfig) -> tuple[GroupResult, d
     a = p6a_core(mat, window, cfg)
     unfiltered, reading = _unfiltered_line(index, r0, seeds, gens[-1], cfg)
     fields = fields_of(a)
+    if CODES[int(a["code"])] == REFUTED:  # the filtered loop grows: nothing to qualify
+        reading = ""
     res = GroupResult(name, CODES[int(a["code"])], fields["estimate"], fields["interval"],
                       cfg.p6_margin, len(seeds), fields["min_detectable_effect"],
                       fields["p_refute"], statistic="slope / plateau", reading=reading)
