@@ -3,6 +3,7 @@ synthetic data, wired through whole (tiny) loops; bad settings refused in one li
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import (
     TINY_LOOP,
     check_ok,
     cli_args,
+    compose_cfg,
     compose_loop,
     compose_train,
     run_cli,
@@ -22,7 +24,7 @@ from conftest import (
 from icl_stl.baselines import ridge
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
-from icl_stl.cli.probe import probe_config
+from icl_stl.cli.probe import probe_config, probe_from_config
 from icl_stl.cli.train import train_from_config
 from icl_stl.config import ConfigError, LoopConfig, TaskConfig, parse_app_config
 from icl_stl.ensemble import build_ensemble
@@ -33,11 +35,13 @@ from icl_stl.loop.filters import pool_size, select, variance_scores
 from icl_stl.loop.labelling import label
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_counterpart, synthetic_inputs
 from icl_stl.loop.oracle import oracle_synthesize
+from icl_stl.loop.runner import LoopRun
 from icl_stl.loop.schedules import RealSchedule
 from icl_stl.loop.test_sets import loop_test_sets
 from icl_stl.loop.verifier import verifier_scores
 from icl_stl.losses import squared_error
 from icl_stl.persistence import load_state
+from icl_stl.probes import StabilityHook
 from icl_stl.prompts import TEST_STREAM
 from icl_stl.report.collect import RunResult, flatten
 from icl_stl.seeding import make_generator
@@ -356,12 +360,73 @@ def test_filtered_generation_resumed_from_its_stored_synthetic_prompts(tmp_path)
     assert again == first
 
 
-@pytest.mark.parametrize("kind", ["stability", "in_context"])
+@pytest.mark.parametrize("kind", ["in_context"])
 def test_probes_that_draw_from_the_prior_refuse_a_task_pool(kind):
     app = parse_app_config({"task": {"n_tasks": 2}, "probe": {"kind": kind}}, needs_loop=True)
     with pytest.raises(ConfigError, match=f"task.n_tasks must be null for probe.kind={kind}"):
         probe_config(app)
     probe_config(parse_app_config({"probe": {"kind": kind}}, needs_loop=True))
+    for pooled in ({"kind": "stability"}, {"kind": "decay", "ns": [4, 8, 16]}):
+        # these draw their prompts from the pool
+        probe_config(parse_app_config({"task": {"n_tasks": 2}, "probe": pooled},
+                                      needs_loop=True))
+
+
+def test_the_in_context_probe_refuses_a_pool_before_writing(tmp_path):
+    cfg = compose_cfg("probe", *TINY_LOOP, f"run.checkpoint_root={tmp_path}/ck",
+                      "probe=in_context", "task.n_tasks=3", "logger.mode=disabled")
+    with pytest.raises(ConfigError, match="task.n_tasks must be null for probe.kind=in_context"):
+        probe_from_config(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind,extra", [
+    ("stability", []),  # the transformer twins
+    ("decay", ["probe.with_stability=true", "probe.ns=[4,8,16]", "loop.learner=gaussian_prior"]),
+])
+def test_the_stability_twins_draw_from_the_runs_task_pool(tmp_path, monkeypatch, kind, extra):
+    """S_0, every fresh replacement and every probe prompt take their task from the pool the
+    loop run draws and trains on; S_0 is what draw_s0 draws with that pool; gamma is finite."""
+    runs, probes = [], []
+    init_run, init_hook = LoopRun.__init__, StabilityHook.__init__
+
+    def recording_run(self, *args, **kwargs):
+        init_run(self, *args, **kwargs)
+        runs.append(self)
+
+    def recording_hook(self, pairs, prompts):
+        init_hook(self, pairs, prompts)
+        probes.append(self)
+
+    monkeypatch.setattr(LoopRun, "__init__", recording_run)
+    monkeypatch.setattr(StabilityHook, "__init__", recording_hook)
+    cfg = compose_cfg("probe", *TINY_LOOP, *FAST, f"run.checkpoint_root={tmp_path}/ck",
+                      f"probe={kind}", "task.n_tasks=3", "probe.seeds=[0,1]",
+                      "probe.replaced_indices=[0,3]", "probe.probe_prompts=16",
+                      "logger.mode=disabled", *extra)
+    result = probe_from_config(cfg, tmp_path / "out")
+    (run,), (hook,) = runs, probes
+    task = LinearRegression(d=D)
+    pool = draw_pool(task, 3, make_generator(0, POOL_STREAM)).weights
+    assert torch.equal(run.pool.weights, pool)
+    assert all(_rows_in(hook.prompts.params, pool))  # where gamma is measured
+    assert hook.prompts.params.unique(dim=0).shape[0] > 1  # drawn, not one task repeated
+    members = run.members
+    for pair in hook.pairs:
+        base, twin = members[pair.base], members[pair.neighbour]
+        # S_0 is what the loop itself would draw with the run's pool
+        loop_s0 = draw_s0(task, dataclasses.replace(base, s0=None), K_PAIRS)
+        assert torch.equal(base.s0.xs, loop_s0.xs) and torch.equal(base.s0.params, loop_s0.params)
+        assert all(_rows_in(base.s0.params, pool)) and all(_rows_in(twin.s0.params, pool))
+        if pair.kind == "neighbour":  # the fresh replacement: new x's, a task of the pool
+            assert not torch.equal(twin.s0.xs[pair.index], base.s0.xs[pair.index])
+    records = json.loads((tmp_path / "out" / "summary.json").read_text())["generations"]
+    gammas = [r["gamma_max"] for r in records if r.get("twin") == "neighbour"]
+    n_grid = 3 if kind == "decay" else 1
+    assert len(gammas) == 2 * 2 * n_grid * 2  # seeds x replaced indices x n x generations 0, 1
+    assert all(math.isfinite(g) and g > 0 for g in gammas)
+    if kind == "stability":
+        assert result["n_tasks"] == 3
 
 
 def test_train_refuses_a_task_pool_it_would_ignore(tmp_path):

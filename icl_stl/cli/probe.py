@@ -31,6 +31,8 @@ from icl_stl.probes import RUNNERS, prior_drift_metrics
 
 HEADLINES = {"stability": ("gamma_max", "gamma_mean"), "decay": ("slope", "verdict"),
              "in_context": ()}
+# The probes whose prompts (S_0, twins, probe prompts) draw their tasks from the run's pool.
+POOL_KINDS = ("stability", "decay")
 
 
 def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
@@ -44,11 +46,11 @@ def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
                           f"{members}")
     ns = probe.ns or [app.data.n]
     probe.validate(ns)
-    if app.task.n_tasks is not None and probe.kind != "decay":
-        # Their twins and probe prompts are drawn from the Gaussian prior, not from a pool.
+    if app.task.n_tasks is not None and probe.kind not in POOL_KINDS:
+        # Its perturbed prompts are drawn from the Gaussian prior, not from a pool.
         raise ConfigError(f"task.n_tasks must be null for probe.kind={probe.kind} (it draws "
-                          f"its prompts from the prior; probe.kind=decay takes a task pool), "
-                          f"got {app.task.n_tasks!r}")
+                          f"its prompts from the prior; probe.kind={' or '.join(POOL_KINDS)} "
+                          f"takes a task pool), got {app.task.n_tasks!r}")
     for n in ns:  # e.g. lambda n must be a whole number of prompts for every n of the grid
         try:
             app.loop.validate("loop", n, app.task, app.model)

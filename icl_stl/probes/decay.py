@@ -30,8 +30,10 @@ from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.plots import plot_decay
 from icl_stl.probes.stability import (
     StabilityHook,
+    check_same_pool,
     combine_hooks,
     probe_set,
+    run_pool,
     twin_members,
 )
 from icl_stl.run_logger import RunLogger
@@ -170,16 +172,19 @@ def run_decay(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[int],
     Returns (decay result, loop summary); with `run_dir`, writes decay.json and decay.png.
     """
     lam, augment = settings.loop.real_fraction, settings.loop.augment
-    hook = None
-    if probe.with_stability:
+    hook, pool = None, None
+    if probe.with_stability:  # twins and probe prompts from the run's pool, if it has one
         task, k = make_task(settings.task), settings.task.k
+        pool = run_pool(task, settings)
         members, pairs = twin_members(task, k, ns, seeds, probe.replaced_indices, lam, augment,
-                                      probe.replacement)
-        hook = StabilityHook(pairs, probe_set(task, k, probe.probe_prompts, settings.seed))
+                                      probe.replacement, pool=pool)
+        hook = StabilityHook(pairs, probe_set(task, k, probe.probe_prompts, settings.seed, pool))
     else:
         members = decay_members(ns, seeds, lam, augment)
     run = LoopRun(settings, members, checkpoint_dir, run_dir, logger,
                   extra_metrics=combine_hooks(hook, *extra_hooks))
+    if probe.with_stability:
+        check_same_pool(pool, run)
     summary = run.run()
     result = aggregate_decay(summary["generations"], probe.fit_metric, probe.fit_min_n,
                              probe.level)

@@ -22,6 +22,12 @@ every batch differs while every other draw is shared; prompts S_i reuses from S_
 permuted among themselves, so S_i holds the same prompts. `seed` gives it S_0 under another
 member seed: a different initialisation as well (and different synthetic x's, noise and reused
 subset). Records carry gamma_chaos beside gamma and their ratio (`aggregate_stability`).
+
+With a task pool (`task.n_tasks` = M) every prompt the probe draws takes its task from the run's
+pool (the one LoopRun draws, `POOL_STREAM` of the run's seed): S_0 (as `draw_s0` draws it), the
+fresh replacement (a new prompt from the distribution the loop trains on) and the probe prompts
+gamma is measured on (in distribution, like the loop's test set). A `flip` replacement negates
+its task, so that one prompt leaves the pool on purpose.
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ import torch
 
 from icl_stl.config import LoopConfig, ProbeConfig
 from icl_stl.loop.learners import Learner
-from icl_stl.loop.mixing import MemberSpec, real_part
+from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.prompts import PromptSet, sample_prompts
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import derive_seed, make_generator
+from icl_stl.task_pool import POOL_STREAM, TaskPool, draw_pool, sample_pool_prompts
 from icl_stl.tasks import Task, make_task
 
 CHAOS_CONTROLS = ("batch_order", "seed", "none")
@@ -60,16 +67,25 @@ class TwinPair:
     shared_draws: bool = True  # every draw but the batch order is shared with the base loop
 
 
+def real_prompts(task: Task, n: int, k: int, gen: torch.Generator,
+                 pool: TaskPool | None = None) -> PromptSet:
+    """n real prompts: tasks from the prior, or from the run's task pool when there is one."""
+    if pool is None:
+        return sample_prompts(task, n, k, gen)
+    return sample_pool_prompts(task, pool, n, k, gen)
+
+
 def neighbour_set(task: Task, s0: PromptSet, index: int, replacement: str, seed: int,
-                  k: int) -> PromptSet:
+                  k: int, pool: TaskPool | None = None) -> PromptSet:
     """S_0' = S_0 with prompt `index` replaced.
 
-    fresh: a new prompt from the task distribution (stream `replacement/<index>`); flip: the same
-    x's with labels (and task parameters) negated; identical: the same prompt (gamma must be 0).
+    fresh: a new prompt from the task distribution, the pool's with a pool (stream
+    `replacement/<index>`); flip: the same x's with labels (and task parameters) negated;
+    identical: the same prompt (gamma must be 0).
     """
     old = s0[index]
     if replacement == "fresh":
-        new = sample_prompts(task, 1, k, make_generator(seed, "replacement", index))
+        new = real_prompts(task, 1, k, make_generator(seed, "replacement", index), pool)
     elif replacement == "flip":
         new = PromptSet(old.xs, -old.ys, None if old.params is None else -old.params)
     elif replacement == "identical":
@@ -110,34 +126,35 @@ def chaos_member(task: Task, k: int, member: MemberSpec, s0: PromptSet, control:
     if control == "batch_order":
         order = chaos_order(loop, member, s0, task, k)
         return MemberSpec(member.seed, member.real_fraction, member.n, member.augment,
-                          s0=s0[order], tag=tag), True
+                          s0=s0[order], tag=tag, pool=member.pool), True
     if control == "seed":
         seed = derive_seed(member.seed, "chaos_seed") % (1 << 31)
         return MemberSpec(seed, member.real_fraction, member.n, member.augment, s0=s0,
-                          tag=tag), False
+                          tag=tag, pool=member.pool), False
     raise ValueError(f"chaos control must be one of {CHAOS_CONTROLS}, got {control!r}")
 
 
 def twin_members(task: Task, k: int, ns: Sequence[int], seeds: Sequence[int],
                  indices: Sequence[int], real_fraction: float, augment: int,
-                 replacement: str, control: str = "none",
-                 loop: LoopConfig | None = None) -> tuple[list[MemberSpec], list[TwinPair]]:
+                 replacement: str, control: str = "none", loop: LoopConfig | None = None,
+                 pool: TaskPool | None = None) -> tuple[list[MemberSpec], list[TwinPair]]:
     """For every (n, seed): the base loop on S_0, one neighbour per replaced index, and with
-    `control` (batch_order | seed) its chaos control (`loop` says which prompts S_i reuses)."""
+    `control` (batch_order | seed) its chaos control (`loop` says which prompts S_i reuses).
+    With `pool` (the run's task pool) S_0 and fresh replacements draw their tasks from it."""
     members: list[MemberSpec] = []
     pairs: list[TwinPair] = []
     for n in ns:
         for seed in seeds:
-            s0 = sample_prompts(task, n, k, make_generator(seed, "S0"))  # what draw_s0 draws
+            s0 = draw_s0(task, MemberSpec(seed, real_fraction, n, augment, pool=pool), k)
             base = len(members)
             members.append(MemberSpec(seed, real_fraction, n, augment, s0=s0,
-                                      tag=f"n{n}/seed{seed}/base"))
+                                      tag=f"n{n}/seed{seed}/base", pool=pool))
             for index in indices:
                 pairs.append(TwinPair(base, len(members), index))
                 members.append(MemberSpec(
                     seed, real_fraction, n, augment,
-                    s0=neighbour_set(task, s0, index, replacement, seed, k),
-                    tag=f"n{n}/seed{seed}/replace{index}"))
+                    s0=neighbour_set(task, s0, index, replacement, seed, k, pool),
+                    tag=f"n{n}/seed{seed}/replace{index}", pool=pool))
             if control != "none":
                 member, shared = chaos_member(task, k, members[base], s0, control, loop)
                 pairs.append(TwinPair(base, len(members), -1, "control", shared))
@@ -145,9 +162,27 @@ def twin_members(task: Task, k: int, ns: Sequence[int], seeds: Sequence[int],
     return members, pairs
 
 
-def probe_set(task: Task, k: int, n_prompts: int, seed: int) -> PromptSet:
-    """The fixed real prompts gamma is measured on (own stream, distinct from the test set)."""
-    return sample_prompts(task, n_prompts, k, make_generator(seed, "probe_set"))
+def probe_set(task: Task, k: int, n_prompts: int, seed: int,
+              pool: TaskPool | None = None) -> PromptSet:
+    """The fixed real prompts gamma is measured on (own stream, distinct from the test set);
+    with a task pool their tasks come from it, as the loop's test set's do."""
+    return real_prompts(task, n_prompts, k, make_generator(seed, "probe_set"), pool)
+
+
+def run_pool(task: Task, settings: LoopSettings) -> TaskPool | None:
+    """The task pool LoopRun draws for these settings (`test_sets.loop_test_sets`: the run's
+    seed, `POOL_STREAM`), or None without `task.n_tasks`: twins, base and test set share it."""
+    n_tasks = settings.task.n_tasks
+    if n_tasks is None:
+        return None
+    return draw_pool(task, n_tasks, make_generator(settings.seed, POOL_STREAM))
+
+
+def check_same_pool(pool: TaskPool | None, run: LoopRun) -> None:
+    """Fail loudly if the probe's prompts came from another pool than the run trains on."""
+    if (pool is None) != (run.pool is None) or (
+            pool is not None and not torch.equal(pool.weights, run.pool.weights.to(pool.weights))):
+        raise RuntimeError("the probe's task pool is not the loop run's")
 
 
 class StabilityHook:
@@ -297,17 +332,20 @@ def run_stability(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[in
         # two members trained side by side compute the same numbers, so train both
         settings = dataclasses.replace(
             settings, loop=dataclasses.replace(settings.loop, share_generation_0=False))
+    pool = run_pool(task, settings)
     members, pairs = twin_members(task, k, ns, seeds, probe.replaced_indices,
                                   settings.loop.real_fraction, settings.loop.augment,
-                                  probe.replacement, probe.chaos_control, settings.loop)
-    hook = StabilityHook(pairs, probe_set(task, k, probe.probe_prompts, settings.seed))
+                                  probe.replacement, probe.chaos_control, settings.loop, pool)
+    hook = StabilityHook(pairs, probe_set(task, k, probe.probe_prompts, settings.seed, pool))
     run = LoopRun(settings, members, checkpoint_dir, run_dir, logger,
                   extra_metrics=combine_hooks(hook, *extra_hooks))
+    check_same_pool(pool, run)
     summary = run.run()
     result = {"kind": "stability", "replacement": probe.replacement, "seeds": list(seeds),
               "ns": list(ns), "replaced_indices": list(probe.replaced_indices),
               "real_fraction": settings.loop.real_fraction, "probe_prompts": probe.probe_prompts,
               "chaos_control": probe.chaos_control,
+              **({} if pool is None else {"n_tasks": len(pool)}),
               "generations": aggregate_stability(summary["generations"]),
               "per_seed": per_seed_stability(summary["generations"])}
     if probe.replacement == "identical":  # the probe's self-check: identical twins, gamma = 0
