@@ -53,9 +53,15 @@ class SyntheticInputs:
 def sample_real(task: Task, member: MemberSpec, n: int, k: int,
                 gen: torch.Generator) -> PromptSet:
     """n real prompts: tasks from the prior, or from the member's task pool when it has one."""
-    if member.pool is None:
+    return real_prompts(task, n, k, gen, member.pool)
+
+
+def real_prompts(task: Task, n: int, k: int, gen: torch.Generator,
+                 pool: TaskPool | None = None) -> PromptSet:
+    """n real prompts: tasks from the prior, or from `pool` when there is one."""
+    if pool is None:
         return sample_prompts(task, n, k, gen)
-    return sample_pool_prompts(task, member.pool, n, k, gen)
+    return sample_pool_prompts(task, pool, n, k, gen)
 
 
 def draw_s0(task: Task, member: MemberSpec, k: int) -> PromptSet:

@@ -43,13 +43,13 @@ import torch
 
 from icl_stl.config import LoopConfig, ProbeConfig
 from icl_stl.loop.learners import Learner
-from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part
+from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part, real_prompts
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
-from icl_stl.prompts import PromptSet, sample_prompts
+from icl_stl.prompts import PromptSet
 from icl_stl.run_logger import RunLogger
 from icl_stl.seeding import derive_seed, make_generator
-from icl_stl.task_pool import POOL_STREAM, TaskPool, draw_pool, sample_pool_prompts
+from icl_stl.task_pool import POOL_STREAM, TaskPool, draw_pool
 from icl_stl.tasks import Task, make_task
 
 CHAOS_CONTROLS = ("batch_order", "seed", "none")
@@ -65,14 +65,6 @@ class TwinPair:
     index: int
     kind: str = "neighbour"
     shared_draws: bool = True  # every draw but the batch order is shared with the base loop
-
-
-def real_prompts(task: Task, n: int, k: int, gen: torch.Generator,
-                 pool: TaskPool | None = None) -> PromptSet:
-    """n real prompts: tasks from the prior, or from the run's task pool when there is one."""
-    if pool is None:
-        return sample_prompts(task, n, k, gen)
-    return sample_pool_prompts(task, pool, n, k, gen)
 
 
 def neighbour_set(task: Task, s0: PromptSet, index: int, replacement: str, seed: int,
