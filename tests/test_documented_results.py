@@ -274,6 +274,8 @@ def test_results_prose_of_the_new_predictions_quotes_the_committed_runs():
     section = _flat(README[README.index("## Results"):README.index("## Two commands")])
     groups = {g["group"].split("n=10000, ")[-1]: g for g in v["6"]["groups"]}
     assert f"{100 * v['6']['estimate']:.1f}% of the plateau per generation" in section
+    unfiltered = v["7"]["collapse"]["groups"][0]["parts"]["constant_zero"]["estimate"]
+    assert f"against {100 * unfiltered:.1f}% for the unfiltered λ = 0 loop" in section
     assert f"drifted {100 * groups['filter=confidence, keep=0.5']['estimate']:.1f}% per " \
            f"generation ({groups['filter=confidence, keep=0.5']['verdict']})" in section
     plateaus = v["6"]["quality"]["numbers"].split("log verifier_n_real 1.39: ")[1]
