@@ -133,6 +133,9 @@ class LoopRun:
         self.tests = loop_test_sets(self.task, settings.task, settings.eval.n_prompts, self.k,
                                     settings.seed)
         self.test_set, self.pool = self.tests.test, self.tests.pool
+        self.ridge_alpha = (settings.eval.ridge_alpha if settings.eval.ridge_alpha is not None
+                            else bayes_optimal_ridge_alpha(settings.task.noise_std,
+                                                           settings.task.w_scale))
         if self.pool is not None:
             members = [dataclasses.replace(m, pool=self.pool) for m in members]
             self.members = members
@@ -233,7 +236,7 @@ class LoopRun:
         prior_risks = [{} for _ in self.members]
         if self.pool is not None:  # the same learners on the Gaussian prior's tasks
             prior_risks = self.tests.prior_distances(self.learner.predictions(self.tests.prior),
-                                                     self.s.task.noise_std, self._ridge_alpha)
+                                                     self.s.task.noise_std, self.ridge_alpha)
         # S_i = concat(real part, synthetic) (`_datasets`): the real risk is a prefix's.
         train_risks, real_risks = self.learner.member_risks(sets, [len(r) for r in reals])
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
@@ -276,9 +279,7 @@ class LoopRun:
     def _run_locked(self) -> dict:
         s = self.s
         self._check_identity()
-        alpha = self._ridge_alpha = (
-            s.eval.ridge_alpha if s.eval.ridge_alpha is not None
-            else bayes_optimal_ridge_alpha(s.task.noise_std, s.task.w_scale))
+        alpha = self.ridge_alpha
         base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
                                knn_neighbours=s.eval.knn_neighbours)
         pool_base, base_prior = self.tests.pool_baselines(s.task.noise_std, alpha)

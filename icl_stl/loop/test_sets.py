@@ -10,7 +10,7 @@ baselines. The prior's test set is kept beside it, where dMMSE and ridge differ 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -31,6 +31,19 @@ class LoopTestSets:
     test: PromptSet  # the loop's test set (the pool's, with a pool)
     pool: TaskPool | None = None
     prior: PromptSet | None = None  # with a pool: the Gaussian prior's test set
+    # (noise_std, ridge_alpha) -> ridge's and dMMSE's predicted means on `prior`, (n, k) each:
+    # the same at every generation, so computed once.
+    _prior_baselines: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def prior_baseline_predictions(self, noise_std: float, ridge_alpha: float
+                                   ) -> dict[str, Tensor]:
+        """{ridge, dmmse}: their predicted means on the prior's test set, (n, k)."""
+        key = (noise_std, ridge_alpha)
+        if key not in self._prior_baselines:
+            xs, ys = self.prior.xs.cpu(), self.prior.ys.cpu()
+            self._prior_baselines[key] = {"ridge": ridge(xs, ys, ridge_alpha),
+                                          "dmmse": dmmse(xs, ys, self.pool, noise_std)}
+        return self._prior_baselines[key]
 
     def dmmse_errors(self, prompts: PromptSet, noise_std: float) -> Tensor:
         """dMMSE's per-position squared errors / d on `prompts`: (n, k)."""
@@ -45,9 +58,10 @@ class LoopTestSets:
         Empty dicts without a pool."""
         if self.pool is None:
             return [{} for _ in range(predictions.shape[0])]
-        xs, ys, d = self.prior.xs.cpu(), self.prior.ys.cpu(), self.prior.d
-        to_ridge = squared_error(predictions, ridge(xs, ys, ridge_alpha), d)  # (K, n, k)
-        to_dmmse = squared_error(predictions, dmmse(xs, ys, self.pool, noise_std), d)
+        ys, d = self.prior.ys.cpu(), self.prior.d
+        base = self.prior_baseline_predictions(noise_std, ridge_alpha)
+        to_ridge = squared_error(predictions, base["ridge"], d)  # (K, n, k)
+        to_dmmse = squared_error(predictions, base["dmmse"], d)
         risk = squared_error(predictions, ys, d)
         return [{"test_risk_prior": risk[m].mean().item(),
                  "prior_distance_ridge": to_ridge[m].mean().item(),
@@ -61,7 +75,9 @@ class LoopTestSets:
         if self.pool is None:
             return {}, None
         prior = baseline_errors(self.prior, ["ridge"], ridge_alpha=ridge_alpha, knn_neighbours=1)
-        prior["dmmse"] = self.dmmse_errors(self.prior, noise_std)
+        prior["dmmse"] = squared_error(
+            self.prior_baseline_predictions(noise_std, ridge_alpha)["dmmse"],
+            self.prior.ys.cpu(), self.prior.d)
         return {"dmmse": self.dmmse_errors(self.test, noise_std)}, prior
 
 

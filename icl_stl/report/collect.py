@@ -76,6 +76,11 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+# The extension settings (filter, schedule, pool) at their defaults, flattened: an older summary
+# that leaves them out ran with these.
+EXTENSION_SETTING_DEFAULTS = flatten(EXTENSION_DEFAULTS)
+
+
 def _read(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -122,7 +127,7 @@ def label_configs(runs: list[RunResult]) -> None:
                if len({json.dumps(r.flat_settings.get(k), sort_keys=True)
                        for r in runs if r.flat_settings}) > 1
                and k != "seed"]  # the run seed only names the test set; members carry theirs
-    defaults = {**flatten(EXTENSION_DEFAULTS), "loop.rounding": "exact"}
+    defaults = {**EXTENSION_SETTING_DEFAULTS, "loop.rounding": "exact"}
 
     def shown(r: RunResult, key: str) -> bool:
         # An extension setting at its default (or left out of an older summary) says nothing

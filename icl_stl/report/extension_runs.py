@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from icl_stl.config import EXTENSION_DEFAULTS
-from icl_stl.report.collect import flatten
+from icl_stl.report.collect import EXTENSION_SETTING_DEFAULTS as DEFAULTS
 
 EXTENSION_PREFIXES = ("loop.filter", "loop.verifier_", "loop.real_schedule")
 EXTENSION_KEYS = ("loop.rounding", "task.n_tasks")
 NOT_BASE_PREFIXES = ("members.", "run.", "logger.")
 NOT_BASE_KEYS = ("seed", "loop.real_fraction")
-DEFAULTS = flatten(EXTENSION_DEFAULTS)
 # P6-P8 are claims about the transformer learning in context, trained on replaced synthetic
 # data labelled by itself: groups of the reference learner, another architecture, accumulated
 # data or the oracle labeller are shown, not counted (`collect.THEOREM_SETTING` without the
@@ -58,24 +56,27 @@ def setting(flat: dict, key: str):
     return flat.get(key, DEFAULTS.get(key))
 
 
-def tag(records: list[dict], settings: dict[str, dict],
-        drop_generations: bool = False) -> list[dict]:
+def tag(records: list[dict], settings: dict[str, dict]) -> list[dict]:
     """Copies of the loop records with `base` (a key), `base_label` (the base settings that
-    differ between the records' runs, "" when none do), `counted`, `task_d`, `learner` and the
-    extension settings (`FIELDS`) of their run."""
+    differ between the records' runs, "" when none do), the same without `loop.generations`
+    (`pool_base`, `pool_base_label`: P8 groups pools by it), `counted`, `task_d`, `learner`
+    and the extension settings (`FIELDS`) of their run."""
     bases: dict[str, dict] = {}
+    pool_bases: dict[str, dict] = {}
     out = []
     for r in records:
         flat = settings.get(r["run"], {})
-        base = base_settings(flat, drop_generations)
+        base, pool_base = base_settings(flat), base_settings(flat, drop_generations=True)
         key = json.dumps(base, sort_keys=True, default=str)
-        bases[key] = base
-        out.append({**r, "base": key, **{k: setting(flat, v) for k, v in FIELDS.items()},
+        pool_key = json.dumps(pool_base, sort_keys=True, default=str)
+        bases[key], pool_bases[pool_key] = base, pool_base
+        out.append({**r, "base": key, "pool_base": pool_key,
+                    **{k: setting(flat, v) for k, v in FIELDS.items()},
                     "counted": all(flat.get(k, v) == v for k, v in COUNTED_SETTING.items()),
                     "task_d": flat.get("task.d"), "learner": flat.get("loop.learner")})
-    labels = _labels(bases)
+    labels, pool_labels = _labels(bases), _labels(pool_bases)
     for r in out:
-        r["base_label"] = labels[r["base"]]
+        r["base_label"], r["pool_base_label"] = labels[r["base"]], pool_labels[r["pool_base"]]
     return out
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from icl_stl.report import figures
-from icl_stl.report.extension_runs import is_plain, plain_index, tag
+from icl_stl.report.extension_runs import comparison, plain_index, tag
 from icl_stl.report.filter_verdicts import (
     filter_of,
     p6_combine,
@@ -64,7 +64,8 @@ def _ridge(records: list[dict]) -> float | None:
 
 
 def _comparison_records(index: dict, base: str, n: int, lam: float, seeds: set) -> list[dict]:
-    return [rec for s, gens in index.get((base, n, float(lam)), {}).items() if s in seeds
+    """The paired plain loops' records, every generation (for a figure)."""
+    return [rec for gens in comparison(index, base, n, lam, sorted(seeds)).values()
             for rec in gens.values()]
 
 
@@ -140,10 +141,10 @@ def _pool_section(doc, tagged: list[dict], p8: Prediction, verdict_section: Call
     pools = [r for r in tagged if r["n_tasks"] is not None and r["filter"] == "none"
              and r["schedule"] == "constant"]
     rows = []
-    for (_, n), recs in group_by(pools, lambda r: (r["base"], r["n"])).items():
+    for (_, n), recs in group_by(pools, lambda r: (r["pool_base"], r["n"])).items():
         for m, t in tracking_table(recs).items():
             risks = [x for x in t["test_risk_prior"] if x is not None]
-            rows.append([describe_group(recs[0]["base_label"], n=n) or "(all)", m,
+            rows.append([describe_group(recs[0]["pool_base_label"], n=n) or "(all)", m,
                          recs[0]["task_d"], len(t["seeds"]),
                          fmt(float(np.mean(t["ridge"]))) if t["seeds"] else "n/a",
                          fmt(float(np.mean(t["dmmse"]))) if t["seeds"] else "n/a",
@@ -161,8 +162,8 @@ def write_sections(doc, records: list[dict], settings: dict[str, dict],
     """REPORT.md's sections of P6, P7 and P8 (preds: their `Prediction`s, in that order).
     `verdict_section(doc, prediction)` writes a prediction's group table (report.py)."""
     tagged = tag(records, settings)
-    index = plain_index([r for r in tagged if is_plain(r)])
+    index = plain_index(tagged)
     p6, p7, p8 = preds
     _filter_section(doc, tagged, index, p6, verdict_section)
     _schedule_section(doc, tagged, index, p7, verdict_section)
-    _pool_section(doc, tag(records, settings, drop_generations=True), p8, verdict_section)
+    _pool_section(doc, tagged, p8, verdict_section)

@@ -231,9 +231,7 @@ def verdict_p6(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
     for recs, res, info in groups:
         r = recs[0]
         if r["filter"] == "verifier" and info:
-            fam = (r["base"], r["n"], r["filter_keep"], r["filter_threshold"],
-                   r["verifier_source"])
-            families.setdefault(fam, []).append((r, res.key, info["plateaus"], recs))
+            families.setdefault(_family(r), []).append((r, res.key, info["plateaus"], recs))
     b_of: dict[tuple, dict | None] = {}
     for fam, members in families.items():
         if len(members) < 2:
@@ -245,8 +243,7 @@ def verdict_p6(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
         b_of[fam] = (b, b_res) if b is not None and b_res.verdict != NOT_APPLICABLE else None
     for recs, res, info in groups:
         r = recs[0]
-        fam = (r["base"], r["n"], r["filter_keep"], r["filter_threshold"], r["verifier_source"])
-        found = b_of.get(fam) if r["filter"] == "verifier" else None
+        found = b_of.get(_family(r)) if r["filter"] == "verifier" else None
         if info:
             _combine(res, info["test"], found, cfg)
         pred.groups.append(apply_gate(res, gate_of(recs, cfg.gate_tolerance)))
@@ -256,6 +253,11 @@ def verdict_p6(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
         quality.reading = "not tested: no verifier groups that differ in quality"
     pred.sub["quality"] = quality
     return pred
+
+
+def _family(r: dict) -> tuple:
+    """The verifier family a group belongs to: what (b) holds fixed while quality varies."""
+    return r["base"], r["n"], r["filter_keep"], r["filter_threshold"], r["verifier_source"]
 
 
 def _combine(res: GroupResult, a: dict, found, cfg: ReportConfig) -> None:

@@ -108,14 +108,14 @@ def tracking_table(recs: list[dict]) -> dict:
     return out
 
 
-def _drift(pool_recs: list[dict], m: int, index_full, full_base: dict, cfg: ReportConfig
+def _drift(pool_recs: list[dict], m: int, index, cfg: ReportConfig
            ) -> tuple[dict | None, dict]:
     """Part (b): the test and its numbers (None and why when it cannot be run)."""
     at_m = [r for r in pool_recs if r["n_tasks"] == m]
     lam = min(float(r["real_fraction"]) for r in at_m)
     mine = per_seed([r for r in at_m if float(r["real_fraction"]) == lam])
-    base = full_base[id(next(r for r in at_m if float(r["real_fraction"]) == lam))]
-    pair = comparison(index_full, base, at_m[0]["n"], lam, sorted(mine))
+    base = next(r for r in at_m if float(r["real_fraction"]) == lam)["base"]
+    pair = comparison(index, base, at_m[0]["n"], lam, sorted(mine))
     if not pair:
         return None, {"verdict": NOT_TESTED, "why": f"no M = null loop at λ = {lam:g} with the "
                       "same base configuration, n and seeds"}
@@ -140,9 +140,9 @@ def _drift(pool_recs: list[dict], m: int, index_full, full_base: dict, cfg: Repo
                "rise_pool": float(rise[:, 0].mean()), "rise_null": float(rise[:, 1].mean())}
 
 
-def _group(recs: list[dict], index_full, full_base: dict, cfg: ReportConfig) -> GroupResult:
+def _group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
     r0 = recs[0]
-    name = describe_group(r0["base_label"], n=r0["n"])
+    name = describe_group(r0["pool_base_label"], n=r0["n"])
     table = tracking_table(recs)
     shown = "; ".join(f"M={m}: {fmt(t['mean'])} ({len(t['seeds'])} seeds)"
                       for m, t in table.items())
@@ -160,7 +160,7 @@ def _group(recs: list[dict], index_full, full_base: dict, cfg: ReportConfig) -> 
     t = table[m]
     a = p8a_core(np.array(t["ridge"]), np.array(t["dmmse"]), cfg)
     fields = fields_of(a)
-    b, b_part = _drift(recs, m, index_full, full_base, cfg)
+    b, b_part = _drift(recs, m, index, cfg)
     code, p_refute = p8_combine(a, b, cfg)
     res = GroupResult(name, CODES[int(code)], fields["estimate"], fields["interval"],
                       cfg.p8_margin, len(t["seeds"]), fields["min_detectable_effect"],
@@ -186,14 +186,12 @@ def verdict_p8(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
     pred = Prediction(8, "Below the task-diversity threshold (M <= d) the learner tracks "
                          "dMMSE, and the loop's drift differs from M = null.", rule_p8(cfg),
                       FIVE, primary_rule="the counted group with the largest n")
-    tagged = tag(records, settings, drop_generations=True)
-    full = tag(records, settings)
-    index_full = plain_index(full)
-    full_base = {id(t): f["base"] for t, f in zip(tagged, full)}
+    tagged = tag(records, settings)
+    index = plain_index(tagged)
     pools = [r for r in tagged if r["n_tasks"] is not None and r["filter"] == "none"
              and r["schedule"] == "constant" and r.get("augment", 0) == 0]
-    for (_, n), recs in group_by(pools, lambda r: (r["base"], r["n"])).items():
-        res = _group(recs, index_full, full_base, cfg)
+    for (_, n), recs in group_by(pools, lambda r: (r["pool_base"], r["n"])).items():
+        res = _group(recs, index, cfg)
         res.counted = all(r["counted"] for r in recs)
         res.key = {**res.key, "n": n}
         pred.groups.append(res)

@@ -141,13 +141,6 @@ def equivalence_test(per_seed: npt.ArrayLike, margin: float, levels: Levels) -> 
             "code": _decide(p_confirm, p_refute, mde, margin, s, levels), "n_seeds": s}
 
 
-def decide(p_confirm: npt.ArrayLike, p_refute: npt.ArrayLike | None, mde: npt.ArrayLike,
-           resolution: float, s: int, levels: Levels) -> np.ndarray:
-    """Verdict codes from p-values and an MDE, for rules that combine tests (`_decide`)."""
-    return _decide(np.asarray(p_confirm), None if p_refute is None else np.asarray(p_refute),
-                   np.asarray(mde), resolution, s, levels)
-
-
 def band_test(per_seed: npt.ArrayLike, margin: float, levels: Levels) -> dict[str, Array]:
     """"mean > +margin" against "mean < -margin": confirmed when significantly above +margin,
     refuted when significantly below -margin (each one-sided at alpha), so values inside the
