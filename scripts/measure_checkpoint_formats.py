@@ -1,6 +1,6 @@
 """Time and size of a typical training checkpoint: the project's format vs safetensors.
 
-The state is what `icl_stl.training` saves for a 64-member ensemble of the `small` model
+The state is what `icl_stl.training.engine` saves for a 64-member ensemble of the `small` model
 (6 layers, 4 heads, width 128) after one AdamW step: weights, optimizer moments, per-member
 generator states, counters and the run's identity. Two ways of storing it are compared:
 
@@ -30,9 +30,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from icl_stl.config import ModelConfig
-from icl_stl.ensemble import build_ensemble
-from icl_stl.optim import configure_optimizer
+from icl_stl.models import build_ensemble
 from icl_stl.persistence import atomic_write_bytes, load_state, save_state
+from icl_stl.training.optim import configure_optimizer
 
 MODELS = {"small": ModelConfig(n_layer=6, n_head=4, n_embd=128),  # conf/model/small.yaml
           "tiny": ModelConfig(n_layer=3, n_head=4, n_embd=64)}  # conf/model/tiny.yaml

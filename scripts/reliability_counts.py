@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TEST_FILES = ["tests/test_faults.py", "tests/test_reliability.py", "tests/test_config_fuzz.py"]
+TEST_FILES = ["tests/system/test_faults.py", "tests/system/test_reliability.py", "tests/system/test_config_fuzz.py"]
 LABELS = {  # count key -> what it means, in RELIABILITY.md's words
     "kills": "SIGKILLs injected (each followed by a resume)",
     "simulated_kills": "in-process kills (an exception at a fault point), each resumed",

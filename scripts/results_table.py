@@ -3,7 +3,7 @@
     .venv/bin/python scripts/results_table.py docs/results/cpu
 
 One row per prediction: its verdict, the primary group it was read in, and the report's own
-line of numbers for that group. tests/test_documented_results.py checks that every row printed
+line of numbers for that group. tests/system/test_documented_results.py checks that every row printed
 here appears verbatim in README.md, so the README cannot quote a verdict or a number the
 committed result does not hold.
 

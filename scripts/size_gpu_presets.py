@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.config import parse_app_config
-from icl_stl.ridge_time import ridge_target, time_to_ridge
+from icl_stl.training.ridge_time import ridge_target, time_to_ridge
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import sys
 import torch
 
 from icl_stl.config import ModelConfig, TaskConfig, TrainConfig
-from icl_stl.ridge_time import ridge_target, time_to_ridge
+from icl_stl.training.ridge_time import ridge_target, time_to_ridge
 
 
 def main(argv: list[str]) -> None:

@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.config import ModelConfig, TrainConfig
-from icl_stl.seeding import make_generator
-from icl_stl.tasks import LinearRegression
+from icl_stl.data.seeding import make_generator
+from icl_stl.data.tasks import LinearRegression
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # console scripts live beside the venv's python

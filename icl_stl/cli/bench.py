@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from icl_stl import bench
-from icl_stl.bench_ridge import (
+from icl_stl.bench import speed
+from icl_stl.bench.ridge import (
     ABLATION,
     CASES,
     HEAD,
@@ -32,10 +32,10 @@ from icl_stl.bench_ridge import (
 )
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.config import ModelConfig
-from icl_stl.model import MODEL_SIZES
+from icl_stl.data.seeding import resolve_device
+from icl_stl.models.model import MODEL_SIZES
 from icl_stl.persistence import atomic_write_json
-from icl_stl.seeding import resolve_device
-from icl_stl.training import RuntimeOptions
+from icl_stl.training.engine import RuntimeOptions
 
 # Training seconds allowed per time-to-ridge run, and steps between its evaluations.
 RIDGE_CAPS = {"demo": 120.0, "tiny": 600.0, "small": 600.0}
@@ -148,27 +148,27 @@ def run(argv: list[str] | None = None) -> dict:
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "matmul_gflops": {
-            "square_1024": bench.matmul_rate(device, 1024, 1024, 1024, max(budget / 2, 0.05)),
-            "tiny_model_gemms": bench.model_matmul_rate(
+            "square_1024": speed.matmul_rate(device, 1024, 1024, 1024, max(budget / 2, 0.05)),
+            "tiny_model_gemms": speed.model_matmul_rate(
                 device, ModelConfig(**MODEL_SIZES["tiny"]), tokens, max(budget / 2, 0.05))},
         "training": [], "labelling": None, "evaluation": None, "generation": None}
     for size in sizes:
         size_ks = ks if size == "tiny" or cuda else [k_ for k_ in ks if k_ <= 4]
-        rows = bench.bench_training(size, size_ks, runtime, args.d, args.k, args.batch, budget)
+        rows = speed.bench_training(size, size_ks, runtime, args.d, args.k, args.batch, budget)
         result["training"] += rows
         for r in rows:
             print(f"train {r['size']:8s} {r['engine']:15s} K={r['K']:3d} "
                   f"{r['steps_per_s']:8.2f} steps/s  {r['member_steps_per_s']:8.2f} member "
                   f"steps/s  {r['prompts_per_s']:10.0f} prompts/s  {r['model_gflops']:7.2f} "
                   f"model GFLOP/s", flush=True)
-    result["labelling"] = bench.bench_labelling(runtime, 256 if args.quick else 4096, args.d,
+    result["labelling"] = speed.bench_labelling(runtime, 256 if args.quick else 4096, args.d,
                                                 args.k, budget)
     print("labelling", json.dumps(result["labelling"]), flush=True)
-    result["evaluation"] = bench.bench_evaluation(runtime, 64 if args.quick else 1280,
+    result["evaluation"] = speed.bench_evaluation(runtime, 64 if args.quick else 1280,
                                                   5 if args.quick else 20,
                                                   11 if args.quick else 41, budget)
     print("evaluation", json.dumps(result["evaluation"]), flush=True)
-    result["generation"] = bench.bench_generation(runtime, 64 if args.quick else 1024,
+    result["generation"] = speed.bench_generation(runtime, 64 if args.quick else 1024,
                                                   10 if args.quick else 500, args.d, args.k)
     print("generation", json.dumps(result["generation"]), flush=True)
     tiny1 = next((r for r in result["training"] if r["size"] == "tiny" and r["K"] == 1
@@ -182,7 +182,7 @@ def run(argv: list[str] | None = None) -> dict:
         "tiny_model_gflops_over_model_gemms": tiny1["model_gflops"] / mm["tiny_model_gemms"]}
     if cuda:
         name = result["machine"]["device"]
-        peak = next((v for k_, v in bench.GPU_PEAK_BF16.items() if k_ in name), None)
+        peak = next((v for k_, v in speed.GPU_PEAK_BF16.items() if k_ in name), None)
         result["gpu"]["bf16_peak_tflops"] = peak
     print("summary", json.dumps(result["cpu_targets" if not cuda else "gpu"]), flush=True)
     atomic_write_json(args.out, result)

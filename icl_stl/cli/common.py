@@ -31,11 +31,11 @@ from icl_stl.config import (
     omit_extension_defaults,
     parse_app_config,
 )
-from icl_stl.identity import train_identity
+from icl_stl.data.seeding import resolve_device
 from icl_stl.persistence import PersistenceError, RunLockedError, atomic_write_json
-from icl_stl.run_logger import RunLogger
-from icl_stl.seeding import resolve_device
-from icl_stl.training import DivergenceError, RuntimeOptions
+from icl_stl.persistence.identity import train_identity
+from icl_stl.runs.logger import RunLogger
+from icl_stl.training.engine import DivergenceError, RuntimeOptions
 
 log = logging.getLogger("icl_stl")
 

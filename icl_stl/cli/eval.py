@@ -7,7 +7,7 @@
 Writes eval.json (per-position errors of the model and the baselines, the gap closed toward
 ridge) and positions.png into the Hydra run directory (outputs/eval/<date>/<time>/). The model
 and task come from the checkpoint; a model or task setting on the command line must agree with
-it (`icl_stl.eval_run`).
+it (`icl_stl.runs.evaluate`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from icl_stl.cli.common import hydra_app, hydra_output_dir, runtime_options
 from icl_stl.config import ConfigError, from_container
-from icl_stl.eval_run import EvalRunConfig, evaluate_stored_model, refuse_conflicting_settings
+from icl_stl.models.stored import load_stored_model
 from icl_stl.persistence import RunLock
-from icl_stl.stored_model import load_stored_model
+from icl_stl.runs.evaluate import EvalRunConfig, evaluate_stored_model, refuse_conflicting_settings
 
 
 def load_eval_config(cfg: DictConfig) -> EvalRunConfig:

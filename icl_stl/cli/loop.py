@@ -23,7 +23,7 @@ from icl_stl.config import AppConfig
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.persistence import RunLock, atomic_write_json
-from icl_stl.report.plots import plot_calibration, plot_generations, plot_positions
+from icl_stl.runs.plots import plot_calibration, plot_generations, plot_positions
 
 
 def members_from_config(app: AppConfig) -> list[MemberSpec]:
@@ -77,7 +77,7 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
     with RunLock(output_dir), make_logger(app, output_dir, name, "loop") as logger:
         extra = None
         if app.loop.learner == "gaussian_prior":
-            from icl_stl.probes.reference import prior_drift_metrics
+            from icl_stl.loop.learners.reference import prior_drift_metrics
 
             extra = prior_drift_metrics
         run = LoopRun(loop_settings(app, runtime), members,

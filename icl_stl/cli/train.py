@@ -17,7 +17,7 @@ from icl_stl.cli.common import (
 )
 from icl_stl.config import ConfigError
 from icl_stl.persistence import RunLock
-from icl_stl.train_run import run_training
+from icl_stl.runs.train import run_training
 
 
 def train_from_config(cfg: DictConfig, output_dir) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import field
 from typing import Annotated, Any
 
@@ -41,6 +40,7 @@ from icl_stl.config.fields import check_float as check_float
 from icl_stl.config.fields import check_int as check_int
 from icl_stl.config.fields import from_container as from_container
 from icl_stl.config.fields import to_container as to_container
+from icl_stl.config.schedules import RealSchedule, real_count
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class TaskConfig:
     sparsity: Int(1) = 3  # nonzero weights, sparse_linear_regression only
     hidden: Int(1) = 100  # hidden units, relu_2nn_regression only
     # null: every prompt draws its own task from the prior; M: real prompts draw their task
-    # uniformly from a pool of M drawn once from the run's seed (icl_stl/task_pool.py)
+    # uniformly from a pool of M drawn once from the run's seed (icl_stl/data/task_pool.py)
     n_tasks: Int(1) | None = None
 
     @model_validator(mode="after")
@@ -99,7 +99,7 @@ class ModelConfig:
     # samples labels from it. false: the mean alone, trained by squared error.
     gaussian_head: Bool = True
     attn_implementation: Choice(ATTN_IMPLS) = "sdpa"  # or eager: softmax(q k^T) v written out
-    # native: GPT-2 written with a member axis (icl_stl.gpt2); reference: one ICLModel per
+    # native: GPT-2 written with a member axis (icl_stl.models.gpt2); reference: one ICLModel per
     # member, run one after another (transformers GPT2Model for gpt2; any arch).
     engine: Choice(ENGINES) = "native"
     init: Choice(MODEL_INITS) = "torch_default"  # read-in/read-out: nn.Linear's, or gpt2
@@ -194,7 +194,7 @@ LABEL_MODES = ("sample", "context", "mean")
 ROUNDINGS = ("exact", "floor", "round", "ceil")
 LEARNERS = ("transformer", "gaussian_prior")
 LABELLERS = ("model", "oracle")
-REAL_SCHEDULES = ("constant", "linear", "exponential")  # icl_stl/loop/schedules.py
+REAL_SCHEDULES = ("constant", "linear", "exponential")  # icl_stl/config/schedules.py
 FILTERS = ("none", "confidence", "verifier")  # icl_stl/loop/filters.py
 VERIFIER_SOURCES = ("s0", "real")
 
@@ -235,7 +235,7 @@ class LoopConfig:
     # Train generation 0 once per distinct (seed, S_0) and copy it to every member sharing them
     # (the lambdas of one seed): the same numbers, less work. false: one per member.
     share_generation_0: Bool = True
-    # lambda_i of generation i >= 1 (icl_stl/loop/schedules.py): constant (real_fraction),
+    # lambda_i of generation i >= 1 (icl_stl/config/schedules.py): constant (real_fraction),
     # or decayed linearly / exponentially from real_fraction by `rate` per generation, never
     # below `floor`. Defaults keep today's loop and its identity (`EXTENSION_DEFAULTS`).
     real_schedule: Choice(REAL_SCHEDULES) = "constant"
@@ -278,8 +278,6 @@ class LoopConfig:
 
     def schedule(self, lambda0: float):
         """The member's real-data schedule (lambda0: its real_fraction), validated."""
-        from icl_stl.loop.schedules import RealSchedule  # the loop imports this module
-
         sched = RealSchedule(self.real_schedule, lambda0, self.real_schedule_rate,
                              self.real_schedule_floor)
         sched.validate("loop")
@@ -358,17 +356,6 @@ def omit_extension_defaults(settings_tree: dict) -> dict:
                             if not (k in defaults and v == defaults[k])}
     return out
 
-
-def real_count(real_fraction: float, n: int, rounding: str, path: str = "loop") -> int:
-    """The number of real prompts lambda n, under the configured rounding rule."""
-    exact = real_fraction * n
-    if rounding == "exact":
-        if abs(exact - round(exact)) > 1e-9:
-            raise ConfigError(
-                f"{path}.real_fraction={real_fraction} times data.n={n} is {exact:g}, not a whole "
-                f"number of prompts; choose them so, or set {path}.rounding to floor, round or ceil")
-        return int(round(exact))
-    return int({"floor": math.floor, "round": round, "ceil": math.ceil}[rounding](exact + 0.0))
 
 
 def _plain_name(name: str | None) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from icl_stl.prompts import PromptSet
+from icl_stl.data.prompts import PromptSet
 
 # The report warns when the mean label-variance ratio leaves this band while the gate is reached.
 FAITHFUL_VAR_RATIO = (0.5, 2.0)
@@ -64,20 +64,3 @@ def generator_fidelity(synthetic: PromptSet, real: PromptSet) -> dict:
         "syn_label_w1": wasserstein_1d(synthetic.ys, real.ys),
     }
 
-
-def head_calibration(mean: Tensor, var: Tensor, ys: Tensor) -> dict:
-    """Predicted variance against realised squared error, per position, on fresh prompts.
-
-    mean, var, ys (n, k). `head_var_ratio_per_position` is mean(var) / mean((y - mean)^2) at
-    each position (1: calibrated; below 1: over-confident); `head_var_ratio` pools all
-    positions; `head_z2` is mean((y - mean)^2 / var), 1 for a calibrated Gaussian.
-    """
-    sq = (ys.double() - mean.double()).pow(2)
-    var = var.double()
-    return {
-        "head_var_per_position": var.mean(0).tolist(),
-        "head_sq_error_per_position": sq.mean(0).tolist(),
-        "head_var_ratio_per_position": (var.mean(0) / sq.mean(0).clamp(min=1e-30)).tolist(),
-        "head_var_ratio": (var.mean() / sq.mean().clamp(min=1e-30)).item(),
-        "head_z2": (sq / var.clamp(min=1e-30)).mean().item(),
-    }

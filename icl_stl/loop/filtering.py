@@ -20,12 +20,12 @@ import torch
 from torch import Tensor
 
 from icl_stl.config import LoopConfig, TaskConfig
+from icl_stl.data.prompts import PromptSet
+from icl_stl.data.seeding import make_generator
+from icl_stl.data.tasks import Task
 from icl_stl.loop.filters import filter_record, select, variance_scores
 from icl_stl.loop.mixing import MemberSpec, counts, real_counterpart, real_part
 from icl_stl.loop.verifier import RidgeVerifier, fit_verifier, verifier_scores
-from icl_stl.prompts import PromptSet
-from icl_stl.seeding import make_generator
-from icl_stl.tasks import Task
 
 __all__ = ["FILTER_KEYS", "Filtered", "apply_filter", "filter_members", "member_verifier",
            "no_filter_record"]

@@ -7,7 +7,7 @@ labels `pool_size(wanted, q)` = ceil(wanted / q) prompts, scores each (lower is 
 - best fraction (`threshold=None`): the `wanted` lowest scores (ties: pool order);
 - threshold: the prompts scoring <= threshold, the first `wanted` in pool order (rejection
   sampling: the kept prompts are distributed as the pool conditioned on passing, which is what
-  `icl_stl.filter_theory` computes). If fewer pass, the best of the rest fill the count and the
+  `icl_stl.theory.filters` computes). If fewer pass, the best of the rest fill the count and the
   shortfall is reported (`filter_shortfall`): a run never silently trains on fewer prompts.
 
 Scores: `variance_scores` (the Gaussian head's predicted variance), `disagreement_scores` (the
@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from icl_stl.config import ConfigError
+from icl_stl.data.prompts import PromptSet
 from icl_stl.loop.fidelity import implied_weights, label_var_ratio_per_position, wasserstein_1d
-from icl_stl.prompts import PromptSet
 
 __all__ = ["FILTERS", "Selection", "check_keep", "disagreement_scores", "filter_record",
            "label_drift", "pool_size", "select", "variance_scores"]

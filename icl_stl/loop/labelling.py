@@ -13,10 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from icl_stl.ensemble import Ensemble
-from icl_stl.faults import fault_point
-from icl_stl.gpt2 import NativeGPT2
-from icl_stl.model import interleave
+from icl_stl.models.ensemble import Ensemble
+from icl_stl.models.gpt2 import NativeGPT2
+from icl_stl.models.model import interleave
+from icl_stl.persistence.faults import fault_point
 
 
 def _noisy(mean: Tensor, log_var: Tensor | None, noise: Tensor | None,

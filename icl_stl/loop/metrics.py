@@ -9,8 +9,8 @@ import logging
 
 from torch import Tensor
 
-from icl_stl.evaluation import summarise
-from icl_stl.gate import gap_closed, reached_ridge
+from icl_stl.training.evaluation import summarise
+from icl_stl.training.gate import gap_closed, reached_ridge
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def generation_record(test_errors: Tensor, train_risk: float, real_train_risk: float,
                       ridge_risk: float, zero_risk: float) -> dict:
     """Risks of one member at one generation (test errors (n, k) on fresh real prompts), and
-    whether it passes the training gate (`icl_stl.gate`)."""
+    whether it passes the training gate (`icl_stl.training.gate`)."""
     test = summarise(test_errors)
     return {
         "test_risk": test["risk"],

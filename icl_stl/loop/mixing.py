@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 
 from icl_stl.config import LoopConfig, real_count
+from icl_stl.config.schedules import real_count_rounded
+from icl_stl.data.prompts import PromptSet, sample_prompts
+from icl_stl.data.seeding import make_generator
+from icl_stl.data.task_pool import TaskPool, sample_pool_prompts
+from icl_stl.data.tasks import Task
 from icl_stl.loop.filters import pool_size
-from icl_stl.loop.schedules import real_count_rounded
-from icl_stl.prompts import PromptSet, sample_prompts
-from icl_stl.seeding import make_generator
-from icl_stl.task_pool import TaskPool, sample_pool_prompts
-from icl_stl.tasks import Task
 
 
 @dataclass

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from icl_stl.data.prompts import PromptSet
+from icl_stl.data.tasks import LinearRegression, SparseLinearRegression, Task
 from icl_stl.loop.mixing import SyntheticInputs
-from icl_stl.prompts import PromptSet
-from icl_stl.tasks import LinearRegression, SparseLinearRegression, Task
 
 # Below this predictive variance (relative to the prior's w_scale^2) a position carries no new
 # information: with noiseless labels the posterior is a point once d pairs are seen.

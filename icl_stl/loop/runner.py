@@ -24,7 +24,6 @@ import torch
 from tqdm.auto import tqdm
 
 from icl_stl import RESULTS_VERSION
-from icl_stl.baselines import bayes_optimal_ridge_alpha
 from icl_stl.config import (
     ConfigError,
     EvalConfig,
@@ -34,11 +33,11 @@ from icl_stl.config import (
     TrainConfig,
     omit_extension_defaults,
 )
-from icl_stl.evaluation import baseline_errors, summarise
-from icl_stl.faults import fault_point
-from icl_stl.identity import describe_differences, train_identity
+from icl_stl.data.prompts import PromptSet
+from icl_stl.data.tasks import make_task
 from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
 from icl_stl.loop.filtering import filter_members, no_filter_record
+from icl_stl.loop.held_out import loop_test_sets
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
 from icl_stl.loop.metrics import generation_record, log_gate
 from icl_stl.loop.mixing import (
@@ -58,7 +57,6 @@ from icl_stl.loop.progress import (
     member_names,
     risk_line,
 )
-from icl_stl.loop.test_sets import loop_test_sets
 from icl_stl.persistence import (
     CheckpointSlot,
     CorruptCheckpointError,
@@ -69,11 +67,13 @@ from icl_stl.persistence import (
     read_json,
     save_state,
 )
-from icl_stl.prompts import PromptSet
-from icl_stl.provenance import code_provenance
-from icl_stl.run_logger import RunLogger
-from icl_stl.tasks import make_task
-from icl_stl.training import DivergenceError, RuntimeOptions
+from icl_stl.persistence.faults import fault_point
+from icl_stl.persistence.identity import describe_differences, train_identity
+from icl_stl.runs.logger import RunLogger
+from icl_stl.runs.provenance import code_provenance
+from icl_stl.training.baselines import bayes_optimal_ridge_alpha
+from icl_stl.training.engine import DivergenceError, RuntimeOptions
+from icl_stl.training.evaluation import baseline_errors, summarise
 
 log = logging.getLogger(__name__)
 

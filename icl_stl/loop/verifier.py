@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from icl_stl.data.prompts import PromptSet
 from icl_stl.loop.fidelity import implied_weights
-from icl_stl.prompts import PromptSet
 
 __all__ = ["MIN_NOISE_VAR_RELATIVE", "RidgeVerifier", "fit_verifier", "verifier_scores"]
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from icl_stl.config import EvalConfig, LoopConfig, ModelConfig, TaskConfig, TrainConfig
-from icl_stl.gate import gap_closed, reached_ridge
+from icl_stl.data.prompts import PromptSet
+from icl_stl.data.tasks import make_task
 from icl_stl.loop.learners import LearnerContext, TransformerLearner
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part, synthetic_inputs
-from icl_stl.prompts import PromptSet
-from icl_stl.ridge_time import GateMonitor, RidgeTarget, StopTraining
-from icl_stl.tasks import make_task
-from icl_stl.training import RuntimeOptions
+from icl_stl.training.engine import RuntimeOptions
+from icl_stl.training.gate import gap_closed, reached_ridge
+from icl_stl.training.ridge_time import GateMonitor, RidgeTarget, StopTraining
 
 
 def warm_start_time_to_ridge(task_cfg: TaskConfig, model_cfg: ModelConfig,

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from icl_stl.faults import fault_point
 from icl_stl.persistence.errors import CorruptFileError, PersistenceError, describe_cause
+from icl_stl.persistence.faults import fault_point
 
 logger = logging.getLogger(__name__)
 

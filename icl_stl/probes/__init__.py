@@ -9,6 +9,11 @@ Each probe is a LoopRun `extra_metrics` hook plus an aggregation of the loop's r
 `run_*` function runs the loop as one ensemble and writes its JSON and PNG.
 """
 
+from icl_stl.loop.learners.reference import (
+    GaussianPriorLearner,
+    bayes_predictions,
+    prior_drift_metrics,
+)
 from icl_stl.probes.decay import aggregate_decay, decay_members, fit_quantity, run_decay
 from icl_stl.probes.in_context import (
     InContextHook,
@@ -16,11 +21,6 @@ from icl_stl.probes.in_context import (
     in_context_prompts,
     perturb_first_pair,
     run_in_context,
-)
-from icl_stl.probes.reference import (
-    GaussianPriorLearner,
-    bayes_predictions,
-    prior_drift_metrics,
 )
 from icl_stl.probes.stability import (
     StabilityHook,

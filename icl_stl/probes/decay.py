@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from icl_stl.config import ProbeConfig
+from icl_stl.data.tasks import make_task
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
@@ -36,8 +37,7 @@ from icl_stl.probes.stability import (
     run_pool,
     twin_members,
 )
-from icl_stl.run_logger import RunLogger
-from icl_stl.tasks import make_task
+from icl_stl.runs.logger import RunLogger
 from icl_stl.theory import decay_verdict, fit_bound, fit_power_law
 
 log = logging.getLogger(__name__)

@@ -23,16 +23,16 @@ import numpy as np
 import torch
 
 from icl_stl.config import ProbeConfig
+from icl_stl.data.prompts import PromptSet, sample_prompts
+from icl_stl.data.seeding import make_generator
+from icl_stl.data.tasks import Task, make_task
 from icl_stl.loop.learners import Learner
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.decay import decay_members
 from icl_stl.probes.plots import plot_in_context
 from icl_stl.probes.stability import combine_hooks
-from icl_stl.prompts import PromptSet, sample_prompts
-from icl_stl.run_logger import RunLogger
-from icl_stl.seeding import make_generator
-from icl_stl.tasks import Task, make_task
+from icl_stl.runs.logger import RunLogger
 from icl_stl.theory import fit_linear_slope, fit_power_law
 
 

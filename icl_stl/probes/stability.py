@@ -42,15 +42,15 @@ from pathlib import Path
 import torch
 
 from icl_stl.config import LoopConfig, ProbeConfig
+from icl_stl.data.prompts import PromptSet
+from icl_stl.data.seeding import derive_seed, make_generator
+from icl_stl.data.task_pool import POOL_STREAM, TaskPool, draw_pool
+from icl_stl.data.tasks import Task, make_task
 from icl_stl.loop.learners import Learner
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part, real_prompts
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
-from icl_stl.prompts import PromptSet
-from icl_stl.run_logger import RunLogger
-from icl_stl.seeding import derive_seed, make_generator
-from icl_stl.task_pool import POOL_STREAM, TaskPool, draw_pool
-from icl_stl.tasks import Task, make_task
+from icl_stl.runs.logger import RunLogger
 
 CHAOS_CONTROLS = ("batch_order", "seed", "none")
 

@@ -6,7 +6,7 @@ REPORT.md.
 - P8 (`pool_verdicts`): finite task pools.
 
 As for P1-P5, each rule's text is printed verbatim and its statistics are `*_core` functions on
-arrays with a seed axis (calibrated in tests/test_calibration.py). The loops these predictions
+arrays with a seed axis (calibrated in tests/report/test_calibration.py). The loops these predictions
 judge are outside the theorem's setting for P1-P5 (shown, not counted there); here the
 comparison loops come from other runs, paired by base configuration, n and seed
 (`extension_runs`).

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from icl_stl.report.plots import (  # noqa: E402
+from icl_stl.runs.plots import (  # noqa: E402
     BASELINE_STYLE,
     plot_generations,
     plot_positions,

@@ -3,7 +3,7 @@ the loops that vary the augmentation size m, is in `augment_verdicts`.
 
 Each rule's text (`rule_p1(cfg)`, ...) is what REPORT.md prints, so the report states exactly
 what the code computes. The statistics are the `*_core` functions: they take arrays with the
-seed axis and any leading axes, so the calibration tests (tests/test_calibration.py) run the
+seed axis and any leading axes, so the calibration tests (tests/report/test_calibration.py) run the
 very code the report runs on thousands of simulated draws. Records come from
 `collect.loop_records`; groups outside the theorem's setting (another architecture, the
 reference learner, accumulated synthetic data) are shown but not counted. P1 and P2 use the

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icl_stl.report.plots import lambda_colours, plt
+from icl_stl.runs.plots import lambda_colours, plt
 from icl_stl.theory import mean_drift_fresh, mean_drift_reuse
 
 

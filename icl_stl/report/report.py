@@ -245,7 +245,7 @@ def _summary_table(doc: _Doc, records: list[dict]) -> None:
 
 def _ridge_section(doc: _Doc, rows: list[dict], cfg: ReportConfig) -> None:
     doc.add("## The training gate: does generation 0 reach ridge?", "",
-            f"Criterion (icl_stl.gate): generation-0 test risk - ridge risk <= "
+            f"Criterion (icl_stl.training.gate): generation-0 test risk - ridge risk <= "
             f"{cfg.gate_tolerance:g} x (zero risk - ridge risk), means over seeds, i.e. at least "
             f"{1 - cfg.gate_tolerance:.0%} of the zero-to-ridge gap closed. A group that misses "
             "it (at the largest n for predictions about n) is **not applicable**.", "")

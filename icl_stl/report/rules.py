@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from icl_stl.gate import RIDGE_TOLERANCE, gap_closed, reached_ridge
 from icl_stl.report.stats import (
     CONFIRMED,
     INCONCLUSIVE,
@@ -28,6 +27,7 @@ from icl_stl.report.stats import (
     Levels,
     holm,
 )
+from icl_stl.training.gate import RIDGE_TOLERANCE, gap_closed, reached_ridge
 
 __all__ = ["CONFIRMED", "INCONCLUSIVE", "NOT_APPLICABLE", "NOT_TESTED", "REFUTED",
            "UNDERPOWERED", "RIDGE_TOLERANCE"]
@@ -67,7 +67,7 @@ class ReportConfig:
     p8_drift_margin: float = 0.10  # drift below vs above: log rise differs by log(1 + this)
     bootstrap: int = 2000  # seed-bootstrap replicates (P4, P5)
     bootstrap_seed: int = 0
-    gate_tolerance: float = RIDGE_TOLERANCE  # the training gate (icl_stl.gate)
+    gate_tolerance: float = RIDGE_TOLERANCE  # the training gate (icl_stl.training.gate)
     primary: dict[str, str] = field(default_factory=dict)  # prediction -> group name
 
     @property

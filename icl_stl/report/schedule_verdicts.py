@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from icl_stl.config import ConfigError
-from icl_stl.loop.schedules import real_fraction
+from icl_stl.config.schedules import real_fraction
 from icl_stl.report.extension_runs import comparison, per_seed, plain_index, tag
 from icl_stl.report.rules import (
     CONFIRMED,

@@ -1,0 +1,159 @@
+"""Real-data schedules: the share lambda_i of real prompts in S_i, held or decayed.
+
+The seed theorem fixes lambda; "From collapse to improvement" (arXiv 2602.10531) analyses a
+real-data weight that decays over generations. Three schedules, for generations i >= 1 (S_0 is
+all real, so generation 0 has lambda_0 = 1 whatever the schedule):
+
+    constant     lambda_i = lambda0
+    linear       lambda_i = max(floor, lambda0 - rate (i - 1))
+    exponential  lambda_i = max(floor, lambda0 exp(-rate (i - 1)))
+
+so lambda_1 = lambda0 in every schedule, and with floor > 0 both decays reach the floor after a
+finite number of generations (linear: (lambda0 - floor) / rate + 1; exponential:
+ln(lambda0 / floor) / rate + 1) and stay there: from then on the loop *is* a constant-lambda
+loop at the floor, which is what prediction P7 compares it with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from icl_stl.config.fields import ConfigError
+
+__all__ = ["SCHEDULES", "RealSchedule", "real_count", "real_count_rounded", "real_fraction", "reference_drift",
+           "validate_schedule"]
+
+SCHEDULES = ("constant", "linear", "exponential")
+ROUNDINGS = ("exact", "floor", "round", "ceil")
+
+
+def real_count(real_fraction: float, n: int, rounding: str, path: str = "loop") -> int:
+    """The number of real prompts lambda n, under the configured rounding rule."""
+    exact = real_fraction * n
+    if rounding == "exact":
+        if abs(exact - round(exact)) > 1e-9:
+            raise ConfigError(
+                f"{path}.real_fraction={real_fraction} times data.n={n} is {exact:g}, not a whole "
+                f"number of prompts; choose them so, or set {path}.rounding to floor, round or ceil")
+        return int(round(exact))
+    return int({"floor": math.floor, "round": round, "ceil": math.ceil}[rounding](exact + 0.0))
+
+
+# Local checks (only ConfigError is shared with icl_stl.config), same one-line message shape.
+def _choice(path: str, value: object, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{path} must be one of {list(choices)}, got {value!r}")
+
+
+def _number(path: str, value: object, lo: float, hi: float | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{path} must be a finite number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        domain = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{path} must be a number {domain}, got {value!r}")
+
+
+def validate_schedule(schedule: str, lambda0: float, rate: float, floor: float,
+                      path: str = "loop") -> None:
+    """ConfigError naming the setting and value of the first bad one.
+
+    Settings: `{path}.real_schedule`, `{path}.real_fraction` (lambda0, in [0, 1]),
+    `{path}.real_schedule_rate` (>= 0; linear: lambda lost per generation, so at most 1;
+    exponential: per-generation log decay) and `{path}.real_schedule_floor` (in [0, lambda0]).
+    A decay needs a positive rate: a decaying schedule that never decays is a typo.
+    """
+    _choice(f"{path}.real_schedule", schedule, SCHEDULES)
+    _number(f"{path}.real_fraction", lambda0, 0.0, 1.0)
+    _number(f"{path}.real_schedule_rate", rate, 0.0)
+    _number(f"{path}.real_schedule_floor", floor, 0.0, 1.0)
+    if schedule == "constant":
+        return
+    if rate == 0:
+        raise ConfigError(f"{path}.real_schedule_rate must be > 0 for "
+                          f"{path}.real_schedule={schedule}, got {rate!r}")
+    if schedule == "linear" and rate > 1:
+        raise ConfigError(f"{path}.real_schedule_rate must be <= 1 for "
+                          f"{path}.real_schedule=linear (lambda lost per generation), "
+                          f"got {rate!r}")
+    if floor > lambda0:
+        raise ConfigError(f"{path}.real_schedule_floor must be <= {path}.real_fraction "
+                          f"({lambda0!r}), got {floor!r}")
+
+
+def real_fraction(generation: int, schedule: str, lambda0: float, rate: float = 0.0,
+                  floor: float = 0.0) -> float:
+    """lambda_i of `generation` (see the module doc); 1.0 at generation 0 (S_0 is all real).
+
+    Raises ConfigError (paths under `loop.`) for a bad schedule and ValueError for a negative
+    generation.
+    """
+    validate_schedule(schedule, lambda0, rate, floor)
+    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+        raise ValueError(f"generation must be an integer >= 0, got {generation!r}")
+    if generation == 0:
+        return 1.0
+    steps = generation - 1
+    if schedule == "constant":
+        return float(lambda0)
+    if schedule == "linear":
+        return max(float(floor), lambda0 - rate * steps)
+    return max(float(floor), lambda0 * math.exp(-rate * steps))
+
+
+def real_count_rounded(fraction: float, n: int, rounding: str, path: str = "loop") -> int:
+    """lambda_i n as a count (`real_count`'s rounding). A decaying lambda_i n is rarely whole, so
+    `exact` rounding names the schedule (not a fixed real_fraction) as the setting to change."""
+    _choice(f"{path}.rounding", rounding, ROUNDINGS)
+    try:
+        return real_count(fraction, n, rounding, path)
+    except ConfigError:
+        raise ConfigError(
+            f"{path}.rounding=exact needs lambda_i n whole at every generation, but "
+            f"{path}.real_schedule gives lambda_i={fraction:g} with n={n} ({fraction * n:g} "
+            f"prompts); set {path}.rounding to floor, round or ceil") from None
+
+
+@dataclass(frozen=True)
+class RealSchedule:
+    """A validated schedule; `fraction(i)` is lambda_i and `fractions(G)` lambda_0..lambda_G."""
+
+    schedule: str = "constant"
+    lambda0: float = 0.5
+    rate: float = 0.0
+    floor: float = 0.0
+
+    def validate(self, path: str = "loop") -> None:
+        validate_schedule(self.schedule, self.lambda0, self.rate, self.floor, path)
+
+    def fraction(self, generation: int) -> float:
+        return real_fraction(generation, self.schedule, self.lambda0, self.rate, self.floor)
+
+    def fractions(self, generations: int) -> list[float]:
+        """lambda_i for i = 0..generations: what summary.json records per generation."""
+        return [self.fraction(i) for i in range(generations + 1)]
+
+    def counts(self, n: int, generations: int, rounding: str) -> list[int]:
+        """Real prompts of S_i for i = 0..generations (n at generation 0)."""
+        return [n if i == 0 else real_count_rounded(self.fraction(i), n, rounding)
+                for i in range(generations + 1)]
+
+
+def reference_drift(fractions: list[float], d: int, n: int, w_var: float = 1.0) -> list[float]:
+    """E||mu_i - mu*||^2 of the reference learner (docs/THEORY.md section 6, fresh real data,
+    known covariance) under a schedule: fractions = lambda_0..lambda_G (lambda_0 unused: S_0).
+
+    As for a constant lambda, delta_i = (1 - lambda_i) delta_{i-1} + eps_i with E||eps_i||^2 =
+    d w_var / n, so e_0 = d w_var / n and e_i = (1 - lambda_i)^2 e_{i-1} + d w_var / n. Once a
+    schedule sits at its floor f > 0, e_i approaches the constant-lambda plateau
+    (d w_var / n) / (1 - (1 - f)^2) geometrically, at rate (1 - f)^2 per generation: P7's
+    "behaves like constant lambda at the floor". With floor 0 it grows by d w_var / n per
+    generation once lambda_i ~ 0: collapse.
+    """
+    if not fractions or not all(0.0 <= f <= 1.0 for f in fractions):
+        raise ValueError(f"fractions must be a non-empty list in [0, 1], got {fractions!r}")
+    fresh = d * w_var / n
+    out = [fresh]
+    for lam in fractions[1:]:
+        out.append((1.0 - lam) ** 2 * out[-1] + fresh)
+    return out

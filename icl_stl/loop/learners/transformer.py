@@ -1,0 +1,185 @@
+"""The transformer learner: an ensemble of in-context learners, one member per loop, that
+trains on each generation's S_i and labels synthetic prompts with its own predictions."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from torch import Tensor
+
+from icl_stl.config import EvalConfig, LoopConfig, ModelConfig, TrainConfig  # noqa: F401
+from icl_stl.data.prompts import PromptSet, pad_stack
+from icl_stl.data.seeding import derive_seed, make_generator
+from icl_stl.loop.labelling import label
+from icl_stl.loop.learners.base import Learner, LearnerContext
+from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
+from icl_stl.models import build_ensemble
+from icl_stl.models.ensemble import Ensemble
+from icl_stl.persistence import CheckpointSlot
+from icl_stl.training.engine import MemberData, train_ensemble
+from icl_stl.training.evaluation import (
+    head_calibration,
+    model_errors,
+    predict,
+    predict_distribution,
+    stack_sets,
+)
+from icl_stl.training.losses import squared_error
+
+log = logging.getLogger(__name__)
+
+
+class TransformerLearner(Learner):
+    def __init__(self, ctx: LearnerContext, members: list[MemberSpec]):
+        super().__init__(ctx, members)
+        self.ensemble = self._fresh(0)
+        self._untouched = True  # self.ensemble is generation 0's initialisation as built
+
+    def _fresh(self, generation: int, members: list[MemberSpec] | None = None) -> Ensemble:
+        gens = [make_generator(m.seed, "init", generation) for m in members or self.members]
+        return build_ensemble(self.ctx.model, self.ctx.task.d, self.ctx.k,
+                              gens).to(self.ctx.runtime.device)
+
+    def training_key(self, i: int, generation: int, dataset: PromptSet) -> tuple:
+        """Everything member i's training at `generation` depends on besides the shared settings:
+        its initialisation and batch (and dropout) streams, and its data."""
+        seed = self.members[i].seed
+        return (derive_seed(seed, "init", generation), derive_seed(seed, "batches", generation),
+                tuple(dataset.xs.shape), tuple(dataset.ys.shape), dataset.fingerprint())
+
+    def distinct(self, generation: int, datasets: list[PromptSet]) -> tuple[list[int], list[int]]:
+        """(unique, index): the first member of each group with equal `training_key`, and for
+        every member the position of its group in `unique`."""
+        first: dict[tuple, int] = {}
+        unique, index = [], []
+        for i, s in enumerate(datasets):
+            key = self.training_key(i, generation, s)
+            if key not in first:
+                first[key] = len(unique)
+                unique.append(i)
+            index.append(first[key])
+        return unique, index
+
+    def _share(self, generation: int, datasets: list[PromptSet],
+               checkpoint: CheckpointSlot | None, plain: dict) -> tuple[list, list, dict] | None:
+        """Generation 0 trains each distinct member once (`loop.share_generation_0`): the
+        (unique, index, checkpoint identity) to do so, or None to train every member."""
+        if generation != 0:
+            return None
+        unique, index = self.distinct(generation, datasets)
+        if len(unique) == len(datasets):
+            return None
+        identity = {**plain, "data": [datasets[u].fingerprint() for u in unique],
+                    "shared": {"members": unique, "of": len(datasets)}}
+        # A mid-training checkpoint is resumed the way it was written, whatever the setting now
+        # (the numbers are the same either way).
+        stored = None
+        if checkpoint is not None and checkpoint.exists():
+            loaded = checkpoint.load_latest()
+            stored = None if loaded is None else loaded[0].get("identity")
+        if stored == plain:
+            return None
+        if stored == identity or self.ctx.loop.share_generation_0:
+            return unique, index, identity
+        return None
+
+    def fit(self, generation, datasets, checkpoint, on_log=None) -> dict:
+        ctx = self.ctx
+        fresh = (generation == 0 and not self._untouched) or (
+            generation > 0 and ctx.loop.init == "from_scratch")
+        self._untouched = False
+        # generations >= 1 (warm-started or not) have their own budget and warm-up
+        later = generation > 0
+        steps = ctx.loop.steps if later and ctx.loop.steps is not None else ctx.train.steps
+        warmup = (ctx.loop.warmup_steps if later and ctx.loop.warmup_steps is not None
+                  else ctx.train.warmup_steps)
+        train_cfg = dataclasses.replace(ctx.train, steps=steps, warmup_steps=warmup)
+        identity = {"generation": generation, "data": [s.fingerprint() for s in datasets]}
+        shared = self._share(generation, datasets, checkpoint, identity)
+        trained, index = list(range(len(datasets))), None
+        if shared is None:
+            if fresh:
+                self.ensemble = self._fresh(generation)
+            model = self.ensemble
+        else:
+            trained, index, identity = shared
+            log.info("generation %d: training %d distinct members for %d loops", generation,
+                     len(trained), len(datasets))
+            model = (self._fresh(generation, [self.members[u] for u in trained]) if fresh
+                     else self.ensemble.select(trained))  # untouched: generation 0's init
+        data = [MemberData(derive_seed(self.members[u].seed, "batches", generation),
+                           datasets[u]) for u in trained]
+
+        def expand(values: list) -> list:
+            return values if index is None else [values[j] for j in index]
+
+        log_fn = on_log
+        if on_log is not None and index is not None:
+            def log_fn(record: dict) -> None:
+                on_log({**record, "loss": expand(record["loss"])})
+
+        result = train_ensemble(model, data, ctx.task, ctx.k, train_cfg, ctx.runtime,
+                                checkpoint=checkpoint, identity=identity, on_log=log_fn,
+                                description=f"generation {generation}")
+        if index is not None:
+            self.ensemble = model.select(index)
+        return {"train_loss": expand(result.final_loss), "steps": result.steps,
+                "bad_steps": result.bad_steps, "trained_members": len(trained)}
+
+    def synthesize(self, generation, inputs) -> list[PromptSet]:
+        return self._label(inputs, with_variance=False)[0]
+
+    def synthesize_with_variance(self, generation, inputs):
+        return self._label(inputs, with_variance=True)
+
+    def _label(self, inputs: list[SyntheticInputs], with_variance: bool
+               ) -> tuple[list[PromptSet], list[Tensor | None]]:
+        ctx, device = self.ctx, self.ctx.runtime.device
+        sizes = [s.xs.shape[0] for s in inputs]
+        xs = pad_stack([s.xs for s in inputs]).to(device)  # (K, m_max, k, d)
+        context = pad_stack([s.context_ys for s in inputs]).to(device)
+        noise = None
+        if inputs[0].noise is not None:
+            noise = pad_stack([s.noise for s in inputs]).to(device)
+        noise_std = None if ctx.loop.label_mode == "mean" else ctx.loop.label_noise_std
+        if ctx.loop.label_mode == "mean":
+            noise = None
+        var = None
+        if with_variance and ctx.model.gaussian_head:
+            ys, var = label(self.ensemble, xs, context, noise, noise_std,
+                            use_cache=ctx.loop.kv_cache, batch_size=ctx.loop.label_batch_size,
+                            return_variance=True)
+            var = var.cpu()
+        else:
+            ys = label(self.ensemble, xs, context, noise, noise_std, use_cache=ctx.loop.kv_cache,
+                       batch_size=ctx.loop.label_batch_size)
+        ys = ys.cpu()
+        sets = [PromptSet(s.xs, ys[i, :m]) for i, (s, m) in enumerate(zip(inputs, sizes))]
+        return sets, [None if var is None else var[i, :m] for i, m in enumerate(sizes)]
+
+    def errors(self, sets) -> Tensor:
+        return model_errors(self.ensemble, sets, self.ctx.eval.batch_size, self.ctx.runtime)
+
+    def predictions(self, sets: PromptSet) -> Tensor:
+        xs, ys = stack_sets(sets, self.ensemble.n_members)
+        return predict(self.ensemble, xs, ys, self.ctx.eval.batch_size, self.ctx.runtime).cpu()
+
+    def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, list[dict]]:
+        """One pass over the test set gives both the errors and the head's calibration."""
+        xs, ys = stack_sets(test_set, self.ensemble.n_members)
+        mean, var = predict_distribution(self.ensemble, xs, ys, self.ctx.eval.batch_size,
+                                         self.ctx.runtime)
+        mean, real = mean.cpu(), test_set.ys.cpu()
+        errors = squared_error(mean, ys.cpu(), test_set.d)
+        if var is None:
+            return errors, [{} for _ in self.members]
+        return errors, [head_calibration(mean[i], var[i].cpu(), real)
+                        for i in range(len(self.members))]
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu() for k, v in self.ensemble.state_dict().items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ensemble.load_state_dict(state)
+        self._untouched = False

@@ -1,0 +1,126 @@
+"""Evaluate a finished model on fresh test prompts, beside the baselines, without training.
+
+`icl-stl-eval` is this module behind a Hydra config: the model and task come from the
+checkpoint (`icl_stl.models.stored`); the command line chooses only what is evaluated and how
+(which member, the test prompts' seed and number, the baselines, the device). A model or task
+setting given on the command line is taken as a claim about the checkpoint and refused, naming
+both values, when the checkpoint says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import field
+from pathlib import Path
+
+from pydantic import model_validator
+
+from icl_stl.config import ConfigError, EvalConfig, ModelConfig, RuntimeConfig, TaskConfig
+from icl_stl.config.fields import Int, Str, settings
+from icl_stl.data.prompts import TEST_STREAM, draw_test_prompts
+from icl_stl.data.tasks import make_task
+from icl_stl.models.stored import StoredModel
+from icl_stl.persistence import atomic_write_json
+from icl_stl.persistence.identity import describe_differences
+from icl_stl.runs.plots import plot_positions
+from icl_stl.runs.provenance import code_provenance
+from icl_stl.training.baselines import bayes_optimal_ridge_alpha
+from icl_stl.training.engine import RuntimeOptions
+from icl_stl.training.evaluation import baseline_errors, model_errors, summarise
+from icl_stl.training.gate import gap_closed, reached_ridge
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "eval.json"
+PLOT_FILE = "positions.png"
+
+
+@settings("")
+class EvalRunConfig:
+    """What `icl-stl-eval` reads from its Hydra config (`conf/eval.yaml`)."""
+
+    checkpoint: Str | None = None
+    member: Int(0) = 0  # which member of a loop's ensemble (a train run holds one model)
+    seed: Int(0, (1 << 63) - 1) | None = None  # of the test prompts; null: the run's own seed
+    # Claims about the checkpoint's settings: null (the default) takes the checkpoint's value.
+    task: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalRunConfig:
+        for name, cls in (("task", TaskConfig), ("model", ModelConfig)):
+            unknown = sorted(set(getattr(self, name)) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                raise ConfigError(f"{name} has unknown setting(s) {unknown}; known: "
+                                  f"{sorted(f.name for f in dataclasses.fields(cls))}")
+        return self
+
+
+def refuse_conflicting_settings(cfg: EvalRunConfig, stored: StoredModel) -> None:
+    """A model or task setting given on the command line must agree with the checkpoint's."""
+    claimed = {name: {k: v for k, v in getattr(cfg, name).items() if v is not None}
+               for name in ("task", "model")}
+    if stored.task.n_tasks is not None:
+        raise ConfigError(f"checkpoint was trained on a finite task pool (task.n_tasks="
+                          f"{stored.task.n_tasks}), and icl-stl-eval draws its test prompts from "
+                          f"the Gaussian prior only; the loop's summary.json has the pool's risks")
+    actual = {"task": dataclasses.asdict(stored.task),
+              "model": dataclasses.asdict(stored.model_settings)}
+    actual = {name: {k: actual[name].get(k) for k in claimed[name]} for name in claimed}
+    if claimed != actual:
+        raise ConfigError(f"the model and task are read from the checkpoint, and these settings "
+                          f"differ from it: {describe_differences(actual, claimed)}; drop them, "
+                          f"or evaluate another checkpoint")
+
+
+def evaluate_stored_model(stored: StoredModel, cfg: EvalRunConfig, runtime: RuntimeOptions,
+                          output_dir: Path) -> dict:
+    """Per-position errors of the model and the baselines on fresh test prompts; writes
+    eval.json and positions.png into `output_dir` and returns what eval.json holds."""
+    task, ev = stored.task, cfg.eval
+    seed = stored.run_seed if cfg.seed is None else cfg.seed
+    test = draw_test_prompts(make_task(task), ev.n_prompts, task.k, seed)
+    model = stored.model.to(runtime.device)
+    errors = model_errors(model, test, ev.batch_size, runtime)[0]  # (n_prompts, k)
+    alpha = (ev.ridge_alpha if ev.ridge_alpha is not None
+             else bayes_optimal_ridge_alpha(task.noise_std, task.w_scale))
+    names = sorted(set(ev.baselines) | {"ridge", "zero"})  # the gap closed needs both
+    base = baseline_errors(test, names, ridge_alpha=alpha, knn_neighbours=ev.knn_neighbours)
+    curves = {"model": summarise(errors),
+              **{name: summarise(base[name]) for name in ev.baselines}}
+    test_risk = curves["model"]["risk"]
+    ridge_risk, zero_risk = base["ridge"].mean().item(), base["zero"].mean().item()
+    result = {
+        "checkpoint": stored.source,
+        "task": dataclasses.asdict(task),
+        "model": dataclasses.asdict(stored.model_settings),
+        "test_prompts": {"n_prompts": ev.n_prompts, "seed": seed, "stream": TEST_STREAM,
+                         "fingerprint": test.fingerprint()},
+        "test_risk": test_risk,
+        "ridge_risk": ridge_risk,
+        "zero_risk": zero_risk,
+        "excess_risk": test_risk - ridge_risk,
+        "gap_closed": gap_closed(test_risk, ridge_risk, zero_risk),
+        "reached_ridge": reached_ridge(test_risk, ridge_risk, zero_risk),
+        "ridge_alpha": alpha,
+        "per_position": curves,
+        "code": code_provenance(),
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(output_dir / RESULT_FILE, result)
+    plot_positions(curves, output_dir / PLOT_FILE, d=task.d, model_keys=("model",),
+                   title=_title(stored))
+    log.info("test risk %.4f (ridge %.4f, zero %.4f): %.0f%% of the zero-to-ridge gap closed; "
+             "written to %s", test_risk, ridge_risk, zero_risk, 100 * result["gap_closed"],
+             output_dir)
+    return result
+
+
+def _title(stored: StoredModel) -> str:
+    src, ms = stored.source, stored.model_settings
+    where = ("train run" if src["kind"] == "train"
+             else f"generation {src['generation']}, member {src['member']}")
+    return f"{ms.arch} ({ms.n_layer}L), d={stored.task.d}, {where}"

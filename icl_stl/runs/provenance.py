@@ -1,0 +1,40 @@
+"""Which code produced a result: package version, results version and git commit.
+
+Written into every summary.json (`code`), so a number can be traced to the commit that made it.
+The commit is read from the source tree when there is one (an editable install); a wheel
+install has none and records null.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+from icl_stl import RESULTS_VERSION
+
+SOURCE = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(SOURCE), *args], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@lru_cache(maxsize=1)
+def code_provenance() -> dict:
+    """{"package_version", "results_version", "git_commit", "git_dirty"} (git fields null
+    outside a git checkout)."""
+    try:
+        version = metadata.version("icl-stl")
+    except metadata.PackageNotFoundError:
+        version = None
+    commit = _git("rev-parse", "HEAD") if (SOURCE / ".git").exists() else None
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"package_version": version, "results_version": RESULTS_VERSION, "git_commit": commit,
+            "git_dirty": None if status is None else bool(status)}

@@ -1,0 +1,131 @@
+"""Real-data schedules (icl_stl/config/schedules.py): values, floors and one-line setting errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from icl_stl.config import ConfigError
+from icl_stl.config.schedules import (
+    RealSchedule,
+    real_count_rounded,
+    real_fraction,
+    reference_drift,
+)
+from icl_stl.theory import mean_drift_fresh, mean_drift_plateau
+
+
+def test_constant_holds_lambda_and_generation_zero_is_all_real():
+    assert [real_fraction(i, "constant", 0.3) for i in range(4)] == [1.0, 0.3, 0.3, 0.3]
+
+
+def test_linear_decays_by_rate_to_the_floor_and_stays():
+    got = [real_fraction(i, "linear", 0.5, 0.1, 0.2) for i in range(7)]
+    assert got == pytest.approx([1.0, 0.5, 0.4, 0.3, 0.2, 0.2, 0.2])
+    assert real_fraction(20, "linear", 0.5, 0.1, 0.0) == 0.0  # floor 0: reaches 0, not below
+
+
+def test_exponential_decays_geometrically_to_the_floor():
+    got = [real_fraction(i, "exponential", 0.8, math.log(2), 0.1) for i in range(6)]
+    assert got == pytest.approx([1.0, 0.8, 0.4, 0.2, 0.1, 0.1])
+    unfloored = real_fraction(30, "exponential", 0.8, 0.5, 0.0)
+    assert 0 < unfloored < 1e-6  # floor 0: tends to 0 (collapse is expected there)
+
+
+def test_floor_reached_in_the_documented_number_of_generations():
+    lam0, floor = 0.6, 0.15
+    lin = RealSchedule("linear", lam0, 0.05, floor)
+    first = next(i for i in range(1, 100) if lin.fraction(i) == floor)
+    assert first == math.ceil((lam0 - floor) / 0.05 - 1e-9) + 1
+    exp = RealSchedule("exponential", lam0, 0.3, floor)
+    first = next(i for i in range(1, 100) if exp.fraction(i) == floor)
+    assert first == math.ceil(math.log(lam0 / floor) / 0.3) + 1
+
+
+def test_schedule_object_lists_fractions_and_counts():
+    s = RealSchedule("linear", 0.5, 0.125, 0.25)
+    assert s.fractions(4) == [1.0, 0.5, 0.375, 0.25, 0.25]
+    assert s.counts(8, 4, "exact") == [8, 4, 3, 2, 2]
+    assert RealSchedule("exponential", 0.5, 0.7).counts(10, 3, "round") == [10, 5, 2, 1]
+    assert RealSchedule("exponential", 0.5, 0.7).counts(10, 3, "floor") == [10, 5, 2, 1]
+    assert RealSchedule("exponential", 0.5, 0.7).counts(10, 3, "ceil") == [10, 5, 3, 2]
+
+
+def test_exact_rounding_names_the_schedule():
+    with pytest.raises(ConfigError, match=r"^loop\.rounding=exact needs lambda_i n whole .*"
+                                          r"loop\.real_schedule gives lambda_i=0\.375 with n=10"):
+        RealSchedule("linear", 0.5, 0.125).counts(10, 2, "exact")
+    with pytest.raises(ConfigError, match=r"^loop\.rounding must be one of"):
+        real_count_rounded(0.5, 10, "nearest")
+
+
+@pytest.mark.parametrize("args, message", [
+    (("sometimes", 0.5, 0.1, 0.0), r"loop\.real_schedule must be one of \['constant', "
+                                   r"'linear', 'exponential'\], got 'sometimes'"),
+    (("linear", 1.5, 0.1, 0.0), r"loop\.real_fraction must be a number in \[0\.0, 1\.0\], "
+                                r"got 1\.5"),
+    (("linear", 0.5, -0.1, 0.0), r"loop\.real_schedule_rate must be a number >= 0\.0, got -0\.1"),
+    (("linear", 0.5, float("nan"), 0.0), r"loop\.real_schedule_rate must be a finite number"),
+    (("linear", 0.5, 0.0, 0.0), r"loop\.real_schedule_rate must be > 0 for "
+                                r"loop\.real_schedule=linear, got 0\.0"),
+    (("linear", 0.5, 1.5, 0.0), r"loop\.real_schedule_rate must be <= 1 for "
+                                r"loop\.real_schedule=linear"),
+    (("exponential", 0.5, 0.1, 0.6), r"loop\.real_schedule_floor must be <= "
+                                     r"loop\.real_fraction \(0\.5\), got 0\.6"),
+    (("exponential", 0.5, 0.1, -0.1), r"loop\.real_schedule_floor must be a number in"),
+    (("constant", 0.5, "fast", 0.0), r"loop\.real_schedule_rate must be a finite number, "
+                                     r"got 'fast'"),
+])
+def test_bad_settings_give_one_line_naming_the_setting(args, message):
+    with pytest.raises(ConfigError, match="^" + message) as err:
+        real_fraction(1, *args)
+    assert "\n" not in str(err.value)
+
+
+def test_constant_ignores_rate_and_floor_and_validate_takes_a_path():
+    assert real_fraction(3, "constant", 0.4, 0.0, 0.9) == 0.4  # floor unused when constant
+    with pytest.raises(ConfigError, match=r"^sweep\.loop\.real_schedule_rate must be > 0"):
+        RealSchedule("exponential", 0.5, 0.0).validate("sweep.loop")
+
+
+@pytest.mark.parametrize("generation", [-1, 1.0, True])
+def test_generation_must_be_a_count(generation):
+    with pytest.raises(ValueError, match="generation must be an integer >= 0"):
+        real_fraction(generation, "constant", 0.5)
+
+
+def test_reference_drift_under_schedules():
+    """The closed form against a Monte Carlo of the reference learner's mean recursion, and its
+    limits: constant lambda is THEORY.md's form, a floor > 0 reaches that floor's plateau, a
+    floor of 0 grows by d w_var / n per generation."""
+    d, n, generations = 3, 10, 8
+    decaying = RealSchedule("exponential", 0.8, 0.7, 0.0).fractions(generations)
+    rng = np.random.default_rng(0)
+    seeds = 40000
+    mu = rng.standard_normal((seeds, n, d)).mean(1)
+    sims = [np.sum(mu ** 2, -1)]
+    for lam in decaying[1:]:
+        n_real = round(lam * n)  # the Monte Carlo needs whole counts: compare those
+        real = rng.standard_normal((seeds, n_real, d)).sum(1)
+        syn = (mu[:, None, :] + rng.standard_normal((seeds, n - n_real, d))).sum(1)
+        mu = (real + syn) / n
+        sims.append(np.sum(mu ** 2, -1))
+    sims = np.stack(sims)
+    rounded = [1.0] + [round(f * n) / n for f in decaying[1:]]
+    exact = np.array(reference_drift(rounded, d, n))
+    se = sims.std(1, ddof=1) / math.sqrt(seeds)
+    assert np.all(np.abs(sims.mean(1) - exact) < 4 * se)
+    unrounded = np.array(reference_drift(decaying, d, n))
+    assert np.any(np.abs(sims.mean(1) - unrounded) > 4 * se)  # the check is sharp
+
+    constant = RealSchedule("constant", 0.5).fractions(generations)
+    assert reference_drift(constant, d, n) == pytest.approx(list(mean_drift_fresh(generations,
+                                                                                 d, n, 0.5)))
+    floored = reference_drift(RealSchedule("linear", 0.9, 0.2, 0.25).fractions(60), d, n)
+    assert floored[-1] == pytest.approx(mean_drift_plateau(d, n, 0.25), rel=1e-9)
+    collapsing = reference_drift(RealSchedule("linear", 0.9, 0.2, 0.0).fractions(60), d, n)
+    assert collapsing[-1] - collapsing[-2] == pytest.approx(d / n)
+    with pytest.raises(ValueError, match="fractions"):
+        reference_drift([], d, n)
