@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from icl_stl.config.fields import ConfigError
 
-__all__ = ["SCHEDULES", "RealSchedule", "real_count", "real_count_rounded", "real_fraction", "reference_drift",
+__all__ = ["SCHEDULES", "RealSchedule", "real_count", "real_count_rounded", "real_fraction",
            "validate_schedule"]
 
 SCHEDULES = ("constant", "linear", "exponential")
@@ -138,22 +138,3 @@ class RealSchedule:
         return [n if i == 0 else real_count_rounded(self.fraction(i), n, rounding)
                 for i in range(generations + 1)]
 
-
-def reference_drift(fractions: list[float], d: int, n: int, w_var: float = 1.0) -> list[float]:
-    """E||mu_i - mu*||^2 of the reference learner (docs/THEORY.md section 6, fresh real data,
-    known covariance) under a schedule: fractions = lambda_0..lambda_G (lambda_0 unused: S_0).
-
-    As for a constant lambda, delta_i = (1 - lambda_i) delta_{i-1} + eps_i with E||eps_i||^2 =
-    d w_var / n, so e_0 = d w_var / n and e_i = (1 - lambda_i)^2 e_{i-1} + d w_var / n. Once a
-    schedule sits at its floor f > 0, e_i approaches the constant-lambda plateau
-    (d w_var / n) / (1 - (1 - f)^2) geometrically, at rate (1 - f)^2 per generation: P7's
-    "behaves like constant lambda at the floor". With floor 0 it grows by d w_var / n per
-    generation once lambda_i ~ 0: collapse.
-    """
-    if not fractions or not all(0.0 <= f <= 1.0 for f in fractions):
-        raise ValueError(f"fractions must be a non-empty list in [0, 1], got {fractions!r}")
-    fresh = d * w_var / n
-    out = [fresh]
-    for lam in fractions[1:]:
-        out.append((1.0 - lam) ** 2 * out[-1] + fresh)
-    return out

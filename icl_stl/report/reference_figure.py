@@ -4,7 +4,8 @@ Left: the transformer's test risk against generation per lambda (mean and sd ove
 the collapse part's n, with the reference learner's risk at the same n dashed. Right: the
 reference learner's drift of its fitted task mean, ||mu_i - mu*||^2, against generation per
 lambda at the smallest n (where it is largest), measured (mean and standard error over seeds:
-with d degrees of freedom a seed's drift is too skewed for +-sd bars) against the closed forms of icl_stl.theory (`mean_drift_fresh` at lambda = 0, `mean_drift_reuse` above).
+with d degrees of freedom a seed's drift is too skewed for +-sd bars) against the closed form
+of icl_stl.theory for the loop's default real source (`mean_drift(..., real_source="reuse")`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from icl_stl.runs.plots import lambda_colours, plt
-from icl_stl.theory import mean_drift_fresh, mean_drift_reuse
+from icl_stl.theory import mean_drift
 
 
 def mean_sd_by(records: list[dict], metric: str, n: int) -> dict[float, tuple]:
@@ -32,15 +33,6 @@ def mean_sd_by(records: list[dict], metric: str, n: int) -> dict[float, tuple]:
                     np.array([np.std(by_gen[g], ddof=1) if len(by_gen[g]) > 1 else 0.0
                               for g in gens]))
     return out
-
-
-def closed_form_drift(generations: int, d: int, n: int, real_fraction: float,
-                      w_var: float) -> np.ndarray:
-    """E||mu_i - mu*||^2, i = 0..generations, with the real part reused from S_0 (the loop's
-    default); lambda = 0 reuses nothing, so its curve is the fresh-data one."""
-    if real_fraction == 0.0:
-        return mean_drift_fresh(generations, d, n, 0.0, w_var)
-    return mean_drift_reuse(generations, d, n, real_fraction, w_var)
 
 
 def plot_reference(transformer_summary: Path, reference_summary: Path, path: Path) -> Path:
@@ -71,8 +63,8 @@ def plot_reference(transformer_summary: Path, reference_summary: Path, path: Pat
     for lam, (g, m, s) in mean_sd_by(r_records, "prior_mean_err2", n_small).items():
         right.errorbar(g, m, yerr=s / np.sqrt(seeds), color=colours[lam], marker="o", ms=3, ls="none",
                        capsize=2, label=f"λ={lam:g} measured (± se)")
-        right.plot(g, closed_form_drift(int(g.max()), d, n_small, lam, w_var)[g],
-                   color=colours[lam], lw=1.2)
+        closed_form = mean_drift(int(g.max()), d, n_small, lam, w_var, real_source="reuse")
+        right.plot(g, closed_form[g], color=colours[lam], lw=1.2)
     right.set(xlabel="generation", ylabel="||mu_i - mu*||^2",
               title=f"reference learner's drift, n = {n_small:,} (lines: closed form)")
     right.xaxis.get_major_locator().set_params(integer=True)

@@ -1,6 +1,6 @@
 """The reference learner with a filter on its synthetic data: closed forms and a simulation.
 
-Setting (docs/THEORY.md section 7, P6): the Gaussian-prior learner of docs/THEORY.md section 6 with
+Setting (docs/THEORY.md section 7.2, P6): the Gaussian-prior learner of docs/THEORY.md section 6 with
 known covariance Sigma* = w_var I and noiseless prompts (k >= d), so every prompt's w is read
 off exactly. Generation i >= 1 labels a pool of prompts with w ~ N(mu_{i-1}, w_var I) and a
 verifier with knowledge centre c keeps those whose task lies near c: in the noiseless limit the
@@ -48,6 +48,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _cdf(tau: float, dof: int, shift2: float) -> float:
+    """F_dof(tau; shift2): the (noncentral, when shift2 > 0) chi-square CDF."""
     if shift2 < 0 or dof < 1:
         raise ValueError(f"need dof >= 1 and shift2 >= 0, got {dof!r}, {shift2!r}")
     if shift2 == 0:
@@ -56,29 +57,42 @@ def _cdf(tau: float, dof: int, shift2: float) -> float:
 
 
 def residual_keep_fraction(threshold: float, positions: int) -> float:
-    """Kept fraction of the verifier's threshold filter (mean standardised squared residual <=
-    threshold over `positions` positions) on prompts drawn from the verifier's own model: the
-    residuals are i.i.d. N(0, 1), so it is the chi-square CDF at threshold * positions."""
+    """Kept fraction of the verifier's threshold filter on prompts drawn from its own model:
+    F_p(threshold p; 0) with p = `positions`.
+
+    The filter keeps a prompt when its mean standardised squared residual over p positions is
+    <= threshold; on prompts from the verifier's own model the residuals are i.i.d. N(0, 1), so
+    their sum of squares is chi-square with p degrees of freedom."""
     return _cdf(threshold * positions, positions, 0.0)
 
 
 def keep_fraction(tau: float, d: int, shift2: float = 0.0) -> float:
-    """P(||z||^2 <= tau) for z ~ N(delta, I_d), ||delta||^2 = shift2."""
+    """P(kept) = P(||z||^2 <= tau) = F_d(tau; shift2) for z ~ N(delta, I_d), ||delta||^2 =
+    shift2: the threshold filter's pass rate on synthetic tasks (module doc)."""
     return _cdf(tau, d, shift2)
 
 
 def contraction(tau: float, d: int, shift2: float = 0.0) -> float:
-    """g = E[z | kept] / delta: the factor the filter multiplies the drift from c by."""
+    """g = E[z | kept] / delta = F_{d+2}(tau; shift2) / F_d(tau; shift2) < 1 (Bock, 1975).
+
+    z ~ N(delta, I_d), ||delta||^2 = shift2, kept when ||z||^2 <= tau: the factor the filter
+    multiplies the drift from the verifier's centre c by, in one generation."""
     return _cdf(tau, d + 2, shift2) / _cdf(tau, d, shift2)
 
 
 def kept_second_moment(tau: float, d: int, shift2: float = 0.0) -> float:
-    """E[||z||^2 | ||z||^2 <= tau] for z ~ N(delta, I_d), ||delta||^2 = shift2."""
+    """E[||z||^2 | ||z||^2 <= tau] = (d F_{d+2} + shift2 F_{d+4}) / F_d (Bock, 1975), each F
+    at (tau; shift2), for z ~ N(delta, I_d), ||delta||^2 = shift2."""
     return (d * _cdf(tau, d + 2, shift2) + shift2 * _cdf(tau, d + 4, shift2)) / _cdf(tau, d, shift2)
 
 
 def step_drift(delta2: float, tau: float, d: int, n: int, w_var: float = 1.0) -> float:
-    """E[||mu_i - c||^2 | ||mu_{i-1} - c||^2 = delta2]: exact, threshold filter, lambda = 0."""
+    """E[||mu_i - c||^2 | ||mu_{i-1} - c||^2 = delta2] = g^2 delta2 + w_var (m2 - g^2 shift2) / n.
+
+    g = :func:`contraction`, m2 = :func:`kept_second_moment`, both at shift2 = delta2 / w_var:
+    the filtered mean of n kept prompts, i.i.d. from the truncated law. Exact at lambda = 0 for
+    a threshold filter tau on ||w - c||^2 / w_var, with known covariance w_var I and w read off
+    exactly (noiseless prompts, k >= d)."""
     shift2 = delta2 / w_var
     g = contraction(tau, d, shift2)
     spread = kept_second_moment(tau, d, shift2) - g * g * shift2  # tr Cov(z | kept)
@@ -86,8 +100,8 @@ def step_drift(delta2: float, tau: float, d: int, n: int, w_var: float = 1.0) ->
 
 
 def best_fraction_threshold(keep: float, d: int) -> float:
-    """The threshold on ||z||^2 that keeping the best fraction `keep` of a large pool amounts to
-    at zero shift: the chi-square quantile chi2_d^-1(keep)."""
+    """tau = chi2_d^-1(keep): the threshold on ||z||^2 that keeping the best fraction `keep` of
+    a large pool amounts to, at zero shift (z ~ N(0, I_d)); inf when everything is kept."""
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep!r}")
     return math.inf if keep == 1 else float(stats.chi2.ppf(keep, d))
@@ -96,7 +110,11 @@ def best_fraction_threshold(keep: float, d: int) -> float:
 def linear_plateau(tau: float, d: int, n: int, w_var: float = 1.0,
                    centre_err2: float = 0.0) -> float:
     """First-order plateau of E||mu_i - mu*||^2 at lambda = 0 (module doc):
-    centre_err2 + g0 d w_var / (n (1 - g0^2)). inf without a filter (tau = inf)."""
+    centre_err2 + g0 d w_var / (n (1 - g0^2)), g0 = F_{d+2}(tau) / F_d(tau) (central).
+
+    centre_err2 = ||c - mu*||^2. Near the fixed point shift2 = O(d / n), so g is taken at zero
+    shift: first order in d / n, for a threshold filter with known covariance w_var I and w read
+    off exactly. inf without a filter (tau = inf: the drift grows linearly)."""
     g0 = 1.0 if math.isinf(tau) else contraction(tau, d)
     if g0 >= 1.0:
         return math.inf
@@ -119,9 +137,12 @@ def simulate_drift(generations: int, d: int, n: int, *, keep: float = 1.0,
     """||mu_i - mu*||^2 (mu* = 0) for i = 0..generations over `seeds` Monte-Carlo loops:
     (generations + 1, seeds).
 
+    No closed form: the recursion of the module doc run directly, for the cases the
+    first-order plateau does not cover (lambda > 0, large shifts, best-fraction selection).
     Generation 0 fits n real prompts. Generation i >= 1 takes lambda n fresh real w's and labels
     a pool of ceil(n_syn / keep) synthetic w's ~ N(mu_{i-1}, w_var I), scored ||w - c||^2 / w_var
     and selected as `filters.select` does (threshold: tau on that score; None: best fraction).
+    Assumes known covariance w_var I, w read off exactly, and lambda n whole.
     """
     lam_n = real_fraction * n
     if abs(lam_n - round(lam_n)) > 1e-9:

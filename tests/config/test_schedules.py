@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from icl_stl.config import ConfigError
-from icl_stl.config.schedules import (
-    RealSchedule,
-    real_count_rounded,
-    real_fraction,
-    reference_drift,
-)
-from icl_stl.theory import mean_drift_fresh, mean_drift_plateau
+from icl_stl.config.schedules import RealSchedule, real_count_rounded, real_fraction
 
 
 def test_constant_holds_lambda_and_generation_zero_is_all_real():
@@ -94,38 +87,3 @@ def test_constant_ignores_rate_and_floor_and_validate_takes_a_path():
 def test_generation_must_be_a_count(generation):
     with pytest.raises(ValueError, match="generation must be an integer >= 0"):
         real_fraction(generation, "constant", 0.5)
-
-
-def test_reference_drift_under_schedules():
-    """The closed form against a Monte Carlo of the reference learner's mean recursion, and its
-    limits: constant lambda is THEORY.md's form, a floor > 0 reaches that floor's plateau, a
-    floor of 0 grows by d w_var / n per generation."""
-    d, n, generations = 3, 10, 8
-    decaying = RealSchedule("exponential", 0.8, 0.7, 0.0).fractions(generations)
-    rng = np.random.default_rng(0)
-    seeds = 40000
-    mu = rng.standard_normal((seeds, n, d)).mean(1)
-    sims = [np.sum(mu ** 2, -1)]
-    for lam in decaying[1:]:
-        n_real = round(lam * n)  # the Monte Carlo needs whole counts: compare those
-        real = rng.standard_normal((seeds, n_real, d)).sum(1)
-        syn = (mu[:, None, :] + rng.standard_normal((seeds, n - n_real, d))).sum(1)
-        mu = (real + syn) / n
-        sims.append(np.sum(mu ** 2, -1))
-    sims = np.stack(sims)
-    rounded = [1.0] + [round(f * n) / n for f in decaying[1:]]
-    exact = np.array(reference_drift(rounded, d, n))
-    se = sims.std(1, ddof=1) / math.sqrt(seeds)
-    assert np.all(np.abs(sims.mean(1) - exact) < 4 * se)
-    unrounded = np.array(reference_drift(decaying, d, n))
-    assert np.any(np.abs(sims.mean(1) - unrounded) > 4 * se)  # the check is sharp
-
-    constant = RealSchedule("constant", 0.5).fractions(generations)
-    assert reference_drift(constant, d, n) == pytest.approx(list(mean_drift_fresh(generations,
-                                                                                 d, n, 0.5)))
-    floored = reference_drift(RealSchedule("linear", 0.9, 0.2, 0.25).fractions(60), d, n)
-    assert floored[-1] == pytest.approx(mean_drift_plateau(d, n, 0.25), rel=1e-9)
-    collapsing = reference_drift(RealSchedule("linear", 0.9, 0.2, 0.0).fractions(60), d, n)
-    assert collapsing[-1] - collapsing[-2] == pytest.approx(d / n)
-    with pytest.raises(ValueError, match="fractions"):
-        reference_drift([], d, n)

@@ -9,12 +9,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import members_from_config
-from icl_stl.report.reference_figure import closed_form_drift, mean_sd_by, plot_reference
-from icl_stl.theory import mean_drift_fresh, mean_drift_reuse
+from icl_stl.report.reference_figure import mean_sd_by, plot_reference
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,14 +161,6 @@ def test_an_interrupted_part_records_its_time(tmp_path, monkeypatch):
     assert reproduce.main(["--part", "collapse", "--out", str(tmp_path)]) == 130
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert [(i["part"], i["completed"]) for i in timing["invocations"]] == [("collapse", False)]
-
-
-@pytest.mark.parametrize("lam", [0.0, 0.1, 0.5, 1.0])
-def test_closed_form_drift_is_the_theory_for_reused_real_data(lam):
-    got = closed_form_drift(6, 2, 100, lam, 1.0)
-    want = (mean_drift_fresh(6, 2, 100, 0.0) if lam == 0 else mean_drift_reuse(6, 2, 100, lam))
-    np.testing.assert_allclose(got, want)
-    assert got.shape == (7,)
 
 
 def fake_summary(path: Path, lambdas, ns, metric_of) -> Path:

@@ -18,7 +18,6 @@ from icl_stl.data.tasks import LinearRegression
 from icl_stl.loop.fidelity import implied_weights
 from icl_stl.loop.filters import pool_size, select
 from icl_stl.loop.verifier import fit_verifier, verifier_scores
-from icl_stl.theory import mean_drift_fresh
 from icl_stl.theory.filters import (
     best_fraction_threshold,
     contraction,
@@ -29,6 +28,7 @@ from icl_stl.theory.filters import (
     simulate_drift,
     step_drift,
 )
+from icl_stl.theory.reference import mean_drift_fresh
 
 D, K = 3, 4  # k > d: every prompt's w is read off exactly
 Z_TOL = 4.0

@@ -7,8 +7,10 @@ its covariance Sigma by maximum likelihood, divisor n; otherwise Sigma = w_scale
 and generates synthetic prompts from N(mu, Sigma). It predicts with the Bayes posterior mean
 under its fitted prior, so its test risk is comparable with the transformer's.
 
-Per generation the closed forms of `icl_stl.theory` predict E||mu_i - mu*||^2 and E[tr Sigma_i];
-`prior_drift_metrics` (a LoopRun `extra_metrics` hook) records both for every member.
+This module holds the learner only: its Bayes-posterior predictions (`posterior_mean_weights`,
+`bayes_predictions`, torch code on its fitted state) and `prior_drift_metrics`, a LoopRun
+`extra_metrics` hook that records the measured ||mu_i - mu*||^2 and tr(Sigma_i) / tr(Sigma*)
+for every member. What they should be is derived once, in `icl_stl.theory.reference`.
 """
 
 from __future__ import annotations
