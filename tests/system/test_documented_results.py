@@ -1,9 +1,15 @@
-"""Numbers quoted in README.md and BENCHMARKS.md are the committed results they came from."""
+"""Numbers quoted in README.md, docs/ and BENCHMARKS.md are the committed results they came from.
+
+Each test names the page a number is quoted on: README.md (the results table), docs/usage.md
+(training and the loop), docs/reproduce.md (the demo, the reproduction's prose, the generator
+run) and docs/report.md (the report's settings)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +17,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "docs" / "bench"
 README = (REPO / "README.md").read_text()
+USAGE = (REPO / "docs" / "usage.md").read_text()
+REPRODUCE = (REPO / "docs" / "reproduce.md").read_text()
 BENCHMARKS = (REPO / "BENCHMARKS.md").read_text()
 RIDGE = ["ridge-demo-tiny-cpu-2026-11-30.json", "ridge-small-cpu-2026-11-30.json"]
 ABLATION = "ablation-cpu-2026-11-30.json"
@@ -35,26 +43,43 @@ def _script(name: str):
     return module
 
 
+def _test_module(folder: str, name: str):
+    """tests/<folder>/<name>.py imported as a module, whatever the tests already imported."""
+    path = REPO / "tests" / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_documented_{folder}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _flat(text: str) -> str:
     return " ".join(text.split())  # quotes may wrap across lines
 
 
+def _section(text: str, heading: str) -> str:
+    """The flattened text under a Markdown heading, up to the next heading of any level."""
+    start = text.index(heading + "\n") + len(heading)
+    following = re.search(r"\n#{2,6} ", text[start:])
+    return _flat(text[start:start + following.start()] if following else text[start:])
+
+
 @pytest.mark.parametrize("case", ["demo", "tiny"])
-def test_readme_time_to_ridge_is_the_committed_run(case):
+def test_time_to_ridge_is_the_committed_run(case):
     run = _run(case, "fresh", "default")
     assert run["reached"]
     quoted = f"{run['steps']:,} steps, {run['seconds']:.1f} s"
-    assert quoted in _flat(README) and quoted in _flat(BENCHMARKS)
+    assert quoted in _flat(USAGE) and quoted in _flat(BENCHMARKS)
     garg = _run(case, "fresh", "garg")
     assert not garg["reached"]
     assert f"{100 * garg['gap_closed']:.0f}% of the gap" in _flat(BENCHMARKS)
 
 
 @pytest.mark.parametrize("case", ["demo", "tiny"])
-def test_readme_finite_n_rows_are_the_committed_runs(case):
+def test_finite_n_rows_are_the_committed_runs(case):
     run = _run(case, "n2000", "default")
     assert not run["reached"]
-    flat = _flat(README)
+    flat = _flat(USAGE)
+    assert f"not in {run['steps_run']:,} steps" in flat
     assert f"best test risk {run['best_risk']:.3f}" in flat
     assert f"{100 * run['gap_closed']:.0f}% of the gap".replace("-", "−") in flat
 
@@ -63,7 +88,7 @@ def test_quickstart_figures_are_the_committed_run():
     result = _load("quickstart-cpu-2026-12-02.json")
     s = result["summary"]
     assert s["reached_ridge"] and result["command"] == "icl-stl-train experiment=quickstart"
-    flat = _flat(README)
+    flat = _flat(USAGE)
     assert f"takes {result['wall_seconds']:.1f} s" in flat
     assert (f"test risk {s['test_risk']:.3f}, against {s['ridge_risk']:.3f} for ridge and "
             f"{s['zero_risk']:.3f} for the zero predictor: {100 * s['gap_closed']:.0f}% of the "
@@ -92,10 +117,11 @@ def test_speed_figures_are_the_committed_run():
 
 
 def test_demo_text_is_the_committed_demo_run():
-    """The README's demo numbers: wall times, the gate and the verdicts of docs/results/demo-cpu."""
+    """docs/reproduce.md's demo numbers: wall times, the gate and the verdicts of
+    docs/results/demo-cpu."""
     demo = REPO / "docs" / "results" / "demo-cpu"
     seconds = json.loads((demo / "demo_timing.json").read_text())["seconds"]
-    flat = _flat(README)
+    flat = _section(REPRODUCE, "## The demo (`make demo`)")
     assert f"Total {seconds['total']:.0f} s of wall time" in flat
     assert f"in about {seconds['total'] / 60:.0f} minutes" in flat
     for part in ("collapse", "reference"):
@@ -105,13 +131,14 @@ def test_demo_text_is_the_committed_demo_run():
     assert gate["reached"] == gate["groups"]  # the demo's promise: every group at ridge
     (transformer,) = [row for row in gate["rows"] if "learner=transformer" in row["group"]]
     assert f"closes {100 * transformer['gap_closed']:.1f}% of the zero-to-ridge gap" in flat
-    assert f"(the transformer's: {100 * transformer['gap_closed']:.1f}% of the gap, one seed of " \
-           f"the two alone)" in flat and transformer["seeds_reached"] == 1
+    assert f"(the transformer's: {100 * transformer['gap_closed']:.1f}% of the gap), though only " \
+           f"one of its two seeds passes alone" in flat
+    assert (transformer["seeds"], transformer["seeds_reached"]) == (2, 1)
     v = verdicts["verdicts"]
     assert [v[p]["verdict"] for p in "12345"] == ["underpowered"] * 2 + ["not tested"] * 3
     assert "risk 0.309 -> 0.326 over 3 generations" in v["1"]["numbers"]
     assert "drifts from 0.309 to 0.326 over 3 generations" in flat
-    assert "docs/results/demo-cpu/figures/reference.png" in README
+    assert "](results/demo-cpu/figures/reference.png)" in REPRODUCE
 
 
 def test_warm_start_figures_are_the_committed_run():
@@ -119,18 +146,20 @@ def test_warm_start_figures_are_the_committed_run():
     risks = [risk for _, _, risk in row["curve"]]
     quoted = (f"(worst {max(risks):.3f}, final {row['final_risk']:.3f}, threshold "
               f"{row['threshold']:.3f}")
-    for text in (README, BENCHMARKS):
+    for text in (USAGE, BENCHMARKS):
         flat = _flat(text)
         assert quoted in flat
         assert f"at test risk {row['generation_0_risk']:.3f}" in flat or \
             f"reached test risk {row['generation_0_risk']:.3f}" in flat
         assert f"{100 * row['generation_0_gap_closed']:.0f}% of the gap" in flat
-    assert row["reached"] and row["steps"] == 50 and row["generation_1_final_reached"]
+    assert row["reached"] and row["generation_1_final_reached"]
     assert max(risks) <= row["threshold"]  # "stayed past it for the whole budget"
-    assert row["steps_run"] == row["loop_steps"] == 5000
+    assert row["steps_run"] == row["loop_steps"]
+    assert (f"passed the gate at its first evaluation (step {row['steps']}) and stayed past it "
+            f"for its whole {row['loop_steps']:,}-step budget") in _flat(USAGE)
 
 
-def test_head_figures_in_the_readme_are_the_committed_run():
+def test_head_figures_are_the_committed_run():
     runs = sorted(_load(HEAD)["runs"], key=lambda r: r["seed"])
 
     def steps(label: str) -> list[int]:
@@ -139,7 +168,7 @@ def test_head_figures_in_the_readme_are_the_committed_run():
     half, mse = steps("Gaussian head, beta-NLL beta = 0.5"), steps("squared error")
     assert len(half) == len(mse) == 2 and half[0] == half[1]
     assert (f"reached ridge in as many steps: {half[0]:,} for seeds 0 and 1, against "
-            f"{mse[0]:,} and {mse[1]:,} without it") in _flat(README)
+            f"{mse[0]:,} and {mse[1]:,} without it") in _flat(USAGE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,36 +182,46 @@ def _generator_tables():
     return module, module.load(GENERATOR)
 
 
-def test_generator_tables_in_the_readme_are_the_committed_run():
+def _generator_section() -> str:
+    return _section(REPRODUCE, "## The generator run")
+
+
+def test_generator_tables_are_the_committed_run():
     module, records = _generator_tables()
     for line in module.risk_table(records) + module.ratio_table(records):
-        assert line in README, line
+        assert line in REPRODUCE, line
 
 
 def test_generator_run_shows_what_the_generator_issue_asks():
     """Generation 0 passed the gate with a head calibrated when pooled over positions, and
     generation 1's synthetic labels have 0.8-1.25 of the real variance at every position (the
     issue's 'must show')."""
-    from test_generator import POOLED_TOLERANCE
-
+    pooled_tolerance = _test_module("loop", "test_generator").POOLED_TOLERANCE
     _, records = _generator_tables()
     model = records["model"]
     gen0 = [r for r in model if r["generation"] == 0]
     assert all(r["reached_ridge"] for r in gen0)
     for r in gen0:
-        assert 1 / POOLED_TOLERANCE < r["head_var_ratio"] < POOLED_TOLERANCE
+        assert 1 / pooled_tolerance < r["head_var_ratio"] < pooled_tolerance
+    flat = _generator_section()
     per_position = [x for r in gen0 for x in r["head_var_ratio_per_position"]]
-    assert f"per position {min(per_position):.2f}-{max(per_position):.2f}" in _flat(README)
+    assert f"per position {min(per_position):.2f}-{max(per_position):.2f}" in flat
     for r in (r for r in model if r["generation"] == 1):
         assert all(0.8 <= x <= 1.25 for x in r["syn_label_var_ratio_per_position"])
-    flat = _flat(README)
     closed = sorted({round(100 * r["gap_closed"]) for r in gen0})
     heads = sorted({f"{r['head_var_ratio']:.2f}" for r in gen0})
     assert f"closed {closed[0]}% and {closed[1]}% of the zero-to-ridge gap" in flat
     assert f"realised squared error {heads[0]} and {heads[1]} on fresh prompts" in flat
 
 
-def test_generator_drift_quoted_in_the_readme_is_the_committed_run():
+def test_the_heads_stated_tolerance_is_the_tested_one():
+    """docs/usage.md states the calibration tolerance tests/loop/test_generator.py checks."""
+    module = _test_module("loop", "test_generator")
+    assert (f"within {100 * (module.POOLED_TOLERANCE - 1):.0f}% pooled over positions and within "
+            f"a factor {module.POSITION_FACTOR} at every position") in _flat(USAGE)
+
+
+def test_generator_drift_quoted_is_the_committed_run():
     _, records = _generator_tables()
     model = records["model"]
 
@@ -193,13 +232,14 @@ def test_generator_drift_quoted_in_the_readme_is_the_committed_run():
     rise = mean_risk(0.0, 5) / mean_risk(0.0, 0) - 1
     last = sorted(r["syn_label_var_ratio"] for r in model
                   if r["real_fraction"] == 0.0 and r["generation"] == 5)
-    flat = _flat(README)
+    flat = _generator_section()
     assert f"At λ = 0 risk rose {100 * rise:.0f}% over five generations" in flat
     assert f"(variance ratio {last[0]:.2f} by generation 5) and the other's spreading " \
            f"({last[1]:.2f})" in flat
     summary = json.loads((GENERATOR / "verdicts.json").read_text())
     assert {v["verdict"] for k, v in summary["verdicts"].items() if k in ("1", "2")} == \
         {"underpowered"}
+    assert "With two seeds every verdict is **underpowered**" in flat
 
 
 def test_generator_results_readme_numbers_are_the_committed_run():
@@ -223,25 +263,65 @@ def test_generator_results_readme_numbers_are_the_committed_run():
 CPU = REPO / "docs" / "results" / "cpu"
 
 
+def _data_show() -> str:
+    return _section(REPRODUCE, "### What the data show")
+
+
 def test_readme_results_are_the_committed_reproduction():
-    """Every verdict and number of the README's Results table is verdicts.json's."""
+    """Every verdict and number of the README's Results table, its legend and the gate's line
+    are verdicts.json's."""
     module = _script("results_table")
-    for line in module.results_table(CPU):
+    lines = module.results_table(CPU) + module.legend(CPU)
+    for line in lines:
         assert line in README, line
     assert module.gate_line(CPU) in README
+    assert f"`{module.COMMON}`" in README
+    assert "](docs/results/cpu/REPORT.md)" in README
+
+
+def test_the_readme_results_are_short_and_said_once():
+    """At most about 200 lines, no paragraph twice, and no group label over 40 characters."""
+    module = _script("results_table")
+    assert len(README.splitlines()) <= 200
+    paragraphs = [_flat(p) for p in README.split("\n\n") if p.strip()]
+    repeated = {p for p in paragraphs if paragraphs.count(p) > 1}
+    assert not repeated, repeated
+    rows = module.results_table(CPU)[2:]
+    assert len(rows) == len(module.PREDICTIONS) == 8  # one row per prediction
+    for row in rows:
+        group = row.split(" | ")[3]
+        assert len(group) <= module.SHORT_NAME_LIMIT == 40, group
+    assert README.count("Training gate:") == 1
+
+
+def test_the_readme_says_the_reproduction_is_exploratory():
+    results = _section(README, "## Results")
+    assert "**Exploratory.**" in results and "Evidence design, version 2" in results
+    assert "confirmatory" in results
 
 
 def test_results_prose_quotes_the_committed_verdicts():
-    """The numbers the Results section says in words come from verdicts.json."""
+    """The numbers docs/reproduce.md says in words come from verdicts.json."""
     verdicts = json.loads((CPU / "verdicts.json").read_text())
     v = verdicts["verdicts"]
-    section = _flat(README[README.index("## Results"):README.index("## Two commands")])
+    section = _data_show()
+    rise = math.expm1(v["1"]["estimate"])
+    assert f"(+{100 * rise:.1f}% over six)" in section and v["1"]["n_seeds"] == 5
+    assert f"judged against a {100 * math.expm1(v['1']['margin']):.0f}% rise" in section
+    assert v["2"]["ordering"]["verdict"] == "confirmed"  # "larger λ gives a lower one"
     assert f"slope of log γ against log n: {v['3']['estimate']:.2f})" in section
+    gammas = v["3"]["numbers"].split("gamma at generation 4: n=1000: ")[1].split(";")[0]
+    small, large = float(gammas.split(",")[0]), float(gammas.split("n=10000: ")[1])
+    assert round(small / large) == 10 and "falls tenfold from n = 1,000 to 10,000" in section
     ceiling = float(v["3"]["numbers"].split("gamma / chaos ceiling n=1000: ")[1].split(",")[0])
     assert f"n = 1,000 one replaced prompt moves the model almost as far as another batch " \
            f"order does ({ceiling:.2f} of the chaos ceiling)" in section
+    assert "(n=1000: 160, n=10000: 16)" in v["3"]["numbers"]
+    assert "saw S_0 ten times as often at n = 1,000 as at 10,000" in section
     low, high = v["4"]["interval"]
     assert f"n^{v['4']['estimate']:.2f} [{low:.2f}, {high:.2f}]" in section
+    floor = float(v["4"]["numbers"].split("fit E_inf ")[1].split(" ")[0])
+    assert floor < 0 and "the fitted floor is negative" in section
     assert "n=10000: m*=0 " in v["5"]["numbers"] and "(m* = 0)" in section
     at_10k = {("batch 128" if "batch_size=128" in r["group"] else "batch 64"): r["gap_closed"]
               for r in verdicts["ridge_gate"]["rows"]
@@ -249,14 +329,17 @@ def test_results_prose_quotes_the_committed_verdicts():
               and "n_tasks" not in r["group"]}  # a pool's gate is read on the pool's tasks
     assert f"closed {100 * at_10k['batch 128']:.1f}% of the zero-to-ridge gap in the collapse " \
            f"part (batch 128) and {100 * at_10k['batch 64']:.1f}% in the other parts" in section
+
+
+def test_warm_start_against_from_scratch_is_the_committed_runs():
+    section = _section(REPRODUCE, "### Warm start against from scratch")
     for line in _script("results_table").regimes_table(CPU, REPO / "docs/results/generator-cpu"):
-        assert line.strip() in README, line
+        assert _flat(line) in section, line
 
 
-def test_results_lead_the_readme_and_name_what_ran():
-    assert README.index("## Results") < README.index("## A quick tour")
+def test_the_reproduction_names_what_ran():
     timing = json.loads((CPU / "timing.json").read_text())
-    section = _flat(README[README.index("## Results"):README.index("## A quick tour")])
+    section = _section(REPRODUCE, "## The CPU reproduction (`make reproduce`)")
     for part, seconds in timing["seconds_per_part"].items():
         assert f"{part}: {seconds / 60:.0f} min" in section, part
     notes = (CPU / "README.md").read_text()
@@ -269,9 +352,10 @@ def test_results_lead_the_readme_and_name_what_ran():
 
 
 def test_results_prose_of_the_new_predictions_quotes_the_committed_runs():
-    """P6-P8's numbers in the README's words come from verdicts.json and the filter runs."""
-    v = json.loads((CPU / "verdicts.json").read_text())["verdicts"]
-    section = _flat(README[README.index("## Results"):README.index("## Two commands")])
+    """P6-P8's numbers in docs/reproduce.md's words come from verdicts.json and the filter runs."""
+    report = json.loads((CPU / "verdicts.json").read_text())
+    v, settings = report["verdicts"], report["settings"]
+    section = _data_show()
     groups = {g["group"].split("n=10000, ")[-1]: g for g in v["6"]["groups"]}
     assert f"{100 * v['6']['estimate']:.1f}% of the plateau per generation" in section
     unfiltered = v["7"]["collapse"]["groups"][0]["parts"]["constant_zero"]["estimate"]
@@ -293,13 +377,41 @@ def test_results_prose_of_the_new_predictions_quotes_the_committed_runs():
     assert f"ends {-100 * p7['estimate']:.1f}% below" in section
     decaying, constant = p7["numbers"].split("decaying ")[1].split(", constant ")
     assert f"(window risk {decaying} against {constant.split(';')[0]})" in section
+    assert f"well inside ±{100 * settings['p7_margin']:.0f}%" in section
     zero = p7["collapse"]
+    assert f"refuted at its {100 * settings['p7_collapse_margin']:.0f}% per generation margin" \
+        in section and zero["verdict"] == "refuted"
     assert f"rises {100 * zero['estimate']:.1f}% per generation, close to the constant λ = 0 " \
            f"loop's {100 * zero['groups'][0]['parts']['constant_zero']['estimate']:.1f}%" in section
     p8 = v["8"]["numbers"]
     assert "M=2: 1.48 (5 seeds); M=16: -0.42" in p8 and "(log distance ratio 1.48;" in section
+    assert "M = 16 closer to ridge (-0.42)" in section
     assert "(a) at M=2: 1.48 [0.616, 2.35] (underpowered" in p8
     assert "log rise at M=2 0.0431 against M=null 0.0926" in p8
     assert "difference -0.0495 [-0.0707, -0.0283] (refuted)" in p8
     assert "(log rise 0.043 over six generations) and at M = null (0.093) differ by -0.050 " \
            "[-0.071, -0.028]" in section
+
+
+def test_the_readme_states_the_reproductions_setting_and_gate_from_its_records():
+    """The setting the Results section names is the one every part's summaries record, and the
+    gate it states is the tolerance verdicts.json applied."""
+    results = _section(README, "## Results")
+    settings = [json.loads(path.read_text())["settings"]
+                for path in sorted((CPU / "runs").rglob("summary.json"))]
+    transformer = [s for s in settings if s["loop"]["learner"] == "transformer"]
+    assert transformer and {(s["task"]["d"], s["task"]["k"], s["model"]["n_layer"],
+                             s["model"]["n_embd"], s["train"]["steps"], s["loop"]["init"],
+                             s["loop"]["steps"]) for s in transformer} == \
+        {(2, 6, 3, 64, 2500, "warm_start", 200)}
+    assert ("tiny GPT-2 at d = 2, k = 6: generation 0 trained 2,500 steps from scratch on S_0, "
+            "later generations warm-started for 200 steps") in results
+    report = json.loads((CPU / "verdicts.json").read_text())
+    assert {v["n_seeds"] for v in report["verdicts"].values()} == {report["settings"]["min_seeds"]}
+    assert f"{report['settings']['min_seeds']} seeds per prediction" in results
+    tolerance = report["ridge_gate"]["tolerance"]
+    assert (f"closes at least {100 * (1 - tolerance):.0f}% of the zero-to-ridge gap on fresh "
+            f"prompts (test − ridge ≤ {tolerance:g} × (zero − ridge))") in results
+    largest = {row["n"]: row["reached"] for row in report["ridge_gate"]["rows"]}
+    assert max(largest) == 10_000 and largest[10_000]
+    assert "largest n, n = 10,000, where it passed" in results

@@ -81,3 +81,43 @@ def test_no_document_links_outside_the_repository():
             if "://" in target:
                 continue
             assert (doc.parent / target).resolve().is_relative_to(REPO), (doc, target)
+
+
+def _documents() -> list[Path]:
+    return [REPO / "README.md", REPO / "BENCHMARKS.md", REPO / "RELIABILITY.md",
+            *sorted((REPO / "docs").rglob("*.md"))]
+
+
+def _anchors(doc: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file (code blocks left out)."""
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M)}
+
+
+def _broken_links(docs: list[Path]) -> list[str]:
+    broken = []
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            path, _, anchor = target.partition("#")
+            destination = (doc.parent / path).resolve() if path else doc
+            if not destination.exists():
+                broken.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and destination.suffix == ".md" and anchor not in _anchors(destination):
+                broken.append(f"{doc.name}: {target} (no such heading)")
+    return broken
+
+
+def test_every_relative_link_in_the_documents_resolves():
+    """README.md and docs/ link to files that exist, and to headings those files have."""
+    assert not _broken_links(_documents())
+
+
+def test_the_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# A page\n\n## Two `words`, here\n\n[ok](#two-words-here) [self](page.md#a-page)"
+                    " [gone](other.md) [nowhere](#three) [web](https://example.org/x)\n")
+    assert _broken_links([page]) == ["page.md: other.md (no such file)",
+                                     "page.md: #three (no such heading)"]
