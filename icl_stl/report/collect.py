@@ -218,12 +218,6 @@ def loop_records(runs: list[RunResult]) -> list[dict]:
     return _pool_test_sets(best)
 
 
-def loop_records_of(runs: list[RunResult], paths: set[str]) -> list[dict]:
-    """`loop_records` of the runs at `paths` only: a probe's base loops, pooled as everywhere
-    (the same loop in a run of another probe may not shadow them)."""
-    return loop_records([r for r in runs if str(r.path) in paths])
-
-
 def stability_records(runs: list[RunResult]) -> list[dict]:
     """Per (configuration, lambda, replacement, seed, n, generation): gamma averaged over the
     replaced indices of that seed (a seed's twins share one base loop, so they are one
