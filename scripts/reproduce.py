@@ -24,7 +24,8 @@ preset's sweep grid (`hydra.sweeper.params`, as `icl-stl-loop -m` would) as its 
 
 A killed part resumes from its checkpoints (under --out/checkpoints) with the same command. Each
 invocation's wall time per part is appended to --out/timing.json; the report goes to --out and,
-with --results, is copied there with runs.csv, timing.json and the machine.
+with --results, is copied there with runs.csv, timing.json and, under runs/, every file the
+report read: `--report-only` with a copy of that runs/ as --out regenerates it.
 """
 
 from __future__ import annotations
@@ -194,11 +195,31 @@ def record_timing(out: Path, part: str, seconds: float, overrides: list[str],
     atomic_write_json(path, timing)
 
 
+def finished_runs(out: Path) -> list[Path]:
+    """Every run directory of a part under `out` that holds a summary.json, part by part: what
+    the report reads (a results folder's runs/ has the same layout)."""
+    return [path.parent for p in PARTS for path in sorted((out / p).rglob("summary.json"))]
+
+
+def copy_runs(out: Path, runs: list[Path], dest: Path) -> None:
+    """Each run's files (`collect.RUN_FILES`: every file the report reads, its config and
+    timing) into dest at the run's place under `out`, so that the report regenerates from
+    dest alone."""
+    from icl_stl.report.collect import RUN_FILES
+
+    for run_dir in runs:
+        target = dest / run_dir.relative_to(out)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, target / name)
+
+
 def write_results(out: Path, results: Path | None) -> None:
     from icl_stl.report.reference_figure import plot_reference
     from icl_stl.report.report import write_report
 
-    finished = [path.parent for p in PARTS for path in sorted((out / p).rglob("summary.json"))]
+    finished = finished_runs(out)
     if not finished:
         print("[reproduce] no finished part to report on")
         return
@@ -216,12 +237,7 @@ def write_results(out: Path, results: Path | None) -> None:
         if (out / name).exists():
             shutil.copy2(out / name, results / name)
     shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)
-    for part_dir in finished:  # each part's resolved config and summary: every record
-        dest = results / "runs" / part_dir.relative_to(out)
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "config.yaml", "timing.json"):
-            if (part_dir / name).exists():
-                shutil.copy2(part_dir / name, dest / name)
+    copy_runs(out, finished, results / "runs")
     print(f"[reproduce] copied to {results}")
 
 

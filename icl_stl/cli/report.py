@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "first PATH)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting of the verdicts (repeatable; same as a bare KEY=VALUE)")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="write REPORT.md, verdicts.json and runs.csv without drawing the "
+                             "figures (the verdicts are the same)")
     parser.add_argument("--settings", action="store_true",
                         help="print the verdicts' settings with their defaults and exit")
     return parser.parse_args(argv)
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or (paths[0] if paths[0].is_dir() else paths[0].parent)
     try:
-        result = write_report(paths, out, cfg)
+        result = write_report(paths, out, cfg, figures=not args.no_figures)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

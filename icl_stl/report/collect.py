@@ -28,6 +28,9 @@ from icl_stl.probes.stability import per_seed_stability
 log = logging.getLogger(__name__)
 
 RESULT_FILES = ("summary.json", "stability.json", "decay.json", "in_context.json", "error.json")
+# What a results folder keeps of each run so that its report regenerates: every file the report
+# reads, with the run's resolved config and wall time beside them.
+RUN_FILES = (*RESULT_FILES, "config.yaml", "timing.json")
 # Settings that decide whether a run is the setting of the transformer theorem (see verdicts).
 # The oracle labeller is the control, not the theorem's loop: its runs are shown, not counted.
 # So are loops with a decaying lambda, a filter or a task pool (P6-P8's, not P1-P5's); their
@@ -216,12 +219,6 @@ def loop_records(runs: list[RunResult]) -> list[dict]:
                                      "zero_risk": zero if r.get("zero_risk") is None
                                      else r["zero_risk"]})
     return _pool_test_sets(best)
-
-
-def loop_records_of(runs: list[RunResult], paths: set[str]) -> list[dict]:
-    """`loop_records` of the runs at `paths` only: a probe's base loops, pooled as everywhere
-    (the same loop in a run of another probe may not shadow them)."""
-    return loop_records([r for r in runs if str(r.path) in paths])
 
 
 def stability_records(runs: list[RunResult]) -> list[dict]:

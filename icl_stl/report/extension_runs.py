@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import numpy as np
+
 from icl_stl.report.collect import EXTENSION_SETTING_DEFAULTS as DEFAULTS
 
 EXTENSION_PREFIXES = ("loop.filter", "loop.verifier_", "loop.real_schedule")
@@ -119,3 +121,16 @@ def per_seed(records: list[dict]) -> dict[int, dict[int, dict]]:
     for r in records:
         out[r["seed"]].setdefault(r["generation"], r)
     return dict(out)
+
+
+def comparison_records(index: dict, base: str, n: int, lam: float, seeds: set[int]
+                       ) -> list[dict]:
+    """The paired plain loops' records, every generation (for a figure)."""
+    return [rec for gens in comparison(index, base, n, lam, sorted(seeds)).values()
+            for rec in gens.values()]
+
+
+def mean_ridge(records: list[dict]) -> float | None:
+    """The records' mean ridge risk (None when none carries one): a figure's reference line."""
+    values = [r["ridge_risk"] for r in records if r.get("ridge_risk") is not None]
+    return float(np.mean(values)) if values else None

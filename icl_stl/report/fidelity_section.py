@@ -12,7 +12,9 @@ import numpy as np
 
 from icl_stl.loop.fidelity import FAITHFUL_VAR_RATIO
 from icl_stl.report.collect import RunResult, settings_by_path
-from icl_stl.report.rules import describe_group, fmt, group_by
+from icl_stl.report.document import Document
+from icl_stl.report.groups import describe_group, group_by
+from icl_stl.report.verdict import fmt
 
 COLUMNS = ("syn_label_var_ratio", "syn_w_norm", "real_w_norm", "syn_label_w1", "head_var_ratio")
 
@@ -87,8 +89,8 @@ def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
                      ratio(r), *(fmt(r[c]) for c in COLUMNS[1:])] for r in rows]
 
 
-def write_section(doc, runs: list[RunResult], records: list[dict]) -> list[str]:
-    """The fidelity section of REPORT.md (doc: report._Doc); returns its warnings."""
+def write_section(doc: Document, runs: list[RunResult], records: list[dict]) -> list[str]:
+    """The fidelity section of REPORT.md ; returns its warnings."""
     rows = fidelity_rows(runs, records)
     if not rows:
         return []

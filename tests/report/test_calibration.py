@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from icl_stl.report.augment_verdicts import p5_core
-from icl_stl.report.decay_verdicts import p4_core
-from icl_stl.report.loop_verdicts import order_core, p1_core, p2_core
-from icl_stl.report.probe_verdicts import chaos_core, p3a_core
-from icl_stl.report.rules import GroupResult, Prediction, ReportConfig, finalise
+from icl_stl.report.predictions.p1_collapse import p1_core
+from icl_stl.report.predictions.p2_bounded import order_core, p2_core
+from icl_stl.report.predictions.p3_stability import chaos_core, p3a_core
+from icl_stl.report.predictions.p4_decay import p4_core
+from icl_stl.report.predictions.p5_augmentation import p5_core
+from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     CODES,
     Levels,
@@ -36,6 +37,7 @@ from icl_stl.report.stats import (
     holm,
     rates,
 )
+from icl_stl.report.verdict import GroupResult, Prediction, finalise
 
 CFG = ReportConfig()
 NOMINAL = CFG.alpha
@@ -456,7 +458,7 @@ def _at_margin_window(rng, slope: float, draws: int, seeds: int = 5, sd: float =
 
 
 def test_p6_parts_and_their_combination_at_the_margins():
-    from icl_stl.report.extension_verdicts import p6_combine, p6a_core, p6b_core
+    from icl_stl.report.predictions.p6_filters import p6_combine, p6a_core, p6b_core
 
     rng = np.random.default_rng(60)
     risk, window = _at_margin_window(rng, CFG.p6_margin, EXT_DRAWS)
@@ -486,7 +488,7 @@ def test_p6_parts_and_their_combination_at_the_margins():
 
 
 def test_p7_equivalence_refutes_at_alpha_over_two_per_side_and_collapse_part():
-    from icl_stl.report.extension_verdicts import p7a_core, p7b_core
+    from icl_stl.report.predictions.p7_schedules import p7a_core, p7b_core
 
     rng = np.random.default_rng(70)
     margin = math.log1p(CFG.p7_margin)
@@ -505,7 +507,7 @@ def test_p7_equivalence_refutes_at_alpha_over_two_per_side_and_collapse_part():
 
 
 def test_p8_parts_and_their_combination_at_the_margins():
-    from icl_stl.report.extension_verdicts import p8_combine, p8a_core, p8b_core
+    from icl_stl.report.predictions.p8_pools import p8_combine, p8a_core, p8b_core
 
     rng = np.random.default_rng(80)
     dmmse = np.full((EXT_DRAWS, 5), 0.01)
@@ -538,7 +540,9 @@ def test_p8_parts_and_their_combination_at_the_margins():
 @pytest.mark.parametrize("seeds", [1, 2, CFG.min_seeds - 1])
 def test_extension_rules_are_underpowered_with_fewer_than_min_seeds(seeds):
     """Strong effects on too few seeds: never confirmed or refuted."""
-    from icl_stl.report.extension_verdicts import p6a_core, p7a_core, p8a_core, p8b_core
+    from icl_stl.report.predictions.p6_filters import p6a_core
+    from icl_stl.report.predictions.p7_schedules import p7a_core
+    from icl_stl.report.predictions.p8_pools import p8a_core, p8b_core
 
     rng = np.random.default_rng(90 + seeds)
     window = [4, 5, 6]

@@ -11,13 +11,29 @@ from pathlib import Path
 import pytest
 from test_report import RIDGE, ZERO, K, write_loop
 
+from icl_stl.report.evidence import Evidence
 from icl_stl.report.extension_runs import base_settings, plain_index, tag
-from icl_stl.report.extension_verdicts import verdict_p6, verdict_p7, verdict_p8
+from icl_stl.report.predictions import p6_filters, p7_schedules, p8_pools
+from icl_stl.report.predictions.p7_schedules import floor_reached
 from icl_stl.report.report import verdicts_of, write_report
 from icl_stl.report.rules import ReportConfig
-from icl_stl.report.schedule_verdicts import floor_reached
+from icl_stl.report.verdict import Prediction
 
 CFG = ReportConfig()
+
+
+def verdict_p6(records: list[dict], settings: dict, cfg: ReportConfig) -> Prediction:
+    return p6_filters.verdict(Evidence.from_records(records, settings), cfg)
+
+
+def verdict_p7(records: list[dict], settings: dict, cfg: ReportConfig) -> Prediction:
+    return p7_schedules.verdict(Evidence.from_records(records, settings), cfg)
+
+
+def verdict_p8(records: list[dict], settings: dict, cfg: ReportConfig) -> Prediction:
+    return p8_pools.verdict(Evidence.from_records(records, settings), cfg)
+
+
 SEEDS = tuple(range(6))
 N = 40
 BASE = {"task.d": 2, "task.k": K, "model.arch": "gpt2", "loop.learner": "transformer",

@@ -3,7 +3,8 @@ plateau falls as the verifier's quality rises (docs/THEORY.md section 7).
 
 Groups are the filtered lambda = 0 loops with a constant schedule and no task pool, by (base
 configuration, n, filter and its settings); each is shown beside the unfiltered lambda = 0 loop
-of the same base configuration, n and seeds (`extension_runs`), usually another run's.
+of the same base configuration, n and seeds (`extension_runs`), usually another run's. The
+statistics reuse P1's and P2's (`p1_core`, `p2_core`, `order_core`) at P6's margins.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ import math
 
 import numpy as np
 
-from icl_stl.report.extension_runs import comparison, plain_index, tag
-from icl_stl.report.loop_verdicts import order_core, p1_core, p2_core
-from icl_stl.report.rules import (
+from icl_stl.report import figures
+from icl_stl.report.document import Document
+from icl_stl.report.evidence import Evidence
+from icl_stl.report.extension_runs import comparison, comparison_records, mean_ridge
+from icl_stl.report.groups import describe_group, group_by, last_third, seed_matrix
+from icl_stl.report.predictions.p1_collapse import p1_core
+from icl_stl.report.predictions.p2_bounded import order_core, p2_core
+from icl_stl.report.rules import ReportConfig
+from icl_stl.report.stats import CODES, conjunction
+from icl_stl.report.verdict import (
     CONFIRMED,
     INCONCLUSIVE,
     NOT_APPLICABLE,
@@ -23,25 +31,19 @@ from icl_stl.report.rules import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    ReportConfig,
     apply_gate,
-    describe_group,
     fields_of,
     finalise,
     fmt,
     fmt_ci,
     gate_of,
-    group_by,
-    last_third,
-    seed_matrix,
 )
-from icl_stl.report.stats import CODES, conjunction
 
 ALL_VERDICTS = (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE, NOT_TESTED)
 DIALS = ("verifier_n_real", "verifier_label_noise", "verifier_centre_noise")
 
 
-def rule_p6(cfg: ReportConfig) -> str:
+def rule(cfg: ReportConfig) -> str:
     return (
         "Per group (base configuration, n, filter and its settings) of filtered loops at "
         "lambda = 0 with a constant schedule and no task pool. (a) *Bounded*: on the last third "
@@ -58,7 +60,7 @@ def rule_p6(cfg: ReportConfig) -> str:
         "**refuted** if either refutes (Bonferroni over the two parts).")
 
 
-def rule_p6b(cfg: ReportConfig) -> str:
+def rule_quality(cfg: ReportConfig) -> str:
     return (
         "Per family of verifier groups (base configuration, n, filter_keep, threshold, "
         "verifier_source) with two or more qualities differing in one dial, seeds shared by "
@@ -205,18 +207,16 @@ def _b_family(members: list[tuple[dict, dict]], cfg: ReportConfig
     return res, b
 
 
-def verdict_p6(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
-               ) -> Prediction:
+def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(6, "lambda = 0 with a verifier or confidence filter: the risk stays "
                          "bounded, and the plateau falls as the verifier improves.",
-                      rule_p6(cfg), ALL_VERDICTS[:5],
+                      rule(cfg), ALL_VERDICTS[:5],
                       primary_rule="the counted group with the largest n, then the verifier "
                                    "fitted on all of S_0, then the strictest filter")
-    quality = Prediction(6, "Better verifier, lower plateau (part b).", rule_p6b(cfg),
+    quality = Prediction(6, "Better verifier, lower plateau (part b).", rule_quality(cfg),
                          ALL_VERDICTS, primary_key="6.quality",
                          primary_rule="the counted family with the largest n")
-    tagged = tag(records, settings)
-    index = plain_index(tagged)
+    tagged, index = evidence.tagged, evidence.index
     filtered = [r for r in tagged if r["filter"] != "none" and r["schedule"] == "constant"
                 and r["n_tasks"] is None and r.get("augment", 0) == 0
                 and r["real_fraction"] == 0]
@@ -283,3 +283,31 @@ def _primary(groups: list[GroupResult]) -> GroupResult | None:
                 math.inf if threshold is None else threshold)
 
     return min(groups, key=rank)
+
+
+def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
+    """Risk against generation per filter beside the unfiltered loop, then P6's groups and (b)."""
+    doc.add("## Prediction 6: filters on synthetic data at λ = 0", "",
+            "Mean test risk over seeds (band: min..max) of every filter beside the unfiltered "
+            "λ = 0 loop of the same base configuration, n and seeds (dashed).", "")
+    filtered = [r for r in evidence.tagged if r["filter"] != "none" and r["real_fraction"] == 0
+                and r["schedule"] == "constant" and r["n_tasks"] is None]
+    for (base, n), recs in group_by(filtered, lambda r: (r["base"], r["n"])).items():
+        curves: dict[str, list[dict]] = {}
+        for r in recs:
+            label = ", ".join(f"{k}={v}" for k, v in filter_of(r).items())
+            curves.setdefault(label, []).append(r)
+        seeds = {r["seed"] for r in recs}
+        plain = comparison_records(evidence.index, base, n, 0.0, seeds)
+        if plain:
+            curves["comparison: unfiltered λ = 0"] = plain
+        name = describe_group(recs[0]["base_label"], n=n)
+        doc.figure("filters", f"risk against generation per filter, {name}",
+                   lambda path, curves=curves, name=name, recs=recs: figures.curves_figure(
+                       curves, path, name, mean_ridge(recs)))
+    doc.verdict_table(pred)
+    doc.add("### Prediction 6 (b): better verifier, lower plateau", "")
+    if pred.sub["quality"].groups:
+        doc.verdict_table(pred.sub["quality"])
+    else:
+        doc.add("Not tested: no verifier groups that differ in quality.", "")

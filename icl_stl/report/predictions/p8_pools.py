@@ -14,26 +14,11 @@ import math
 
 import numpy as np
 
-from icl_stl.report.extension_runs import comparison, per_seed, plain_index, tag
-from icl_stl.report.rules import (
-    CONFIRMED,
-    INCONCLUSIVE,
-    NOT_APPLICABLE,
-    NOT_TESTED,
-    REFUTED,
-    UNDERPOWERED,
-    GroupResult,
-    Prediction,
-    ReportConfig,
-    apply_gate,
-    describe_group,
-    fields_of,
-    finalise,
-    fmt,
-    fmt_ci,
-    gate_of,
-    group_by,
-)
+from icl_stl.report.document import Document
+from icl_stl.report.evidence import Evidence
+from icl_stl.report.extension_runs import comparison, per_seed
+from icl_stl.report.groups import describe_group, group_by
+from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     C_CONFIRMED,
     C_INCONCLUSIVE,
@@ -42,11 +27,27 @@ from icl_stl.report.stats import (
     conjunction,
     outside_test,
 )
+from icl_stl.report.verdict import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_TESTED,
+    REFUTED,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    apply_gate,
+    fields_of,
+    finalise,
+    fmt,
+    fmt_ci,
+    gate_of,
+)
 
 FIVE = (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE)
 
 
-def rule_p8(cfg: ReportConfig) -> str:
+def rule(cfg: ReportConfig) -> str:
     return (
         "Per group (base configuration without loop.generations, n) of unfiltered loops with a "
         "task pool of M tasks and a constant schedule. (a) *Tracking*: at generation 0, on test "
@@ -181,13 +182,11 @@ def _group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
     return apply_gate(res, gate_of([r for r in recs if r["n_tasks"] == m], cfg.gate_tolerance))
 
 
-def verdict_p8(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
-               ) -> Prediction:
+def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(8, "Below the task-diversity threshold (M <= d) the learner tracks "
-                         "dMMSE, and the loop's drift differs from M = null.", rule_p8(cfg),
+                         "dMMSE, and the loop's drift differs from M = null.", rule(cfg),
                       FIVE, primary_rule="the counted group with the largest n")
-    tagged = tag(records, settings)
-    index = plain_index(tagged)
+    tagged, index = evidence.tagged, evidence.index
     pools = [r for r in tagged if r["n_tasks"] is not None and r["filter"] == "none"
              and r["schedule"] == "constant" and r.get("augment", 0) == 0]
     for (_, n), recs in group_by(pools, lambda r: (r["pool_base"], r["n"])).items():
@@ -196,3 +195,28 @@ def verdict_p8(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
         res.key = {**res.key, "n": n}
         pred.groups.append(res)
     return finalise(pred, cfg, lambda gs: max(gs, key=lambda g: g.key["n"], default=None))
+
+
+def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
+    """Generation 0's distances to ridge and dMMSE per pool size, then P8's groups."""
+    doc.add("## Prediction 8: finite task pools", "",
+            "Generation 0 on test prompts from the Gaussian prior: the learner's mean squared "
+            "distance (/d) to ridge's and to dMMSE's predictions, per pool size M (means over "
+            "seeds); log ratio > 0: closer to dMMSE.", "")
+    pools = [r for r in evidence.tagged if r["n_tasks"] is not None and r["filter"] == "none"
+             and r["schedule"] == "constant"]
+    rows = []
+    for (_, n), recs in group_by(pools, lambda r: (r["pool_base"], r["n"])).items():
+        for m, t in tracking_table(recs).items():
+            risks = [x for x in t["test_risk_prior"] if x is not None]
+            rows.append([describe_group(recs[0]["pool_base_label"], n=n) or "(all)", m,
+                         recs[0]["task_d"], len(t["seeds"]),
+                         fmt(float(np.mean(t["ridge"]))) if t["seeds"] else "n/a",
+                         fmt(float(np.mean(t["dmmse"]))) if t["seeds"] else "n/a",
+                         fmt(t["mean"]) + (f" [{fmt(min(t['log_ratio']))}, "
+                                           f"{fmt(max(t['log_ratio']))}]" if t["seeds"] else ""),
+                         fmt(float(np.mean(risks))) if risks else "n/a"])
+    if rows:
+        doc.table(["group", "M", "d", "seeds", "distance to ridge", "distance to dMMSE",
+                   "log(ridge / dMMSE) [min, max]", "risk on the prior"], rows)
+    doc.verdict_table(pred)

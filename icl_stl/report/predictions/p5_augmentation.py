@@ -1,4 +1,5 @@
-"""Prediction 5, judged from the loops that vary the augmentation size m (summary.json).
+"""Prediction 5: risk against the augmentation size m has an interior optimum m*, and m*
+grows as n shrinks; judged from the loops that vary m (summary.json).
 
 Per group (configuration, lambda), the final-generation risk of every (n, m) and seed: a seed
 bootstrap, shared by every n, gives m*(n) = argmin over m of the mean risk, whether it lies
@@ -10,25 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from icl_stl.report.rules import (
-    CONFIRMED,
-    INCONCLUSIVE,
-    NOT_APPLICABLE,
-    NOT_TESTED,
-    REFUTED,
-    UNDERPOWERED,
-    GroupResult,
-    Prediction,
-    ReportConfig,
-    apply_gate,
-    describe_group,
-    finalise,
-    fmt,
-    fmt_ci,
-    gate_of,
-    group_by,
-    in_theorem_setting,
-)
+from icl_stl.report import figures
+from icl_stl.report.document import Document
+from icl_stl.report.evidence import Evidence
+from icl_stl.report.groups import describe_group, group_by, in_theorem_setting
+from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     C_CONFIRMED,
     C_INCONCLUSIVE,
@@ -41,9 +28,24 @@ from icl_stl.report.stats import (
     t_pvalues,
     t_quantile,
 )
+from icl_stl.report.verdict import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_TESTED,
+    REFUTED,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    apply_gate,
+    finalise,
+    fmt,
+    fmt_ci,
+    gate_of,
+)
 
 
-def rule_p5(cfg: ReportConfig) -> str:
+def rule(cfg: ReportConfig) -> str:
     return (
         "Per group (configuration, lambda) with at least 3 augmentation sizes m at some n, "
         "final-generation risk of the seeds every (n, m) shares. Seed bootstrap "
@@ -176,12 +178,12 @@ def _p5_group(name: str, records: list[dict], cfg: ReportConfig) -> GroupResult:
     return res
 
 
-def verdict_p5(records: list[dict], cfg: ReportConfig) -> Prediction:
+def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(5, "Risk against augmentation size m has an interior optimum m*; m* "
-                         "grows as n shrinks.", rule_p5(cfg),
+                         "grows as n shrinks.", rule(cfg),
                       (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE),
                       primary_rule="the counted group with the smallest lambda")
-    varied = group_by(records, lambda r: (r["config"], r["real_fraction"]))
+    varied = group_by(evidence.records, lambda r: (r["config"], r["real_fraction"]))
     for (config, lam), recs in varied.items():
         if len({r.get("augment", 0) for r in recs}) < 2:
             continue
@@ -192,3 +194,17 @@ def verdict_p5(records: list[dict], cfg: ReportConfig) -> Prediction:
         gen0 = [r for r in recs if r["n"] == largest and r.get("augment", 0) == smallest_m]
         pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
     return finalise(pred, cfg, lambda gs: min(gs, key=lambda g: g.key["lambda"], default=None))
+
+
+def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
+    """Risk against m per (configuration, lambda), then P5's groups."""
+    doc.add("## Prediction 5: augmentation", "")
+    key = lambda r: (r["config"], r["real_fraction"])  # noqa: E731
+    for (config, lam), recs in group_by(evidence.records, key).items():
+        curves = {n: c for n, c in risk_against_m(recs).items() if len(c["ms"]) >= 2}
+        if curves:
+            name = describe_group(config, λ=float(lam))
+            doc.figure("augmentation", f"risk against m, {name}",
+                       lambda path, curves=curves, name=name: figures.augmentation_figure(
+                           curves, path, name))
+    doc.verdict_table(pred)

@@ -1,4 +1,5 @@
-"""Prediction 4, judged from the decay probe's per-seed records.
+"""Prediction 4: the final-generation error decays in n consistently with the bound (the
+decay probe).
 
 Per decay run, the final-generation metric per (seed, n) of its base loops is fitted with
 y = E_inf + A n^b, and b is bootstrapped over whole seeds. An upper bound with unknown
@@ -9,30 +10,17 @@ axes (calibration draws).
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 
-from icl_stl.report.collect import RunResult, loop_records_of
-from icl_stl.report.rules import (
-    CONFIRMED,
-    INCONCLUSIVE,
-    NOT_APPLICABLE,
-    NOT_TESTED,
-    UNDERPOWERED,
-    GroupResult,
-    Prediction,
-    ReportConfig,
-    apply_gate,
-    describe_group,
-    describe_test,
-    fields_of,
-    finalise,
-    fmt,
-    fmt_ci,
-    gate_of,
-    group_by,
-)
+from icl_stl.report import figures
+from icl_stl.report.collect import RunResult
+from icl_stl.report.document import Document
+from icl_stl.report.evidence import Evidence
+from icl_stl.report.groups import describe_group, group_by
+from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     C_CONFIRMED,
     C_INCONCLUSIVE,
@@ -44,12 +32,30 @@ from icl_stl.report.stats import (
     t_pvalues,
     t_quantile,
 )
+from icl_stl.report.verdict import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_TESTED,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    apply_gate,
+    describe_test,
+    fields_of,
+    finalise,
+    fmt,
+    fmt_ci,
+    gate_of,
+)
 from icl_stl.theory import fit_bound, fit_decay
+
+log = logging.getLogger(__name__)
 
 BOUND_EXPONENT = -0.25  # the bound's slowest term, n^-1/4
 
 
-def rule_p4(cfg: ReportConfig) -> str:
+def rule(cfg: ReportConfig) -> str:
     threshold = BOUND_EXPONENT + cfg.p4_tolerance
     return (
         f"Per decay run, on {cfg.p4_metric} (primary; excess_risk shown beside it) at the "
@@ -197,17 +203,21 @@ def _p4_group(name: str, decay: dict, records: list[dict], cfg: ReportConfig) ->
     return res
 
 
-def verdict_p4(runs: list[RunResult], cfg: ReportConfig) -> Prediction:
+def decay_groups(runs: list[RunResult]) -> dict[tuple, list[RunResult]]:
+    """{(config, lambda, counted): decay runs} in natural order: P4's groups."""
+    decays = [r for r in runs if r.decay is not None]
+    return group_by(decays, lambda r: (r.config, float(r.decay.get("real_fraction",
+                                                                   float("nan"))),
+                                       r.in_theorem_setting))
+
+
+def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(4, "Final-generation error decays in n consistently with the bound "
-                         "(at least as fast as n^-1/4 on the fitted range).", rule_p4(cfg),
+                         "(at least as fast as n^-1/4 on the fitted range).", rule(cfg),
                       (CONFIRMED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE),
                       primary_rule="the first counted decay group (configuration order)")
-    decays = [r for r in runs if r.decay is not None]
-    by_group = group_by(decays, lambda r: (r.config, float(r.decay.get("real_fraction",
-                                                                       float("nan"))),
-                                           r.in_theorem_setting))
-    for (config, lam, counted), group_runs in by_group.items():
-        recs = loop_records_of(runs, {str(r.path) for r in group_runs})
+    for (config, lam, counted), group_runs in decay_groups(evidence.runs).items():
+        recs = evidence.loop_records_of({str(r.path) for r in group_runs})
         name = describe_group(config, λ=lam)
         res = _p4_group(name, group_runs[0].decay, recs, cfg)
         res.counted, res.key = bool(counted), {"lambda": lam}
@@ -232,3 +242,39 @@ def bound_envelope(ns: list[int], values: np.ndarray, weights: np.ndarray, cfg: 
     curves = np.array(curves)
     low, mid, high = np.quantile(curves, [0.05, 0.5, 0.95], axis=0)
     return grid, low, mid, high
+
+
+def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
+    """Per decay group the metric against n with its fit and the bound's envelope, then P4's
+    groups."""
+    cfg = pred.rules
+    doc.add("## Prediction 4: error decay against n", "",
+            f"Final-generation {cfg.p4_metric} against n (grey: seeds), the fit E_inf + A n^b "
+            "with its bootstrap interval, the bound's shape c1 n^-1 log^2 n + c2 n^-1/2 log n + "
+            "c3 n^-1/4 (c >= 0) as a descriptive envelope over seed-bootstrap resamples (its "
+            "coefficients are not identified), and n^-1/4 for reference.", "")
+    for g, group_runs in zip(pred.groups, decay_groups(evidence.runs).values()):
+        title = g.group or group_runs[0].path.name
+        records = evidence.loop_records_of({str(r.path) for r in group_runs})
+        doc.figure("decay", f"decay, {title}",
+                   lambda path, g=g, records=records, title=title: _decay_figure(
+                       path, g, records, title, cfg))
+    doc.verdict_table(pred)
+
+
+def _decay_figure(path, group: GroupResult, records: list[dict], title: str,
+                  cfg: ReportConfig):
+    """The decay figure of one group over its fit range (None when there is nothing to fit)."""
+    ns, seeds, values, _ = decay_table(records, cfg.p4_metric)
+    keep = (group.parts.get("range") or {}).get("ns") or ns
+    cols = [ns.index(n) for n in keep if n in ns]
+    if len(cols) < 3 or len(seeds) < 1:
+        return None
+    values = values[:, cols]
+    try:
+        fit = p4_core(values, keep, cfg, np.random.default_rng(cfg.bootstrap_seed))
+        envelope = bound_envelope(keep, values, np.asarray(fit["weights"]), cfg)
+        return figures.decay_figure(keep, values, fit, path, title, cfg.p4_metric, envelope)
+    except (ValueError, FloatingPointError) as err:
+        log.warning("no decay figure for %s: %s", title, err)
+        return None

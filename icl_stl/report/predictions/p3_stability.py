@@ -1,11 +1,11 @@
-"""Prediction 3, judged from the stability probe's per-seed records (P4, the decay probe's, is
-in `decay_verdicts`).
+"""Prediction 3: gamma_i shrinks as n grows and stays bounded in i when lambda > 0 (the
+stability probe).
 
-P3 reads gamma per (seed, n, generation) from `collect.stability_records`: the mean over that
-seed's replaced indices (its twins share one base loop, so they are one replicate), beside the
-seed's chaos control (the same S_0 trained with another batch order): gamma is only read where
-it is significantly below `chaos_ratio` x that ceiling. The `*_core` functions take arrays with
-a seed axis and any leading axes (calibration draws).
+P3 reads gamma per (seed, n, generation) from `Evidence.stability`: the mean over that seed's
+replaced indices (its twins share one base loop, so they are one replicate), beside the seed's
+chaos control (the same S_0 trained with another batch order): gamma is only read where it is
+significantly below `chaos_ratio` x that ceiling. The `*_core` functions take arrays with a
+seed axis and any leading axes (calibration draws).
 """
 
 from __future__ import annotations
@@ -14,29 +14,12 @@ import math
 
 import numpy as np
 
-from icl_stl.report.collect import RunResult, loop_records_of
-from icl_stl.report.loop_verdicts import p2_core
-from icl_stl.report.rules import (
-    CONFIRMED,
-    INCONCLUSIVE,
-    NOT_APPLICABLE,
-    NOT_TESTED,
-    REFUTED,
-    UNDERPOWERED,
-    GroupResult,
-    Prediction,
-    ReportConfig,
-    apply_gate,
-    describe_group,
-    describe_test,
-    fields_of,
-    finalise,
-    fmt,
-    fmt_ci,
-    gate_of,
-    group_by,
-    last_third,
-)
+from icl_stl.report import figures
+from icl_stl.report.document import Document
+from icl_stl.report.evidence import Evidence
+from icl_stl.report.groups import describe_group, group_by, last_third
+from icl_stl.report.predictions.p2_bounded import p2_core
+from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     C_CONFIRMED,
     C_INCONCLUSIVE,
@@ -46,11 +29,28 @@ from icl_stl.report.stats import (
     holm,
     slopes,
 )
+from icl_stl.report.verdict import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_TESTED,
+    REFUTED,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    apply_gate,
+    describe_test,
+    fields_of,
+    finalise,
+    fmt,
+    fmt_ci,
+    gate_of,
+)
 
 GAMMA = "gamma_mean"  # the verdict's statistic; gamma_max is shown beside it
 
 
-def rule_p3(cfg: ReportConfig) -> str:
+def rule(cfg: ReportConfig) -> str:
     return (
         f"Per stability group (configuration, lambda, replacement; runs pooled over n), on "
         f"{GAMMA} averaged over each seed's replaced indices (one value per seed). *Chaos "
@@ -64,10 +64,6 @@ def rule_p3(cfg: ReportConfig) -> str:
         f"third of generations over the mean gamma, TOST inside +-{cfg.p3_bounded_margin:g} "
         "(Holm over n for refutations). **Confirmed** if (a) and every n of (b) confirm; "
         "**refuted** if (a) or (b) refutes (Bonferroni over the two parts).")
-
-
-# ---------------------------------------------------------------------------------------------
-# Prediction 3
 
 
 def chaos_core(gamma: np.ndarray, chaos: np.ndarray, cfg: ReportConfig) -> dict:
@@ -224,25 +220,25 @@ def _fill_a(res: GroupResult, gamma: np.ndarray, ns: list[int], cfg: ReportConfi
     return a
 
 
-def verdict_p3(stab_records: list[dict], runs: list[RunResult], cfg: ReportConfig) -> Prediction:
+def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(3, "gamma_i shrinks as n grows and stays bounded in i when lambda > 0.",
-                      rule_p3(cfg), (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED,
+                      rule(cfg), (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED,
                                      NOT_APPLICABLE),
                       primary_rule="the counted group with fresh replacement and the smallest "
                                    "lambda > 0 (else lambda = 0)")
-    for (config, lam, replacement, counted), recs in stability_groups(stab_records).items():
+    for (config, lam, replacement, counted), recs in stability_groups(evidence.stability).items():
         name = describe_group(config, λ=lam, replacement=replacement)
         res = _p3_group(name, recs, lam, cfg)
         res.counted = bool(counted)
         res.key = {"lambda": lam, "replacement": replacement}
         paths = {p for r in recs for p in r.get("runs", [r.get("run")])}
         largest = max(r["n"] for r in recs)
-        gen0 = [r for r in loop_records_of(runs, paths) if r["n"] == largest]
+        gen0 = [r for r in evidence.loop_records_of(paths) if r["n"] == largest]
         pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
-    return finalise(pred, cfg, _primary_p3)
+    return finalise(pred, cfg, _primary)
 
 
-def _primary_p3(groups: list[GroupResult]) -> GroupResult | None:
+def _primary(groups: list[GroupResult]) -> GroupResult | None:
     if not groups:
         return None
 
@@ -251,3 +247,28 @@ def _primary_p3(groups: list[GroupResult]) -> GroupResult | None:
         return (g.key.get("replacement") != "fresh", lam == 0, lam)
 
     return min(groups, key=rank)
+
+
+def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
+    """gamma against generation and n per stability group, its table, then P3's groups."""
+    doc.add("## Prediction 3: recursive stability", "",
+            "gamma (mean over each seed's replaced indices) beside its chaos ceiling: the same "
+            "S_0 trained with another batch order. Only gamma clearly below the ceiling "
+            "measures one prompt's effect.", "")
+    rows = []
+    for (config, lam, replacement, _), recs in stability_groups(evidence.stability).items():
+        table = stability_table(recs)
+        if not table:
+            continue
+        name = describe_group(config, λ=lam, replacement=replacement)
+        doc.figure("stability", f"gamma against generation and n, {name}",
+                   lambda path, table=table, name=name: figures.stability_figure(table, path,
+                                                                                 name))
+        for (n, g), row in sorted(table.items()):
+            rows.append([name or "(all)", n, g, row["n_seeds"], fmt(row.get("gamma_mean")),
+                         fmt(row.get("gamma_max")), fmt(row.get("chaos_gamma_mean")),
+                         fmt(row.get("gamma_ratio"))])
+    if rows:
+        doc.table(["group", "n", "generation", "seeds", "gamma_mean", "gamma_max",
+                   "chaos ceiling (gamma_mean)", "gamma / ceiling"], rows)
+    doc.verdict_table(pred)

@@ -14,8 +14,19 @@ import numpy as np
 
 from icl_stl.config import ConfigError
 from icl_stl.config.schedules import real_fraction
-from icl_stl.report.extension_runs import comparison, per_seed, plain_index, tag
-from icl_stl.report.rules import (
+from icl_stl.report import figures
+from icl_stl.report.document import Document
+from icl_stl.report.evidence import Evidence
+from icl_stl.report.extension_runs import (
+    comparison,
+    comparison_records,
+    mean_ridge,
+    per_seed,
+)
+from icl_stl.report.groups import describe_group, group_by, last_third, seed_matrix
+from icl_stl.report.rules import ReportConfig
+from icl_stl.report.stats import CODES, directional_test, slopes, tost_both_sides
+from icl_stl.report.verdict import (
     CONFIRMED,
     INCONCLUSIVE,
     NOT_APPLICABLE,
@@ -24,25 +35,19 @@ from icl_stl.report.rules import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    ReportConfig,
     apply_gate,
-    describe_group,
     describe_test,
     fields_of,
     finalise,
     fmt,
     gate_of,
-    group_by,
-    last_third,
-    seed_matrix,
 )
-from icl_stl.report.stats import CODES, directional_test, slopes, tost_both_sides
 
 FIVE = (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE)
 MAX_GENERATIONS = 10_000  # how far ahead the report looks for the generation a floor is reached
 
 
-def rule_p7(cfg: ReportConfig) -> str:
+def rule(cfg: ReportConfig) -> str:
     return (
         "Per group (base configuration, n, schedule, lambda_1, rate, floor > 0) of unfiltered "
         "loops without a task pool, paired with the constant-schedule loops at lambda = floor "
@@ -55,7 +60,7 @@ def rule_p7(cfg: ReportConfig) -> str:
         f"(each side at {cfg.alpha / 2:g}).")
 
 
-def rule_p7b(cfg: ReportConfig) -> str:
+def rule_collapse(cfg: ReportConfig) -> str:
     return (
         "Heuristic (the bound says errors can compound, not that they must), per group of a "
         "decaying schedule with floor 0: on the last third of generations, per seed the "
@@ -191,19 +196,17 @@ def _b_group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
     return res
 
 
-def verdict_p7(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
-               ) -> Prediction:
+def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(7, "A decaying lambda with a positive floor behaves like a constant "
-                         "lambda at the floor.", rule_p7(cfg), FIVE,
+                         "lambda at the floor.", rule(cfg), FIVE,
                       primary_rule="the counted group with the largest n, then the smallest "
                                    "floor > 0, then exponential decay")
     collapse = Prediction(7, "A decaying lambda with floor 0 collapses (heuristic).",
-                          rule_p7b(cfg), FIVE + (NOT_TESTED,), heuristic=True,
+                          rule_collapse(cfg), FIVE + (NOT_TESTED,), heuristic=True,
                           primary_key="7.collapse",
                           primary_rule="the counted group with the largest n, then "
                                        "exponential decay")
-    tagged = tag(records, settings)
-    index = plain_index(tagged)
+    tagged, index = evidence.tagged, evidence.index
     decaying = [r for r in tagged if r["schedule"] != "constant" and r["filter"] == "none"
                 and r["n_tasks"] is None and r.get("augment", 0) == 0]
     key = lambda r: (r["base"], r["n"], r["schedule"], float(r["real_fraction"]),  # noqa: E731
@@ -224,3 +227,41 @@ def verdict_p7(records: list[dict], settings: dict[str, dict], cfg: ReportConfig
         collapse.reading = "not tested: no decaying schedule with floor 0"
     pred.sub["collapse"] = collapse
     return pred
+
+
+def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
+    """Risk against generation per schedule beside the constant loop at its floor, lambda_i by
+    generation, then P7's groups and (b)."""
+    doc.add("## Prediction 7: decaying real-data schedules", "",
+            "Mean test risk over seeds (band: min..max) of every schedule beside the "
+            "constant-λ loop at its floor (dashed), same base configuration, n and seeds; the "
+            "table gives λ_i by generation.", "")
+    decaying = [r for r in evidence.tagged if r["schedule"] != "constant"
+                and r["filter"] == "none" and r["n_tasks"] is None]
+    rows = []
+    key = lambda r: (r["schedule"], float(r["real_fraction"]), float(r["rate"]),  # noqa: E731
+                     float(r["floor"]))
+    for (base, n), recs in group_by(decaying, lambda r: (r["base"], r["n"])).items():
+        curves: dict[str, list[dict]] = {}
+        for (schedule, lam0, rate, floor), group in group_by(recs, key).items():
+            label = f"{schedule} λ1={lam0:g} rate={rate:g} floor={floor:g}"
+            curves[label] = group
+            const = comparison_records(evidence.index, base, n, floor,
+                                       {r["seed"] for r in group})
+            if const:
+                curves[f"comparison: constant λ = {floor:g}"] = const
+            by_gen = {r["generation"]: lambda_of(r) for r in group}
+            rows.append([describe_group(recs[0]["base_label"], n=n), label,
+                         ", ".join(f"{g}: {fmt(by_gen[g])}" for g in sorted(by_gen))])
+        name = describe_group(recs[0]["base_label"], n=n)
+        doc.figure("schedules", f"risk against generation per schedule, {name}",
+                   lambda path, curves=curves, name=name, recs=recs: figures.curves_figure(
+                       curves, path, name, mean_ridge(recs)))
+    if rows:
+        doc.table(["group", "schedule", "λ_i by generation"], rows)
+    doc.verdict_table(pred)
+    doc.add("### Prediction 7 (b), heuristic: a floor of zero collapses", "")
+    if pred.sub["collapse"].groups:
+        doc.verdict_table(pred.sub["collapse"])
+    else:
+        doc.add("Not tested: no decaying schedule with floor 0.", "")
