@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from icl_stl import RESULTS_VERSION
 from icl_stl.config import (
     ConfigError,
     EvalConfig,
@@ -31,7 +30,6 @@ from icl_stl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
-    omit_extension_defaults,
 )
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.tasks import make_task
@@ -68,7 +66,7 @@ from icl_stl.persistence import (
     save_state,
 )
 from icl_stl.persistence.faults import fault_point
-from icl_stl.persistence.identity import describe_differences, train_identity
+from icl_stl.persistence.identity import describe_differences, loop_checkpoint_identity
 from icl_stl.runs.logger import RunLogger
 from icl_stl.runs.provenance import code_provenance
 from icl_stl.training.baselines import bayes_optimal_ridge_alpha
@@ -101,16 +99,8 @@ class LoopSettings:
 
     def identity(self) -> dict:
         """What must match for a checkpoint to be resumed (the generation count may grow)."""
-        loop = dataclasses.asdict(self.loop)
-        for key in ("generations", "label_batch_size", "share_generation_0"):
-            loop.pop(key)  # share_generation_0 changes the work, not the numbers
-        if loop.get("warmup_steps") is None:  # the default: loops written before it resume
-            loop.pop("warmup_steps", None)
-        return omit_extension_defaults(
-            {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
-             "train": train_identity(self.train), "loop": loop,
-             "eval_prompts": self.eval.n_prompts, "seed": self.seed,
-             "results_version": RESULTS_VERSION})
+        return loop_checkpoint_identity(self.task, self.model, self.train, self.eval,
+                                        self.loop, self.seed)
 
 
 def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
