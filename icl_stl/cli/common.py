@@ -21,19 +21,17 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from icl_stl import RESULTS_VERSION
 from icl_stl.cli.preflight import preflight
 from icl_stl.cli.sweeps import ERROR_FILE, sweep_threads
 from icl_stl.config import (
     AppConfig,
     ConfigError,
     RuntimeConfig,
-    omit_extension_defaults,
     parse_app_config,
 )
 from icl_stl.data.seeding import resolve_device
 from icl_stl.persistence import PersistenceError, RunLockedError, atomic_write_json
-from icl_stl.persistence.identity import train_identity
+from icl_stl.persistence.identity import run_identity
 from icl_stl.runs.logger import RunLogger
 from icl_stl.training.engine import DivergenceError, RuntimeOptions
 
@@ -70,19 +68,8 @@ def runtime_options(rc: RuntimeConfig) -> RuntimeOptions:
 
 
 def settings_hash(app: AppConfig, kind: str) -> str:
-    """A short hash of what determines a run's results (not where or how it is logged)."""
-    relevant = {k: v for k, v in dataclasses.asdict(app).items()
-                if k not in ("logger", "runtime", "run")}
-    relevant["train"] = train_identity(app.train)  # not the logging cadence
-    relevant["results_version"] = RESULTS_VERSION
-    if app.loop is not None:  # growing the number of generations continues the same loop
-        relevant["loop"] = {k: v for k, v in relevant["loop"].items()
-                            if k not in ("generations", "label_batch_size",
-                                         "share_generation_0")}
-        if relevant["loop"].get("warmup_steps") is None:  # the default keeps older run names
-            relevant["loop"].pop("warmup_steps", None)
-    relevant = omit_extension_defaults(relevant)  # settings added later: older names stay
-    text = json.dumps({"kind": kind, **relevant}, sort_keys=True, default=str)
+    """A short hash of what determines a run's results (`persistence.identity.run_identity`)."""
+    text = json.dumps({"kind": kind, **run_identity(app)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 

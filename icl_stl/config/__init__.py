@@ -40,7 +40,8 @@ from icl_stl.config.fields import check_float as check_float
 from icl_stl.config.fields import check_int as check_int
 from icl_stl.config.fields import from_container as from_container
 from icl_stl.config.fields import to_container as to_container
-from icl_stl.config.schedules import RealSchedule, real_count
+from icl_stl.config.schedules import ROUNDINGS, RealSchedule, real_count
+from icl_stl.config.schedules import SCHEDULES as REAL_SCHEDULES
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +192,8 @@ REAL_SOURCES = ("reuse", "fresh")
 SYNTHETIC_MODES = ("replace", "accumulate")
 INIT_MODES = ("from_scratch", "warm_start")
 LABEL_MODES = ("sample", "context", "mean")
-ROUNDINGS = ("exact", "floor", "round", "ceil")
 LEARNERS = ("transformer", "gaussian_prior")
 LABELLERS = ("model", "oracle")
-REAL_SCHEDULES = ("constant", "linear", "exponential")  # icl_stl/config/schedules.py
 FILTERS = ("none", "confidence", "verifier")  # icl_stl/loop/filters.py
 VERIFIER_SOURCES = ("s0", "real")
 
@@ -237,7 +236,7 @@ class LoopConfig:
     share_generation_0: Bool = True
     # lambda_i of generation i >= 1 (icl_stl/config/schedules.py): constant (real_fraction),
     # or decayed linearly / exponentially from real_fraction by `rate` per generation, never
-    # below `floor`. Defaults keep today's loop and its identity (`EXTENSION_DEFAULTS`).
+    # below `floor`. The defaults leave a run's identity as it is (`EXTENSION_DEFAULTS`).
     real_schedule: Choice(REAL_SCHEDULES) = "constant"
     real_schedule_rate: Float(0.0) = 0.0
     real_schedule_floor: Float(0.0, 1.0) = 0.0
@@ -276,21 +275,14 @@ class LoopConfig:
             fail("loop.filter", self.filter, "'none' or 'verifier' with loop.labeller=oracle")
         return self
 
-    def schedule(self, lambda0: float):
-        """The member's real-data schedule (lambda0: its real_fraction), validated."""
-        sched = RealSchedule(self.real_schedule, lambda0, self.real_schedule_rate,
-                             self.real_schedule_floor)
-        sched.validate("loop")
-        return sched
+    def schedule(self, lambda0: float, path: str = "loop") -> RealSchedule:
+        """The real-data schedule of a member whose real_fraction is lambda0, validated."""
+        return RealSchedule(self.real_schedule, lambda0, self.real_schedule_rate,
+                            self.real_schedule_floor, path)
 
-    def real_counts(self, lambda0: float, n: int) -> list[int]:
-        """Real prompts of S_1..S_generations for a member with real_fraction lambda0 and n.
-
-        constant: `real_count`, as before schedules existed (the same numbers and messages).
-        """
-        if self.real_schedule == "constant":
-            return [real_count(lambda0, n, self.rounding)] * self.generations
-        return self.schedule(lambda0).counts(n, self.generations, self.rounding)[1:]
+    def real_counts(self, lambda0: float, n: int, path: str = "loop") -> list[int]:
+        """Real prompts of S_1..S_generations for a member with real_fraction lambda0 and n."""
+        return self.schedule(lambda0, path).counts(n, self.generations, self.rounding)[1:]
 
     def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig) -> None:
         """Check what depends on the other sections, for data.n = `n`."""
@@ -298,8 +290,8 @@ class LoopConfig:
         if n is None:
             raise ConfigError("data.n must be a positive integer for the loop (S_0 is a finite "
                               "set of n prompts), got None")
-        real_count(self.real_fraction, n, self.rounding, path)
-        reals = self.real_counts(self.real_fraction, n)
+        real_count(self.real_fraction, n, self.rounding, path)  # also with no generation
+        reals = self.real_counts(self.real_fraction, n, path)
         if self.filter == "confidence" and self.learner == "transformer" and (
                 self.labeller == "model" and not model.gaussian_head):
             fail(f"{path}.filter", self.filter, "'none' or 'verifier' unless "

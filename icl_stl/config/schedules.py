@@ -16,13 +16,14 @@ loop at the floor, which is what prediction P7 compares it with.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
-from icl_stl.config.fields import ConfigError
+from icl_stl.config.fields import ConfigError, check_choice, check_float
 
-__all__ = ["SCHEDULES", "RealSchedule", "real_count", "real_count_rounded", "real_fraction",
-           "validate_schedule"]
+__all__ = ["ROUNDINGS", "SCHEDULES", "RealSchedule", "real_count", "real_count_rounded",
+           "real_fraction", "validate_schedule"]
 
 SCHEDULES = ("constant", "linear", "exponential")
 ROUNDINGS = ("exact", "floor", "round", "ceil")
@@ -40,18 +41,17 @@ def real_count(real_fraction: float, n: int, rounding: str, path: str = "loop") 
     return int({"floor": math.floor, "round": round, "ceil": math.ceil}[rounding](exact + 0.0))
 
 
-# Local checks (only ConfigError is shared with icl_stl.config), same one-line message shape.
-def _choice(path: str, value: object, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ConfigError(f"{path} must be one of {list(choices)}, got {value!r}")
-
-
-def _number(path: str, value: object, lo: float, hi: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{path} must be a finite number, got {value!r}")
-    if value < lo or (hi is not None and value > hi):
-        domain = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"{path} must be a number {domain}, got {value!r}")
+def real_count_rounded(fraction: float, n: int, rounding: str, path: str = "loop") -> int:
+    """lambda_i n as a count (`real_count`'s rounding). A decayed lambda_i n is rarely whole, so
+    `exact` rounding names the schedule (not a fixed real_fraction) as the setting to change."""
+    check_choice(f"{path}.rounding", rounding, ROUNDINGS)
+    try:
+        return real_count(fraction, n, rounding, path)
+    except ConfigError:
+        raise ConfigError(
+            f"{path}.rounding=exact needs lambda_i n whole at every generation, but "
+            f"{path}.real_schedule gives lambda_i={fraction:g} with n={n} ({fraction * n:g} "
+            f"prompts); set {path}.rounding to floor, round or ceil") from None
 
 
 def validate_schedule(schedule: str, lambda0: float, rate: float, floor: float,
@@ -63,10 +63,10 @@ def validate_schedule(schedule: str, lambda0: float, rate: float, floor: float,
     exponential: per-generation log decay) and `{path}.real_schedule_floor` (in [0, lambda0]).
     A decay needs a positive rate: a decaying schedule that never decays is a typo.
     """
-    _choice(f"{path}.real_schedule", schedule, SCHEDULES)
-    _number(f"{path}.real_fraction", lambda0, 0.0, 1.0)
-    _number(f"{path}.real_schedule_rate", rate, 0.0)
-    _number(f"{path}.real_schedule_floor", floor, 0.0, 1.0)
+    check_choice(f"{path}.real_schedule", schedule, SCHEDULES)
+    check_float(f"{path}.real_fraction", lambda0, 0.0, 1.0)
+    check_float(f"{path}.real_schedule_rate", rate, 0.0)
+    check_float(f"{path}.real_schedule_floor", floor, 0.0, 1.0)
     if schedule == "constant":
         return
     if rate == 0:
@@ -81,6 +81,55 @@ def validate_schedule(schedule: str, lambda0: float, rate: float, floor: float,
                           f"({lambda0!r}), got {floor!r}")
 
 
+@dataclass(frozen=True)
+class RealSchedule:
+    """A schedule, validated when built (a ConfigError names `{path}.<setting>`): `fraction(i)`
+    is lambda_i, `count(i, n, rounding)` the real prompts of S_i."""
+
+    schedule: str = "constant"
+    lambda0: float = 0.5
+    rate: float = 0.0
+    floor: float = 0.0
+    path: str = dataclasses.field(default="loop", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        validate_schedule(self.schedule, self.lambda0, self.rate, self.floor, self.path)
+
+    def fraction(self, generation: int) -> float:
+        """lambda_i (see the module doc); 1.0 at generation 0, and a constant schedule's
+        lambda0 as given (an int 0 or 1 of `members.real_fractions` stays one in records)."""
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+            raise ValueError(f"generation must be an integer >= 0, got {generation!r}")
+        if generation == 0:
+            return 1.0
+        steps = generation - 1
+        if self.schedule == "constant":
+            return self.lambda0
+        if self.schedule == "linear":
+            return max(float(self.floor), self.lambda0 - self.rate * steps)
+        return max(float(self.floor), self.lambda0 * math.exp(-self.rate * steps))
+
+    def fractions(self, generations: int) -> list[float]:
+        """lambda_i for i = 0..generations: what summary.json records per generation."""
+        return [self.fraction(i) for i in range(generations + 1)]
+
+    def count(self, generation: int, n: int, rounding: str) -> int:
+        """Real prompts of S_i: n at generation 0, else lambda_i n under `rounding`. Where
+        `exact` rounding fails, the message names the setting to change: real_fraction while
+        lambda_i is it, the schedule once it has decayed."""
+        fraction = self.fraction(generation)
+        if generation == 0:
+            return n
+        if fraction == self.lambda0:
+            check_choice(f"{self.path}.rounding", rounding, ROUNDINGS)
+            return real_count(fraction, n, rounding, self.path)
+        return real_count_rounded(fraction, n, rounding, self.path)
+
+    def counts(self, n: int, generations: int, rounding: str) -> list[int]:
+        """Real prompts of S_i for i = 0..generations (n at generation 0)."""
+        return [self.count(i, n, rounding) for i in range(generations + 1)]
+
+
 def real_fraction(generation: int, schedule: str, lambda0: float, rate: float = 0.0,
                   floor: float = 0.0) -> float:
     """lambda_i of `generation` (see the module doc); 1.0 at generation 0 (S_0 is all real).
@@ -88,53 +137,5 @@ def real_fraction(generation: int, schedule: str, lambda0: float, rate: float = 
     Raises ConfigError (paths under `loop.`) for a bad schedule and ValueError for a negative
     generation.
     """
-    validate_schedule(schedule, lambda0, rate, floor)
-    if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
-        raise ValueError(f"generation must be an integer >= 0, got {generation!r}")
-    if generation == 0:
-        return 1.0
-    steps = generation - 1
-    if schedule == "constant":
-        return float(lambda0)
-    if schedule == "linear":
-        return max(float(floor), lambda0 - rate * steps)
-    return max(float(floor), lambda0 * math.exp(-rate * steps))
-
-
-def real_count_rounded(fraction: float, n: int, rounding: str, path: str = "loop") -> int:
-    """lambda_i n as a count (`real_count`'s rounding). A decaying lambda_i n is rarely whole, so
-    `exact` rounding names the schedule (not a fixed real_fraction) as the setting to change."""
-    _choice(f"{path}.rounding", rounding, ROUNDINGS)
-    try:
-        return real_count(fraction, n, rounding, path)
-    except ConfigError:
-        raise ConfigError(
-            f"{path}.rounding=exact needs lambda_i n whole at every generation, but "
-            f"{path}.real_schedule gives lambda_i={fraction:g} with n={n} ({fraction * n:g} "
-            f"prompts); set {path}.rounding to floor, round or ceil") from None
-
-
-@dataclass(frozen=True)
-class RealSchedule:
-    """A validated schedule; `fraction(i)` is lambda_i and `fractions(G)` lambda_0..lambda_G."""
-
-    schedule: str = "constant"
-    lambda0: float = 0.5
-    rate: float = 0.0
-    floor: float = 0.0
-
-    def validate(self, path: str = "loop") -> None:
-        validate_schedule(self.schedule, self.lambda0, self.rate, self.floor, path)
-
-    def fraction(self, generation: int) -> float:
-        return real_fraction(generation, self.schedule, self.lambda0, self.rate, self.floor)
-
-    def fractions(self, generations: int) -> list[float]:
-        """lambda_i for i = 0..generations: what summary.json records per generation."""
-        return [self.fraction(i) for i in range(generations + 1)]
-
-    def counts(self, n: int, generations: int, rounding: str) -> list[int]:
-        """Real prompts of S_i for i = 0..generations (n at generation 0)."""
-        return [n if i == 0 else real_count_rounded(self.fraction(i), n, rounding)
-                for i in range(generations + 1)]
+    return RealSchedule(schedule, lambda0, rate, floor).fraction(generation)
 

@@ -2,7 +2,8 @@
 
 The scores, the selection and the record are `icl_stl.loop.filters` and `icl_stl.loop.verifier`;
 this module only decides, from the loop's settings, which score a member's pool gets and how many
-prompts it keeps (`mixing.counts`: the configured synthetic count m, so S_i keeps its size).
+prompts it keeps (the plan's `n_synthetic`: the configured synthetic count m, so S_i keeps its
+size).
 
 The verifier is ridge centred on the tasks of real prompts, with the prior's variance known
 (task.w_scale^2, as the reference learner knows it) and the task's noise variance:
@@ -24,7 +25,8 @@ from icl_stl.data.prompts import PromptSet
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import Task
 from icl_stl.loop.filters import filter_record, select, variance_scores
-from icl_stl.loop.mixing import MemberSpec, counts, real_counterpart, real_part
+from icl_stl.loop.mixing import real_counterpart, real_part
+from icl_stl.loop.plan import GenerationPlan, MemberSpec
 from icl_stl.loop.verifier import RidgeVerifier, fit_verifier, verifier_scores
 
 __all__ = ["FILTER_KEYS", "Filtered", "apply_filter", "filter_members", "member_verifier",
@@ -51,13 +53,14 @@ def no_filter_record() -> dict:
 
 
 def member_verifier(loop: LoopConfig, task_cfg: TaskConfig, task: Task, member: MemberSpec,
-                    s0: PromptSet, generation: int, k: int) -> RidgeVerifier:
-    """The verifier member `member` filters generation `generation`'s pool with (module doc)."""
+                    s0: PromptSet, plan: GenerationPlan, k: int) -> RidgeVerifier:
+    """The verifier `member` filters the pool of generation `plan.generation` with (module
+    doc)."""
     if loop.verifier_source == "s0":
         data, gen = s0, make_generator(member.seed, "verifier")
     else:
-        data = real_part(loop, member, s0, generation, task, k)[0]
-        gen = make_generator(member.seed, "verifier", generation)
+        data = real_part(loop, member, s0, plan, task, k)[0]
+        gen = make_generator(member.seed, "verifier", plan.generation)
     return fit_verifier(data, task_cfg.noise_std ** 2, w_var=task_cfg.w_scale ** 2,
                         n_real=loop.verifier_n_real,
                         label_noise_std=loop.verifier_label_noise_std,
@@ -68,10 +71,10 @@ def _finite_or_none(value: object) -> object:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def apply_filter(loop: LoopConfig, member: MemberSpec, generation: int, labelled: PromptSet,
+def apply_filter(loop: LoopConfig, plan: GenerationPlan, labelled: PromptSet,
                  real: PromptSet, variance: Tensor | None = None,
                  verifier: RidgeVerifier | None = None) -> Filtered:
-    """Score the labelled pool, keep the configured synthetic count, record how it went.
+    """Score the labelled pool, keep the plan's synthetic count, record how it went.
 
     labelled: the pool generation i-1 labelled; real: real labels of the same x's
     (`mixing.real_counterpart`); variance (pool, k): the head's predicted variance
@@ -89,27 +92,26 @@ def apply_filter(loop: LoopConfig, member: MemberSpec, generation: int, labelled
         scores = verifier_scores(verifier, labelled, start)
     else:
         raise ValueError(f"apply_filter called with loop.filter={loop.filter!r}")
-    _, wanted = counts(loop, member, generation)
-    selection = select(scores.cpu(), wanted, loop.filter_threshold)
+    selection = select(scores.cpu(), plan.n_synthetic, loop.filter_threshold)
     record = {k: _finite_or_none(v) for k, v in filter_record(selection, labelled, real).items()}
     index = selection.index.to(torch.long)
     return Filtered(labelled[index.to(labelled.xs.device)], index, record)
 
 
 def filter_members(loop: LoopConfig, task_cfg: TaskConfig, task: Task,
-                   members: list[MemberSpec], s0s: list[PromptSet], generation: int, k: int,
-                   pools: list[PromptSet], variances: list[Tensor | None]
+                   members: list[MemberSpec], s0s: list[PromptSet], plans: list[GenerationPlan],
+                   k: int, pools: list[PromptSet], variances: list[Tensor | None]
                    ) -> tuple[list[PromptSet], list[dict]]:
-    """Every member's filtered pool, and per member {"record", "index"}: what the generation
-    records and which pool positions it kept (stored with the synthetic prompts, so that a
-    resumed generation records the same)."""
+    """Every member's filtered pool (`plans`: each member's plan of this generation), and per
+    member {"record", "index"}: what the generation records and which pool positions it kept
+    (stored with the synthetic prompts, so that a resumed generation records the same)."""
     kept, info = [], []
     for m, member in enumerate(members):
         verifier = None
         if loop.filter == "verifier":
-            verifier = member_verifier(loop, task_cfg, task, member, s0s[m], generation, k)
-        real = real_counterpart(loop, member, generation, task, k)
-        out = apply_filter(loop, member, generation, pools[m], real, variances[m], verifier)
+            verifier = member_verifier(loop, task_cfg, task, member, s0s[m], plans[m], k)
+        real = real_counterpart(member, plans[m], task, k)
+        out = apply_filter(loop, plans[m], pools[m], real, variances[m], verifier)
         kept.append(out.kept)
         info.append({"record": out.record, "index": out.index})
     return kept, info

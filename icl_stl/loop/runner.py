@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from icl_stl import RESULTS_VERSION
 from icl_stl.config import (
     ConfigError,
     EvalConfig,
@@ -31,7 +30,6 @@ from icl_stl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
-    omit_extension_defaults,
 )
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.tasks import make_task
@@ -42,14 +40,13 @@ from icl_stl.loop.learners import Learner, LearnerContext, make_learner
 from icl_stl.loop.metrics import generation_record, log_gate
 from icl_stl.loop.mixing import (
     MemberSpec,
-    counts,
     draw_s0,
     real_counterpart,
-    real_fraction_at,
     real_part,
     synthetic_inputs,
 )
 from icl_stl.loop.oracle import oracle_synthesize
+from icl_stl.loop.plan import GenerationPlan, plan_generations
 from icl_stl.loop.progress import (
     gate_lines,
     group_labels,
@@ -68,7 +65,7 @@ from icl_stl.persistence import (
     save_state,
 )
 from icl_stl.persistence.faults import fault_point
-from icl_stl.persistence.identity import describe_differences, train_identity
+from icl_stl.persistence.identity import describe_differences, loop_checkpoint_identity
 from icl_stl.runs.logger import RunLogger
 from icl_stl.runs.provenance import code_provenance
 from icl_stl.training.baselines import bayes_optimal_ridge_alpha
@@ -101,16 +98,8 @@ class LoopSettings:
 
     def identity(self) -> dict:
         """What must match for a checkpoint to be resumed (the generation count may grow)."""
-        loop = dataclasses.asdict(self.loop)
-        for key in ("generations", "label_batch_size", "share_generation_0"):
-            loop.pop(key)  # share_generation_0 changes the work, not the numbers
-        if loop.get("warmup_steps") is None:  # the default: loops written before it resume
-            loop.pop("warmup_steps", None)
-        return omit_extension_defaults(
-            {"task": dataclasses.asdict(self.task), "model": dataclasses.asdict(self.model),
-             "train": train_identity(self.train), "loop": loop,
-             "eval_prompts": self.eval.n_prompts, "seed": self.seed,
-             "results_version": RESULTS_VERSION})
+        return loop_checkpoint_identity(self.task, self.model, self.train, self.eval,
+                                        self.loop, self.seed)
 
 
 def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
@@ -142,10 +131,16 @@ class LoopRun:
         ctx = LearnerContext(self.task, self.k, settings.model, settings.train, settings.loop,
                              settings.eval, settings.runtime)
         self.learner = make_learner(ctx, members)
+        # plans[m][i]: member m's lambda_i and the sizes of its S_i, fixed by the settings.
+        self.plans = [plan_generations(settings.loop, m) for m in members]
         self.s0s = [draw_s0(self.task, m, self.k) for m in members]
         self._filtered: dict[int, list[dict]] = {}  # generation -> per member: record, index
         specs = [m.describe() for m in members]
         self.names, self.groups = member_names(specs), group_labels(specs)
+
+    def _plans(self, i: int) -> list[GenerationPlan]:
+        """Every member's plan of generation i."""
+        return [plans[i] for plans in self.plans]
 
     # -- checkpoint bookkeeping --------------------------------------------------------------
     def gen_dir(self, i: int) -> Path:
@@ -191,7 +186,9 @@ class LoopRun:
                 return [PromptSet.from_state_dict(s) for s in state["members"]]
             except CorruptCheckpointError as err:
                 log.warning("relabelling generation %d: %s", i, err)
-        inputs = [synthetic_inputs(self.s.loop, m, i, self.task, self.k) for m in self.members]
+        plans = self._plans(i)
+        inputs = [synthetic_inputs(self.s.loop, m, plan, self.task, self.k)
+                  for m, plan in zip(self.members, plans)]
         variances = [None] * len(inputs)
         if self.s.loop.labeller == "oracle":
             labelled = oracle_synthesize(self.task, inputs)
@@ -210,7 +207,7 @@ class LoopRun:
         state = {}
         if self.s.loop.filter != "none":
             labelled, state["filter"] = filter_members(self.s.loop, self.s.task, self.task,
-                                                       self.members, self.s0s, i, self.k,
+                                                       self.members, self.s0s, plans, self.k,
                                                        labelled, variances)
             self._filtered[i] = state["filter"]
         save_state(path, {"members": [s.state_dict() for s in labelled], **state})
@@ -223,7 +220,8 @@ class LoopRun:
         new = self._synthetic(i)
         sets, reals = [], []
         for m, member in enumerate(self.members):
-            real, _ = real_part(self.s.loop, member, self.s0s[m], i, self.task, self.k)
+            real, _ = real_part(self.s.loop, member, self.s0s[m], self.plans[m][i], self.task,
+                                self.k)
             synthetic = (PromptSet.concat(history[m] + [new[m]])
                          if self.s.loop.synthetic == "accumulate" else new[m])
             sets.append(PromptSet.concat([real, synthetic]))
@@ -243,10 +241,11 @@ class LoopRun:
                  else [{}] * len(self.members))
         records = []
         for m, member in enumerate(self.members):
-            n_real, n_syn = (member.n, 0) if i == 0 else counts(self.s.loop, member, i)
+            plan = self.plans[m][i]
             rec = {"member": m, **member.describe(), "generation": i,
-                   "real_fraction_i": real_fraction_at(self.s.loop, member, i),
-                   "n_real": n_real, "n_synthetic_new": n_syn, "train_size": len(sets[m]),
+                   "real_fraction_i": plan.real_fraction,
+                   "n_real": plan.n_real, "n_synthetic_new": plan.n_synthetic,
+                   "train_size": len(sets[m]),
                    **generation_record(test_errors[m], train_risks[m], real_risks[m],
                                        ridge_risk, zero_risk),
                    **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
@@ -260,7 +259,7 @@ class LoopRun:
         """Member m's generation-i synthetic prompts against real labels of the same x's."""
         if i == 0:
             return dict(NO_SYNTHETIC)
-        real = real_counterpart(self.s.loop, self.members[m], i, self.task, self.k)
+        real = real_counterpart(self.members[m], self.plans[m][i], self.task, self.k)
         if i in self._filtered:  # the kept prompts' real counterparts
             real = real[self._filtered[i][m]["index"].to(real.xs.device)]
         return generator_fidelity(synthetic, real)

@@ -18,6 +18,7 @@ from icl_stl.data.prompts import PromptSet
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.learners import LearnerContext, TransformerLearner
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part, synthetic_inputs
+from icl_stl.loop.plan import plan_generation
 from icl_stl.training.engine import RuntimeOptions
 from icl_stl.training.gate import gap_closed, reached_ridge
 from icl_stl.training.ridge_time import GateMonitor, RidgeTarget, StopTraining
@@ -49,8 +50,9 @@ def warm_start_time_to_ridge(task_cfg: TaskConfig, model_cfg: ModelConfig,
     s0 = draw_s0(task, member, k)
     learner.fit(0, [s0], None)
     generation_0 = test_risk()
-    real, _ = real_part(loop, member, s0, 1, task, k)
-    synthetic = learner.synthesize(1, [synthetic_inputs(loop, member, 1, task, k)])[0]
+    plan = plan_generation(loop, member, 1)
+    real, _ = real_part(loop, member, s0, plan, task, k)
+    synthetic = learner.synthesize(1, [synthetic_inputs(loop, member, plan, task, k)])[0]
     monitor = GateMonitor(test_risk, target, max_seconds, stop_at_ridge)
     try:
         learner.fit(1, [PromptSet.concat([real, synthetic])], None, on_log=monitor)

@@ -1,7 +1,14 @@
-"""What a checkpoint must match to be resumed, and one line saying what differs when it does not.
+"""What a run is: the settings its name hashes and its checkpoint must match to be resumed, and
+one line saying what differs when they do not.
 
-Every identity (a run's, a loop's) holds the settings that change results and leaves out those
-that do not: `train.log_every` and `train.checkpoint_every` are cadence only.
+Every identity (a run's name, a loop's checkpoint) holds the settings that change results and
+leaves out those that do not:
+- `train.log_every` and `train.checkpoint_every` are cadence only;
+- `loop.label_batch_size` and `loop.share_generation_0` change the work, not the numbers, and
+  `loop.generations` is how far a loop runs: growing it continues the same loop;
+- `loop.warmup_steps` is left out while null (train.warmup_steps), and the settings of
+  `config.EXTENSION_DEFAULTS` while at their defaults, so that runs made before those settings
+  existed keep their names and resume.
 """
 
 from __future__ import annotations
@@ -9,14 +16,55 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from icl_stl.config import TrainConfig
+from icl_stl import RESULTS_VERSION
+from icl_stl.config import (
+    AppConfig,
+    EvalConfig,
+    LoopConfig,
+    ModelConfig,
+    TaskConfig,
+    TrainConfig,
+    omit_extension_defaults,
+)
 
 CADENCE_KEYS = ("log_every", "checkpoint_every")
+LOOP_KEYS_NOT_IN_IDENTITY = ("generations", "label_batch_size", "share_generation_0")
+SECTIONS_NOT_IN_RUN_NAME = ("logger", "runtime", "run")  # where and how, not what
 
 
 def train_identity(train: TrainConfig) -> dict:
     """The training settings that change results (everything but the logging cadence)."""
     return {k: v for k, v in dataclasses.asdict(train).items() if k not in CADENCE_KEYS}
+
+
+def loop_identity(loop: LoopConfig) -> dict:
+    """The loop settings that change results (module doc)."""
+    out = {k: v for k, v in dataclasses.asdict(loop).items()
+           if k not in LOOP_KEYS_NOT_IN_IDENTITY}
+    if out["warmup_steps"] is None:
+        del out["warmup_steps"]
+    return out
+
+
+def loop_checkpoint_identity(task: TaskConfig, model: ModelConfig, train: TrainConfig,
+                             eval_cfg: EvalConfig, loop: LoopConfig, seed: int) -> dict:
+    """What a loop's checkpoint (loop.json) must match to be resumed; summary.json's settings."""
+    return omit_extension_defaults(
+        {"task": dataclasses.asdict(task), "model": dataclasses.asdict(model),
+         "train": train_identity(train), "loop": loop_identity(loop),
+         "eval_prompts": eval_cfg.n_prompts, "seed": seed, "results_version": RESULTS_VERSION})
+
+
+def run_identity(app: AppConfig) -> dict:
+    """What a run's default name hashes (`cli.common.settings_hash`): every section but where
+    and how the run is logged and computed."""
+    relevant = {k: v for k, v in dataclasses.asdict(app).items()
+                if k not in SECTIONS_NOT_IN_RUN_NAME}
+    relevant["train"] = train_identity(app.train)
+    relevant["results_version"] = RESULTS_VERSION
+    if app.loop is not None:
+        relevant["loop"] = loop_identity(app.loop)
+    return omit_extension_defaults(relevant)
 
 
 def describe_differences(stored: object, current: object) -> str:

@@ -48,6 +48,7 @@ from icl_stl.data.task_pool import POOL_STREAM, TaskPool, draw_pool
 from icl_stl.data.tasks import Task, make_task
 from icl_stl.loop.learners import Learner
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part, real_prompts
+from icl_stl.loop.plan import plan_generations
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.runs.logger import RunLogger
@@ -99,8 +100,9 @@ def chaos_order(loop: LoopConfig | None, member: MemberSpec, s0: PromptSet, task
     if loop is not None and loop.real_source != "fresh" and loop.generations >= 1:
         draws = range(1, loop.generations + 1) if loop.redraw_real else (1,)
         reused = torch.zeros(n, len(draws), dtype=torch.bool)
+        plans = plan_generations(loop, member)
         for column, generation in enumerate(draws):
-            _, idx = real_part(loop, member, s0, generation, task, k)
+            _, idx = real_part(loop, member, s0, plans[generation], task, k)
             reused[idx, column] = True
     _, signature = torch.unique(reused, dim=0, return_inverse=True)
     gen = make_generator(member.seed, "chaos_order", member.n)

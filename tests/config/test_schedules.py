@@ -57,8 +57,7 @@ def test_exact_rounding_names_the_schedule():
 @pytest.mark.parametrize("args, message", [
     (("sometimes", 0.5, 0.1, 0.0), r"loop\.real_schedule must be one of \['constant', "
                                    r"'linear', 'exponential'\], got 'sometimes'"),
-    (("linear", 1.5, 0.1, 0.0), r"loop\.real_fraction must be a number in \[0\.0, 1\.0\], "
-                                r"got 1\.5"),
+    (("linear", 1.5, 0.1, 0.0), r"loop\.real_fraction must be a number <= 1\.0, got 1\.5"),
     (("linear", 0.5, -0.1, 0.0), r"loop\.real_schedule_rate must be a number >= 0\.0, got -0\.1"),
     (("linear", 0.5, float("nan"), 0.0), r"loop\.real_schedule_rate must be a finite number"),
     (("linear", 0.5, 0.0, 0.0), r"loop\.real_schedule_rate must be > 0 for "
@@ -67,7 +66,8 @@ def test_exact_rounding_names_the_schedule():
                                 r"loop\.real_schedule=linear"),
     (("exponential", 0.5, 0.1, 0.6), r"loop\.real_schedule_floor must be <= "
                                      r"loop\.real_fraction \(0\.5\), got 0\.6"),
-    (("exponential", 0.5, 0.1, -0.1), r"loop\.real_schedule_floor must be a number in"),
+    (("exponential", 0.5, 0.1, -0.1), r"loop\.real_schedule_floor must be a number >= 0\.0, "
+                                      r"got -0\.1"),
     (("constant", 0.5, "fast", 0.0), r"loop\.real_schedule_rate must be a finite number, "
                                      r"got 'fast'"),
 ])
@@ -77,10 +77,12 @@ def test_bad_settings_give_one_line_naming_the_setting(args, message):
     assert "\n" not in str(err.value)
 
 
-def test_constant_ignores_rate_and_floor_and_validate_takes_a_path():
+def test_constant_ignores_rate_and_floor_and_messages_take_a_path():
     assert real_fraction(3, "constant", 0.4, 0.0, 0.9) == 0.4  # floor unused when constant
     with pytest.raises(ConfigError, match=r"^sweep\.loop\.real_schedule_rate must be > 0"):
-        RealSchedule("exponential", 0.5, 0.0).validate("sweep.loop")
+        RealSchedule("exponential", 0.5, 0.0, path="sweep.loop")
+    with pytest.raises(ConfigError, match=r"^sweep\.loop\.real_fraction=0\.3 times data\.n=16"):
+        RealSchedule("constant", 0.3, path="sweep.loop").count(1, 16, "exact")
 
 
 @pytest.mark.parametrize("generation", [-1, 1.0, True])

@@ -4,6 +4,7 @@ keep giving the same identity however the config classes are built."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from icl_stl.cli.common import CONFIG_DIR, load_app_config, run_name, settings_hash
 from icl_stl.cli.loop import loop_settings
 from icl_stl.config import AppConfig, LoopConfig, TaskConfig, TrainConfig
+from icl_stl.persistence.identity import LOOP_KEYS_NOT_IN_IDENTITY, run_identity
 
 # (committed summary, entry point, the preset it was run with). The generator-cpu and
 # cpu/reference results predate later changes to their presets, so they name other settings.
@@ -42,3 +44,27 @@ def test_python_api_settings_keep_their_hashes():
                     train=TrainConfig(lr=3e-4, steps=700),
                     loop=LoopConfig(real_fraction=0.25, steps=50))
     assert settings_hash(app, "loop") == "dc6fdfc648"
+
+
+LOOPS = [LoopConfig(), LoopConfig(warmup_steps=0, steps=20),
+         LoopConfig(real_schedule="linear", real_schedule_rate=0.25, rounding="floor",
+                    filter="verifier", filter_keep=0.5)]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_run_name_and_checkpoint_share_one_loop_identity(loop):
+    """One rule for both: a setting left out of the run name is left out of loop.json."""
+    app = AppConfig(loop=loop)
+    checkpoint = loop_settings(app, runtime=None).identity()
+    assert run_identity(app)["loop"] == checkpoint["loop"]
+    assert ("warmup_steps" in checkpoint["loop"]) == (loop.warmup_steps is not None)
+    for key, value in (("generations", 9), ("label_batch_size", 7),
+                       ("share_generation_0", False)):
+        other = dataclasses.replace(app, loop=dataclasses.replace(loop, **{key: value}))
+        assert settings_hash(other, "loop") == settings_hash(app, "loop")
+        assert loop_settings(other, runtime=None).identity() == checkpoint
+    assert set(LOOP_KEYS_NOT_IN_IDENTITY) == {"generations", "label_batch_size",
+                                              "share_generation_0"}
+    other = dataclasses.replace(app, loop=dataclasses.replace(loop, augment=2))
+    assert settings_hash(other, "loop") != settings_hash(app, "loop")
+    assert loop_settings(other, runtime=None).identity() != checkpoint

@@ -15,7 +15,8 @@ from icl_stl.config import ConfigError, LoopConfig
 from icl_stl.data.prompts import sample_prompts
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import LinearRegression
-from icl_stl.loop.mixing import MemberSpec, counts, draw_s0, real_part, synthetic_inputs
+from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part, synthetic_inputs
+from icl_stl.loop.plan import plan_generation
 from icl_stl.models import build_ensemble
 from icl_stl.persistence import load_state
 
@@ -37,29 +38,37 @@ def _rows_in(rows: torch.Tensor, pool: torch.Tensor) -> list[bool]:
                                             (1.0, 5, (16, 5))])
 def test_counts_are_lambda_n_real_and_the_rest_synthetic(lam, m, expected):
     member = MemberSpec(seed=0, real_fraction=lam, n=N, augment=m)
-    assert counts(LoopConfig(), member) == expected
+    plan = plan_generation(LoopConfig(), member, 1)
+    assert (plan.n_real, plan.n_synthetic) == expected
+
+
+def _counts(loop: LoopConfig, member: MemberSpec) -> tuple[int, int]:
+    plan = plan_generation(loop, member, 1)
+    return plan.n_real, plan.n_synthetic
 
 
 def test_counts_follow_the_rounding_rule():
     member = MemberSpec(seed=0, real_fraction=0.3, n=N)  # 4.8 prompts
-    assert counts(LoopConfig(rounding="floor"), member) == (4, 12)
-    assert counts(LoopConfig(rounding="ceil"), member) == (5, 11)
-    assert counts(LoopConfig(rounding="round"), member) == (5, 11)
+    assert _counts(LoopConfig(rounding="floor"), member) == (4, 12)
+    assert _counts(LoopConfig(rounding="ceil"), member) == (5, 11)
+    assert _counts(LoopConfig(rounding="round"), member) == (5, 11)
     with pytest.raises(ConfigError, match="real_fraction"):
-        counts(LoopConfig(rounding="exact"), member)
+        _counts(LoopConfig(rounding="exact"), member)
 
 
 def test_reuse_takes_the_same_subset_of_s0_unless_redrawn():
     task, member = LinearRegression(d=D), MemberSpec(seed=1, real_fraction=0.25, n=N)
     s0 = draw_s0(task, member, K_PAIRS)
     loop = LoopConfig(real_fraction=0.25)
-    parts = [real_part(loop, member, s0, g, task, K_PAIRS) for g in (1, 2, 3)]
+    parts = [real_part(loop, member, s0, plan_generation(loop, member, g), task, K_PAIRS)
+             for g in (1, 2, 3)]
     for real, idx in parts:
         assert len(real) == 4 and len(set(idx.tolist())) == 4
         assert torch.equal(real.xs, s0.xs[idx]) and torch.equal(real.ys, s0.ys[idx])
     assert all(torch.equal(parts[0][1], idx) for _, idx in parts)
     redraw = dataclasses.replace(loop, redraw_real=True)
-    subsets = {tuple(real_part(redraw, member, s0, g, task, K_PAIRS)[1].tolist())
+    subsets = {tuple(real_part(redraw, member, s0, plan_generation(redraw, member, g), task,
+                               K_PAIRS)[1].tolist())
                for g in range(1, 6)}
     assert len(subsets) > 1  # 1820 possible subsets: five draws do not all coincide
 
@@ -68,10 +77,11 @@ def test_fresh_real_prompts_are_new_every_generation():
     task, member = LinearRegression(d=D), MemberSpec(seed=1, real_fraction=0.5, n=N)
     s0 = draw_s0(task, member, K_PAIRS)
     loop = LoopConfig(real_fraction=0.5, real_source="fresh")
-    (a, none), (b, _) = (real_part(loop, member, s0, g, task, K_PAIRS) for g in (1, 2))
+    (a, none), (b, _) = (real_part(loop, member, s0, plan_generation(loop, member, g), task,
+                                   K_PAIRS) for g in (1, 2))
     assert none is None and len(a) == len(b) == 8
     assert not any(_rows_in(a.xs, s0.xs)) and not any(_rows_in(a.xs, b.xs))
-    again, _ = real_part(loop, member, s0, 1, task, K_PAIRS)
+    again, _ = real_part(loop, member, s0, plan_generation(loop, member, 1), task, K_PAIRS)
     assert torch.equal(again.xs, a.xs)  # a named stream: the same generation draws the same
 
 
@@ -80,7 +90,7 @@ def test_fresh_real_prompts_are_new_every_generation():
 def test_synthetic_inputs_shapes_and_streams(mode, c, noisy):
     task, member = LinearRegression(d=D), MemberSpec(seed=2, real_fraction=0.25, n=N, augment=1)
     loop = LoopConfig(real_fraction=0.25, label_mode=mode, context_pairs=2)
-    inputs = synthetic_inputs(loop, member, 1, task, K_PAIRS)
+    inputs = synthetic_inputs(loop, member, plan_generation(loop, member, 1), task, K_PAIRS)
     assert inputs.xs.shape == (13, K_PAIRS, D) and inputs.context_ys.shape == (13, c)
     assert (inputs.noise is not None) == noisy
     fresh = sample_prompts(task, 13, K_PAIRS, make_generator(2, "synthetic_x", 1))
@@ -88,7 +98,7 @@ def test_synthetic_inputs_shapes_and_streams(mode, c, noisy):
     if noisy:
         expected = torch.randn(13, K_PAIRS, generator=make_generator(2, "label_noise", 1))
         assert torch.equal(inputs.noise, expected)
-    other = synthetic_inputs(loop, member, 2, task, K_PAIRS)
+    other = synthetic_inputs(loop, member, plan_generation(loop, member, 2), task, K_PAIRS)
     assert not torch.equal(other.xs, inputs.xs)
 
 

@@ -38,6 +38,7 @@ from icl_stl.loop.held_out import loop_test_sets
 from icl_stl.loop.labelling import label
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_counterpart, synthetic_inputs
 from icl_stl.loop.oracle import oracle_synthesize
+from icl_stl.loop.plan import plan_generation
 from icl_stl.loop.runner import LoopRun
 from icl_stl.loop.verifier import verifier_scores
 from icl_stl.models import build_ensemble
@@ -105,7 +106,7 @@ def test_task_pool_feeds_s0_fresh_real_prompts_and_the_test_set(tmp_path):
     assert all(_rows_in(s0.params, pool.weights))
     assert summary["members"][0]["s0"] == s0.fingerprint()  # the loop's S_0 is this one
     # real counterparts of the synthetic x's (context mode's opening pairs) come from the pool
-    fresh = real_counterpart(LoopConfig(), member, 1, task, K_PAIRS)
+    fresh = real_counterpart(member, plan_generation(LoopConfig(), member, 1), task, K_PAIRS)
     assert all(_rows_in(fresh.params, pool.weights))
     # the dmmse baseline is scored on the pool-drawn test set, ridge and dmmse on the prior's
     test = sample_pool_prompts(task, pool, 16, K_PAIRS, make_generator(0, TEST_STREAM))
@@ -198,7 +199,8 @@ def test_confidence_filter_keeps_the_lowest_predicted_variance(tmp_path):
     ens = build_ensemble(app.model, D, K_PAIRS, [make_generator(0, "x")])
     ens.load_state_dict(load_state(ck / "gen_000" / "model.pt"))
     member = MemberSpec(seed=0, real_fraction=0.5, n=N)
-    inputs = synthetic_inputs(app.loop, member, 1, LinearRegression(d=D), K_PAIRS)
+    inputs = synthetic_inputs(app.loop, member, plan_generation(app.loop, member, 1),
+                              LinearRegression(d=D), K_PAIRS)
     assert inputs.xs.shape[0] == pool
     ys, var = label(ens, inputs.xs[None], inputs.context_ys[None], inputs.noise[None], None,
                     return_variance=True)
@@ -234,10 +236,11 @@ def test_verifier_filter_keeps_what_the_verifier_ranks_best(tmp_path, threshold)
     gen1 = loop_from_config(cfg, tmp_path / "out")["generations"][1]
     app = load_app_config(cfg, needs_loop=True)
     task, member = LinearRegression(d=D), MemberSpec(seed=0, real_fraction=0.0, n=N)
-    inputs = synthetic_inputs(app.loop, member, 1, task, K_PAIRS)
+    plan = plan_generation(app.loop, member, 1)
+    inputs = synthetic_inputs(app.loop, member, plan, task, K_PAIRS)
     labelled = oracle_synthesize(task, [inputs])[0]
     verifier = member_verifier(app.loop, app.task, task, member, draw_s0(task, member, K_PAIRS),
-                               1, K_PAIRS)
+                               plan, K_PAIRS)
     assert verifier.n_real == 8
     scores = verifier_scores(verifier, labelled)
     selection = select(scores, N, threshold)

@@ -107,10 +107,10 @@ def test_checkpoint_of_other_loop_settings_is_refused(tmp_path):
 
 def test_checkpoints_of_another_results_version_are_refused_naming_it(tmp_path, monkeypatch):
     """After a change that alters results the same command must not reload old generations."""
-    import icl_stl.loop.runner as runner
+    import icl_stl.persistence.identity as identity
 
     loop_from_config(compose_loop(tmp_path, *FAST, "run.name=fixed"), tmp_path / "a")
-    monkeypatch.setattr(runner, "RESULTS_VERSION", runner.RESULTS_VERSION + 1)
+    monkeypatch.setattr(identity, "RESULTS_VERSION", identity.RESULTS_VERSION + 1)
     with pytest.raises(ConfigError, match=r"\(results_version: \d+ in the checkpoint, \d+ now\)"):
         loop_from_config(compose_loop(tmp_path, *FAST, "run.name=fixed"), tmp_path / "b")
 

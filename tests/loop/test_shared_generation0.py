@@ -18,6 +18,7 @@ from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.learners import LearnerContext, TransformerLearner
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part
+from icl_stl.loop.plan import plan_generation
 from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.models import build_ensemble
 from icl_stl.persistence import load_state
@@ -119,7 +120,8 @@ def test_real_risk_is_the_real_prefix_of_the_one_evaluation_pass(unshared):
     learner = TransformerLearner(context(s), MEMBERS)
     learner.load_state_dict(gen_models[1])
     task = make_task(s.task)
-    reals = [real_part(s.loop, m, draw_s0(task, m, K), 1, task, K)[0] for m in MEMBERS]
+    reals = [real_part(s.loop, m, draw_s0(task, m, K), plan_generation(s.loop, m, 1), task,
+                       K)[0] for m in MEMBERS]
     separate, _ = learner.member_risks(reals)
     gen1 = [r for r in summary["generations"] if r["generation"] == 1]
     for record, risk in zip(gen1, separate, strict=True):

@@ -1,0 +1,77 @@
+"""What each loop of an ensemble does: its member settings and, per generation, its plan.
+
+A `GenerationPlan` holds what the settings fix about S_i before any prompt is drawn: lambda_i
+(`loop.real_schedule`, icl_stl/config/schedules.py), the number of real prompts lambda_i n
+(under `loop.rounding`), the synthetic prompts S_i keeps, (1 - lambda_i) n + m, and how many
+generation i-1 labels for them (`filters.pool_size(m, loop.filter_keep)` under a filter). It is
+computed once per member and generation (`plan_generations`, the schedule validated once) and
+handed to the mixing, the filtering and the records, which read the counts from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from icl_stl.config import LoopConfig
+from icl_stl.config.schedules import RealSchedule
+from icl_stl.data.prompts import PromptSet
+from icl_stl.data.task_pool import TaskPool
+from icl_stl.loop.filters import pool_size
+
+__all__ = ["GenerationPlan", "MemberSpec", "plan_generation", "plan_generations"]
+
+
+@dataclass
+class MemberSpec:
+    """One loop of an ensemble of loops: its seed, lambda, n and m (augmentation)."""
+
+    seed: int
+    real_fraction: float
+    n: int
+    augment: int = 0
+    s0: PromptSet | None = field(default=None, repr=False)  # given S_0 (twins); else drawn
+    tag: str = ""
+    pool: TaskPool | None = field(default=None, repr=False)  # task.n_tasks: the run's pool
+
+    def describe(self) -> dict:
+        return {"seed": self.seed, "real_fraction": self.real_fraction, "n": self.n,
+                "augment": self.augment, "tag": self.tag}
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """The sizes of one member's S_i. Generation 0: S_0, all n prompts real, none labelled."""
+
+    generation: int
+    real_fraction: float  # lambda_i
+    n_real: int  # lambda_i n, rounded by loop.rounding
+    n_synthetic: int  # new synthetic prompts S_i keeps: (1 - lambda_i) n + m
+    n_labelled: int  # prompts generation i-1 labels: n_synthetic, or the filter's larger pool
+
+
+def _plan(loop: LoopConfig, schedule: RealSchedule, member: MemberSpec,
+          generation: int) -> GenerationPlan:
+    n_real = schedule.count(generation, member.n, loop.rounding)
+    if generation == 0:
+        return GenerationPlan(0, schedule.fraction(0), n_real, 0, 0)
+    n_synthetic = member.n - n_real + member.augment
+    n_labelled = (n_synthetic if loop.filter == "none"
+                  else pool_size(n_synthetic, loop.filter_keep))
+    return GenerationPlan(generation, schedule.fraction(generation), n_real, n_synthetic,
+                          n_labelled)
+
+
+def plan_generations(loop: LoopConfig, member: MemberSpec,
+                     generations: int | None = None) -> list[GenerationPlan]:
+    """The plans of generations 0..`generations` (default `loop.generations`) of `member`.
+
+    Raises ConfigError for a schedule or rounding the member's lambda and n do not admit.
+    """
+    schedule = loop.schedule(member.real_fraction)
+    last = loop.generations if generations is None else generations
+    return [_plan(loop, schedule, member, i) for i in range(last + 1)]
+
+
+def plan_generation(loop: LoopConfig, member: MemberSpec, generation: int) -> GenerationPlan:
+    """The plan of one generation (for code that handles one, as warm-start checks do)."""
+    return _plan(loop, loop.schedule(member.real_fraction), member, generation)
