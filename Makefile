@@ -21,8 +21,9 @@ install: $(BIN)/icl-stl-train
 demo: install
 	$(BIN)/python scripts/demo.py
 
-# The CPU reproduction (scripts/reproduce.py): PART=collapse|stability|decay|augmentation|reference
-# or all; a killed part resumes with the same command. Results: outputs/reproduce/REPORT.md.
+# The CPU reproduction (scripts/reproduce.py, presets conf/experiment/reproduce/), eight parts:
+# PART=collapse|stability|decay|augmentation|reference|filters|schedules|pools, or all (default);
+# a killed part resumes with the same command. Results: outputs/reproduce/REPORT.md.
 PART ?= all
 reproduce: install
 	$(BIN)/python scripts/reproduce.py --part $(PART)

@@ -1,12 +1,12 @@
 """The story in under five minutes on a laptop CPU: what `make demo` runs.
 
-Two slices of the reproduction (`make reproduce`, conf/experiment/reproduce_*.yaml), run
+Two slices of the reproduction (`make reproduce`, conf/experiment/reproduce/), run
 in-process through Hydra's compose API, then the report:
 
-1. collapse (demo_collapse, icl-stl-loop): the reproduction's learner, whose generation 0
-   reaches ridge, retrained for 3 generations at lambda = 0 and 0.5, 2 seeds;
-2. reference (demo_reference): the exactly solvable reference learner on the same lambdas and
-   seeds at n = 100, 1,000 and 10,000, in seconds;
+1. collapse (experiment=demo/collapse, icl-stl-loop): the reproduction's learner, whose
+   generation 0 reaches ridge, retrained for 3 generations at lambda = 0 and 0.5, 2 seeds;
+2. reference (experiment=demo/reference): the exactly solvable reference learner on the same
+   lambdas and seeds at n = 100, 1,000 and 10,000, in seconds;
 3. icl-stl-report over both: outputs/demo/REPORT.md, outputs/demo/figures/ and
    figures/reference.png (the transformer beside the reference learner's closed forms).
 
@@ -39,8 +39,8 @@ from icl_stl.report.reference_figure import plot_reference
 from icl_stl.report.report import write_report
 
 # (part, primary config, preset, runner): the runner writes the part's outputs into its dir.
-PARTS = (("collapse", "loop", "demo_collapse", loop_from_config),
-         ("reference", "loop", "demo_reference", loop_from_config))
+PARTS = (("collapse", "loop", "demo/collapse", loop_from_config),
+         ("reference", "loop", "demo/reference", loop_from_config))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

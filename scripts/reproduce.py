@@ -1,7 +1,7 @@
 """The CPU reproduction: every prediction judged on learners that pass the training gate.
 
-What `make reproduce` runs (`make reproduce PART=collapse` for one part). Five parts, each a
-preset of conf/experiment/reproduce_*.yaml run in-process through Hydra's compose API, then the
+What `make reproduce` runs (`make reproduce PART=collapse` for one part). Eight parts, each a
+preset of conf/experiment/reproduce/ run in-process through Hydra's compose API, then the
 report over every finished part:
 
     collapse      P1, P2   lambda in {0, 0.1, 0.25, 0.5, 1} x 5 seeds, 6 generations (icl-stl-loop)
@@ -50,16 +50,16 @@ from icl_stl.persistence import atomic_write_json
 
 # part -> (primary config, preset or presets, runner)
 PARTS = {
-    "collapse": ("loop", "reproduce_collapse", loop_from_config),
-    "stability": ("probe", "reproduce_stability", probe_from_config),
-    "decay": ("probe", "reproduce_decay", probe_from_config),
-    "augmentation": ("loop", "reproduce_augmentation", loop_from_config),
-    "reference": ("loop", "reproduce_reference", loop_from_config),
-    "filters": ("loop", ("reproduce_filters_verifier", "reproduce_filters_weak_verifier",
-                         "reproduce_filters_confidence"), loop_from_config),
-    "schedules": ("loop", ("reproduce_schedules_floor", "reproduce_schedules_zero"),
+    "collapse": ("loop", "reproduce/collapse", loop_from_config),
+    "stability": ("probe", "reproduce/stability", probe_from_config),
+    "decay": ("probe", "reproduce/decay", probe_from_config),
+    "augmentation": ("loop", "reproduce/augmentation", loop_from_config),
+    "reference": ("loop", "reproduce/reference", loop_from_config),
+    "filters": ("loop", ("reproduce/filters_verifier", "reproduce/filters_weak_verifier",
+                         "reproduce/filters_confidence"), loop_from_config),
+    "schedules": ("loop", ("reproduce/schedules_floor", "reproduce/schedules_zero"),
                   loop_from_config),
-    "pools": ("loop", ("reproduce_pools_below", "reproduce_pools_above"), loop_from_config),
+    "pools": ("loop", ("reproduce/pools_below", "reproduce/pools_above"), loop_from_config),
 }
 # Measured on the 2-core development CPU (docs/bench/sizes-batch64-cpu-2026-12-03.json): an
 # ensemble of 50 tiny GPT-2s at d = 2, k = 6, batch 64 trains 82 member steps/s on 2 threads.
@@ -125,7 +125,7 @@ def part_jobs(part: str, out: Path, overrides: list[str]) -> list[tuple[Path, ob
         for point in sweep_points(primary, preset, out, overrides):
             run_dir = out / part
             if len(presets) > 1:
-                run_dir = run_dir / preset.removeprefix(f"reproduce_{part}_")
+                run_dir = run_dir / preset.removeprefix(f"reproduce/{part}_")
             if point:
                 run_dir = run_dir / "-".join(o.replace("=", "") for o in point)
             jobs.append((run_dir, compose_preset(primary, preset, out, [*overrides, *point])))

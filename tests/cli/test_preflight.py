@@ -42,7 +42,7 @@ def test_a_mistyped_key_or_option_is_named_with_the_closest_valid_one(config, ar
 
 
 @pytest.mark.parametrize("config,argv", [
-    ("train", ["train.steps=10", "experiment=debug", "hydra/launcher=parallel"]),
+    ("train", ["train.steps=10", "debug=default", "hydra/launcher=parallel"]),
     ("loop", ["-m", "data.n=16,32", "loop.real_fraction=0,0.5", "seed=range(0,2)"]),
     ("loop", ["-m", "seed=choice(0,1)", "model=tiny,small"]),
     ("loop", ["-m", "experiment=modes"]),  # the grid lives in hydra.sweeper.params

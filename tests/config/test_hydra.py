@@ -35,10 +35,12 @@ NEEDS = {("train", "train/garg"): ["data.n=null"],
 
 
 def _options() -> list[tuple[str, str]]:
-    """(group, option) for every yaml of every config group (the launcher group is Hydra's)."""
+    """(group, option) for every yaml of every config group, in subfolders too (an option
+    `reproduce/collapse` of `experiment`); the launcher group is Hydra's."""
     found = []
     for group in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"):
-        found += [(group.name, f.stem) for f in sorted(group.glob("*.yaml"))]
+        found += [(group.name, f.relative_to(group).with_suffix("").as_posix())
+                  for f in sorted(group.rglob("*.yaml"))]
     return found
 
 
@@ -64,8 +66,11 @@ CASES = [(p, g, o) for g, o in _options() for p in _primaries(g, o)]
 
 def test_every_group_is_found():
     groups = {g for g, _ in _options()}
-    assert {"task", "model", "train", "eval", "logger", "runtime", "data", "loop"} <= groups
+    assert {"task", "model", "train", "eval", "logger", "runtime", "data", "loop",
+            "experiment", "debug"} <= groups
     assert ("model", "tiny") in _options() and ("task", "relu_2nn_regression") in _options()
+    assert ("experiment", "reproduce/collapse") in _options()
+    assert ("debug", "default") in _options()
 
 
 @pytest.mark.parametrize("primary,group,option", CASES)

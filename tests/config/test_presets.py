@@ -1,18 +1,26 @@
-"""Every experiment preset composes with its entry point's config and passes validation.
+"""Every experiment preset composes with its entry point's config and passes validation, alone
+and with debug=default.
 
-Presets are `experiment=NAME` (loop.yaml and probe.yaml end their defaults with
-`experiment: null`), `# @package _global_` files that set only what differs.
+Presets are `experiment=NAME` (train.yaml, loop.yaml and probe.yaml end their defaults with
+`experiment: null`, then `debug: null`), `# @package _global_` files that set only what differs.
+NAME is the file's path under conf/experiment (`reproduce/collapse`); a file whose name starts
+with `_` is a base other presets build on, not a preset to run.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import importlib.util
 import itertools
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, compose_cfg
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
@@ -27,21 +35,21 @@ PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 # preset -> the primary config of the entry point that runs it
 PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop",
            "stability_vs_n": "probe", "decay_vs_n": "probe", "architectures": "probe",
-           "demo_collapse": "loop", "demo_reference": "loop",
-           "quickstart": "train", "generator": "loop", "debug": "loop",
-           "reproduce_collapse": "loop", "reproduce_stability": "probe",
-           "reproduce_decay": "probe", "reproduce_augmentation": "loop",
-           "reproduce_reference": "loop", "reproduce_filters": "loop",
-           "reproduce_filters_verifier": "loop", "reproduce_filters_weak_verifier": "loop",
-           "reproduce_filters_confidence": "loop", "reproduce_schedules_floor": "loop",
-           "reproduce_schedules_zero": "loop", "reproduce_pools": "loop",
-           "reproduce_pools_below": "loop", "reproduce_pools_above": "loop",
+           "quickstart": "train", "generator": "loop",
            "filters_verifier": "loop", "filters_confidence": "loop", "schedules": "loop",
-           "task_pools": "loop"}
+           "task_pools": "loop",
+           "demo/collapse": "loop", "demo/reference": "loop",
+           "reproduce/collapse": "loop", "reproduce/stability": "probe",
+           "reproduce/decay": "probe", "reproduce/augmentation": "loop",
+           "reproduce/reference": "loop", "reproduce/filters_verifier": "loop",
+           "reproduce/filters_weak_verifier": "loop", "reproduce/filters_confidence": "loop",
+           "reproduce/schedules_floor": "loop", "reproduce/schedules_zero": "loop",
+           "reproduce/pools_below": "loop", "reproduce/pools_above": "loop"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n",
              "filters_verifier", "filters_confidence", "schedules", "task_pools")
 
 
+@functools.cache
 def parsed(name: str, *overrides: str):
     """(AppConfig, (probe, seeds, ns) for a probe preset or None)."""
     primary = PRESETS[name]
@@ -51,11 +59,36 @@ def parsed(name: str, *overrides: str):
     return app, probe
 
 
+def _files() -> dict[str, str]:
+    """Every yaml under conf/experiment: its name (path without .yaml) -> its text."""
+    return {p.relative_to(PRESET_DIR).with_suffix("").as_posix(): p.read_text()
+            for p in sorted(PRESET_DIR.rglob("*.yaml"))}
+
+
+def is_base(name: str) -> bool:
+    return name.rsplit("/", 1)[-1].startswith("_")
+
+
 def test_every_preset_file_is_listed_and_global():
-    files = {p.stem for p in PRESET_DIR.glob("*.yaml")} - {"reproduce_base", "full_size_base"}
-    assert files == set(PRESETS)
-    for p in PRESET_DIR.glob("*.yaml"):
-        assert p.read_text().startswith("# @package _global_"), p.name
+    files = _files()
+    assert {name for name in files if not is_base(name)} == set(PRESETS)
+    for name, text in files.items():
+        assert text.startswith("# @package _global_"), name
+
+
+def test_every_base_is_built_on_and_named_absolutely_when_nested():
+    """A base is in some preset's defaults; a preset in a subfolder names its bases by their
+    absolute path (a relative one is read from `experiment/`, not from the subfolder)."""
+    files = _files()
+    used = set()
+    for name, text in files.items():
+        defaults = (OmegaConf.create(text).get("defaults") or [])
+        configs = [d for d in defaults if isinstance(d, str)]
+        if "/" in name:
+            assert all(d.startswith("/experiment/") for d in configs), (name, configs)
+        used |= {d.removeprefix("/experiment/") for d in configs}
+    bases = {name for name in files if is_base(name)}
+    assert bases and bases <= used, sorted(bases - used)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -151,6 +184,7 @@ def _with_hydra(primary: str, name: str):
         return compose(primary, overrides=[f"experiment={name}"], return_hydra_config=True)
 
 
+@functools.cache
 def _grid(name: str) -> dict[str, list[str]]:
     """The preset's sweep grid (hydra.sweeper.params): key -> its values."""
     params = _with_hydra(PRESETS[name], name).hydra.sweeper.get("params") or {}
@@ -164,8 +198,7 @@ GRIDS = [name for name in sorted(PRESETS) if _grid(name)]
 def test_every_point_of_a_sweep_grid_validates(name):
     """Every job `icl-stl-loop -m experiment=NAME` would launch composes and validates, lambda n
     is whole (or rounded) for its members, and the grid has more than one point."""
-    grid = _grid(name)
-    points = list(itertools.product(*([f"{k}={v}" for v in vs] for k, vs in grid.items())))
+    points = _points(name)
     assert len(points) > 1
     for point in points:
         app, _ = parsed(name, *point)
@@ -202,18 +235,18 @@ def test_probe_preset_with_the_loop_entry_point_is_a_clear_error():
 def test_demo_presets_are_slices_of_the_reproduction():
     """The demo's collapse is the reproduction's learner and setting (which reaches ridge),
     fewer seeds, lambdas and generations; its reference part is the reference learner's."""
-    demo, _ = parsed("demo_collapse")
-    full, _ = parsed("reproduce_collapse")
+    demo, _ = parsed("demo/collapse")
+    full, _ = parsed("reproduce/collapse")
     for group in ("task", "model"):
         assert getattr(demo, group) == getattr(full, group), group
     # The collapse part was run at batch 128; the demo trains like the other parts, at 64.
     assert dataclasses.replace(demo.train, batch_size=128) == full.train
-    assert demo.train == parsed("reproduce_augmentation")[0].train
+    assert demo.train == parsed("reproduce/augmentation")[0].train
     assert dataclasses.replace(demo.loop, generations=full.loop.generations) == full.loop
     assert {(m.seed, m.real_fraction, m.n) for m in members_from_config(demo)} == {
         (s, lam, 10_000) for s in (0, 1) for lam in (0, 0.5)}
     assert demo.loop.generations == 3 and demo.logger.mode == "disabled"
-    reference, _ = parsed("demo_reference")
+    reference, _ = parsed("demo/reference")
     assert reference.loop.learner == "gaussian_prior"
     assert {m.real_fraction for m in members_from_config(reference)} == {0, 0.5}
 
@@ -237,10 +270,86 @@ def test_demo_script_runs_every_part_and_writes_the_report(tmp_path):
     assert "reference.png" in copied and copied == {p.name for p in (out / "figures").glob("*.png")}
 
 
-@pytest.mark.parametrize("script", ["icl-stl-train", "icl-stl-loop"])
-def test_the_debug_preset_runs_each_entry_point_in_seconds(tmp_path, script):
-    from conftest import BIN, check_ok, run_cli
+def _points(name: str) -> list[tuple[str, ...]]:
+    """The overrides of every job of the preset's sweep grid; [()] without a grid."""
+    grid = _grid(name)
+    return list(itertools.product(*([f"{k}={v}" for v in vs] for k, vs in grid.items())))
 
-    check_ok(run_cli(str(BIN / script), "experiment=debug", f"hydra.run.dir={tmp_path}/out",
-                     f"run.checkpoint_root={tmp_path}/ck"))
-    assert (tmp_path / "out" / "summary.json").exists()
+
+def _at_point(cfg, point: tuple[str, ...], primary: str, *overrides: str):
+    """The composed `cfg` with a grid point's overrides: a plain key is set on a copy (as the
+    last override it would be), a config group choice (model=lstm) is composed again."""
+    groups = {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
+    if any(o.split("=", 1)[0] in groups for o in point):
+        return compose_cfg(primary, *overrides, *point)
+    cfg = copy.deepcopy(cfg)
+    for override in point:
+        key, value = override.split("=", 1)
+        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+    return cfg
+
+
+DEBUG_CASES = [*((primary, None) for primary in ("train", "loop", "probe")),
+               *((PRESETS[name], name) for name in sorted(PRESETS))]
+
+
+@pytest.mark.parametrize("primary, name", DEBUG_CASES, ids=[f"{p}-{n}" for p, n in DEBUG_CASES])
+def test_debug_combines_with_every_experiment_and_keeps_its_design(primary, name):
+    """debug=default comes after the experiment: every job of the experiment's grid validates
+    at the smallest sizes, a few steps and one later generation, with the experiment's seeds,
+    lambdas and probe; its checkpoints never mix with real ones."""
+    overrides = [f"experiment={name}", "debug=default"] if name else ["debug=default"]
+    needs_loop = primary != "train"
+    points = _points(name) if name else [()]
+    composed = compose_cfg(primary, *overrides)
+    for i, point in enumerate(points):
+        app = load_app_config(_at_point(composed, point, primary, *overrides),
+                              needs_loop=needs_loop)
+        assert (app.task.d, app.model.n_layer, app.train.steps) == (2, 1, 20)
+        assert app.logger.mode == "disabled" and app.logger.group == "debug"
+        assert app.run.checkpoint_root.startswith("checkpoints/debug/")
+        if i:
+            continue  # the design is compared on the grid's first job
+        plain = parsed(name, *point)[0] if name else load_app_config(
+            compose_cfg(primary), needs_loop=needs_loop)
+        if primary == "probe":
+            (probe, seeds, ns), (want, want_seeds, _) = probe_config(app), probe_config(plain)
+            assert probe.kind == want.kind and seeds == want_seeds and max(ns) <= 100
+        elif primary == "loop":
+            assert app.loop.generations == 1
+            members = members_from_config(app)
+            assert {m.n for m in members} == {100} and {m.augment for m in members} == {0}
+            assert {(m.seed, m.real_fraction) for m in members} == {
+                (m.seed, m.real_fraction) for m in members_from_config(plain)}
+            assert (app.loop.filter, app.loop.real_schedule) == (
+                plain.loop.filter, plain.loop.real_schedule)
+
+
+def test_debug_writes_its_outputs_apart():
+    from hydra import compose, initialize_config_dir
+
+    for primary in ("train", "loop", "probe"):
+        with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+            with_hydra = compose(primary, overrides=["debug=default"], return_hydra_config=True)
+        for mode in ("run", "sweep"):
+            folder = OmegaConf.to_container(with_hydra.hydra[mode], resolve=False)["dir"]
+            assert folder.startswith(("outputs/debug/", "multirun/debug/")), (primary, folder)
+
+
+@pytest.mark.parametrize("script, name", [("icl-stl-train", "quickstart"),
+                                          ("icl-stl-loop", "demo/collapse")])
+def test_debug_runs_an_experiment_in_seconds(tmp_path, script, name):
+    """From a fresh folder: the run writes under outputs/debug/<entry point>/ and its
+    checkpoints under checkpoints/debug/<time>/, and a loop runs generation 0 and 1."""
+    from conftest import BIN
+
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(BIN / script), f"experiment={name}", "debug=default"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    kind = script.removeprefix("icl-stl-")
+    (summary,) = tmp_path.glob(f"outputs/debug/{kind}/*/*/summary.json")
+    assert len(list(tmp_path.glob(f"checkpoints/debug/*/{kind}-*"))) == 1
+    if kind == "loop":
+        records = json.loads(summary.read_text())["generations"]
+        assert {r["generation"] for r in records} == {0, 1}

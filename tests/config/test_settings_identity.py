@@ -19,10 +19,10 @@ from icl_stl.persistence.identity import LOOP_KEYS_NOT_IN_IDENTITY, run_identity
 # (committed summary, entry point, the preset it was run with). The generator-cpu and
 # cpu/reference results predate later changes to their presets, so they name other settings.
 COMMITTED = [
-    ("cpu/runs/collapse", "loop", "reproduce_collapse"),
-    ("cpu/runs/augmentation", "loop", "reproduce_augmentation"),
-    ("cpu/runs/stability", "probe", "reproduce_stability"),
-    ("cpu/runs/decay", "probe", "reproduce_decay"),
+    ("cpu/runs/collapse", "loop", "reproduce/collapse"),
+    ("cpu/runs/augmentation", "loop", "reproduce/augmentation"),
+    ("cpu/runs/stability", "probe", "reproduce/stability"),
+    ("cpu/runs/decay", "probe", "reproduce/decay"),
 ]
 
 

@@ -49,11 +49,11 @@ def test_a_wheel_installed_elsewhere_has_its_configs(tmp_path):
     assert commit == "None"  # an installed wheel has no source tree to read a commit from
     # The console script itself, from outside the repository: Hydra prints the job's config.
     script = target / "bin" / "icl-stl-train"
-    out = subprocess.run([str(script), "--cfg", "job", "experiment=debug"], cwd=tmp_path,
+    out = subprocess.run([str(script), "--cfg", "job", "debug=default"], cwd=tmp_path,
                          capture_output=True, text=True,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "task:" in out.stdout and "\n  steps: 20\n" in out.stdout  # the debug preset's
+    assert "task:" in out.stdout and "\n  steps: 20\n" in out.stdout  # debug=default
     assert list(tmp_path.glob("outputs")) == []  # --cfg runs nothing and writes nothing
 
 

@@ -108,6 +108,38 @@ def test_part_jobs_run_each_preset_and_sweep_point_in_its_own_directory(tmp_path
     assert steps["later"] == app.loop.generations * app.loop.steps
 
 
+COMMITTED = REPO / "docs" / "results" / "cpu" / "runs"
+
+
+@pytest.mark.parametrize("part", [p for p in reproduce.PARTS if p != "reference"])
+def test_every_job_of_a_part_keeps_its_committed_folder_and_run_name(tmp_path, part):
+    """The presets under conf/experiment/reproduce/ give each job the folder and the run name
+    (and a loop its identity) of the committed run, so the same command resumes or regenerates
+    it. The reference part's committed run predates later changes to its preset."""
+    from icl_stl.cli.common import run_name
+    from icl_stl.cli.loop import loop_settings
+
+    kind = reproduce.PARTS[part][0]
+    jobs = reproduce.part_jobs(part, tmp_path, [])
+    folders = {run_dir.relative_to(tmp_path) for run_dir, _ in jobs}
+    assert folders == {s.parent.relative_to(COMMITTED)
+                       for s in COMMITTED.glob(f"{part}/**/summary.json")}
+    for run_dir, cfg in jobs:
+        summary = json.loads((COMMITTED / run_dir.relative_to(tmp_path) / "summary.json")
+                             .read_text())
+        app = load_app_config(cfg, needs_loop=True)
+        assert run_name(app, kind) == summary["checkpoint_dir"].rsplit("/", 1)[-1], run_dir
+        if kind == "loop":
+            assert loop_settings(app, runtime=None).identity() == summary["settings"], run_dir
+
+
+def test_the_makefile_names_every_part():
+    text = (REPO / "Makefile").read_text()
+    (listed,) = [line.split("PART=", 1)[1] for line in text.splitlines()
+                 if line.startswith("#") and "PART=" in line]
+    assert listed.split(",")[0].split("|") == list(reproduce.PARTS)
+
+
 def test_plan_counts_shared_generation_0_and_each_loop(tmp_path):
     cfg, app = composed("collapse", tmp_path)
     steps = reproduce.planned_member_steps("collapse", cfg)
@@ -157,7 +189,7 @@ def test_an_interrupted_part_records_its_time(tmp_path, monkeypatch):
     def interrupted(cfg, output_dir):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(reproduce.PARTS, "collapse", ("loop", "reproduce_collapse", interrupted))
+    monkeypatch.setitem(reproduce.PARTS, "collapse", ("loop", "reproduce/collapse", interrupted))
     assert reproduce.main(["--part", "collapse", "--out", str(tmp_path)]) == 130
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert [(i["part"], i["completed"]) for i in timing["invocations"]] == [("collapse", False)]
