@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import members_from_config
