@@ -163,6 +163,14 @@ def decay_members(ns: Sequence[int], seeds: Sequence[int], real_fraction: float,
             for n in ns for seed in seeds]
 
 
+def decay_result(records: list[dict], settings: LoopSettings, probe: ProbeConfig) -> dict:
+    """decay.json's content: `aggregate_decay` of the loop's records under the probe's fit
+    settings, with the run's lambda (so it can be rebuilt from summary.json's records)."""
+    result = aggregate_decay(records, probe.fit_metric, probe.fit_min_n, probe.level)
+    result["real_fraction"] = settings.loop.real_fraction
+    return result
+
+
 def run_decay(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[int],
               ns: Sequence[int], checkpoint_dir: Path, run_dir: Path | None = None,
               logger: RunLogger | None = None,
@@ -186,9 +194,7 @@ def run_decay(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[int],
     if probe.with_stability:
         check_same_pool(pool, run)
     summary = run.run()
-    result = aggregate_decay(summary["generations"], probe.fit_metric, probe.fit_min_n,
-                             probe.level)
-    result["real_fraction"] = lam
+    result = decay_result(summary["generations"], settings, probe)
     if not result["grid"]["meets_guideline"]:
         log.warning("decay probe: %d values of n spanning %.2f decades; a slope is only "
                     "meaningful with >= 5 values over >= 1.5 decades", len(result["ns"]),

@@ -312,6 +312,23 @@ def plot_stability(per_generation: list[dict], path: Path, title: str = "") -> P
                      ylabel="gamma_i = |f_i(P) - f'_i(P)| on probe prompts", title=title)
 
 
+def stability_result(records: list[dict], settings: LoopSettings, probe: ProbeConfig,
+                     seeds: Sequence[int], ns: Sequence[int], pool: TaskPool | None) -> dict:
+    """stability.json's content: the probe's settings and the aggregates of the loop's records
+    (a function of summary.json's records alone, so it can be rebuilt from them)."""
+    result = {"kind": "stability", "replacement": probe.replacement, "seeds": list(seeds),
+              "ns": list(ns), "replaced_indices": list(probe.replaced_indices),
+              "real_fraction": settings.loop.real_fraction, "probe_prompts": probe.probe_prompts,
+              "chaos_control": probe.chaos_control,
+              **({} if pool is None else {"n_tasks": len(pool)}),
+              "generations": aggregate_stability(records),
+              "per_seed": per_seed_stability(records)}
+    if probe.replacement == "identical":  # the probe's self-check: identical twins, gamma = 0
+        result["identical_twins_exact"] = all(
+            g["gamma_max_max"] == 0.0 for g in result["generations"])
+    return result
+
+
 def run_stability(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[int],
                   ns: Sequence[int], checkpoint_dir: Path, run_dir: Path | None = None,
                   logger: RunLogger | None = None,
@@ -335,16 +352,7 @@ def run_stability(settings: LoopSettings, probe: ProbeConfig, seeds: Sequence[in
                   extra_metrics=combine_hooks(hook, *extra_hooks))
     check_same_pool(pool, run)
     summary = run.run()
-    result = {"kind": "stability", "replacement": probe.replacement, "seeds": list(seeds),
-              "ns": list(ns), "replaced_indices": list(probe.replaced_indices),
-              "real_fraction": settings.loop.real_fraction, "probe_prompts": probe.probe_prompts,
-              "chaos_control": probe.chaos_control,
-              **({} if pool is None else {"n_tasks": len(pool)}),
-              "generations": aggregate_stability(summary["generations"]),
-              "per_seed": per_seed_stability(summary["generations"])}
-    if probe.replacement == "identical":  # the probe's self-check: identical twins, gamma = 0
-        result["identical_twins_exact"] = all(
-            g["gamma_max_max"] == 0.0 for g in result["generations"])
+    result = stability_result(summary["generations"], settings, probe, seeds, ns, pool)
     if run_dir is not None:
         atomic_write_json(Path(run_dir) / "stability.json", result)
         plot_stability(result["generations"], Path(run_dir) / "stability.png",

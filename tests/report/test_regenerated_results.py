@@ -2,9 +2,10 @@
 results folder written by scripts/reproduce.py keeps every file its report reads.
 
 The numbers of verdicts.json must come out equal to 1e-9 relative, and every verdict, group
-name and other non-prose string equal. One stated exception: docs/results/cpu was committed
-without its probes' stability.json and decay.json, so P3 and P4 come out "not tested" there
-(docs/results/cpu/README.md says so). Figures are not drawn: the verdicts do not depend on them.
+name and other non-prose string equal. docs/results/cpu was committed without its probes'
+stability.json and decay.json; scripts/restore_probe_files.py rebuilt them from the committed
+summaries with the probes' own aggregation, and they must stay byte-identical to that rebuild.
+Figures are not drawn: the verdicts do not depend on them.
 """
 
 from __future__ import annotations
@@ -30,18 +31,20 @@ PROSE = {"verdict_meanings", "rule", "statement", "primary_rule", "numbers", "re
 PATHS = {"runs", "failed"}  # run directories: compared relative to their common root
 # Folders whose report cannot be regenerated, and why.
 NO_RUNS = {"demo-cpu": "the demo's run directories were not committed (no runs/)"}
-# docs/results/cpu: the predictions that read files the folder lacks.
-CPU_MISSING = {"3": ("stability", "stability.json"), "4": ("decay", "decay.json")}
+# docs/results/cpu: the probe files rebuilt from each probe run's summary.json, and what reads them.
+CPU_REBUILT = {"3": ("stability", "stability.json"), "4": ("decay", "decay.json")}
+PREDICTIONS = {str(number) for number in range(1, 9)}
 
 
-def _reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-reproduce = _reproduce()
+reproduce = _script("reproduce")
+restore = _script("restore_probe_files")
 
 
 def _relative(paths: list[str]) -> list[str]:
@@ -107,19 +110,51 @@ def test_committed_verdicts_regenerate_from_the_committed_runs(folder, tmp_path)
     for number, pred in regenerated["verdicts"].items():
         if number not in committed["verdicts"]:  # judged by code newer than the folder
             assert pred["verdict"] == "not tested", number
-    found = differences(committed, regenerated)
-    if folder != "cpu":
-        assert found == []
-        return
-    # The one exception: P3 and P4 read stability.json and decay.json, never committed.
-    assert {d.split("/")[2] for d in found} == set(CPU_MISSING), found
-    assert all(d.startswith("/verdicts/") for d in found), found
-    for number, (part, name) in CPU_MISSING.items():
-        assert committed["verdicts"][number]["verdict"] != "not tested"
-        assert regenerated["verdicts"][number]["verdict"] == "not tested"
-        assert (RESULTS / "cpu" / "runs" / part / "summary.json").exists()
-        assert not list((RESULTS / "cpu" / "runs").rglob(name)), name
-    assert "P3 and P4" in (RESULTS / "cpu" / "README.md").read_text()
+    assert differences(committed, regenerated) == []
+    if folder == "cpu":  # every prediction judged, P3 and P4 from the rebuilt probe files
+        assert set(committed["verdicts"]) == PREDICTIONS
+        for number in PREDICTIONS:
+            assert regenerated["verdicts"][number]["verdict"] != "not tested", number
+        for part, name in CPU_REBUILT.values():
+            assert (RESULTS / "cpu" / "runs" / part / name).exists(), name
+
+
+def test_the_cpu_probe_files_rebuild_byte_identical_from_the_committed_summaries(tmp_path):
+    runs = tmp_path / "runs"
+    for part, _ in CPU_REBUILT.values():
+        (runs / part).mkdir(parents=True)
+        (runs / part / "summary.json").write_bytes(
+            (RESULTS / "cpu" / "runs" / part / "summary.json").read_bytes())
+    assert restore.main(["--runs", str(runs)]) == 0
+    for part, name in CPU_REBUILT.values():
+        committed = RESULTS / "cpu" / "runs" / part / name
+        assert (runs / part / name).read_bytes() == committed.read_bytes(), name
+    assert restore.main(["--runs", str(RESULTS / "cpu" / "runs"), "--check"]) == 0
+    stale = json.loads((runs / "decay" / "decay.json").read_text())
+    stale["slope"] += 1e-12
+    (runs / "decay" / "decay.json").write_text(json.dumps(stale, indent=2))
+    assert restore.main(["--runs", str(runs), "--check"]) == 1
+
+
+def _tamper_headline(summary):
+    summary["probe"]["decay_slope"] *= 1 + 1e-12
+
+
+def _tamper_members(summary):
+    summary["members"][-1]["s0"] = "0" * 16
+
+
+def _tamper_settings(summary):
+    summary["settings"]["loop"]["steps"] += 1
+
+
+@pytest.mark.parametrize("tamper", [_tamper_headline, _tamper_members, _tamper_settings])
+def test_a_summary_the_preset_did_not_write_is_not_rebuilt(tamper):
+    summary = json.loads((RESULTS / "cpu" / "runs" / "decay" / "summary.json").read_text())
+    restore.rebuild("decay", summary)  # the committed summary passes every check
+    tamper(summary)
+    with pytest.raises(ValueError, match="decay: the"):
+        restore.rebuild("decay", summary)
 
 
 def test_differences_sees_a_changed_number_verdict_and_missing_group():
