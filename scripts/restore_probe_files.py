@@ -4,7 +4,7 @@ Both files are pure functions of the probe run's summary records and the probe's
 `run_stability` writes `aggregate_stability` and `per_seed_stability` of
 `summary["generations"]` under the probe's settings, `run_decay` writes `aggregate_decay` of the
 same records with `probe.fit_metric`, `fit_min_n` and `level`. Nothing is trained: this script
-composes the part's preset (conf/experiment/reproduce_<part>.yaml, as scripts/reproduce.py
+composes the part's preset (conf/experiment/reproduce/<part>.yaml, as scripts/reproduce.py
 does), checks it against what the summary recorded, and calls the probes' own functions
 (`icl_stl.probes.stability.stability_result`, `icl_stl.probes.decay.decay_result`).
 
@@ -48,7 +48,7 @@ PARTS = {"stability": "stability.json", "decay": "decay.json"}
 def compose_probe(part: str, overrides: list[str] = ()):
     """The part's preset as scripts/reproduce.py composes it (its checkpoint root aside)."""
     with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        return compose("probe", overrides=[f"experiment=reproduce_{part}", *overrides])
+        return compose("probe", overrides=[f"experiment=reproduce/{part}", *overrides])
 
 
 def probe_members(settings, probe, seeds: list[int], ns: list[int]) -> list[dict]:
