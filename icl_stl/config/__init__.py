@@ -223,7 +223,7 @@ class LoopConfig:
     # c real pairs, then the model's; mean: the predicted mean (no generator: no spread)
     label_mode: Choice(LABEL_MODES) = "sample"
     # null: the Gaussian head's own predicted scale (predictive sampling); a number: that fixed
-    # scale around the predicted mean (the old default, which shrinks the label variance)
+    # scale around the predicted mean (a degenerate generator: it shrinks the label variance)
     label_noise_std: Float(0.0) | None = None
     context_pairs: Int(0) = 2  # c: real pairs opening each synthetic prompt (context mode)
     context_noise: Bool = False  # context mode: add label noise to the model's labels
@@ -328,8 +328,9 @@ class LoopConfig:
                  f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
 
 
-# Settings added after results were committed, at the values that mean "as before": an identity
-# (a run name, a checkpoint's loop.json) leaves them out there, so older results keep theirs.
+# Extension settings at the values that switch the extension off. An identity (a run name, a
+# checkpoint's loop.json) leaves a setting out at this value, so a run that does not use an
+# extension has the same name and resumes the same checkpoints whether or not the setting exists.
 EXTENSION_DEFAULTS = {
     "task": {"n_tasks": None},
     "loop": {"real_schedule": "constant", "real_schedule_rate": 0.0,

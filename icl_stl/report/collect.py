@@ -214,7 +214,7 @@ def loop_records(runs: list[RunResult]) -> list[dict]:
                 best[key] = (depth, {**r, "config": run.config, "run": str(run.path),
                                      "run_seed": run.run_seed,
                                      "in_theorem_setting": run.in_theorem_setting,
-                                     # records written before the loop stored zero_risk:
+                                     # a record without zero_risk takes
                                      # summary.json's zero baseline (the gate needs one)
                                      "zero_risk": zero if r.get("zero_risk") is None
                                      else r["zero_risk"]})

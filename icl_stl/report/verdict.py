@@ -205,8 +205,8 @@ def gate_of(records: list[dict], tolerance: float = RIDGE_TOLERANCE) -> dict | N
     risk over seeds; `reached` when test - ridge <= tolerance x (zero - ridge).
 
     `seeds_reached` counts the loops that pass on their own. Both are computed from the risks
-    (`zero_risk` from the record, or from summary.json's zero baseline in runs written before
-    records carried it) rather than read from the records' `gap_closed` / `reached_ridge`:
+    (`zero_risk` from the record, or from summary.json's zero baseline for records that do not
+    carry it) rather than read from the records' `gap_closed` / `reached_ridge`:
     the same numbers, but at this report's tolerance and valid for records averaged over
     several test sets."""
     gen0 = {r["seed"]: r for r in records if r["generation"] == 0

@@ -70,7 +70,7 @@ def test_oracle_prompts_are_distributed_like_real_ones(task):
 
 
 def test_the_distribution_test_rejects_a_shrunken_generator():
-    """The same test must fail for the old default: mean plus noise of scale 0.1."""
+    """The same test must fail for a degenerate generator: mean plus noise of scale 0.1."""
     task, m, k = LinearRegression(d=2), 20_000, 6
     _, real, other = oracle_and_real(task, m, k)
     shrunk = PromptSet(real.xs, 0.3 * real.ys)

@@ -335,7 +335,7 @@ def test_write_report_judges_p6_to_p8_from_run_directories(tmp_path: Path):
     verdicts = verdicts_of(tmp_path / "report")
     assert verdicts[6] == "confirmed" and verdicts[7] == "confirmed"
     assert verdicts[8] == "confirmed"
-    assert verdicts[1] == "confirmed"  # the collapse run's lambda = 0 loops, as before
+    assert verdicts[1] == "confirmed"  # the collapse run's lambda = 0 loops, judged without the extensions
     text = (tmp_path / "report" / "REPORT.md").read_text()
     for needle in ("## Prediction 6", "## Prediction 7", "## Prediction 8", "| 6 |",
                    "| 6 (b) |", "| 7 (b, heuristic) |", "risk against generation per filter",

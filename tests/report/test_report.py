@@ -168,8 +168,8 @@ def test_ordering_is_not_tested_with_one_positive_lambda(tmp_path):
 
 @pytest.mark.parametrize("seeds", [(0,), (0, 1)])
 def test_one_or_two_seeds_are_underpowered_whatever_the_data(tmp_path, seeds):
-    """Replaces the old lenient rule (one seed judged by a regression interval over the
-    generations of one loop): with fewer than min_seeds seeds nothing is decided."""
+    """Seeds are the replicates, not the generations of one loop: with fewer than min_seeds
+    seeds nothing is decided, whatever a regression over generations would say."""
     for slope in (0.05, -0.01):
         write_loop(tmp_path / "runs" / "a", loops(lambda lam, s, g, b=slope: 0.15 + b * g
                                                   + noise(s, g), lams=(0.0, 0.5), seeds=seeds))

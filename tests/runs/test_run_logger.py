@@ -200,7 +200,7 @@ def test_wandb_import_failure_degrades(
 
 
 def test_a_warning_is_printed_once(tmp_path: Path) -> None:
-    # Logged and also raised as a Python warning, each W&B failure used to print twice.
+    # A W&B failure is both logged and raised as a Python warning: it must print once.
     code = ("import sys; from icl_stl.runs.logger import RunLogger; sys.modules['wandb'] = None; "
             f"RunLogger({str(tmp_path)!r}, mode='offline', project='p', config={{}}).close()")
     proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
