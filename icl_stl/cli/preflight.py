@@ -169,11 +169,18 @@ def _explain(err, config_dir: str, config_name: str, lines: dict[str, str]) -> s
 
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options:
         group, _, option = err.missing_cfg_file.rpartition("/")
-        named = [line for line in lines if _key_of(line) == group]
+        # an option in a subfolder (experiment=reproduce/colapse) is missing from the subgroup
+        # experiment/reproduce, but was typed as an option of its top group
+        top, prefix = group, ""
+        if not any(_key_of(line) == group for line in lines) and "/" in group:
+            top, _, folder = group.partition("/")
+            prefix = f"{folder}/"
+        named = [line for line in lines if _key_of(line) == top]
         if not named:
             return None  # named by a config file, not by the command line
-        return (f"{lines[named[-1]]}: {group} has no option {option!r}"
-                f"{_did_you_mean(option, err.options)} (options: {', '.join(sorted(err.options))})")
+        options = _group_options(Path(config_dir) / top) or list(err.options)
+        return (f"{lines[named[-1]]}: {top} has no option {prefix + option!r}"
+                f"{_did_you_mean(prefix + option, options)} (options: {', '.join(sorted(options))})")
     match = re.match(r"Could not override '([^']+)'", str(err))
     if not match or not isinstance(err.__cause__, (ConfigAttributeError, ConfigKeyError)):
         return None
@@ -193,6 +200,13 @@ def _explain(err, config_dir: str, config_name: str, lines: dict[str, str]) -> s
         candidates += list(cfg.hydra.runtime.choices.keys())
         break
     return f"{lines[named[-1]]}: there is no setting {key}{_did_you_mean(key, candidates)}"
+
+
+def _group_options(folder: Path) -> list[str]:
+    """A group's options as typed on the command line (`reproduce/collapse` for a file in a
+    subfolder), leaving out internal bases (a name or folder starting with `_`)."""
+    return [p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")
+            if not any(part.startswith("_") for part in p.relative_to(folder).parts)]
 
 
 def _key_of(line: str) -> str:

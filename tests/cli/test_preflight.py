@@ -34,6 +34,10 @@ def problem(config: str, *argv: str) -> str | None:
     ("train", ["model=tny"], "model=tny: model has no option 'tny'; did you mean tiny? "
                              "(options: lstm, mlp, small, standard, tiny)"),
     ("train", ["hydra/launcher=paralel"], "did you mean parallel?"),
+    # a preset in a subfolder: named as typed, internal bases (_base) not offered
+    ("loop", ["experiment=reproduce/colapse"],
+     "experiment=reproduce/colapse: experiment has no option 'reproduce/colapse'; did you mean "
+     "reproduce/collapse?"),
 ])
 def test_a_mistyped_key_or_option_is_named_with_the_closest_valid_one(config, argv, expected):
     found = problem(config, *argv)
