@@ -1,0 +1,181 @@
+"""The loop's settings (`loop.*`) and the extension settings that an identity leaves out at
+their defaults."""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from icl_stl.config.fields import (
+    Bool,
+    Choice,
+    ConfigError,
+    Float,
+    Int,
+    fail,
+    revalidate,
+    settings,
+)
+from icl_stl.config.schedules import ROUNDINGS, RealSchedule, real_count
+from icl_stl.config.schedules import SCHEDULES as REAL_SCHEDULES
+from icl_stl.config.sections import GAUSSIAN_PRIOR_TASKS, ModelConfig, TaskConfig
+
+REAL_SOURCES = ("reuse", "fresh")
+SYNTHETIC_MODES = ("replace", "accumulate")
+INIT_MODES = ("from_scratch", "warm_start")
+LABEL_MODES = ("sample", "context", "mean")
+LEARNERS = ("transformer", "gaussian_prior")
+LABELLERS = ("model", "oracle")
+FILTERS = ("none", "confidence", "verifier")  # icl_stl/loop/filters.py
+VERIFIER_SOURCES = ("s0", "real")
+
+
+@settings("loop")
+class LoopConfig:
+    """The self-consuming loop. Generation 0 trains on S_0; generations 1..`generations` on S_i."""
+
+    generations: Int(0, 10_000) = 5  # self-consuming generations after generation 0
+    real_fraction: Float(0.0, 1.0) = 0.5  # lambda: share of the n prompts of S_i that are real
+    rounding: Choice(ROUNDINGS) = "exact"  # how lambda n becomes a count; exact: a whole number
+    real_source: Choice(REAL_SOURCES) = "reuse"  # reuse: a subset of S_0; fresh: new prompts
+    redraw_real: Bool = False  # reuse only: draw a new subset of S_0 every generation
+    synthetic: Choice(SYNTHETIC_MODES) = "replace"  # replace: generation i-1's; accumulate: all
+    augment: Int(0) = 0  # m extra synthetic prompts on top of n
+    init: Choice(INIT_MODES) = "from_scratch"  # or warm_start from generation i-1
+    # Generations >= 1 have their own budget: with init=warm_start it is what a generation
+    # spends refining its predecessor. null: train.steps (and train.warmup_steps); every
+    # generation builds a new optimizer, so its learning rate warms up again unless
+    # warmup_steps says otherwise (0: start at the full rate).
+    steps: Int(1) | None = None  # step budget of generations >= 1 (null: train.steps)
+    warmup_steps: Int(0) | None = None  # warm-up of generations >= 1 (null: train.warmup_steps)
+    # The generator: "model" labels with the trained learner; "oracle" samples the true
+    # posterior predictive (icl_stl/loop/oracle.py), the control whose prompts are real-like.
+    labeller: Choice(LABELLERS) = "model"
+    # sample: draw each label from the predictive distribution, fed back as context; context:
+    # c real pairs, then the model's; mean: the predicted mean (no generator: no spread)
+    label_mode: Choice(LABEL_MODES) = "sample"
+    # null: the Gaussian head's own predicted scale (predictive sampling); a number: that fixed
+    # scale around the predicted mean (a degenerate generator: it shrinks the label variance)
+    label_noise_std: Float(0.0) | None = None
+    context_pairs: Int(0) = 2  # c: real pairs opening each synthetic prompt (context mode)
+    context_noise: Bool = False  # context mode: add label noise to the model's labels
+    kv_cache: Bool = True  # label with cached keys/values (native GPT-2 only)
+    label_batch_size: Int(1) = 4096
+    learner: Choice(LEARNERS) = "transformer"
+    prior_covariance: Bool = False  # gaussian_prior: also re-estimate the covariance of w
+    # Train generation 0 once per distinct (seed, S_0) and copy it to every member sharing them
+    # (the lambdas of one seed): the same numbers, less work. false: one per member.
+    share_generation_0: Bool = True
+    # lambda_i of generation i >= 1 (icl_stl/config/schedules.py): constant (real_fraction),
+    # or decayed linearly / exponentially from real_fraction by `rate` per generation, never
+    # below `floor`. The defaults leave a run's identity as it is (`EXTENSION_DEFAULTS`).
+    real_schedule: Choice(REAL_SCHEDULES) = "constant"
+    real_schedule_rate: Float(0.0) = 0.0
+    real_schedule_floor: Float(0.0, 1.0) = 0.0
+    # Filters on synthetic data (icl_stl/loop/filters.py): label ceil(m / filter_keep) prompts
+    # and keep the m the filter scores best (or, with filter_threshold, the first m scoring
+    # <= it). confidence: the Gaussian head's predicted variance; verifier: ridge centred on
+    # the tasks of real prompts (icl_stl/loop/verifier.py).
+    filter: Choice(FILTERS) = "none"
+    filter_keep: Float(0.0, 1.0, lo_open=True) = 1.0
+    filter_threshold: Float(0.0) | None = None  # null: keep the best fraction
+    verifier_source: Choice(VERIFIER_SOURCES) = "s0"  # s0 (works at lambda = 0) or real part
+    verifier_n_real: Int(1) | None = None  # fit on this many real prompts (null: all)
+    verifier_label_noise_std: Float(0.0) = 0.0  # degrade: noise on the labels it reads
+    verifier_centre_noise_std: Float(0.0) = 0.0  # degrade: noise on its knowledge centre
+
+    @model_validator(mode="after")
+    def _check(self) -> LoopConfig:
+        if self.labeller == "oracle" and self.label_mode == "mean":
+            fail("loop.label_mode", self.label_mode,
+                 "'sample' or 'context' with loop.labeller=oracle (the oracle samples)")
+        if self.filter == "none":
+            for key in ("filter_keep", "filter_threshold"):
+                if getattr(self, key) != EXTENSION_DEFAULTS["loop"][key]:
+                    fail(f"loop.{key}", getattr(self, key),
+                         f"{EXTENSION_DEFAULTS['loop'][key]} with loop.filter=none "
+                         f"(a setting that would do nothing)")
+        if self.real_schedule == "constant":
+            for key in ("real_schedule_rate", "real_schedule_floor"):
+                if getattr(self, key) != 0:
+                    fail(f"loop.{key}", getattr(self, key),
+                         "0 with loop.real_schedule=constant (a setting that would do nothing)")
+        if self.filter == "confidence" and self.learner == "gaussian_prior":
+            fail("loop.filter", self.filter, "'none' or 'verifier' with "
+                 "loop.learner=gaussian_prior (its predictive variance ignores the labels)")
+        if self.filter == "confidence" and self.labeller == "oracle":
+            fail("loop.filter", self.filter, "'none' or 'verifier' with loop.labeller=oracle")
+        return self
+
+    def schedule(self, lambda0: float, path: str = "loop") -> RealSchedule:
+        """The real-data schedule of a member whose real_fraction is lambda0, validated."""
+        return RealSchedule(self.real_schedule, lambda0, self.real_schedule_rate,
+                            self.real_schedule_floor, path)
+
+    def real_counts(self, lambda0: float, n: int, path: str = "loop") -> list[int]:
+        """Real prompts of S_1..S_generations for a member with real_fraction lambda0 and n."""
+        return self.schedule(lambda0, path).counts(n, self.generations, self.rounding)[1:]
+
+    def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig) -> None:
+        """Check what depends on the other sections, for data.n = `n`."""
+        revalidate(self, path)
+        if n is None:
+            raise ConfigError("data.n must be a positive integer for the loop (S_0 is a finite "
+                              "set of n prompts), got None")
+        real_count(self.real_fraction, n, self.rounding, path)  # also with no generation
+        reals = self.real_counts(self.real_fraction, n, path)
+        if self.filter == "confidence" and self.learner == "transformer" and (
+                self.labeller == "model" and not model.gaussian_head):
+            fail(f"{path}.filter", self.filter, "'none' or 'verifier' unless "
+                 "model.gaussian_head=true supplies a predicted variance")
+        if self.filter == "verifier":
+            available = min(reals, default=n) if self.verifier_source == "real" else n
+            if self.verifier_source == "real" and available == 0:
+                fail(f"{path}.verifier_source", self.verifier_source,
+                     f"'s0' when a generation has no real prompt (real_fraction="
+                     f"{self.real_fraction}, real_schedule={self.real_schedule})")
+            if self.verifier_n_real is not None and self.verifier_n_real > available:
+                fail(f"{path}.verifier_n_real", self.verifier_n_real,
+                     f"null or an integer <= {available} (the real prompts it is fitted on)")
+        if self.label_mode == "context" and self.context_pairs >= task.k:
+            fail(f"{path}.context_pairs", self.context_pairs, f"< task.k={task.k}")
+        needs_noise = self.label_mode == "sample" or (
+            self.label_mode == "context" and self.context_noise)
+        model_labels = self.labeller == "model" and self.learner == "transformer"
+        if (model_labels and needs_noise and self.label_noise_std is None
+                and not model.gaussian_head):
+            fail(f"{path}.label_noise_std", self.label_noise_std,
+                 f"a noise scale for label_mode={self.label_mode!r} unless "
+                 f"model.gaussian_head=true supplies one")
+        if self.learner == "gaussian_prior" and task.name not in GAUSSIAN_PRIOR_TASKS:
+            fail(f"{path}.learner", self.learner, "'transformer' for a non-linear task")
+        if self.learner == "gaussian_prior" and task.k < task.d:
+            fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
+                 f"(it reads w off a prompt by least squares, exact only when k >= d)")
+        if self.labeller == "oracle" and task.n_tasks is not None:
+            fail(f"{path}.labeller", self.labeller, "'model' with task.n_tasks (the oracle "
+                 "samples the Gaussian prior, not the task pool real prompts come from)")
+        if self.labeller == "oracle" and task.name not in GAUSSIAN_PRIOR_TASKS:
+            fail(f"{path}.labeller", self.labeller,
+                 f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
+
+
+# Extension settings at the values that switch the extension off. An identity (a run name, a
+# checkpoint's loop.json) leaves a setting out at this value, so a run that does not use an
+# extension has the same name and resumes the same checkpoints whether or not the setting exists.
+EXTENSION_DEFAULTS = {
+    "task": {"n_tasks": None},
+    "loop": {"real_schedule": "constant", "real_schedule_rate": 0.0,
+             "real_schedule_floor": 0.0, "filter": "none", "filter_keep": 1.0,
+             "filter_threshold": None, "verifier_source": "s0", "verifier_n_real": None,
+             "verifier_label_noise_std": 0.0, "verifier_centre_noise_std": 0.0},
+}
+
+
+def omit_extension_defaults(settings_tree: dict) -> dict:
+    """A copy of an identity's nested settings without the `EXTENSION_DEFAULTS` at default."""
+    out = dict(settings_tree)
+    for section, defaults in EXTENSION_DEFAULTS.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items()
+                            if not (k in defaults and v == defaults[k])}
+    return out
