@@ -8,14 +8,21 @@ from typing import Any
 import pytest
 
 
+class FakeConfig(dict):
+    def update(self, values: dict, allow_val_change: bool = False) -> None:
+        super().update(values)
+
+
 class FakeRun:
-    def __init__(self, fail_log_after: int | None = None, name: str = "fake-run") -> None:
-        self.id = "fake123"
+    def __init__(self, fail_log_after: int | None = None, name: str = "fake-run",
+                 run_id: str = "fake123") -> None:
+        self.id = run_id
         self.name = name
         self.init: dict[str, Any] = {}
         self.logged: list[tuple[dict, dict]] = []
         self.metrics: list[tuple[tuple, dict]] = []
         self.summary: dict[str, Any] = {}
+        self.config = FakeConfig()
         self.finished: list[int | None] = []
         self.fail_log_after = fail_log_after
 
@@ -59,7 +66,8 @@ class FakeWandb:
         if self.first is not None and not self.runs:
             run = self.first
         else:
-            run = FakeRun(name=kwargs.get("name") or f"run{len(self.runs)}")
+            run = FakeRun(name=kwargs.get("name") or f"run{len(self.runs)}",
+                          run_id=kwargs.get("id") or f"fake{len(self.inits)}")
         run.init = kwargs
         self.runs.append(run)
         return run

@@ -33,6 +33,7 @@ from icl_stl.data.seeding import resolve_device
 from icl_stl.persistence import PersistenceError, RunLockedError, atomic_write_json
 from icl_stl.persistence.identity import run_identity
 from icl_stl.runs.logger import RunLogger
+from icl_stl.runs.wandb_files import RESUME_FILE
 from icl_stl.training.engine import DivergenceError, RuntimeOptions
 
 log = logging.getLogger("icl_stl")
@@ -121,13 +122,36 @@ def display_name(app: AppConfig, job_type: str) -> str:
     return "-".join([*parts, f"g{app.loop.generations}", seed])
 
 
-def make_logger(app: AppConfig, run_dir: Path, name: str, job_type: str) -> RunLogger:
+def default_group(app: AppConfig, job_type: str) -> str:
+    """The W&B group of a run: logger.group, else the preset (``experiment=reproduce/collapse``:
+    ``reproduce/collapse``), else in a sweep its directory, else the run's display name."""
+    if app.logger.group:
+        return app.logger.group
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        preset = hydra.runtime.choices.get("experiment")
+        if preset:
+            return str(preset)
+        if is_multirun():
+            return str(hydra.sweep.dir)
+    return display_name(app, job_type)
+
+
+def make_logger(app: AppConfig, run_dir: Path, name: str, job_type: str,
+                resume_dir: Path | None = None) -> RunLogger:
     """The run's logger; `name` (the checkpoint name, a hash unless run.name is set) goes into
-    the W&B config, the W&B run is named by `display_name`."""
+    the W&B config, the W&B run is named by `display_name` and grouped by `default_group`.
+    `job_type` is train, loop, probe or report, with a suffix after '-' for the tag and name
+    (``probe-stability``). A loop passes its checkpoint directory as `resume_dir`: its W&B runs
+    are continued from there after a kill."""
     config = {**dataclasses.asdict(app), "checkpoint_name": name}
     return RunLogger(run_dir, mode=app.logger.mode, project=app.logger.project, config=config,
-                     name=display_name(app, job_type), group=app.logger.group,
-                     tags=[job_type, *app.logger.tags], init_timeout_s=app.logger.init_timeout_s,
+                     name=display_name(app, job_type), group=default_group(app, job_type),
+                     job_type=job_type.split("-")[0], tags=[job_type, *app.logger.tags],
+                     init_timeout_s=app.logger.init_timeout_s,
+                     resume_file=None if resume_dir is None else resume_dir / RESUME_FILE,
                      member_runs=app.logger.member_runs)
 
 

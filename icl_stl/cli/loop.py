@@ -74,14 +74,15 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     members = members_from_config(app)
-    with RunLock(output_dir), make_logger(app, output_dir, name, "loop") as logger:
+    checkpoint_dir = Path(app.run.checkpoint_root) / name
+    with RunLock(output_dir), make_logger(app, output_dir, name, "loop", checkpoint_dir) as logger:
         extra = None
         if app.loop.learner == "gaussian_prior":
             from icl_stl.loop.learners.reference import prior_drift_metrics
 
             extra = prior_drift_metrics
-        run = LoopRun(loop_settings(app, runtime), members,
-                      Path(app.run.checkpoint_root) / name, output_dir, logger, extra)
+        run = LoopRun(loop_settings(app, runtime), members, checkpoint_dir, output_dir, logger,
+                      extra)
         summary = run.run()
         labels = "oracle" if app.loop.labeller == "oracle" else app.loop.label_mode
         write_loop_outputs(summary, output_dir,

@@ -81,10 +81,12 @@ def probe_from_config(cfg: DictConfig, output_dir) -> dict:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     hooks = [prior_drift_metrics] if app.loop.learner == "gaussian_prior" else []
-    with RunLock(output_dir), make_logger(app, output_dir, name, f"probe-{probe.kind}") as logger:
+    checkpoint_dir = Path(app.run.checkpoint_root) / name
+    with RunLock(output_dir), make_logger(app, output_dir, name, f"probe-{probe.kind}",
+                                          checkpoint_dir) as logger:
         result, summary = RUNNERS[probe.kind](
-            loop_settings(app, runtime), probe, seeds, ns, Path(app.run.checkpoint_root) / name,
-            output_dir, logger, hooks)
+            loop_settings(app, runtime), probe, seeds, ns, checkpoint_dir, output_dir, logger,
+            hooks)
         top = headline(probe.kind, result)
         logger.update_wandb_summary(top)  # summary.json holds the full loop summary below
         write_loop_outputs({**summary, "probe": top}, output_dir,

@@ -20,8 +20,13 @@ import logging
 import sys
 from pathlib import Path
 
-from icl_stl.report.report import write_report
+from icl_stl.persistence import read_json
+from icl_stl.report.report import ReportResult, write_report
 from icl_stl.report.rules import ReportConfig
+from icl_stl.runs.logger import RunLogger
+from icl_stl.runs.wandb_files import find_runs
+
+VERDICT_COLUMNS = ("verdict", "statement", "estimate", "interval", "margin", "n_seeds")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,6 +48,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settings", action="store_true",
                         help="print the verdicts' settings with their defaults and exit")
     return parser.parse_args(argv)
+
+
+def log_report(paths: list[Path], out: Path, cfg: ReportConfig, result: ReportResult) -> None:
+    """The report's figures (images) and verdicts (a table) in a W&B run of job type report, in
+    the project, group and mode of the first run read that logged to W&B; nothing when none
+    did (they ran with logger.mode=disabled)."""
+    runs = find_runs(paths)
+    if not runs:
+        return
+    first = runs[0]
+    verdicts = read_json(out / "verdicts.json").get("verdicts", {})
+    config = {"report": dataclasses.asdict(cfg), "paths": [str(p) for p in paths],
+              "groups": sorted({r.group for r in runs})}
+    with RunLogger(out, mode=first.mode, project=first.project, config=config,
+                   name=f"report-{first.group}", group=first.group, job_type="report",
+                   tags=["report"]) as logger:
+        for figure in result.figures:
+            logger.log_image(f"figures/{Path(figure).stem}", figure)
+        rows = [[str(number), *(v.get(c) if c != "interval" or v.get(c) is None
+                                else str(v.get(c)) for c in VERDICT_COLUMNS)]
+                for number, v in verdicts.items()]
+        logger.log_table("verdicts", ["prediction", *VERDICT_COLUMNS], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    log_report(paths, out, cfg, result)
     print(f"wrote {result.path} ({len(result.figures)} figures)")
     for prediction, verdict in sorted(result.verdicts.items()):
         print(f"  prediction {prediction}: {verdict}")

@@ -102,6 +102,12 @@ class LoopSettings:
                                         self.loop, self.seed)
 
 
+def member_settings(member: MemberSpec) -> dict:
+    """A loop's own settings by config path: the top level of its W&B run's config."""
+    return {"seed": member.seed, "loop.real_fraction": member.real_fraction,
+            "data.n": member.n, "loop.augment": member.augment}
+
+
 def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
     return [{**m.describe(), "s0": s.fingerprint()} for m, s in zip(members, s0s)]
 
@@ -294,7 +300,8 @@ class LoopRun:
         timings = []
         if self.logger is not None:
             self.logger.open_member_runs(
-                self.names, [{"index": m, **spec.describe()} for m, spec in enumerate(self.members)])
+                self.names, [{"index": m, **spec.describe()} for m, spec in enumerate(self.members)],
+                [member_settings(spec) for spec in self.members])
         # Silent off a terminal (disable=None); the phase shows what a long generation is doing.
         bar = tqdm(total=s.loop.generations + 1, desc="generations", unit="gen", disable=None,
                    leave=False)
@@ -319,6 +326,7 @@ class LoopRun:
         if done is not None:
             log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
             all_records += done["records"]
+            self._log_generation(i, done["records"])  # if a kill came before it was logged
             if i < s.loop.generations:  # later generations need it to label and warm-start
                 if i > 0:  # read (or relabel) with generation i-1 still loaded
                     for m, syn in enumerate(self._synthetic(i)):
@@ -371,18 +379,17 @@ class LoopRun:
 
     def _log_generation(self, i: int, records: list[dict]) -> None:
         """Each loop's scalars (to its own W&B run, see `RunLogger.open_member_runs`) and, for
-        several loops, the job's per-group median [min, max] of the test risk."""
+        several loops, the job's per-group median [min, max] of the test risk; once per
+        generation across kills (`RunLogger.log_generation`)."""
         if self.logger is None:
             return
         # What identifies a loop is in its run's config, not a metric.
         skip = {"generation", "member", *self.members[0].describe()}
-        self.logger.log_metrics(
-            {"generation": i},
-            members=[{f"gen/{k}": v for k, v in rec.items()
-                      if isinstance(v, (int, float)) and k not in skip} for rec in records])
-        if len(records) > 1:
-            self.logger.log_metrics({"generation": i, **group_metrics(
-                [r["test_risk"] for r in records], self.groups, "gen/test_risk")})
+        self.logger.log_generation(
+            i, [{f"gen/{k}": v for k, v in rec.items()
+                 if isinstance(v, (int, float)) and k not in skip} for rec in records],
+            job=group_metrics([r["test_risk"] for r in records], self.groups, "gen/test_risk")
+            if len(records) > 1 else None)
 
     def _summary(self, records: list[dict], base: dict, alpha: float, timings: list,
                  base_prior: dict | None = None) -> dict:

@@ -18,32 +18,36 @@ summed over the loop's generations; ``train/step`` restarts every generation), p
 metrics as ``gen/<name>`` against ``generation``. Records are logged without W&B's global
 ``step=`` argument, which would force a single axis.
 
-A job of K loops (members) can give each member its own W&B run (:meth:`open_member_runs`),
-grouped under the job's name; per-member values are passed as ``members=`` to
-:meth:`RunLogger.log_metrics`.
+Every run has a group (the preset's or sweep's name, see ``icl_stl.cli.common``) and a job type
+(train, loop, probe, report). A job of K loops (members) gives each loop its own W&B run
+(:meth:`open_member_runs`) in the job's group, whose config holds that loop's own settings at the
+top level; per-member values are passed as ``members=`` to :meth:`RunLogger.log_metrics` and
+:meth:`RunLogger.log_generation`. With a `resume_file`, a resumed loop continues its runs and logs
+every finished generation once (:mod:`icl_stl.runs.member_runs`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import logging
 import os
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePath
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from icl_stl.persistence import append_jsonl, atomic_write_json
+from icl_stl.runs.member_runs import LoopRuns, MemberRuns
+from icl_stl.runs.wandb_util import (
+    cause,
+    could_prompt,
+    finish_quietly,
+    plain,
+    wandb_settings,
+)
 
 logger = logging.getLogger(__name__)
 
 MODES = ("offline", "online", "disabled")
-
-# How long run.finish() may spend uploading before giving up (the data stays on disk for
-# `wandb sync`). Without a bound a network outage at the end of a run would hang it forever.
-FINISH_TIMEOUT_S = 120.0
 
 # Opening a member run costs about 0.15 s offline (measured with wandb 0.31 on a loaded 2-core
 # machine, K=10 and K=50 alike) and a server round trip online; past this many members their
@@ -51,54 +55,7 @@ FINISH_TIMEOUT_S = 120.0
 MEMBER_RUNS_DEFAULT = 50
 
 
-def _plain(value: Any, where: str, *, strict: bool) -> Any:
-    """`value` as JSON types.
-
-    Numpy scalars and one-element tensors become Python numbers, tuples and sets lists, paths
-    strings, enums their value, dataclasses dicts. Anything else raises ``TypeError`` naming
-    `where` if `strict`, else becomes its ``repr`` (used for configs, which must always log).
-    """
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, f"{where}.{k}", strict=strict) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{where}[{i}]", strict=strict) for i, v in enumerate(value)]
-    if isinstance(value, (set, frozenset)):
-        return [_plain(v, where, strict=strict) for v in sorted(value, key=repr)]
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return _plain(value.value, where, strict=strict)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value), where, strict=strict)
-    item = getattr(value, "item", None)
-    if callable(item):  # numpy scalar, or a tensor/array with one element
-        numel = getattr(value, "numel", None)  # torch: .size is a method, .numel() the count
-        count = numel() if callable(numel) else getattr(value, "size", None)
-        if count == 1:
-            return _plain(item(), where, strict=strict)
-    if strict:
-        raise TypeError(
-            f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which cannot be "
-            "logged; use numbers, strings, lists or dicts (one-element tensors are accepted)"
-        )
-    return repr(value)
-
-
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream is not None and stream.isatty())
-    except (AttributeError, ValueError, OSError):  # replaced or closed streams
-        return False
-
-
-def _could_prompt() -> bool:
-    """Whether W&B would ask for an API key interactively (a terminal, or a notebook)."""
-    return (_isatty(sys.stdin) and _isatty(sys.stderr)) or "ipykernel" in sys.modules
-
-
-class RunLogger:
+class RunLogger(MemberRuns):
     """Write a run's metrics and summary to `run_dir`, and to W&B unless disabled or failing.
 
     Args:
@@ -111,7 +68,8 @@ class RunLogger:
             converted (tuples to lists, paths to strings, numpy scalars to numbers, dataclasses
             to dicts) and any other object is recorded as its ``repr``, so a config never stops
             a run from logging.
-        name, group, tags: W&B run name, group and tags. Member runs are grouped under `name`.
+        name, group, tags: W&B run name, group and tags; member runs share the group.
+        job_type: W&B job type: train, loop, probe or report.
         init_timeout_s: Upper bound, passed to W&B as ``init_timeout``, on how long W&B may take
             to start. Online with no network, ``wandb.init`` gives up after about this long
             (measured: timeout + ~1 s with wandb 0.31), then the offline fallback starts in
@@ -120,6 +78,9 @@ class RunLogger:
             adds W&B's own ~5 s user lookup.
         resume_id: W&B run id to continue (``resume="allow"``): store :attr:`run_id` with the
             checkpoint and pass it back when resuming, so a resumed run extends its W&B run.
+        resume_file: A loop's ``wandb.json`` (in its checkpoint directory): the ids of its runs
+            are kept there and continued by the same command after a kill, and every finished
+            generation is logged once (:meth:`log_generation`; :mod:`icl_stl.runs.member_runs`).
         member_runs: At most this many member runs are opened by :meth:`open_member_runs`
             (0: never); a job with more members logs them to its own run with suffixes.
 
@@ -135,9 +96,11 @@ class RunLogger:
         config: Mapping[str, Any],
         name: str | None = None,
         group: str | None = None,
+        job_type: str | None = None,
         tags: list[str] | None = None,
         init_timeout_s: float = 30.0,
         resume_id: str | None = None,
+        resume_file: str | os.PathLike[str] | None = None,
         member_runs: int = MEMBER_RUNS_DEFAULT,
     ) -> None:
         if mode not in MODES:
@@ -153,8 +116,8 @@ class RunLogger:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.summary_path = self.run_dir / "summary.json"
         self.mode = mode
-        self.config: dict[str, Any] = _plain(dict(config), "config", strict=False)
-        self.name, self.project = name, project
+        self.config: dict[str, Any] = plain(dict(config), "config", strict=False)
+        self.name, self.project, self.group, self.job_type = name, project, group, job_type
         self.tags = list(tags) if tags else []
         self.member_runs = member_runs
         self._init_timeout_s = float(init_timeout_s)
@@ -164,8 +127,11 @@ class RunLogger:
         self._wandb: Any = None
         self._warned = False
         self._closed = False
+        # No resume file without W&B: a disabled logger writes nothing but its local files.
+        self._loops = LoopRuns(None if mode == "disabled" or resume_file is None
+                               else Path(resume_file), self.run_dir / "wandb")
         if mode != "disabled":
-            self._start_wandb(group=group, resume_id=resume_id)
+            self._start_wandb(resume_id=resume_id or self._loops.job_id)
 
     # -----------------------------------------------------------------------------------------
     # W&B plumbing
@@ -181,16 +147,11 @@ class RunLogger:
         return self._wandb_mode
 
     @property
-    def member_runs_active(self) -> bool:
-        """Whether per-member metrics go to one W&B run per member."""
-        return bool(self._members)
-
-    @property
     def run_id(self) -> str | None:
         """The W&B run id (to pass as `resume_id` when resuming), or None without W&B."""
         return None if self._run is None else str(self._run.id)
 
-    def _init_run(self, mode: str, *, name: str | None, group: str | None, tags: list[str],
+    def _init_run(self, mode: str, *, name: str | None, tags: list[str],
                   config: dict[str, Any], resume_id: str | None = None) -> Any:
         wandb = self._wandb
         run = wandb.init(
@@ -199,14 +160,15 @@ class RunLogger:
             mode=mode,
             dir=str(self.run_dir),
             name=name,
-            group=group,
+            group=self.group,
+            job_type=self.job_type,
             tags=tags or None,
             id=resume_id,
             resume="allow" if resume_id else None,
             # Each run is its own: the default would hand back a still-open run from an earlier
             # RunLogger in the same process, and member runs are open at the same time.
             reinit="create_new",
-            settings=self._settings(wandb, self._init_timeout_s),
+            settings=wandb_settings(wandb, self._init_timeout_s),
         )
         run.define_metric("train/global_step")
         run.define_metric("train/*", step_metric="train/global_step")
@@ -214,7 +176,7 @@ class RunLogger:
         run.define_metric("gen/*", step_metric="generation")
         return run
 
-    def _start_wandb(self, *, group: str | None, resume_id: str | None) -> None:
+    def _start_wandb(self, *, resume_id: str | None) -> None:
         try:
             import wandb
 
@@ -222,10 +184,10 @@ class RunLogger:
         except Exception as exc:
             self._give_up_wandb("import", exc)
             return
-        kwargs = dict(name=self.name, group=group, tags=self.tags, config=self.config,
+        kwargs = dict(name=self.name, tags=self.tags, config=self.config,
                       resume_id=resume_id)
         try:
-            if self.mode == "online" and _could_prompt():
+            if self.mode == "online" and could_prompt():
                 # Where it can prompt, wandb.init without credentials asks for an API key and
                 # waits forever, outside init_timeout; check for credentials without prompting.
                 if not wandb.login(prompt=False, verify=False):
@@ -250,24 +212,9 @@ class RunLogger:
         logger.warning(
             "wandb unavailable online (init failed: %s); logging offline instead, upload later "
             "with: wandb sync %s",
-            _cause(online_error),
+            cause(online_error),
             self.run_dir / "wandb" / "offline-run-*",
         )
-
-    @staticmethod
-    def _settings(wandb: Any, init_timeout_s: float) -> Any:
-        wanted: dict[str, Any] = {
-            "init_timeout": init_timeout_s,
-            "finish_timeout": FINISH_TIMEOUT_S,
-            # Quiet, and no stdout/stderr capture: it interferes with Hydra's and pytest's own
-            # handling of the console and the run's log file already holds it.
-            "silent": True,
-            "console": "off",
-        }
-        known = getattr(wandb.Settings, "model_fields", None)
-        if known:  # older wandb versions lack some settings; drop rather than fail
-            wanted = {k: v for k, v in wanted.items() if k in known}
-        return wandb.Settings(**wanted)
 
     def _warn_once(self, message: str) -> None:
         # One path only: a logged warning reaches the console (Python's last-resort handler
@@ -281,22 +228,11 @@ class RunLogger:
         """Stop using W&B after a failure, warning once; local files carry on."""
         run, self._run = self._run, None
         self._warn_once(
-            f"wandb unavailable ({stage} failed: {_cause(exc)}); continuing with local files "
+            f"wandb unavailable ({stage} failed: {cause(exc)}); continuing with local files "
             f"only in {self.run_dir}"
         )
         if run is not None and stage != "finish":
-            _finish_quietly(run, 1)
-
-    def _give_up_members(self, stage: str, exc: BaseException) -> None:
-        """Stop using member runs; their metrics go to the job's run with suffixes."""
-        runs, self._members = self._members, []
-        self._warn_once(
-            f"wandb member runs unavailable ({stage} failed: {_cause(exc)}); per-member metrics "
-            f"go to the job's run as <key>/member<i>"
-        )
-        if stage != "finish":
-            for run in runs:
-                _finish_quietly(run, 1)
+            finish_quietly(run, 1)
 
     def _to_wandb(self, stage: str, data: dict[str, Any]) -> None:
         if self._run is None:
@@ -312,36 +248,6 @@ class RunLogger:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"RunLogger for {self.run_dir} is closed")
-
-    def open_member_runs(self, names: Sequence[str], configs: Sequence[Mapping[str, Any]]) -> bool:
-        """Give each of K >= 2 members its own W&B run; return whether they are in use.
-
-        Member i's run is named ``names[i]``, grouped under this run's name, and has this run's
-        config plus ``member: configs[i]``. Not opened without W&B, for a single member (this
-        run is its run), or for more than `member_runs` members; :meth:`log_metrics` then puts
-        member i's values in this run as ``<key>/member<i>``.
-        """
-        self._check_open()
-        if len(names) != len(configs):
-            raise ValueError(f"{len(names)} member names for {len(configs)} member configs")
-        if self._run is None or len(names) < 2 or self._members:
-            return bool(self._members)
-        if len(names) > self.member_runs:
-            logger.info("%d loops is more than logger.member_runs=%d: their W&B metrics go to "
-                        "the job's run as <key>/member<i>", len(names), self.member_runs)
-            return False
-        group = self.name or str(self._run.name)
-        tags = [*self.tags, "member"]
-        for i, (name, config) in enumerate(zip(names, configs)):
-            member = _plain(dict(config), f"configs[{i}]", strict=False)
-            try:
-                self._members.append(self._init_run(
-                    self._wandb_mode, name=name, group=group, tags=tags,
-                    config={**self.config, "member": member}))
-            except Exception as exc:
-                self._give_up_members("member init", exc)
-                break
-        return bool(self._members)
 
     def log_metrics(self, record: Mapping[str, Any],
                     members: Sequence[Mapping[str, Any]] | None = None) -> None:
@@ -361,28 +267,15 @@ class RunLogger:
         self._check_open()
         if not isinstance(record, Mapping):
             raise TypeError(f"metrics record must be a mapping, got {type(record).__name__}")
-        plain = _plain(dict(record), "metrics", strict=True)
+        values = plain(dict(record), "metrics", strict=True)
         if members is None:
-            append_jsonl(self.metrics_path, plain)
-            self._to_wandb("log", plain)
+            append_jsonl(self.metrics_path, values)
+            self._to_wandb("log", values)
             return
-        per = [_plain(dict(m), f"metrics.members[{i}]", strict=True)
+        per = [plain(dict(m), f"metrics.members[{i}]", strict=True)
                for i, m in enumerate(members)]
-        append_jsonl(self.metrics_path, {**plain, "members": per})
-        if self._members:
-            for run, values in zip(self._members, per):
-                try:
-                    run.log({**plain, **_present(values)})
-                except Exception as exc:
-                    self._give_up_members("member log", exc)
-                    break
-            else:
-                return
-        if len(per) == 1:
-            self._to_wandb("log", {**plain, **_present(per[0])})
-        else:
-            self._to_wandb("log", {**plain, **{f"{k}/member{i}": v for i, values in enumerate(per)
-                                               for k, v in _present(values).items()}})
+        append_jsonl(self.metrics_path, {**values, "members": per})
+        self._send(values, per)
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         """Atomically replace ``summary.json`` with `summary` and set it as the W&B summary.
@@ -393,11 +286,11 @@ class RunLogger:
         self._check_open()
         if not isinstance(summary, Mapping):
             raise TypeError(f"summary must be a mapping, got {type(summary).__name__}")
-        plain = _plain(dict(summary), "summary", strict=True)
-        atomic_write_json(self.summary_path, plain)
+        values = plain(dict(summary), "summary", strict=True)
+        atomic_write_json(self.summary_path, values)
         if self._run is not None:
             try:
-                self._run.summary.update(plain)
+                self._run.summary.update(values)
             except Exception as exc:
                 self._give_up_wandb("summary", exc)
 
@@ -409,7 +302,7 @@ class RunLogger:
         self._check_open()
         if self._run is not None:
             try:
-                self._run.summary.update(_plain(dict(values), "summary", strict=True))
+                self._run.summary.update(plain(dict(values), "summary", strict=True))
             except Exception as exc:
                 self._give_up_wandb("summary", exc)
 
@@ -428,13 +321,27 @@ class RunLogger:
             raise FileNotFoundError(f"image to log does not exist: {path}")
         if self._run is None:
             return
-        data = _plain(dict(extra or {}), "extra", strict=True)
+        data = plain(dict(extra or {}), "extra", strict=True)
         try:
             data[key] = self._wandb.Image(str(path))
         except Exception as exc:
             self._give_up_wandb("image", exc)
             return
         self._to_wandb("image", data)
+
+    def log_table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Log a table (e.g. the report's verdicts) to W&B under `key`; nothing locally (the
+        caller writes its own file). Cells follow the rules of :meth:`log_metrics`."""
+        self._check_open()
+        cells = plain([list(r) for r in rows], key, strict=True)
+        if self._run is None:
+            return
+        try:
+            table = self._wandb.Table(columns=list(columns), data=cells)
+        except Exception as exc:
+            self._give_up_wandb("table", exc)
+            return
+        self._to_wandb("table", {key: table})
 
     def close(self, *, failed: bool = False) -> None:
         """Finish the W&B runs (marked failed if `failed`). Idempotent; never raises for W&B."""
@@ -469,20 +376,3 @@ class RunLogger:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("wandb" if self._run is not None else "local")
         return f"RunLogger({str(self.run_dir)!r}, mode={self.mode!r}, {state})"
-
-
-def _cause(exc: BaseException) -> str:
-    """`exc` on one line (W&B's messages span several)."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-def _present(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of `values` that are not None (missing, rather than null, on a W&B chart)."""
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _finish_quietly(run: Any, exit_code: int) -> None:
-    try:
-        run.finish(exit_code=exit_code)
-    except Exception:  # already failing; the warning given is the report
-        pass

@@ -1,5 +1,6 @@
 """What a loop job logs: a monotonic training axis, one W&B run per loop (or per-loop suffixes,
-never an average over lambdas), readable names, and one short console line per generation."""
+never an average over lambdas), readable names, and one short console line per generation.
+W&B runs offline and its own files are read back (tests/wandb_readback.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_loop, compose_train
-from fake_wandb import FakeWandb, install
+from wandb_readback import OfflineRun, by_name, offline_runs
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import loop_from_config
@@ -25,10 +26,12 @@ GRID = ["logger.mode=offline", "members.real_fractions=[0,0.5]", "members.seeds=
 LAMBDAS = [0.0, 0.5, 0.0, 0.5]  # members_from_config: seeds outer, lambdas inner
 
 
-def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> tuple[dict, FakeWandb]:
-    fake = install(monkeypatch, FakeWandb())
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str
+         ) -> tuple[dict, dict[str, OfflineRun]]:
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))  # not the real home
     summary = loop_from_config(compose_loop(tmp_path, *GRID, *extra), tmp_path / "out")
-    return summary, fake
+    return summary, by_name(offline_runs(tmp_path / "out"))
 
 
 def _train_lines(tmp_path: Path) -> list[dict]:
@@ -37,25 +40,29 @@ def _train_lines(tmp_path: Path) -> list[dict]:
 
 def test_each_loop_has_its_own_run_and_a_monotonic_step(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="icl_stl.loop.runner")
-    summary, fake = _run(tmp_path, monkeypatch)
-    job, *members = fake.runs
+    summary, runs = _run(tmp_path, monkeypatch)
+    job = runs.pop("loop-lam0,0.5-n16-g2-seed0,1")  # the job, by what it runs
+    names = ["lam0-n16-seed0", "lam0.5-n16-seed0", "lam0-n16-seed1", "lam0.5-n16-seed1"]
+    assert sorted(runs) == sorted(names)
+    members = [runs[name] for name in names]
 
     # train/step restarts each generation; train/global_step counts on (20, then 10 per gen).
     lines = _train_lines(tmp_path)
     assert [(r["generation"], r["train/step"], r["train/global_step"]) for r in lines] == [
         (0, 10, 10), (0, 20, 20), (1, 10, 30), (2, 10, 40)]
 
-    # Readable names: the job by what it runs (its settings hash is in its config).
-    assert job.init["name"] == "loop-lam0,0.5-n16-g2-seed0,1"
-    assert job.init["config"]["checkpoint_name"].startswith("loop-")
-    assert [r.init["name"] for r in members] == [
-        "lam0-n16-seed0", "lam0.5-n16-seed0", "lam0-n16-seed1", "lam0.5-n16-seed1"]
-    assert all(r.init["group"] == job.init["name"] for r in members)
-    assert [r.init["config"]["member"]["real_fraction"] for r in members] == LAMBDAS
+    # Readable names (the settings hash is in the config); one group (no preset: the job's
+    # name); each loop's own settings at the top level of its config.
+    assert job.config["checkpoint_name"].startswith("loop-")
+    assert {r.group for r in [job, *members]} == {job.name}
+    assert {r.job_type for r in [job, *members]} == {"loop"}
+    assert [r.config["loop"]["real_fraction"] for r in members] == LAMBDAS
+    assert [r.config["seed"] for r in members] == [0, 0, 1, 1]
+    assert [r.config["member"]["real_fraction"] for r in members] == LAMBDAS
 
     # Each member run: its own loss (not an average over lambdas) and unsuffixed gen/* metrics.
     for m, run in enumerate(members):
-        logged = [d for d, _ in run.logged]
+        logged = run.rows
         assert [d["train/loss"] for d in logged if "train/loss" in d] == \
             [line["members"][m]["train/loss"] for line in lines]
         risks = [d["gen/test_risk"] for d in logged if "gen/test_risk" in d]
@@ -64,7 +71,7 @@ def test_each_loop_has_its_own_run_and_a_monotonic_step(tmp_path, monkeypatch, c
     assert lines[-1]["members"][0]["train/loss"] != lines[-1]["members"][1]["train/loss"]
 
     # The job's run: per-lambda median [min, max] over seeds, nothing per member.
-    job_keys = {key for d, _ in job.logged for key in d}
+    job_keys = {key for d in job.rows for key in d}
     assert {"gen/test_risk_median/lam0", "gen/test_risk_max/lam0.5"} <= job_keys
     assert not any(k.startswith("train/") or "/member" in k for k in job_keys)
 
@@ -75,9 +82,9 @@ def test_each_loop_has_its_own_run_and_a_monotonic_step(tmp_path, monkeypatch, c
 
 
 def test_without_member_runs_each_loop_keeps_its_own_keys(tmp_path, monkeypatch):
-    summary, fake = _run(tmp_path, monkeypatch, "logger.member_runs=0")
-    (job,) = fake.runs
-    logged = [d for d, _ in job.logged]
+    summary, runs = _run(tmp_path, monkeypatch, "logger.member_runs=0")
+    (job,) = runs.values()
+    logged = job.rows
     losses = [d for d in logged if "train/global_step" in d]
     assert all("train/loss" not in d for d in losses), "no loss averaged over the loops"
     lines = _train_lines(tmp_path)
@@ -156,3 +163,27 @@ def test_risk_line_is_capped_for_large_grids():
 def test_bad_member_runs_is_one_clear_error(tmp_path, value):
     with pytest.raises(ConfigError, match=f"(?i)logger.member_runs must be .*, got {value}$"):
         load_app_config(compose_loop(tmp_path, f"logger.member_runs={value}"), needs_loop=True)
+
+
+@pytest.mark.parametrize(("overrides", "mode", "group"), [
+    (["experiment=collapse_vs_lambda"], "RUN", "collapse_vs_lambda"),  # the preset's
+    (["experiment=collapse_vs_lambda", "logger.group=mine"], "RUN", "mine"),  # the override
+    (["logger.group=null", "hydra.sweep.dir=multirun/x"], "MULTIRUN", "multirun/x"),  # a sweep
+    (["logger.group=null", "data.n=16"], "RUN", "loop-lam0.5-n16-g5-seed0"),  # the run's name
+])
+def test_every_run_has_a_group(overrides, mode, group):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from icl_stl.cli.common import CONFIG_DIR, default_group
+
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        full = compose("loop", overrides=overrides, return_hydra_config=True)
+        cfg = compose("loop", overrides=overrides)
+    full.hydra.mode = RunMode[mode]
+    HydraConfig.instance().set_config(full)
+    try:
+        assert default_group(load_app_config(cfg, needs_loop=True), "loop") == group
+    finally:
+        HydraConfig.instance().cfg = None

@@ -47,11 +47,14 @@ class ListLogger:
     def __init__(self):
         self.metrics: list[dict] = []
 
-    def open_member_runs(self, names: list[str], configs: list[dict]) -> bool:
+    def open_member_runs(self, names: list[str], configs: list[dict], settings=None) -> bool:
         return False
 
     def log_metrics(self, metrics: dict, members: list[dict] | None = None) -> None:
         self.metrics.append(metrics if members is None else {**metrics, "members": members})
+
+    def log_generation(self, generation: int, members: list[dict], job=None) -> None:
+        self.log_metrics({"generation": generation}, members)
 
 
 def count_trainings(monkeypatch) -> list[tuple[int, int]]:

@@ -216,10 +216,14 @@ def test_a_warning_is_printed_once(tmp_path: Path) -> None:
 def _member_logger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, k: int, **kwargs: Any
                    ) -> tuple[RunLogger, FakeWandb, bool]:
     fake = install(monkeypatch, FakeWandb(fail_from_call=kwargs.pop("fail_from_call", None)))
-    log = RunLogger(tmp_path, mode="offline", project="p", config={"seed": 7}, name="job",
-                    group="preset", tags=["loop"], **kwargs)
-    names = [f"lam{lam}-seed{i}" for i, lam in enumerate([0.0, 0.5, 0.0][:k])]
-    opened = log.open_member_runs(names, [{"seed": i, "real_fraction": 0.5} for i in range(k)])
+    log = RunLogger(tmp_path, mode="offline", project="p", name="job", group="preset",
+                    job_type="loop", tags=["loop"], **kwargs,
+                    config={"seed": 7, "loop": {"real_fraction": 0.5, "steps": 3}})
+    lams = [0.0, 0.5, 0.0][:k]
+    names = [f"lam{lam}-seed{i}" for i, lam in enumerate(lams)]
+    opened = log.open_member_runs(
+        names, [{"seed": i, "real_fraction": lam} for i, lam in enumerate(lams)],
+        [{"seed": i, "loop.real_fraction": lam} for i, lam in enumerate(lams)])
     for step, losses in ((10, [1.0, 2.0, 3.0][:k]), (20, [0.5, 1.5, 2.5][:k])):
         log.log_metrics({"train/step": step, "train/global_step": step},
                         members=[{"train/loss": v, "train/x": None} for v in losses])
@@ -231,10 +235,15 @@ def test_each_member_gets_its_own_run(tmp_path: Path, monkeypatch: pytest.Monkey
     assert opened and log.member_runs_active
     job, *members = fake.runs
     assert [r.init["name"] for r in members] == ["lam0.0-seed0", "lam0.5-seed1", "lam0.0-seed2"]
-    assert all(r.init["group"] == "job" and r.init["tags"] == ["loop", "member"]
-               for r in members)
-    assert job.init["group"] == "preset"
-    assert members[1].init["config"] == {"seed": 7, "member": {"seed": 1, "real_fraction": 0.5}}
+    assert all(r.init["group"] == "preset" and r.init["job_type"] == "loop"
+               and r.init["tags"] == ["loop", "member"] for r in members)
+    assert job.init["group"] == "preset" and job.init["job_type"] == "loop"
+    # The loop's own settings at the top level; the job's values it replaced under `job`.
+    assert members[0].init["config"] == {
+        "seed": 0, "loop": {"real_fraction": 0.0, "steps": 3},
+        "member": {"seed": 0, "real_fraction": 0.0},
+        "job": {"name": "job", "seed": 7, "loop": {"real_fraction": 0.5}}}
+    assert job.init["config"] == {"seed": 7, "loop": {"real_fraction": 0.5, "steps": 3}}
     assert all(r.metrics == job.metrics for r in members), "the same step axes"
     assert [d for d, _ in members[2].logged] == [
         {"train/step": 10, "train/global_step": 10, "train/loss": 3.0},
@@ -271,6 +280,10 @@ def test_a_single_member_logs_to_the_job_run(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     log, fake, opened = _member_logger(tmp_path, monkeypatch, 1)
     assert not opened and len(fake.runs) == 1
+    assert fake.runs[0].config == {"seed": 0, "loop": {"real_fraction": 0.0, "steps": 3},
+                                   "member": {"seed": 0, "real_fraction": 0.0},
+                                   "job": {"name": "job", "seed": 7,
+                                           "loop": {"real_fraction": 0.5}}}, "the loop's own"
     assert fake.runs[0].logged[0][0] == {"train/step": 10, "train/global_step": 10,
                                          "train/loss": 1.0}
     log.close()
@@ -514,3 +527,77 @@ def test_online_on_terminal_without_credentials_does_not_prompt(tmp_path: Path) 
 def test_subprocess_script_is_valid() -> None:
     # Guard against the format template above silently breaking (braces are doubled).
     compile(textwrap.dedent(_ONLINE.format(timeout=1.0)), "<online>", "exec")
+
+
+# ---------------------------------------------------------------------------------------------
+# A resumed loop: its runs continued, each finished generation logged once
+
+
+def _loop_logger(run_dir: Path, resume_file: Path, mode: str = "offline") -> RunLogger:
+    log = RunLogger(run_dir, mode=mode, project="icl-stl-test", config={"seed": 0}, name="job",
+                    group="g", job_type="loop", resume_file=resume_file)
+    log.open_member_runs(["a", "b"], [{"index": 0}, {"index": 1}])
+    return log
+
+
+def _generations(log: RunLogger, generations: range) -> None:
+    for g in generations:
+        log.log_generation(g, [{"gen/risk": g + 0.5}, {"gen/risk": g + 0.25}],
+                           job={"gen/risk_median": g})
+
+
+def test_a_resumed_loop_logs_each_generation_once_offline(tmp_path: Path,
+                                                           wandb_home: Path) -> None:
+    from wandb_readback import offline_runs
+
+    resume = tmp_path / "ck" / "wandb.json"
+    resume.parent.mkdir()
+    with _loop_logger(tmp_path / "first", resume) as log:
+        _generations(log, range(2))
+        ids = {log.run_id, *(str(r.id) for r in log._members)}
+    # The same command again, in a new directory: every finished generation is handed over
+    # again, as the loop does with the generations it loads.
+    with _loop_logger(tmp_path / "second", resume) as log:
+        assert {log.run_id, *(str(r.id) for r in log._members)} == ids, "runs continued"
+        _generations(log, range(4))
+    runs = offline_runs(tmp_path / "first", tmp_path / "second")
+    assert set(runs) == ids
+    for run in runs.values():
+        assert run.generations() == [0, 1, 2, 3] and len(run.segments) == 2
+    assert [r["generation"] for r in read_jsonl(tmp_path / "second" / "metrics.jsonl")] == \
+        [2, 2, 3, 3], "metrics.jsonl gets the generations past logged_through"
+    assert read_json(resume)["logged_through"] == 3
+
+
+def test_a_resumed_online_loop_trusts_logged_through(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = install(monkeypatch, FakeWandb())
+    resume = tmp_path / "wandb.json"
+    with _loop_logger(tmp_path / "first", resume, "online") as log:
+        _generations(log, range(2))
+    first = fake.runs[:]
+    with _loop_logger(tmp_path / "second", resume, "online") as log:
+        _generations(log, range(4))
+    again = fake.runs[len(first):]
+    assert [r.init["id"] for r in again] == [r.id for r in first]
+    assert all(r.init["resume"] == "allow" for r in again)
+    for run in again:
+        assert [d["generation"] for d, _ in run.logged] == [2, 3]
+
+
+def test_a_truncated_run_file_reads_up_to_the_cut(tmp_path: Path, wandb_home: Path) -> None:
+    import wandb
+
+    from icl_stl.runs.wandb_files import logged_generations, run_files
+
+    with RunLogger(tmp_path, mode="offline", project="icl-stl-test", config={}) as log:
+        for g in range(200):  # more than one 32 KiB block
+            log.log_generation(g, [{"gen/risk": float(g), "gen/note": "x" * 200}])
+        run_id = log.run_id
+    wandb.teardown()  # W&B's service finishes writing the file (tests/wandb_readback.py)
+    (path,) = run_files([tmp_path / "wandb"], run_id)
+    assert logged_generations([tmp_path / "wandb"], run_id) == set(range(200))
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) * 2 // 3])  # a SIGKILL mid-write
+    held = logged_generations([tmp_path / "wandb"], run_id)
+    assert 50 < len(held) < 200 and held == set(range(len(held)))
