@@ -7,7 +7,9 @@ in-process through Hydra's compose API, then the report:
    generation 0 reaches ridge, retrained for 3 generations at lambda = 0 and 0.5, 2 seeds;
 2. reference (experiment=demo/reference): the exactly solvable reference learner on the same
    lambdas and seeds at n = 100, 1,000 and 10,000, in seconds;
-3. icl-stl-report over both: outputs/demo/REPORT.md, outputs/demo/figures/ and
+3. reference_drift (experiment=demo/reference_drift): the same learner at n = 100 over 200
+   seeds, enough to compare its measured drift with the closed form; only the figure reads it;
+4. icl-stl-report over parts 1 and 2: outputs/demo/REPORT.md, outputs/demo/figures/ and
    figures/reference.png (the transformer beside the reference learner's closed forms).
 
 Two seeds make most verdicts "underpowered" by design; stability (P3), decay (P4) and
@@ -41,6 +43,8 @@ from icl_stl.report.report import write_report
 # (part, primary config, preset, runner): the runner writes the part's outputs into its dir.
 PARTS = (("collapse", "loop", "demo/collapse", loop_from_config),
          ("reference", "loop", "demo/reference", loop_from_config))
+# Parts only reference.png reads: the report (and its verdicts) stays that of PARTS.
+FIGURE_PARTS = (("reference_drift", "loop", "demo/reference_drift", loop_from_config),)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     total = time.perf_counter()
-    for name, primary, preset, runner in PARTS:
+    for name, primary, preset, runner in PARTS + FIGURE_PARTS:
         print(f"[demo] {name} ({preset}) ...", flush=True)
         seconds[name] = run_part(name, primary, preset, runner, out, args.overrides)
         print(f"[demo] {name} done in {seconds[name]:.0f} s", flush=True)
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     report = write_report([out / name for name, *_ in PARTS], out)
     figures = [*report.figures, plot_reference(out / "collapse" / "summary.json",
                                                out / "reference" / "summary.json",
-                                               out / "figures" / "reference.png")]
+                                               out / "figures" / "reference.png",
+                                               out / "reference_drift" / "summary.json")]
     seconds["report"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - total
     atomic_write_json(out / "demo_timing.json", {"seconds": seconds, "overrides": args.overrides})

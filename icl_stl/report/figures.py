@@ -7,6 +7,8 @@ seed-bootstrap interval) and the bound's shape as a descriptive envelope, not as
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -18,43 +20,142 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from icl_stl.runs.plots import (  # noqa: E402
     BASELINE_STYLE,
+    lambda_colours,
     plot_generations,
-    plot_positions,
     wrapped,
 )
 
+# Settings named first when a short name is built: the ones a reader compares groups by.
+SALIENT = ("loop.learner", "loop.labeller", "loop.filter", "loop.verifier_n_real",
+           "loop.real_schedule", "loop.real_schedule_floor", "task.n_tasks", "loop.synthetic")
+# Words for a setting's value; any other setting reads "<last part of its key> <value>".
+WORDS = {
+    "loop.learner": {"transformer": "transformer", "gaussian_prior": "reference learner"},
+    "loop.labeller": {"model": "model labels", "oracle": "oracle labels"},
+    "loop.filter": {"verifier": "verifier filter", "confidence": "confidence filter",
+                    "none": "no filter"},
+    "loop.verifier_n_real": "verifier of {} real prompts",
+    "loop.real_schedule": "{} schedule of λ",
+    "loop.real_schedule_floor": "floor {}",
+    "task.n_tasks": "pool of {} tasks",
+}
+# A config label is "key=value, key=value"; a value may itself hold ", " (a JSON list), so a
+# label is split only before the next dotted key.
+_SPLIT = re.compile(r", (?=[A-Za-z_][\w]*(?:\.[\w]+)*=)")
+
+
+def parse_config(config: str) -> dict[str, str]:
+    """A `collect.label_configs` label back into its settings, in order."""
+    return dict(part.split("=", 1) for part in _SPLIT.split(config) if "=" in part)
+
+
+def _words(key: str, value: str) -> str:
+    word = WORDS.get(key)
+    if isinstance(word, dict) and value in word:
+        return word[value]
+    if isinstance(word, str):
+        return word.format(value)
+    return f"{key.rsplit('.', 1)[-1].replace('_', ' ')} {value}"
+
+
+def short_names(configs: Iterable[str]) -> dict[str, str]:
+    """Each config label -> a short name in words from the fewest settings that still tell
+    the groups apart: settings are tried salient ones first, and one is kept only if it splits
+    groups the kept ones do not (loop.init=from_scratch adds nothing beside the reference
+    learner). A setting a label lacks is at its default, which is a value too."""
+    labels = sorted(set(configs))
+    parsed = {c: parse_config(c) for c in labels}
+    keys = [k for k in SALIENT if any(k in p for p in parsed.values())]
+    keys += sorted({k for p in parsed.values() for k in p} - set(keys))
+    kept: list[str] = []
+
+    def partition(ks: list[str]) -> int:
+        return len({tuple(parsed[c].get(k) for k in ks) for c in labels})
+
+    for key in keys:
+        if partition(kept + [key]) > partition(kept):
+            kept.append(key)
+    return {c: ", ".join(_words(k, parsed[c][k]) for k in kept if k in parsed[c])
+            for c in labels}
+
+
+def group_title(name: str, lambdas: Iterable[float] = (), n: int | None = None,
+                **fields: object) -> str:
+    """"transformer, λ = 0 vs 0.5, n = 10,000": a figure's title in words."""
+    lams = sorted(set(lambdas))
+    parts = [name] if name else []
+    if lams:
+        parts.append("λ\u00a0=\u00a0" + (" vs " if len(lams) == 2 else ", ").join(f"{lam:g}"
+                                                                       for lam in lams))
+    if n is not None:
+        parts.append(f"n\u00a0=\u00a0{n:,}")
+    parts += [f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items()]
+    return ", ".join(parts)
+
 
 def risk_figure(records: list[dict], path: Path, title: str) -> Path:
-    """Test risk against generation, one line per lambda, band = min..max over seeds."""
+    """Excess test risk over ridge against generation per lambda, and its change since
+    generation 0 (runs.plots.plot_generations: mean, band +- sd over seeds)."""
     ridge = float(np.mean([r["ridge_risk"] for r in records]))
     zeros = [r["zero_risk"] for r in records if r.get("zero_risk") is not None]
     return plot_generations(records, path, ridge_risk=ridge, title=title,
                             zero_risk=float(np.mean(zeros)) if zeros else None)
 
 
-def _mean_curve(records: list[dict]) -> dict:
-    """Per-position error and band averaged over records (seeds), as plot_positions wants it."""
-    return {key: np.mean([r[src] for r in records], axis=0).tolist()
-            for key, src in (("per_position", "test_risk_per_position"),
-                             ("ci_low", "test_ci_low"), ("ci_high", "test_ci_high"))}
+def position_change(records: list[dict]) -> dict[float, tuple[np.ndarray, np.ndarray, int]]:
+    """lambda -> (mean, sd, seeds) over seeds of the last generation's error per position
+    minus the same loop's generation-0 error (paired on the same test prompts)."""
+    first, last = (f(r["generation"] for r in records) for f in (min, max))
+    ends: dict[tuple, dict[int, np.ndarray]] = {}
+    for r in records:
+        if r["generation"] in (first, last) and r.get("test_risk_per_position") is not None:
+            key = (r["real_fraction"], r.get("seed"), r.get("run"))
+            ends.setdefault(key, {})[r["generation"]] = np.asarray(r["test_risk_per_position"])
+    out = {}
+    for lam in sorted({key[0] for key in ends}):
+        diffs = np.array([v[last] - v[first] for key, v in ends.items()
+                          if key[0] == lam and first in v and last in v])
+        if len(diffs):
+            sd = diffs.std(0, ddof=1) if len(diffs) > 1 else np.zeros(diffs.shape[1])
+            out[lam] = (diffs.mean(0), sd, len(diffs))
+    return out
 
 
 def positions_figure(records: list[dict], baselines: dict, path: Path, title: str) -> Path:
-    """Error against position for generation 0 and the last generation of every lambda.
+    """Change of the error at each position from generation 0 to the last, per lambda.
 
-    Generation 0 does not depend on lambda (it trains on S_0 alone), so it is averaged over all
-    loops; the last generation is averaged over seeds per lambda.
+    Drawn as a difference because the absolute curves of all generations lie within a line's
+    width of each other (and of ridge) beside the averaging and 3-NN baselines; the dashed
+    line is ridge minus generation 0, the most any generation could gain at that position.
     """
     first, last = (f(r["generation"] for r in records) for f in (min, max))
-    curves = {f"generation {first}": _mean_curve([r for r in records
-                                                  if r["generation"] == first])}
-    for lam in sorted({r["real_fraction"] for r in records}):
-        group = [r for r in records if r["generation"] == last and r["real_fraction"] == lam]
-        if last > first:
-            curves[f"generation {last}, λ = {lam:g}"] = _mean_curve(group)
-    curves.update({k: v for k, v in baselines.items() if k in BASELINE_STYLE})
-    return plot_positions(curves, path, title=title,
-                          model_keys=tuple(k for k in curves if k.startswith("generation")))
+    change = position_change(records)
+    colours = lambda_colours(list(change))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    seeds = max((c[2] for c in change.values()), default=0)
+    for lam, (mean, sd, _) in change.items():
+        xs = np.arange(1, len(mean) + 1)
+        ax.plot(xs, mean, "o-", ms=3, color=colours[lam], label=f"λ = {lam:g}")
+        if seeds > 1:
+            ax.fill_between(xs, mean - sd, mean + sd, color=colours[lam], alpha=0.18, lw=0)
+    gen0 = [np.asarray(r["test_risk_per_position"]) for r in records
+            if r["generation"] == first and r.get("test_risk_per_position") is not None]
+    ridge = baselines.get("ridge", {}).get("per_position")
+    if ridge is not None and gen0:
+        _, color, style, lw = BASELINE_STYLE["ridge"]
+        ax.plot(np.arange(1, len(ridge) + 1), np.asarray(ridge) - np.mean(gen0, axis=0),
+                color=color, ls=style, lw=lw, label="ridge − generation 0")
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set(xlabel="in-context examples (position j)",
+           ylabel=f"error at j: generation {last} − generation {first}",
+           title=wrapped(title, fig))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, title=f"mean ± sd over {seeds} seeds" if seeds > 1 else "1 seed",
+              title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def stability_figure(table: dict[tuple[int, int], dict], path: Path, title: str) -> Path:

@@ -82,40 +82,119 @@ def plot_positions(curves: dict[str, dict], path: Path, title: str = "", d: int 
     return path
 
 
+def seed_band(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds (0 for one seed)."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def zoom_to(ax, values: list[float], reference: float | None = 0.0) -> None:
+    """Limits around the plotted values so their changes fill the axis: a log axis when they
+    are positive and span a decade or more, else a linear one that reaches down to `reference`
+    (ridge, an excess of 0) only when that is at most one data range away (the data would
+    otherwise be squashed into a sliver above it)."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return
+    lo, hi = min(finite), max(finite)
+    if lo > 0 and hi / lo >= 10:
+        readable_log_axis(ax, finite)
+        return
+    span = hi - lo
+    if reference is not None and lo - span <= reference <= hi + span:
+        lo, hi = min(lo, reference), max(hi, reference)
+        span = hi - lo
+    pad = 0.08 * span if span > 0 else 0.05 * max(abs(hi), 1e-3)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def _reference_lines(ax, lines: list[tuple[float, str, str]]) -> None:
+    """Draw each (value, style key, label) inside the axis; one outside it is named in the
+    legend with its value and side instead (a proxy entry, nothing drawn on the axis)."""
+    low, high = ax.get_ylim()
+    for value, name, label in lines:
+        _, color, style, lw = BASELINE_STYLE[name]
+        if low <= value <= high:
+            ax.axhline(value, color=color, ls=style, lw=lw, label=label)
+        else:
+            side = "below" if value < low else "above"
+            ax.plot([], [], color=color, ls=style, lw=lw,
+                    label=f"{label} at {value:.3g}, {side} the axis")
+
+
+def _by_loop(records: list[dict], metric: str) -> dict[tuple, dict[int, float]]:
+    """(lambda, seed, n, augment, member) -> generation -> metric: one entry per loop."""
+    loops: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for r in records:
+        if r.get(metric) is not None:
+            key = (r["real_fraction"], r.get("seed"), r.get("n"), r.get("augment", 0),
+                   r.get("run"))
+            loops[key][r["generation"]] = float(r[metric])
+    return loops
+
+
 def plot_generations(records: list[dict], path: Path, metric: str = "test_risk",
                      ridge_risk: float | None = None, title: str = "",
                      zero_risk: float | None = None) -> Path:
-    """`metric` against generation, one line per lambda (mean over seeds; with several seeds a
-    band from min to max), beside ridge and the zero predictor."""
-    by_lambda: dict[float, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        if r.get(metric) is not None:
-            by_lambda[r["real_fraction"]][r["generation"]].append(r[metric])
-    colours = lambda_colours(list(by_lambda))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plotted: list[float] = []
-    for lam in sorted(by_lambda):
-        gens = sorted(by_lambda[lam])
-        vals = [by_lambda[lam][g] for g in gens]
-        mean = [sum(v) / len(v) for v in vals]
-        seeds = max(len(v) for v in vals)
-        label = f"λ = {lam:g}" + (f" (mean of {seeds} seeds, band min..max)" if seeds > 1 else "")
-        ax.plot(gens, mean, "o-", label=label, ms=3, color=colours[lam])
-        plotted += [x for v in vals for x in v]
-        if seeds > 1:
-            ax.fill_between(gens, [min(v) for v in vals], [max(v) for v in vals],
-                            color=colours[lam], alpha=0.2, lw=0)
-    for value, name, label in ((ridge_risk, "ridge", "ridge (Bayes-optimal)"),
-                               (zero_risk, "zero", "zero predictor")):
-        if value is not None:
-            _, color, style, lw = BASELINE_STYLE[name]
-            ax.axhline(value, color=color, ls=style, lw=lw, label=label)
-            plotted.append(value)
-    ax.set(xlabel="generation", ylabel=metric.replace("_", " "),
-           title=wrapped(title, ax.figure))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    readable_log_axis(ax, plotted)
-    ax.legend(fontsize=8)
+    """`metric` against generation, one line per lambda: mean over seeds, band +- one standard
+    deviation over seeds (none with one seed). Left: the level, as the excess over ridge when
+    the metric is the test risk and ridge is known (each record's own `ridge_risk`, measured on
+    the same test prompts, else `ridge_risk`), on an axis zoomed to the lines; ridge (0) and the
+    zero predictor are drawn when inside it and named with their value otherwise. Right: the
+    change since each loop's first generation, paired per loop, so seed-to-seed offsets that
+    generation 0 already had cancel and the drift shows alone."""
+    excess = metric == "test_risk" and (ridge_risk is not None or
+                                        any(r.get("ridge_risk") is not None for r in records))
+    rows = [dict(r, _y=float(r[metric]) - (r.get("ridge_risk", ridge_risk) if excess else 0.0))
+            for r in records if r.get(metric) is not None]
+    loops = _by_loop(rows, "_y")
+    lambdas = sorted({key[0] for key in loops})
+    colours = lambda_colours(lambdas)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    level: list[float] = []
+    seeds = max((sum(1 for key in loops if key[0] == lam) for lam in lambdas), default=0)
+    for lam in lambdas:
+        mine = [v for key, v in loops.items() if key[0] == lam]
+        gens = sorted({g for v in mine for g in v})
+        for ax, shift in ((left, False), (right, True)):
+            stats = [seed_band([v[g] - (v[min(v)] if shift else 0.0) for v in mine if g in v])
+                     for g in gens]
+            mean = np.array([m for m, _ in stats])
+            sd = np.array([s for _, s in stats])
+            ax.plot(gens, mean, "o-", ms=3, color=colours[lam], label=f"λ = {lam:g}")
+            if seeds > 1:
+                ax.fill_between(gens, mean - sd, mean + sd, color=colours[lam], alpha=0.18,
+                                lw=0)
+            if not shift:
+                level += list(mean - sd) + list(mean + sd)
+    name = metric.replace("_", " ")
+    band = (f"mean ± sd over {seeds} seeds" if seeds > 1 else "1 seed")
+    if excess:
+        zoom_to(left, level)
+        ref = ridge_risk if ridge_risk is not None else float(np.mean(
+            [r["ridge_risk"] for r in records if r.get("ridge_risk") is not None]))
+        lines = [(0.0, "ridge", "ridge (Bayes-optimal)")]
+        if zero_risk is not None:
+            lines.append((zero_risk - ref, "zero", "zero predictor"))
+        _reference_lines(left, lines)
+        left.set(ylabel=f"excess {name} (test − ridge)", title="excess risk over ridge")
+    else:
+        zoom_to(left, level, reference=None)
+        left.set(ylabel=name, title=name)
+    right.axhline(0.0, color="0.5", lw=0.8)
+    right.set(ylabel=f"change in {name} since generation 0",
+              title="drift: change since generation 0 (same loop)")
+    for ax in (left, right):
+        ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # The lambdas' key once, on the right (its lines start together at 0, leaving a corner
+    # free); the left names only its reference lines, so neither legend covers the bands.
+    right.legend(fontsize=8, title=band, title_fontsize=8, loc="upper left")
+    refs = [h for h in left.get_lines() if not h.get_label().startswith(("λ", "_"))]
+    if refs:
+        left.legend(handles=refs, fontsize=8, loc="best")
+    if title:
+        fig.suptitle(wrapped(title, fig), fontsize=12)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -38,7 +38,7 @@ PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop"
            "quickstart": "train", "generator": "loop",
            "filters_verifier": "loop", "filters_confidence": "loop", "schedules": "loop",
            "task_pools": "loop",
-           "demo/collapse": "loop", "demo/reference": "loop",
+           "demo/collapse": "loop", "demo/reference": "loop", "demo/reference_drift": "loop",
            "reproduce/collapse": "loop", "reproduce/stability": "probe",
            "reproduce/decay": "probe", "reproduce/augmentation": "loop",
            "reproduce/reference": "loop", "reproduce/filters_verifier": "loop",
@@ -265,7 +265,7 @@ def test_demo_script_runs_every_part_and_writes_the_report(tmp_path):
         assert (out / part / "summary.json").exists()
     assert (out / "figures" / "reference.png").exists()
     timing = json.loads((out / "demo_timing.json").read_text())["seconds"]
-    assert set(timing) == {"collapse", "reference", "report", "total"}
+    assert set(timing) == {"collapse", "reference", "reference_drift", "report", "total"}
     copied = {p.name for p in (tmp_path / "figs").glob("*.png")}
     assert "reference.png" in copied and copied == {p.name for p in (out / "figures").glob("*.png")}
 

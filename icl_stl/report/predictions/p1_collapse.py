@@ -94,18 +94,24 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
     """Risk against generation and against position of every loop group (every lambda:
     Prediction 2 reads the same figures), then P1's groups."""
     doc.add("## Predictions 1 and 2: risk against generation", "",
-            "Mean test risk over seeds, band = min..max over seeds; dashed: ridge (Bayes-optimal).",
-            "")
+            "Left: test risk minus ridge's (Bayes-optimal) risk on the same test prompts, mean "
+            "over seeds, band ± one standard deviation over seeds, on an axis zoomed to the "
+            "lines (ridge and the zero predictor are named with their value when off it). "
+            "Right: the change since generation 0 of the same loop. The position figures show "
+            "how the error at each position changed from generation 0 to the last. A figure's "
+            "title names its group in words; the caption holds its full settings.", "")
     baselines = {str(r.path): (r.summary or {}).get("baselines", {}) for r in evidence.runs}
     plain = [r for r in evidence.records if r.get("augment", 0) == 0]
+    short = figures.short_names(r["config"] for r in evidence.records)
     for (config, n), recs in group_by(plain, lambda r: (r["config"], r["n"])).items():
         if len({r["generation"] for r in recs}) < 2:
             continue  # e.g. a decay probe's final generation alone: its own figure shows it
         name = describe_group(config, n=n)
+        title = figures.group_title(short[config], (r["real_fraction"] for r in recs), n)
         doc.figure("risk", f"risk against generation, {name}",
-                   lambda path, recs=recs, name=name: figures.risk_figure(recs, path, name))
+                   lambda path, recs=recs, title=title: figures.risk_figure(recs, path, title))
         doc.figure("positions", f"error against position, {name}",
-                   lambda path, recs=recs, name=name: figures.positions_figure(
-                       recs, baselines[recs[0]["run"]], path, name))
+                   lambda path, recs=recs, title=title: figures.positions_figure(
+                       recs, baselines[recs[0]["run"]], path, title))
     doc.add("### Prediction 1 by group", "")
     doc.verdict_table(pred)
