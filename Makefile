@@ -28,9 +28,12 @@ PART ?= all
 reproduce: install
 	$(BIN)/python scripts/reproduce.py --part $(PART)
 
+# One pytest-xdist worker per core (each runs torch on one thread, tests/conftest.py); a test
+# file stays on one worker, so its module fixtures are made once. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= auto
 test: install
 	$(BIN)/ruff check icl_stl tests scripts
-	$(BIN)/python -m pytest -q -x --timeout=900
+	$(BIN)/python -m pytest -q -x -n $(TEST_WORKERS) --dist loadfile --timeout=900
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "" --timeout=3600

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,20 +90,41 @@ TRAIN_CLI_OVERRIDES = [*TINY_TRAIN, "train.checkpoint_every=10"]
 LOOP_CLI_OVERRIDES = [*TINY_LOOP, "loop.generations=2", "train.checkpoint_every=5"]
 
 
+def made_once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The directory `name`, filled by `make` once per test session and then only read.
+
+    Under pytest-xdist (make test) each worker has its own session: the workers share one
+    directory beside their temp dirs, the first to ask fills it under a file lock and the others
+    wait for it, so an artefact several test files read is computed once, not once per worker."""
+    base = factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / f"{name}.done").exists():
+            shutil.rmtree(target, ignore_errors=True)  # a worker that failed to make it
+            target.mkdir()
+            make(target)
+            (root / f"{name}.done").touch()
+    return target
+
+
 @pytest.fixture(scope="session")
 def train_cli_run(tmp_path_factory) -> Path:
     """An uninterrupted `icl-stl-train` run; returns its run directory."""
-    root = tmp_path_factory.mktemp("train_cli")
-    check_ok(run_cli(TRAIN_CLI, *cli_args(TRAIN_CLI_OVERRIDES, root, "out")))
-    return root / "out"
+    def make(root: Path) -> None:
+        check_ok(run_cli(TRAIN_CLI, *cli_args(TRAIN_CLI_OVERRIDES, root, "out")))
+
+    return made_once(tmp_path_factory, "train_cli", make) / "out"
 
 
 @pytest.fixture(scope="session")
 def loop_cli_run(tmp_path_factory) -> Path:
     """An uninterrupted two-generation `icl-stl-loop` run; returns its run directory."""
-    root = tmp_path_factory.mktemp("loop_cli")
-    check_ok(run_cli(LOOP_CLI, *cli_args(LOOP_CLI_OVERRIDES, root, "out")))
-    return root / "out"
+    def make(root: Path) -> None:
+        check_ok(run_cli(LOOP_CLI, *cli_args(LOOP_CLI_OVERRIDES, root, "out")))
+
+    return made_once(tmp_path_factory, "loop_cli", make) / "out"
 
 
 def read_summary(run_dir: Path) -> dict:
