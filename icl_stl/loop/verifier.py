@@ -13,7 +13,7 @@ squared *standardised* prequential residual
 m_j, S_j the posterior of w given the pairs before j under N(c, w_var I) and noise variance s2.
 For a prompt drawn from that very model the standardised residuals are independent N(0, 1),
 so k * score is chi-square with k degrees of freedom: a threshold's kept fraction is known
-exactly (`filter_theory.residual_keep_fraction`). Without label noise (s2 -> 0, see
+exactly (`theory.filters.residual_keep_fraction`). Without label noise (s2 -> 0, see
 `MIN_NOISE_VAR_RELATIVE`) and k >= d, k * score tends to ||w - c||^2 / w_var: the verifier
 then judges a prompt by how far its task lies from the centre, the form the reference
 learner's closed forms use.

@@ -108,7 +108,7 @@ def test_verifier_filter_keeps_what_the_verifier_ranks_best(tmp_path, threshold)
 def test_reference_learner_with_a_verifier_matches_the_closed_form(tmp_path):
     """The Gaussian-prior learner at lambda = 0, verifier fitted on S_0 (so its centre c is
     mu_0, shift 0), threshold tau on ||w - c||^2 / w_var = k * score: the kept fraction is
-    F_d(tau) and E||mu_1 - c||^2 is `filter_theory.step_drift` (docs/THEORY.md section 7.2),
+    F_d(tau) and E||mu_1 - c||^2 is `theory.filters.step_drift` (docs/THEORY.md section 7.2),
     measured over 300 loops; without the filter E||mu_1 - c||^2 would be d / n."""
     seeds, tau = 300, 2 * math.log(2)  # the median of chi-square with 2 degrees of freedom
     cfg = compose_loop(tmp_path, *FAST, "loop.learner=gaussian_prior", "loop.real_fraction=0",
