@@ -8,13 +8,16 @@ TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: install demo reproduce test test-all lint bench clean
 
+# Quiet: one line before and one after; pip speaks only for an error or a real warning.
 $(BIN)/icl-stl-train: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,launchers]"
+	@echo "installing into $(VENV): $(TORCH_SPEC), then icl-stl (editable) at constraints.txt's versions"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	@$(BIN)/pip install --quiet -c constraints.txt -e ".[test,launchers]"
 	@touch $@
+	@echo "installed: the entry points are in $(BIN)/ (e.g. $(BIN)/icl-stl-train --help); or 'source $(BIN)/activate' first"
 
 install: $(BIN)/icl-stl-train
 

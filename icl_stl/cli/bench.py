@@ -1,4 +1,6 @@
-"""icl-stl-bench: throughput against references, and time to ridge against Garg et al.'s recipe.
+"""icl-stl-bench measures speed (training, labelling and evaluation throughput against matmul
+references) and time to ridge against Garg et al.'s recipe, and writes the numbers as JSON.
+Start here: icl-stl-bench --quick (a smoke test of the speed suite in seconds).
 
     icl-stl-bench                      # speed suite, CPU defaults: outputs/bench/bench.json
     icl-stl-bench --sizes tiny small --ks 1 2 4 8 16 --out bench.json
@@ -31,6 +33,7 @@ from icl_stl.bench.ridge import (
     describe,
 )
 from icl_stl.cli.common import CONFIG_DIR
+from icl_stl.cli.help import DescribedParser
 from icl_stl.config import ModelConfig
 from icl_stl.data.seeding import resolve_device
 from icl_stl.models.model import MODEL_SIZES
@@ -43,7 +46,7 @@ RIDGE_EVAL_EVERY = {"demo": 50, "tiny": 100, "small": 100}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="icl-stl-bench", description=__doc__,
+    p = DescribedParser(prog="icl-stl-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--sizes", nargs="+", default=None, choices=list(MODEL_SIZES))

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from icl_stl.cli import help as app_help
 from icl_stl.cli.preflight import preflight
 from icl_stl.cli.sweeps import ERROR_FILE, sweep_threads
 from icl_stl.config import (
@@ -256,3 +257,4 @@ def find_config_dir() -> str:
 
 
 CONFIG_DIR = find_config_dir()
+app_help.register(CONFIG_DIR)  # --help's text (conf/hydra/help/icl_stl.yaml)

@@ -7,7 +7,8 @@
 Writes eval.json (per-position errors of the model and the baselines, the gap closed toward
 ridge) and positions.png into the Hydra run directory (outputs/eval/<date>/<time>/). The model
 and task come from the checkpoint; a model or task setting on the command line must agree with
-it (`icl_stl.runs.evaluate`).
+it. The evaluation settings and the test prompts' seed are the run's own unless given, and a
+given one that departs from the run's is said (`icl_stl.runs.evaluate`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from icl_stl.cli.common import hydra_app, hydra_output_dir, runtime_options
 from icl_stl.config import ConfigError, from_container
 from icl_stl.models.stored import load_stored_model
 from icl_stl.persistence import RunLock
-from icl_stl.runs.evaluate import EvalRunConfig, evaluate_stored_model, refuse_conflicting_settings
+from icl_stl.runs.evaluate import (
+    EvalRunConfig,
+    eval_settings,
+    evaluate_stored_model,
+    refuse_conflicting_settings,
+)
 
 
 def load_eval_config(cfg: DictConfig) -> EvalRunConfig:
@@ -41,6 +47,7 @@ def eval_from_config(cfg: DictConfig, output_dir) -> dict:
     runtime = runtime_options(settings.runtime)
     stored = load_stored_model(settings.checkpoint, settings.member)
     refuse_conflicting_settings(settings, stored)
+    eval_settings(settings, stored)  # the run's own are readable
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(output_dir):
@@ -52,7 +59,9 @@ def check_settings(cfg: DictConfig) -> None:
     settings, and that the checkpoint is a finished model that fits them."""
     settings = load_eval_config(cfg)
     runtime_options(settings.runtime)
-    refuse_conflicting_settings(settings, load_stored_model(settings.checkpoint, settings.member))
+    stored = load_stored_model(settings.checkpoint, settings.member)
+    refuse_conflicting_settings(settings, stored)
+    eval_settings(settings, stored)
 
 
 @hydra_app("eval", check=check_settings)

@@ -20,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from icl_stl.cli.help import DescribedParser
 from icl_stl.persistence import read_json
 from icl_stl.report.report import ReportResult, write_report
 from icl_stl.report.rules import ReportConfig
@@ -30,10 +31,13 @@ VERDICT_COLUMNS = ("verdict", "statement", "estimate", "interval", "margin", "n_
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = DescribedParser(
         prog="icl-stl-report",
-        description="Write REPORT.md (figures and a verdict on each prediction of "
-                    "docs/THEORY.md) from run and sweep directories.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="icl-stl-report reads run and sweep directories and writes REPORT.md: "
+                    "figures and a verdict\non each prediction of docs/THEORY.md, with "
+                    "verdicts.json and runs.csv. It trains nothing.\nStart here, after "
+                    "`make demo`: icl-stl-report outputs/demo")
     parser.add_argument("paths", nargs="*", type=str,
                         help="run or sweep directories (searched recursively), and KEY=VALUE "
                              "settings of the verdicts")

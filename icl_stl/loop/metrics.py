@@ -43,10 +43,10 @@ def log_gate(records: list[dict]) -> None:
         what = " ".join(f"{key}={rec[key]}" for key in ("seed", "n", "real_fraction", "augment")
                         if key in rec)
         if rec["reached_ridge"]:
-            log.info("generation 0 (%s) reached ridge: %.0f%% of the zero-to-ridge gap closed",
+            log.info("generation 0 (%s) reached ridge: closed %.1f%% of the zero-to-ridge gap",
                      what, 100 * rec["gap_closed"])
         else:
-            log.warning("generation 0 (%s) did NOT reach ridge: %.0f%% of the zero-to-ridge gap "
-                        "closed (test %.4f, ridge %.4f, zero %.4f); no verdict about the theory "
+            log.warning("generation 0 (%s) did NOT reach ridge: closed %.1f%% of the zero-to-ridge "
+                        "gap (test %.4f, ridge %.4f, zero %.4f); no verdict about the theory "
                         "can rest on this loop", what, 100 * rec["gap_closed"],
                         rec["test_risk"], rec["ridge_risk"], rec["zero_risk"])

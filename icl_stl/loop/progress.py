@@ -92,8 +92,8 @@ def gate_lines(records: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> l
         closed = group_stats([r["gap_closed"] for r in recs], [""] * len(recs))[""]
         passed = sum(bool(r["reached_ridge"]) for r in recs)
         lines.append(f"{label + ': ' if label else ''}{passed}/{len(recs)} loops reached ridge "
-                     f"(gap closed: median {100 * closed['median']:.0f}%, "
-                     f"min {100 * closed['min']:.0f}%)")
+                     f"(gap closed: median {100 * closed['median']:.1f}%, "
+                     f"min {100 * closed['min']:.1f}%)")
     return lines
 
 

@@ -19,6 +19,7 @@ from icl_stl.data.tasks import make_task
 from icl_stl.models import build_ensemble
 from icl_stl.persistence import CheckpointSlot, RunLock, atomic_write_bytes, atomic_write_json
 from icl_stl.persistence.identity import train_identity
+from icl_stl.runs.evaluate import record_eval_settings
 from icl_stl.runs.logger import RunLogger
 from icl_stl.runs.plots import calibration_table, plot_calibration, plot_positions
 from icl_stl.runs.provenance import code_provenance
@@ -72,6 +73,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
                               f"choose another run.name or delete it")
         result = train_ensemble(model, [member], task, k, app.train, runtime, checkpoint=slot,
                                 identity=identity, on_log=on_log, description="train")
+        record_eval_settings(checkpoint_dir, app.eval)  # icl-stl-eval's defaults
 
     test = draw_test_prompts(task, app.eval.n_prompts, k, app.seed)
     mean, var = predict_distribution(model, test.xs[None], test.ys[None], app.eval.batch_size,
@@ -144,7 +146,7 @@ def log_gate(summary: dict, data_n: int | None) -> None:
     """One line on whether the learner reached ridge; a warning when it is no learner at all."""
     closed, test, zero = summary["gap_closed"], summary["test_risk"], summary["zero_risk"]
     if summary["reached_ridge"]:
-        log.info("reached ridge: %.0f%% of the zero-to-ridge gap closed (test %.4f, ridge "
+        log.info("reached ridge: closed %.1f%% of the zero-to-ridge gap (test %.4f, ridge "
                  "%.4f)", 100 * closed, test, summary["ridge_risk"])
         return
     why = ""
@@ -156,6 +158,6 @@ def log_gate(summary: dict, data_n: int | None) -> None:
         log.warning("the model is WORSE than the zero predictor (test %.4f > zero %.4f): it has "
                     "not learned in context%s", test, zero, why)
     else:
-        log.warning("did not reach ridge: %.0f%% of the zero-to-ridge gap closed, 90%% needed "
+        log.warning("did not reach ridge: closed %.1f%% of the zero-to-ridge gap, 90%% needed "
                     "(test %.4f, ridge %.4f, zero %.4f)%s", 100 * closed, test,
                     summary["ridge_risk"], zero, why)

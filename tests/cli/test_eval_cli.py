@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,12 +26,13 @@ from icl_stl.cli.common import load_app_config
 from icl_stl.cli.eval import eval_from_config
 from icl_stl.cli.loop import loop_from_config
 from icl_stl.cli.train import train_from_config
-from icl_stl.config import ConfigError, ModelConfig, TaskConfig
+from icl_stl.config import ConfigError, EvalConfig, ModelConfig, TaskConfig
 from icl_stl.data.prompts import sample_prompts
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import make_task
 from icl_stl.models import build_ensemble
 from icl_stl.persistence import load_state, save_state
+from icl_stl.runs.evaluate import EVAL_SETTINGS_FILE
 from icl_stl.training.baselines import bayes_optimal_ridge_alpha
 from icl_stl.training.evaluation import baseline_errors, model_errors, summarise
 from icl_stl.training.gate import gap_closed
@@ -87,12 +90,18 @@ def test_eval_gives_what_icl_stl_evaluation_gives_on_the_same_prompts(train_run,
     assert (tmp_path / "out" / "positions.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_the_run_seed_reproduces_the_numbers_the_train_run_reported(train_run, tmp_path):
+def test_the_run_own_settings_reproduce_the_numbers_the_train_run_reported(train_run, tmp_path,
+                                                                          caplog):
+    """Nothing but the checkpoint is given: its run's seed and eval settings (64 test prompts,
+    not the default 1,280) give the numbers its summary holds, and the log says so to a tenth."""
     run_dir, checkpoint = train_run
     summary = read_summary(run_dir)
-    result = evaluate(tmp_path / "out", f"checkpoint={checkpoint.parent}",  # a directory too
-                      "eval.n_prompts=64", "eval.batch_size=64")
-    assert result["test_prompts"]["seed"] == 0
+    with caplog.at_level(logging.INFO, logger="icl_stl"):
+        result = evaluate(tmp_path / "out", f"checkpoint={checkpoint.parent}")  # a directory too
+    assert result["test_prompts"]["seed"] == 0 and result["test_prompts"]["n_prompts"] == 64
+    assert result["eval"]["batch_size"] == 64 and result["departures_from_run"] == {}
+    closed = f"closed {100 * result['gap_closed']:.1f}% of the zero-to-ridge gap"
+    assert closed in caplog.text and "settings other than the run's" not in caplog.text
     assert result["per_position"]["model"]["per_position"] == pytest.approx(
         summary["per_position"]["model"]["per_position"], rel=1e-6)
     assert result["test_risk"] == pytest.approx(summary["test_risk"], rel=1e-6)
@@ -108,11 +117,34 @@ def test_a_loop_member_is_evaluated_as_the_loop_recorded_it(loop_run, tmp_path):
             != records[1, 1]["test_risk_per_position"])
     for member in (0, 1):
         result = evaluate(tmp_path / f"m{member}", f"checkpoint={checkpoint_dir}/gen_001/model.pt",
-                          f"member={member}", "eval.n_prompts=64", "eval.batch_size=64")
+                          f"member={member}")  # the loop's 64 test prompts: from loop.json
         assert result["per_position"]["model"]["per_position"] == pytest.approx(
             records[1, member]["test_risk_per_position"], rel=1e-6)
         assert result["checkpoint"]["generation"] == 1
         assert result["checkpoint"]["member_record"]["real_fraction"] == member
+
+
+def test_a_setting_given_departs_from_the_run_and_says_so(train_run, loop_run, tmp_path, caplog):
+    _, checkpoint = train_run
+    with caplog.at_level(logging.WARNING, logger="icl_stl"):
+        result = evaluate(tmp_path / "out", f"checkpoint={checkpoint}", "eval.n_prompts=96",
+                          "seed=7", "eval.batch_size=32")
+    assert result["test_prompts"]["n_prompts"] == 96 and result["eval"]["batch_size"] == 32
+    assert result["departures_from_run"] == {"eval.n_prompts": {"run": 64, "now": 96},
+                                             "seed": {"run": 0, "now": 7}}  # batch: how, not what
+    assert "eval.n_prompts=96, the run's 64; seed=7, the run's 0" in caplog.text
+    loop = evaluate(tmp_path / "loop", f"checkpoint={loop_run[1]}/gen_000/model.pt",
+                    "eval.n_prompts=32")
+    assert loop["departures_from_run"] == {"eval.n_prompts": {"run": 64, "now": 32}}
+
+
+def test_a_train_run_that_kept_no_eval_settings_takes_the_defaults(train_run, tmp_path):
+    """A checkpoint written before its run kept them: conf/eval/default.yaml's settings."""
+    (tmp_path / "old").mkdir()
+    shutil.copy(train_run[1], tmp_path / "old" / "train.pt")
+    result = evaluate(tmp_path / "out", f"checkpoint={tmp_path / 'old'}")
+    assert result["test_prompts"]["n_prompts"] == EvalConfig().n_prompts == 1280
+    assert result["departures_from_run"] == {}
 
 
 def _unfinished_copy(checkpoint: Path, where: Path) -> Path:
@@ -133,7 +165,10 @@ def _unfinished_copy(checkpoint: Path, where: Path) -> Path:
     (["CK", "model=small"], ["model.n_layer: 3 in the checkpoint, 6 now",
                              "model.n_embd: 64 in the checkpoint, 128 now"]),
     (["CK", "+model.width=3"], ["model has unknown setting(s) ['width']"]),
+    (["CK", "eval.n_prompts=0"], ["eval.n_prompts must be", "got 0"]),
+    (["CK", "+eval.prompts=3"], ["eval has unknown setting(s) ['prompts']"]),
     (["UNFINISHED"], ["step 5 of train.steps=30"]),
+    (["CORRUPT"], ["stored evaluation settings cannot be read", "eval_settings.json"]),
     (["LOOP_DIR"], ["choose one", "gen_000/model.pt"]),
     (["LOOP_OUT"], ["choose one", "tinyloop/gen_000/model.pt"]),
     (["TRAIN_OUT"], ["train run's output", "tiny/train.pt"]),
@@ -147,6 +182,11 @@ def test_bad_input_is_refused_naming_it_before_anything_is_written(train_run, lo
               "LOOP_OUT": f"checkpoint={loop_run[0]}", "TRAIN_OUT": f"checkpoint={train_run[0]}"}
     if "UNFINISHED" in overrides:
         places["UNFINISHED"] = f"checkpoint={_unfinished_copy(train_run[1], tmp_path)}"
+    if "CORRUPT" in overrides:
+        (tmp_path / "ck").mkdir()
+        shutil.copy(train_run[1], tmp_path / "ck" / "train.pt")
+        (tmp_path / "ck" / EVAL_SETTINGS_FILE).write_text("{")
+        places["CORRUPT"] = f"checkpoint={tmp_path / 'ck'}"
     overrides = [places.get(o, o) for o in overrides]
     with pytest.raises(ConfigError) as info:
         eval_from_config(compose_cfg("eval", *overrides), tmp_path / "out")
@@ -155,18 +195,18 @@ def test_bad_input_is_refused_naming_it_before_anything_is_written(train_run, lo
     assert not (tmp_path / "out").exists(), "an output directory was created"
 
 
-def test_the_config_lists_every_task_and_model_setting():
-    """Every model and task setting can be claimed on the command line (and so checked)."""
+def test_the_config_lists_every_task_model_and_eval_setting_as_null():
+    """Every model and task setting can be claimed on the command line (and so checked), and
+    every eval setting is the run's own unless given."""
     cfg = yaml.safe_load((REPO / "conf" / "eval.yaml").read_text())
-    for name, cls in (("task", TaskConfig), ("model", ModelConfig)):
+    for name, cls in (("task", TaskConfig), ("model", ModelConfig), ("eval", EvalConfig)):
         assert list(cfg[name]) == [f.name for f in dataclasses.fields(cls)], name
         assert set(cfg[name].values()) == {None}, name
 
 
 def test_cli_writes_eval_json_and_the_plot(train_run, tmp_path):
     run_dir, checkpoint = train_run
-    check_ok(run_cli(EVAL_CLI, f"checkpoint={checkpoint}", "eval.n_prompts=64",
-                     "eval.batch_size=64", f"hydra.run.dir={tmp_path}/out"))
+    check_ok(run_cli(EVAL_CLI, f"checkpoint={checkpoint}", f"hydra.run.dir={tmp_path}/out"))
     result = json.loads((tmp_path / "out" / "eval.json").read_text())
     assert result["test_risk"] == pytest.approx(read_summary(run_dir)["test_risk"], rel=1e-6)
     assert (tmp_path / "out" / "positions.png").exists()
