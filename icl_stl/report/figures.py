@@ -79,6 +79,11 @@ def short_names(configs: Iterable[str]) -> dict[str, str]:
             for c in labels}
 
 
+def short_name(label: str, among: Iterable[str]) -> str:
+    """`label`'s short name among the other config labels of a report (`short_names`)."""
+    return short_names([*among, label])[label]
+
+
 def group_title(name: str, lambdas: Iterable[float] = (), n: int | None = None,
                 **fields: object) -> str:
     """"transformer, λ = 0 vs 0.5, n = 10,000": a figure's title in words."""

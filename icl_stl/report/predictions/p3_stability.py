@@ -256,14 +256,17 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
             "S_0 trained with another batch order. Only gamma clearly below the ceiling "
             "measures one prompt's effect.", "")
     rows = []
+    configs = [r["config"] for r in evidence.stability]
     for (config, lam, replacement, _), recs in stability_groups(evidence.stability).items():
         table = stability_table(recs)
         if not table:
             continue
         name = describe_group(config, λ=lam, replacement=replacement)
+        title = figures.group_title(figures.short_name(config, configs), (lam,),
+                                    replacement=replacement)
         doc.figure("stability", f"gamma against generation and n, {name}",
-                   lambda path, table=table, name=name: figures.stability_figure(table, path,
-                                                                                 name))
+                   lambda path, table=table, title=title: figures.stability_figure(table, path,
+                                                                                   title))
         for (n, g), row in sorted(table.items()):
             rows.append([name or "(all)", n, g, row["n_seeds"], fmt(row.get("gamma_mean")),
                          fmt(row.get("gamma_max")), fmt(row.get("chaos_gamma_mean")),

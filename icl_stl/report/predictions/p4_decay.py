@@ -253,10 +253,13 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
             "with its bootstrap interval, the bound's shape c1 n^-1 log^2 n + c2 n^-1/2 log n + "
             "c3 n^-1/4 (c >= 0) as a descriptive envelope over seed-bootstrap resamples (its "
             "coefficients are not identified), and n^-1/4 for reference.", "")
-    for g, group_runs in zip(pred.groups, decay_groups(evidence.runs).values()):
-        title = g.group or group_runs[0].path.name
+    configs = [r.config for r in evidence.runs]
+    for g, ((config, lam, _), group_runs) in zip(pred.groups,
+                                                 decay_groups(evidence.runs).items()):
+        name = g.group or group_runs[0].path.name
+        title = figures.group_title(figures.short_name(config, configs), (lam,))
         records = evidence.loop_records_of({str(r.path) for r in group_runs})
-        doc.figure("decay", f"decay, {title}",
+        doc.figure("decay", f"decay, {name}",
                    lambda path, g=g, records=records, title=title: _decay_figure(
                        path, g, records, title, cfg))
     doc.verdict_table(pred)

@@ -200,11 +200,13 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
     """Risk against m per (configuration, lambda), then P5's groups."""
     doc.add("## Prediction 5: augmentation", "")
     key = lambda r: (r["config"], r["real_fraction"])  # noqa: E731
+    configs = [r["config"] for r in evidence.records]
     for (config, lam), recs in group_by(evidence.records, key).items():
         curves = {n: c for n, c in risk_against_m(recs).items() if len(c["ms"]) >= 2}
         if curves:
             name = describe_group(config, λ=float(lam))
+            title = figures.group_title(figures.short_name(config, configs), (float(lam),))
             doc.figure("augmentation", f"risk against m, {name}",
-                       lambda path, curves=curves, name=name: figures.augmentation_figure(
-                           curves, path, name))
+                       lambda path, curves=curves, title=title: figures.augmentation_figure(
+                           curves, path, title))
     doc.verdict_table(pred)

@@ -302,9 +302,11 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
         if plain:
             curves["comparison: unfiltered λ = 0"] = plain
         name = describe_group(recs[0]["base_label"], n=n)
+        title = figures.group_title(figures.short_name(
+            recs[0]["base_label"], (r["config"] for r in evidence.records)), (0.0,), n)
         doc.figure("filters", f"risk against generation per filter, {name}",
-                   lambda path, curves=curves, name=name, recs=recs: figures.curves_figure(
-                       curves, path, name, mean_ridge(recs)))
+                   lambda path, curves=curves, title=title, recs=recs: figures.curves_figure(
+                       curves, path, title, mean_ridge(recs)))
     doc.verdict_table(pred)
     doc.add("### Prediction 6 (b): better verifier, lower plateau", "")
     if pred.sub["quality"].groups:

@@ -254,9 +254,11 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
             rows.append([describe_group(recs[0]["base_label"], n=n), label,
                          ", ".join(f"{g}: {fmt(by_gen[g])}" for g in sorted(by_gen))])
         name = describe_group(recs[0]["base_label"], n=n)
+        title = figures.group_title(figures.short_name(
+            recs[0]["base_label"], (r["config"] for r in evidence.records)), n=n)
         doc.figure("schedules", f"risk against generation per schedule, {name}",
-                   lambda path, curves=curves, name=name, recs=recs: figures.curves_figure(
-                       curves, path, name, mean_ridge(recs)))
+                   lambda path, curves=curves, title=title, recs=recs: figures.curves_figure(
+                       curves, path, title, mean_ridge(recs)))
     if rows:
         doc.table(["group", "schedule", "λ_i by generation"], rows)
     doc.verdict_table(pred)
