@@ -124,12 +124,19 @@ def test_make_demo_draws_the_drift_over_at_least_100_seeds():
         part[:3] for part in demo.FIGURE_PARTS]
 
 
-def test_every_figure_of_the_committed_reproduction_is_titled_in_words(tmp_path, kept):
+def test_every_figure_of_the_committed_reproduction_is_titled_in_words(tmp_path, monkeypatch):
     """Over the CPU reproduction's own runs: risk, positions, stability, decay, augmentation,
-    filters and schedules figures alike."""
+    filters and schedules figures alike (titles read as each figure closes)."""
+    titles, close = [], plots.plt.close
+
+    def read_and_close(fig):
+        titles.append(_titles(fig))
+        close(fig)
+
+    monkeypatch.setattr(plots.plt, "close", read_and_close)
     result = write_report([REPO / "docs" / "results" / "cpu" / "runs"], tmp_path / "out")
     stems = {Path(f).stem.rsplit("_", 1)[0] for f in result.figures}
     assert {"risk", "stability", "decay", "augmentation", "filters", "schedules"} <= stems
-    assert len(kept) >= len(result.figures)
-    for fig in kept:
-        assert not any(SETTING.search(t) for t in _titles(fig)), _titles(fig)
+    assert len(titles) >= len(result.figures)
+    for texts in titles:
+        assert not any(SETTING.search(t) for t in texts), texts
