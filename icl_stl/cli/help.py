@@ -73,6 +73,13 @@ def is_internal(relative: Path) -> bool:
     return any(part.startswith("_") for part in relative.parts)
 
 
+def group_options(folder: Path) -> list[str]:
+    """A config group's options as typed on the command line (`reproduce/collapse` for a file
+    in a subfolder), sorted, internal bases (a name or folder starting with `_`) left out."""
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")
+                  if not is_internal(p.relative_to(folder)))
+
+
 def presets(config_dir: str | Path) -> list[Preset]:
     """The user presets under conf/experiment/, sorted by name (internal bases left out)."""
     folder = Path(config_dir) / PRESET_GROUP
@@ -131,9 +138,7 @@ def other_groups(config_dir: str | Path, app: str) -> list[tuple[str, list[str]]
         group = str(next(iter(entry)))
         if group.startswith(("override", "hydra")) or group == PRESET_GROUP:
             continue
-        folder = Path(config_dir) / group
-        options = sorted(p.relative_to(folder).with_suffix("").as_posix()
-                         for p in folder.rglob("*.yaml") if not is_internal(p.relative_to(folder)))
+        options = group_options(Path(config_dir) / group)
         if options:
             groups.append((group, options))
     return groups

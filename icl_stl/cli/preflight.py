@@ -26,6 +26,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from icl_stl.cli.help import group_options
+
 log = logging.getLogger("icl_stl")
 
 
@@ -178,7 +180,7 @@ def _explain(err, config_dir: str, config_name: str, lines: dict[str, str]) -> s
         named = [line for line in lines if _key_of(line) == top]
         if not named:
             return None  # named by a config file, not by the command line
-        options = _group_options(Path(config_dir) / top) or list(err.options)
+        options = group_options(Path(config_dir) / top) or list(err.options)
         return (f"{lines[named[-1]]}: {top} has no option {prefix + option!r}"
                 f"{_did_you_mean(prefix + option, options)} (options: {', '.join(sorted(options))})")
     match = re.match(r"Could not override '([^']+)'", str(err))
@@ -200,13 +202,6 @@ def _explain(err, config_dir: str, config_name: str, lines: dict[str, str]) -> s
         candidates += list(cfg.hydra.runtime.choices.keys())
         break
     return f"{lines[named[-1]]}: there is no setting {key}{_did_you_mean(key, candidates)}"
-
-
-def _group_options(folder: Path) -> list[str]:
-    """A group's options as typed on the command line (`reproduce/collapse` for a file in a
-    subfolder), leaving out internal bases (a name or folder starting with `_`)."""
-    return [p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml")
-            if not any(part.startswith("_") for part in p.relative_to(folder).parts)]
 
 
 def _key_of(line: str) -> str:
