@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="member steps per second for --plan (default: %(default)s)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the report over the finished parts; train nothing")
+    parser.add_argument("--rules", choices=("v2", "v1"), default="v2",
+                        help="the report's rules: v2 (matched controls, the default) or v1 (the "
+                             "exploratory reproduction's, docs/results/cpu)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="a Hydra override for every part (repeatable)")
     return parser.parse_args(argv)
@@ -215,15 +218,16 @@ def copy_runs(out: Path, runs: list[Path], dest: Path) -> None:
                 shutil.copy2(run_dir / name, target / name)
 
 
-def write_results(out: Path, results: Path | None) -> None:
+def write_results(out: Path, results: Path | None, rules: str = "v2") -> None:
     from icl_stl.report.reference_figure import plot_reference
     from icl_stl.report.report import write_report
+    from icl_stl.report.rules import ReportConfig
 
     finished = finished_runs(out)
     if not finished:
         print("[reproduce] no finished part to report on")
         return
-    report = write_report(finished, out)
+    report = write_report(finished, out, ReportConfig(rules=rules))
     if (out / "reference" / "summary.json").exists() and (out / "collapse" / "summary.json").exists():
         plot_reference(out / "collapse" / "summary.json", out / "reference" / "summary.json",
                        out / "figures" / "reference.png")
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[reproduce] {part} interrupted; the same command resumes it", flush=True)
                 return 130
             print(f"[reproduce] {part} done in {seconds / 60:.1f} min", flush=True)
-    write_results(args.out, args.results)
+    write_results(args.out, args.results, args.rules)
     return 0
 
 

@@ -209,7 +209,8 @@ def loop_records(runs: list[RunResult]) -> list[dict]:
         zero = zero_risk(run.summary)
         for r in records:
             key = (run.config, run.in_theorem_setting, r["seed"], r["real_fraction"], r["n"],
-                   r.get("augment", 0), r["generation"], str(run.run_seed))
+                   r.get("augment", 0), str(r.get("labeller", "")), r["generation"],
+                   str(run.run_seed))
             if key not in best or best[key][0] < depth:
                 best[key] = (depth, {**r, "config": run.config, "run": str(run.path),
                                      "run_seed": run.run_seed,

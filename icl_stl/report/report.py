@@ -26,7 +26,7 @@ from icl_stl.report.collect import THEOREM_SETTING, RunResult
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence, collect
 from icl_stl.report.groups import describe_group, group_by
-from icl_stl.report.predictions import REGISTRY
+from icl_stl.report.predictions import registry
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.verdict import Prediction, fmt, fmt_ci, gate_of
 
@@ -69,7 +69,7 @@ class ReportResult:
 
 def judge(evidence: Evidence, cfg: ReportConfig) -> list[Prediction]:
     """Every prediction of the registry judged from the evidence, in the registry's order."""
-    return [module.verdict(evidence, cfg) for module in REGISTRY]
+    return [module.verdict(evidence, cfg) for module in registry(cfg.rules)]
 
 
 def gate_rows(records: list[dict], cfg: ReportConfig) -> list[dict]:
@@ -222,7 +222,7 @@ def write_report(paths: list[Path], out_dir: Path, cfg: ReportConfig | None = No
     _ridge_section(doc, ridge_rows, cfg)
     for warning in fidelity_section.write_section(doc, runs, records):
         log.warning("%s", warning)
-    for module, pred in zip(REGISTRY, preds):
+    for module, pred in zip(registry(cfg.rules), preds):
         module.section(doc, evidence, pred)
     _summary_table(doc, records)
     _in_context_section(doc, runs)
@@ -232,6 +232,7 @@ def write_report(paths: list[Path], out_dir: Path, cfg: ReportConfig | None = No
     path = out_dir / "REPORT.md"
     path.write_text(doc.text())
     atomic_write_json(out_dir / "verdicts.json", {
+        "rules": cfg.rules,
         "verdicts": {str(p.number): p.to_json() for p in preds},
         "ridge_gate": {"groups": len(ridge_rows),
                        "reached": sum(r["reached"] is True for r in ridge_rows),

@@ -28,6 +28,9 @@ class ReportConfig:
     every scale; docs/THEORY.md explains each default.
     """
 
+    # Which rules judge P1 and P2: "v2" (excess risk against the matched oracle-labelled loop,
+    # docs/THEORY.md section 8) or "v1" (the exploratory rules of docs/results/cpu).
+    rules: str = "v2"
     alpha: float = 0.05  # one-sided level of every test (intervals shown are 1 - 2 alpha)
     power: float = 0.80  # power the minimum detectable effect (MDE) is computed for
     min_seeds: int = 5  # fewer seeds than this: underpowered, never confirmed or refuted
@@ -52,6 +55,17 @@ class ReportConfig:
     p7_collapse_margin: float = 0.02  # floor 0: risk grows by more than this per generation
     p8_margin: float = math.log(2)  # pool below threshold: log(dist to ridge / dist to dMMSE)
     p8_drift_margin: float = 0.10  # drift below vs above: log rise differs by log(1 + this)
+    # Version 2 (docs/THEORY.md, "Rules, version 2"): the margins on the log contrast
+    # log(excess risk / the oracle-labelled loop's), fixed from the pilot before any
+    # confirmatory run.
+    v2_delta1: float = 0.25  # P1: mean log contrast over generations 1..G must exceed this
+    v2_delta2: float = 0.08  # P2: per-seed slope of the log contrast inside +-this per gen.
+    v2_horizon: int = 8  # P1, P2: judged only with at least this many generations after 0
+    v2_transient: float = 0.05  # P2: window starts at the first i with (1-lambda)^(i+1) <= this
+    v2_seeds: int | None = None  # read the first this many readable seeds (null: all)
+    v2_regime: str = "from_scratch"  # the primary regime (warm_start groups are secondary)
+    failure_gap: float = 0.5  # a later generation closing less of the gap failed to train
+    failure_train_ratio: float = 3.0  # ... or whose own training risk is this x the oracle's
     bootstrap: int = 2000  # seed-bootstrap replicates (P4, P5)
     bootstrap_seed: int = 0
     gate_tolerance: float = RIDGE_TOLERANCE  # the training gate (icl_stl.training.gate)
@@ -84,6 +98,27 @@ class ReportConfig:
         if self.p4_metric not in ("gen_gap", "excess_risk", "test_risk", "real_gen_gap"):
             raise ValueError(f"report setting p4_metric must be gen_gap, excess_risk, test_risk "
                              f"or real_gen_gap, got {self.p4_metric!r}")
+        if self.rules not in ("v1", "v2"):
+            raise ValueError(f"report setting rules must be v1 or v2, got {self.rules!r}")
+        for name in ("v2_delta1", "v2_delta2"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"report setting {name} must be a number > 0, got {v!r}")
+        if not (0.0 < self.v2_transient < 1.0):
+            raise ValueError(f"report setting v2_transient must be in (0, 1), "
+                             f"got {self.v2_transient!r}")
+        if self.v2_seeds is not None and self.v2_seeds < 2:
+            raise ValueError(f"report setting v2_seeds must be null or >= 2, "
+                             f"got {self.v2_seeds!r}")
+        if self.v2_horizon < 3:
+            raise ValueError(f"report setting v2_horizon must be >= 3, got {self.v2_horizon!r}")
+        if self.v2_regime not in ("from_scratch", "warm_start"):
+            raise ValueError(f"report setting v2_regime must be from_scratch or warm_start, "
+                             f"got {self.v2_regime!r}")
+        if not (0.0 <= self.failure_gap < 1.0 and self.failure_train_ratio > 1.0):
+            raise ValueError(f"report settings failure_gap must be in [0, 1) and "
+                             f"failure_train_ratio > 1, got {self.failure_gap!r} and "
+                             f"{self.failure_train_ratio!r}")
         if self.bootstrap < 100:
             raise ValueError(f"report setting bootstrap must be >= 100, got {self.bootstrap!r}")
         if self.p4_min_ns < 3:
@@ -106,6 +141,17 @@ class ReportConfig:
                 known = ", ".join(sorted(k for k in types if k != "primary"))
                 raise ValueError(f"unknown report setting {key!r} (known: {known}, primary.N)")
             setattr(cfg, key, _parse(key, value, str(types[key])))
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_settings(cls, stored: dict) -> ReportConfig:
+        """The settings a written report recorded (verdicts.json "settings"), so that it can be
+        regenerated as it was written; one written before the rules had versions is "v1"."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls(**{k: v for k, v in stored.items() if k in known})
+        if "rules" not in stored:
+            cfg.rules = "v1"
         cfg.validate()
         return cfg
 

@@ -51,12 +51,21 @@ class GroupResult:
     reading: str = ""  # a sentence where the verdict alone would mislead (P4)
     parts: dict = field(default_factory=dict)  # sub-tests, each with the numeric fields
     key: dict = field(default_factory=dict)  # coordinates (n, lambda, ...) for the primary rule
+    # Version 2 (matched controls): the scale judged, the control it is judged against, every
+    # margin, and the loops left out (missed the gate, failed to train); empty under v1.
+    scale: str = ""
+    control: str = ""
+    margins: dict = field(default_factory=dict)
+    left_out: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         out = {k: _clean(getattr(self, k)) for k in (
             "group", "verdict", "estimate", "interval", "margin", "n_seeds",
             "min_detectable_effect", "p_refute", "p_refute_holm", "counted", "gate",
             "statistic", "reading", "parts")}
+        if self.scale:
+            out.update({"scale": self.scale, "control": self.control, "seeds": self.n_seeds,
+                        "margins": _clean(self.margins), "left_out": _clean(self.left_out)})
         out["numbers"] = self.numbers
         return out
 
@@ -105,6 +114,9 @@ class Prediction:
     primary_key: str = ""  # key of `ReportConfig.primary` (default: str(number))
     # the rules `finalise` judged it by (a section redraws its figures with them)
     rules: ReportConfig = field(default_factory=ReportConfig)
+    # "v2": judged against matched controls on excess risk (docs/THEORY.md section 8.1);
+    # "v1": by the first design's rules, exploratory (section 5)
+    rules_version: str = "v1"
 
     def primary_group(self) -> GroupResult | None:
         return next((g for g in self.groups if g.group == self.primary and g.counted), None)
@@ -131,12 +143,15 @@ class Prediction:
                "primary_group": self.primary, "primary_rule": self.primary_rule,
                "estimate": None, "interval": None, "margin": None, "n_seeds": 0,
                "min_detectable_effect": None, "statistic": "", "reading": self.reading,
-               "numbers": self.numbers, "rule": self.rule,
+               "numbers": self.numbers, "rule": self.rule, "rules_version": self.rules_version,
                "groups": [h.to_json() for h in self.groups]}
         if g is not None:
             for key in ("estimate", "interval", "margin", "n_seeds", "min_detectable_effect",
                         "statistic"):
                 out[key] = _clean(getattr(g, key))
+            if g.scale:  # version 2: what the verdict is on and against
+                out.update({"scale": g.scale, "control": g.control, "seeds": g.n_seeds,
+                            "margins": _clean(g.margins)})
         for name, sub in self.sub.items():
             out[name] = sub.to_json()
         return out

@@ -22,6 +22,7 @@ from test_report import healthy, loops, wiggle, write_decay, write_loop, write_s
 from icl_stl.cli.report import main as report_main
 from icl_stl.report.collect import RESULT_FILES, RUN_FILES
 from icl_stl.report.report import write_report
+from icl_stl.report.rules import ReportConfig
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results"
@@ -92,8 +93,8 @@ def regenerate(folder: str, out: Path) -> tuple[dict, dict]:
     reproduction, every run under runs/ for the others."""
     runs = RESULTS / folder / "runs"
     paths = reproduce.finished_runs(runs) if folder == "cpu" else [runs]
-    write_report(paths, out, figures=False)
     committed = json.loads((RESULTS / folder / "verdicts.json").read_text())
+    write_report(paths, out, ReportConfig.from_settings(committed["settings"]), figures=False)
     return committed, json.loads((out / "verdicts.json").read_text())
 
 

@@ -65,7 +65,9 @@ def healthy(lam: float, seed: int, g: int) -> float:
 
 
 def report(tmp_path: Path, cfg: ReportConfig | None = None) -> dict[int, str]:
-    write_report([tmp_path / "runs"], tmp_path / "report", cfg)
+    """Verdicts of the runs under tmp_path/runs; P1 and P2 by the version-1 rules these planted
+    records are written for (tests/report/test_rules_v2.py plants matched controls)."""
+    write_report([tmp_path / "runs"], tmp_path / "report", cfg or ReportConfig(rules="v1"))
     return verdicts_of(tmp_path / "report")
 
 
