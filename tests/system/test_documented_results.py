@@ -415,3 +415,16 @@ def test_the_readme_states_the_reproductions_setting_and_gate_from_its_records()
     largest = {row["n"]: row["reached"] for row in report["ridge_gate"]["rows"]}
     assert max(largest) == 10_000 and largest[10_000]
     assert "largest n, n = 10,000, where it passed" in results
+
+
+def test_readme_quotes_the_exploratory_reread_it_came_from():
+    """README's version-2 re-read of docs/results/cpu is reread_v2.json, which the script
+    regenerates byte for byte from the committed collapse records."""
+    assert _script("reread_exploratory").main(["--check"]) == 0
+    data = json.loads((REPO / "docs/results/cpu/reread_v2.json").read_text())
+    text = _flat(README)
+    for lam in ("0", "0.5"):
+        row = data["lambdas"][lam]
+        for key in ("mean_log_contrast", "slope_per_generation"):
+            est, (lo, hi) = row[key]["estimate"], row[key]["interval"]
+            assert f"{est:.3f} [{lo:.3f}, {hi:.3f}]" in text, (lam, key)
