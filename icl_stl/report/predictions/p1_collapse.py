@@ -93,8 +93,15 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
 def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
     """Risk against generation and against position of every loop group (every lambda:
     Prediction 2 reads the same figures), then P1's groups."""
-    doc.add("## Predictions 1 and 2: risk against generation", "",
-            "Left: test risk minus ridge's (Bayes-optimal) risk on the same test prompts, mean "
+    doc.add("## Predictions 1 and 2: risk against generation", "")
+    risk_figures(doc, evidence)
+    doc.add("### Prediction 1 by group", "")
+    doc.verdict_table(pred)
+
+
+def risk_figures(doc: Document, evidence: Evidence) -> None:
+    """Every loop group's risk against generation and against position."""
+    doc.add("Left: test risk minus ridge's (Bayes-optimal) risk on the same test prompts, mean "
             "over seeds, band ± one standard deviation over seeds, on an axis zoomed to the "
             "lines (ridge and the zero predictor are named with their value when off it). "
             "Right: the change since generation 0 of the same loop. The position figures show "
@@ -113,5 +120,3 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
         doc.figure("positions", f"error against position, {name}",
                    lambda path, recs=recs, title=title: figures.positions_figure(
                        recs, baselines[recs[0]["run"]], path, title))
-    doc.add("### Prediction 1 by group", "")
-    doc.verdict_table(pred)

@@ -23,6 +23,7 @@ from icl_stl.report.matched import (
     readable,
     secondary_contrast,
 )
+from icl_stl.report.predictions.p1_collapse import risk_figures
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import directional_test, slopes
 from icl_stl.report.verdict import (
@@ -161,5 +162,10 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
         name = describe_group(config, regime=regime, n=n)
         doc.figure("matched", f"excess risk against its matched control, {name}",
                    lambda path, kept=kept, name=name: matched_figure.draw(kept, path, name))
+    if not loops:
+        doc.add("No loop has an oracle-labelled twin (`members.labellers: [model, oracle]`): "
+                "the version-2 rules have nothing to read.", "")
+    doc.add("### Every loop group: risk against generation and position", "")
+    risk_figures(doc, evidence)
     doc.add("### Prediction 1 by group", "")
     doc.verdict_table(pred)
