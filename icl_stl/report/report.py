@@ -26,6 +26,7 @@ from icl_stl.report.collect import THEOREM_SETTING, RunResult
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence, collect
 from icl_stl.report.groups import describe_group, group_by
+from icl_stl.report.matched import matched_loops
 from icl_stl.report.predictions import registry
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.verdict import Prediction, fmt, fmt_ci, gate_of
@@ -70,6 +71,16 @@ class ReportResult:
 def judge(evidence: Evidence, cfg: ReportConfig) -> list[Prediction]:
     """Every prediction of the registry judged from the evidence, in the registry's order."""
     return [module.verdict(evidence, cfg) for module in registry(cfg.rules)]
+
+
+def training_failures(evidence: Evidence, cfg: ReportConfig) -> dict:
+    """Matched pairs (a loop and its oracle control) with a later generation that failed to
+    train, out of all pairs: reported beside the gate, never read as collapse."""
+    pairs = matched_loops(evidence.records, evidence.settings, cfg.gate_tolerance,
+                          cfg.failure_gap, cfg.failure_train_ratio)
+    return {"pairs": len(pairs), "failed": sum(bool(p.failures) for p in pairs),
+            "generations": [f"{p.describe()}: generation {f['generation']} ({f['arm']} arm) "
+                            f"{f['why']}" for p in pairs for f in p.failures]}
 
 
 def gate_rows(records: list[dict], cfg: ReportConfig) -> list[dict]:
@@ -234,7 +245,8 @@ def write_report(paths: list[Path], out_dir: Path, cfg: ReportConfig | None = No
     atomic_write_json(out_dir / "verdicts.json", {
         "rules": cfg.rules,
         "verdicts": {str(p.number): p.to_json() for p in preds},
-        "ridge_gate": {"groups": len(ridge_rows),
+        "ridge_gate": {"training_failures": training_failures(evidence, cfg),
+                       "groups": len(ridge_rows),
                        "reached": sum(r["reached"] is True for r in ridge_rows),
                        "tolerance": cfg.gate_tolerance,
                        "rows": [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)

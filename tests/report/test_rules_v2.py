@@ -224,3 +224,14 @@ def test_seeds_enter_in_a_fixed_order_up_to_the_stated_count(tmp_path):
     group = data["verdicts"]["1"]["groups"][0]
     assert data["verdicts"]["1"]["seeds"] == 5
     assert group["left_out"]["missed_gate"] == 1 and group["left_out"]["beyond_count"] == [6, 7]
+
+
+def test_training_failures_are_counted_beside_the_gate(tmp_path):
+    records = matched(collapse)
+    for r in records:
+        if (r["seed"], r["real_fraction"], r["generation"], r["labeller"]) == (1, 0.5, 7, "oracle"):
+            r["test_risk"] = 0.9 * ZERO
+    write(tmp_path, records)
+    failures = judge(tmp_path)["ridge_gate"]["training_failures"]
+    assert failures["pairs"] == 2 * len(SEEDS) and failures["failed"] == 1
+    assert "generation 7 (oracle arm)" in failures["generations"][0]
