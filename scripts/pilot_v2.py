@@ -57,25 +57,23 @@ def run(work: Path) -> int:
 def evaluate(work: Path, results: Path) -> None:
     """Each arm's summary.json with the version-2 fields, re-evaluated from its checkpoints."""
     import torch
-    from icl_stl.training.excess import bayes_excess
 
     from icl_stl.config import TaskConfig
     from icl_stl.data.tasks import make_task
     from icl_stl.loop.held_out import loop_test_sets
     from icl_stl.models.stored import load_stored_model
     from icl_stl.persistence import atomic_write_json
-    from icl_stl.training.baselines import bayes_optimal_ridge_alpha, ridge
-    from icl_stl.training.evaluation import predict
+    from icl_stl.training.evaluation import bayes_excess, bayes_predictions, predict
+    from icl_stl.training.losses import squared_error
 
     for arm in ARMS:
         summary = json.loads((work / arm / "summary.json").read_text())
         settings = summary["settings"]
         task_cfg = TaskConfig(**settings["task"])
         task = make_task(task_cfg)
-        test = loop_test_sets(task, task_cfg, settings["eval"]["n_prompts"], task_cfg.k,
+        test = loop_test_sets(task, task_cfg, settings["eval_prompts"], task_cfg.k,
                               settings["seed"]).test
-        alpha = bayes_optimal_ridge_alpha(task_cfg.noise_std, task_cfg.w_scale)
-        bayes = ridge(test.xs, test.ys, alpha)
+        bayes = bayes_predictions(task_cfg, test)
         fingerprints = [m["s0"] for m in summary["members"]]
         checkpoints = Path(summary["checkpoint_dir"])
         for rec in summary["generations"]:
@@ -83,6 +81,11 @@ def evaluate(work: Path, results: Path) -> None:
                                        rec["member"])
             with torch.no_grad():
                 pred = predict(stored.model, test.xs[None], test.ys[None], 500)[0]
+            risk = squared_error(pred, test.ys, task_cfg.d).mean().item()
+            if abs(risk - rec["test_risk"]) > 1e-5 * max(1.0, rec["test_risk"]):
+                raise ValueError(f"{arm}: generation {rec['generation']} member "
+                                 f"{rec['member']}: the stored model's test risk {risk} is not "
+                                 f"the recorded {rec['test_risk']}")
             value, se = bayes_excess(pred, bayes, task_cfg.d)
             fp = fingerprints[rec["member"]]
             rec.update(labeller=arm, regime=settings["loop"]["init"], s0=fp,
@@ -119,7 +122,12 @@ def analyse(results: Path) -> dict:
     lams = sorted({k[1] for k in by["model"]})
     gens = sorted({k[2] for k in by["model"]} & {k[2] for k in by["oracle"]})
     later = [g for g in gens if g > 0]
-    out = {"seeds": seeds, "generations": gens, "lambdas": {}}
+    relative = [r["bayes_excess_se"] / r["bayes_excess"] for arm in ARMS
+                for r in arms[arm]["generations"]]
+    out = {"seeds": seeds, "generations": gens, "lambdas": {},
+           "test_prompts": arms["model"]["settings"]["eval_prompts"],
+           "excess_relative_se": {"mean": float(np.mean(relative)),
+                                  "max": float(np.max(relative))}}
     for lam in lams:
         get = lambda arm, key, gs: np.array([[by[arm][(s, lam, g)][key] for g in gs]  # noqa
                                              for s in seeds])

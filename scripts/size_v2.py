@@ -44,6 +44,7 @@ from icl_stl.report.simulate_v2 import (
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs/results/pilot-v2"
 HORIZON, LAMBDA, MAX_SEEDS, POWER = 8, 0.5, 24, 0.80
+MIN_SEEDS = 10  # the confirmatory reproduction's floor, whatever the power
 DRAWS = 20_000
 
 
@@ -61,6 +62,18 @@ def collapse_beta(means: list[float]) -> float:
     return float(grid[loss.argmin()])
 
 
+def test_prompts_needed(pilot: dict, delta2: float, window: int) -> int:
+    """Test prompts at which the test-set SE of P2's per-seed slope is at most 0.2 delta_2:
+    the contrast's SE bounded by sqrt(2) x the mean relative SE of one excess risk (the arms
+    taken as independent), over the window's sqrt(sum (g - mean)^2), scaled from the pilot's
+    test set by 1 / sqrt(prompts)."""
+    gens = np.arange(window, dtype=float)
+    spread = float(np.sqrt(((gens - gens.mean()) ** 2).sum()))
+    slope_se = np.sqrt(2.0) * pilot["excess_relative_se"]["mean"] / spread
+    factor = (slope_se / (0.2 * delta2)) ** 2
+    return int(math.ceil(pilot["test_prompts"] * factor / 1000.0) * 1000)
+
+
 def size(pilot: dict) -> tuple[dict, ReportConfig]:
     noise = noise_of(pilot)
     gens = np.arange(1, HORIZON + 1, dtype=float)
@@ -73,7 +86,8 @@ def size(pilot: dict) -> tuple[dict, ReportConfig]:
     delta1 = round(0.5 * (p1_collapse + p1_bounded), 2)
     i0 = transient_end(LAMBDA, 0.05)
     delta2 = round(delta1 / (2 * (HORIZON - i0)), 3)
-    cfg = ReportConfig(v2_delta1=delta1, v2_delta2=delta2, v2_horizon=HORIZON)
+    cfg = ReportConfig(v2_delta1=delta1, v2_delta2=delta2, v2_horizon=HORIZON, v2_p1_seeds=None,
+                       v2_p2_seeds=None)
     collapse = lambda g: np.log1p(beta * g)  # noqa: E731
     powers = {}
     for seeds in range(4, MAX_SEEDS + 1, 2):
@@ -81,44 +95,49 @@ def size(pilot: dict) -> tuple[dict, ReportConfig]:
         p2 = p2_rates(settling(level, LAMBDA), LAMBDA, seeds, noise, cfg,
                       draws=4000)["confirmed"]
         powers[seeds] = {"p1": p1, "p2": p2}
-    enough = [s for s, p in powers.items() if min(p.values()) >= POWER]
+    p1_enough = [s for s, p in powers.items() if p["p1"] >= POWER]
+    p2_enough = [s for s, p in powers.items() if p["p2"] >= POWER]
     sizing = {"noise": {"sigma": noise.sigma, "tau": noise.tau},
               "collapse_beta": beta, "bounded_level": level,
               "p1_statistic_truth": {"lambda_0": p1_collapse, f"lambda_{LAMBDA:g}": p1_bounded},
               "delta_1": delta1, "delta_2": delta2, "i_0": i0, "horizon": HORIZON,
-              "power_by_seeds": powers, "seeds": min(enough) if enough else None}
+              "power_by_seeds": powers,
+              "test_prompts_needed": test_prompts_needed(pilot, delta2, HORIZON - i0 + 1),
+              # P1 and P2 each at the fewest seeds with 80% power, and at least MIN_SEEDS
+              "seeds_p1": max(MIN_SEEDS, min(p1_enough)) if p1_enough else None,
+              "seeds_p2": max(MIN_SEEDS, min(p2_enough)) if p2_enough else None}
     return sizing, cfg
 
 
 def calibrate(sizing: dict, cfg: ReportConfig) -> list[dict]:
     """Every rule at its margin, at its truth and at the traps, at the chosen seed count."""
-    seeds = sizing["seeds"] or MAX_SEEDS
+    seeds_of = {"P1": sizing["seeds_p1"] or MAX_SEEDS, "P2": sizing["seeds_p2"] or MAX_SEEDS}
     noise = Noise(sizing["noise"]["sigma"], sizing["noise"]["tau"])
     beta, level, i0 = sizing["collapse_beta"], sizing["bounded_level"], sizing["i_0"]
     d1, d2 = cfg.v2_delta1, cfg.v2_delta2
     cases = [
         ("P1", "mean log contrast exactly delta_1 (flat at the margin)", "confirmed",
-         p1_rates(constant(d1), seeds, noise, cfg, DRAWS)),
+         p1_rates(constant(d1), seeds_of["P1"], noise, cfg, DRAWS)),
         ("P1", f"collapse log(1 + {beta:.3g} g) (the pilot's)", "confirmed",
-         p1_rates(lambda g: np.log1p(beta * g), seeds, noise, cfg, DRAWS)),
+         p1_rates(lambda g: np.log1p(beta * g), seeds_of["P1"], noise, cfg, DRAWS)),
         ("P1", "no collapse: flat at 0 (a flat truth)", "confirmed",
-         p1_rates(constant(0.0), seeds, noise, cfg, DRAWS)),
+         p1_rates(constant(0.0), seeds_of["P1"], noise, cfg, DRAWS)),
         ("P2", "slope exactly +delta_2 after i_0, P1 statistic low", "confirmed",
-         p2_rates(sloped_after(0.0, d2, i0), LAMBDA, seeds, noise, cfg, DRAWS)),
+         p2_rates(sloped_after(0.0, d2, i0), LAMBDA, seeds_of["P2"], noise, cfg, DRAWS)),
         ("P2", f"bounded, settling to {level:.3g} (the pilot's lambda = 0.5)", "confirmed",
-         p2_rates(settling(level, LAMBDA), LAMBDA, seeds, noise, cfg, DRAWS)),
-        ("P2", "bounded, still in its transient at lambda = 0.5 (settles to 2x the pilot's "
-               "level)", "refuted",
-         p2_rates(settling(2 * level, LAMBDA), LAMBDA, seeds, noise, cfg, DRAWS)),
+         p2_rates(settling(level, LAMBDA), LAMBDA, seeds_of["P2"], noise, cfg, DRAWS)),
+        ("P2", "bounded, settling to twice the pilot's level (the most rise left in the "
+               "window)", "refuted",
+         p2_rates(settling(2 * level, LAMBDA), LAMBDA, seeds_of["P2"], noise, cfg, DRAWS)),
         ("P2", "a loop P1 calls collapsing (the lambda = 0 truth) offered to P2", "confirmed",
-         p2_rates(lambda g: np.log1p(beta * g), LAMBDA, seeds, noise, cfg, DRAWS)),
+         p2_rates(lambda g: np.log1p(beta * g), LAMBDA, seeds_of["P2"], noise, cfg, DRAWS)),
         ("P2", "flat at delta_1 (no trend, but at the collapse margin)", "confirmed",
-         p2_rates(constant(d1), LAMBDA, seeds, noise, cfg, DRAWS)),
+         p2_rates(constant(d1), LAMBDA, seeds_of["P2"], noise, cfg, DRAWS)),
     ]
     rows = []
     for rule, truth, reads, rates in cases:
         rate = rates[reads]
-        rows.append({"rule": rule, "truth": truth, "seeds": seeds, "draws": DRAWS,
+        rows.append({"rule": rule, "truth": truth, "seeds": seeds_of[rule], "draws": DRAWS,
                      "reads": reads, "rate": rate, "interval": interval(rate, DRAWS),
                      "rates": rates})
     return rows
@@ -139,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if stale else 0
     for name, text in texts.items():
         (args.results / name).write_text(text)
-    print(json.dumps({k: sizing[k] for k in ("noise", "delta_1", "delta_2", "seeds")}))
+    print(json.dumps({k: sizing[k] for k in ("noise", "delta_1", "delta_2", "seeds_p1",
+                                             "seeds_p2")}))
     print(f"power: {sizing['power_by_seeds']}")
     print("calibration: " + "; ".join(f"{r['rule']} {r['truth']}: {r['reads']} "
                                       f"{r['rate']:.3f}" for r in json.loads(

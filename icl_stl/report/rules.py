@@ -58,11 +58,13 @@ class ReportConfig:
     # Version 2 (docs/THEORY.md, "Rules, version 2"): the margins on the log contrast
     # log(excess risk / the oracle-labelled loop's), fixed from the pilot before any
     # confirmatory run.
-    v2_delta1: float = 0.25  # P1: mean log contrast over generations 1..G must exceed this
-    v2_delta2: float = 0.08  # P2: per-seed slope of the log contrast inside +-this per gen.
+    v2_delta1: float = 0.48  # P1: mean log contrast over generations 1..G must exceed this
+    v2_delta2: float = 0.06  # P2: per-seed slope of the log contrast inside +-this per gen.
     v2_horizon: int = 8  # P1, P2: judged only with at least this many generations after 0
     v2_transient: float = 0.05  # P2: window starts at the first i with (1-lambda)^(i+1) <= this
-    v2_seeds: int | None = None  # read the first this many readable seeds (null: all)
+    # Seeds enter in a fixed order: the first this many readable loops of a group are read.
+    v2_p1_seeds: int | None = 10
+    v2_p2_seeds: int | None = 20
     v2_regime: str = "from_scratch"  # the primary regime (warm_start groups are secondary)
     failure_gap: float = 0.5  # a later generation closing less of the gap failed to train
     failure_train_ratio: float = 3.0  # ... or whose own training risk is this x the oracle's
@@ -107,9 +109,10 @@ class ReportConfig:
         if not (0.0 < self.v2_transient < 1.0):
             raise ValueError(f"report setting v2_transient must be in (0, 1), "
                              f"got {self.v2_transient!r}")
-        if self.v2_seeds is not None and self.v2_seeds < 2:
-            raise ValueError(f"report setting v2_seeds must be null or >= 2, "
-                             f"got {self.v2_seeds!r}")
+        for name in ("v2_p1_seeds", "v2_p2_seeds"):
+            if getattr(self, name) is not None and getattr(self, name) < 2:
+                raise ValueError(f"report setting {name} must be null or >= 2, "
+                                 f"got {getattr(self, name)!r}")
         if self.v2_horizon < 3:
             raise ValueError(f"report setting v2_horizon must be >= 3, got {self.v2_horizon!r}")
         if self.v2_regime not in ("from_scratch", "warm_start"):

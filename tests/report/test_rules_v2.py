@@ -220,7 +220,7 @@ def test_seeds_enter_in_a_fixed_order_up_to_the_stated_count(tmp_path):
         if r["seed"] == 1 and r["generation"] == 0:
             r["test_risk"] = RIDGE + 0.3
     write(tmp_path, records)
-    data = judge(tmp_path, ReportConfig(v2_seeds=5))
+    data = judge(tmp_path, ReportConfig(v2_p1_seeds=5))
     group = data["verdicts"]["1"]["groups"][0]
     assert data["verdicts"]["1"]["seeds"] == 5
     assert group["left_out"]["missed_gate"] == 1 and group["left_out"]["beyond_count"] == [6, 7]

@@ -86,7 +86,7 @@ def v2_fields(res: GroupResult, group: MatchedGroup, cfg: ReportConfig,
 
 def _group(name: str, loops: list[MatchedLoop], evidence: Evidence,
            cfg: ReportConfig) -> GroupResult:
-    group = readable(loops, cfg.v2_seeds)
+    group = readable(loops, cfg.v2_p1_seeds)
     window = judged_window(group)
     margins = {"delta_1": cfg.v2_delta1}
     if not group.loops or len(window) < cfg.v2_horizon:

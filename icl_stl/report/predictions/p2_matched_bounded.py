@@ -78,7 +78,7 @@ def p2_matched_core(window_contrast: np.ndarray, window: list[int], p1_contrast:
 
 
 def _group(name: str, lam: float, loops: list[MatchedLoop], cfg: ReportConfig) -> GroupResult:
-    group = readable(loops, cfg.v2_seeds)
+    group = readable(loops, cfg.v2_p2_seeds)
     horizon = judged_window(group)
     i0 = transient_end(lam, cfg.v2_transient)
     margins = {"delta_1": cfg.v2_delta1, "delta_2": cfg.v2_delta2, "i_0": i0}
