@@ -428,3 +428,16 @@ def test_readme_quotes_the_exploratory_reread_it_came_from():
         for key in ("mean_log_contrast", "slope_per_generation"):
             est, (lo, hi) = row[key]["estimate"], row[key]["interval"]
             assert f"{est:.3f} [{lo:.3f}, {hi:.3f}]" in text, (lam, key)
+
+
+def test_readme_quotes_the_version_2_rules_and_pilot_they_came_from():
+    pilot = REPO / "docs/results/pilot-v2"
+    sizing = json.loads((pilot / "sizing.json").read_text())
+    contrasts = json.loads((pilot / "pilot.json").read_text())["lambdas"]
+    text = _flat(README)
+    assert f"δ₁ = {sizing['delta_1']:g}" in text
+    assert f"slope margin of {sizing['delta_2']:g} per generation" in text
+    assert f"{sizing['seeds_p1']} seeds for P1 and {sizing['seeds_p2']} for P2" in text
+    for lam in ("0", "0.5"):
+        quoted = ", ".join(f"{c:.3f}" for c in contrasts[lam]["contrast_mean_by_generation"])
+        assert quoted in text, lam
