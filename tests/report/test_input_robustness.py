@@ -15,8 +15,10 @@ from test_report import SEEDS, SETTINGS, K, healthy, loops, record, write_loop
 
 from icl_stl.cli.report import main as report_main
 from icl_stl.persistence import atomic_write_json
+from icl_stl.report.collect import load_runs, loop_records, settings_by_path
 from icl_stl.report.figures import position_change
 from icl_stl.report.report import write_report
+from icl_stl.report.tidy import tidy_rows
 from icl_stl.runs.plots import plot_positions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,3 +205,18 @@ def test_settings_are_the_first_runs_whatever_order_they_are_given_in(tmp_path):
         write_report(paths, tmp_path / f"report_{order}", figures=False)
         outs.append((tmp_path / f"report_{order}" / "verdicts.json").read_text())
     assert outs[0] == outs[1]
+
+
+def test_a_loop_and_its_oracle_control_in_one_run_are_two_loops(tmp_path):
+    """Records with a per-member labeller (a loop and its matched control share seed, lambda, n
+    and m) are two loops, never one overwriting the other; runs.csv keeps each labeller."""
+    model = [{**r, "labeller": "model"} for r in loops(healthy, lams=(0.0,))]
+    oracle = [{**r, "labeller": "oracle", "test_risk": r["test_risk"] + 1.0} for r in model]
+    write_loop(tmp_path / "runs" / "a", model + oracle)
+    runs = load_runs([tmp_path / "runs"])
+    records = loop_records(runs)
+    assert len(records) == len(model) + len(oracle)
+    assert {r["labeller"] for r in records} == {"model", "oracle"}
+    rows = tidy_rows(records, settings_by_path(runs))
+    assert sorted({(row["labeller"], row["test_risk"] > 1.0) for row in rows}) == [
+        ("model", False), ("oracle", True)]
