@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from icl_stl.config import EXTENSION_DEFAULTS
 from icl_stl.probes.stability import per_seed_stability
+from icl_stl.report.groups import natural_key
+from icl_stl.report.integrity import merge_copies
+from icl_stl.report.pooling import canonical_order, pool_test_sets, record_order, s0_lookup
 
 log = logging.getLogger(__name__)
 
@@ -149,77 +151,57 @@ def _short(value) -> str:
 TWINS = ("neighbour", "control")  # S_0' and chaos-control copies of a base loop
 
 
-def _average(records: list[dict]) -> dict:
-    """One record from several measurements of the same loop: numbers (and lists of numbers)
-    averaged, anything else taken from the first."""
-    out = dict(records[0])
-    if len(records) == 1:
-        return out
-    for key, value in records[0].items():
-        values = [r.get(key) for r in records]
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            if key not in ("seed", "n", "generation", "augment", "member", "real_fraction"):
-                out[key] = sum(values) / len(values)
-        elif isinstance(value, list) and value and all(
-                isinstance(v, list) and len(v) == len(value) for v in values) and all(
-                isinstance(x, (int, float)) for v in values for x in v):
-            out[key] = [sum(col) / len(col) for col in zip(*values)]
-    return out
-
-
-def _pool_test_sets(best: dict[tuple, tuple[int, dict]]) -> list[dict]:
-    """Records keyed by (..., run seed): the same loop (same member seed and settings) measured
-    in runs with different run seeds differs only in its test (and probe) prompts, so it is one
-    replicate: its measurements are averaged and `test_sets` says how many were pooled."""
-    pooled: dict[tuple, list[dict]] = defaultdict(list)
-    for key, (_, rec) in best.items():
-        pooled[key[:-1]].append(rec)
-    out = []
-    for recs in pooled.values():
-        rec = _average(recs)
-        rec["test_sets"] = len(recs)
-        rec["run_seeds"] = sorted({r.get("run_seed") for r in recs}, key=str)
-        rec["runs"] = sorted({r["run"] for r in recs})
-        out.append(rec)
-    return out
-
-
 def settings_by_path(runs: list[RunResult]) -> dict[str, dict]:
     """Run path (a record's "run") -> that run's flattened settings."""
     return {str(r.path): r.flat_settings for r in runs}
 
 
-def loop_records(runs: list[RunResult]) -> list[dict]:
-    """Every loop's per-generation records, with `config`, `run`, `run_seed`, `zero_risk` and
-    `in_theorem_setting` added; one record per loop and generation.
+def loop_records(runs: list[RunResult], copies: list[dict] | None = None) -> list[dict]:
+    """Every loop's per-generation records, with `config`, `run`, `run_seed`, `zero_risk`,
+    `labeller`, `s0` and `in_theorem_setting` added; one record per loop and generation, in
+    one canonical order (`canonical_order`) whatever the order of the runs and records read.
 
     Twins of the stability probe (neighbours and chaos controls) are left out: they are copies
     of a base loop, not independent loops. A loop found twice in runs with the same run seed
-    (a re-run sweep) counts once: the run with more generations wins. The same loop in runs
-    with different run seeds (the same member seed, so the same S_0 and training) is ONE
-    replicate measured on several test sets: averaged (`test_sets`), never counted twice.
+    (a re-run sweep) counts once: the run with more generations wins (ties: the first run by
+    path, then the record first in canonical order). The same loop in runs with different run
+    seeds (the same member seed, so the same S_0 and training) is ONE replicate measured on
+    several test sets: averaged (`test_sets`), never counted twice. A loop copied under another
+    seed (the same S_0 and settings) counts once too (`integrity.merge_copies`; what was found
+    is appended to `copies`).
     """
     best: dict[tuple, tuple[int, dict]] = {}
     for run in runs:
         if run.summary is None:
             continue
-        records = [r for r in run.summary.get("generations", []) if r.get("twin") not in TWINS]
+        records = sorted((r for r in run.summary.get("generations", [])
+                          if r.get("twin") not in TWINS), key=record_order)
         depth = max((r["generation"] for r in records), default=-1)
         zero = zero_risk(run.summary)
+        labeller = run.flat_settings.get("loop.labeller", "model")
+        s0_of = s0_lookup(run.summary)
         for r in records:
-            key = (run.config, run.in_theorem_setting, r["seed"], r["real_fraction"], r["n"],
-                   r.get("augment", 0), str(r.get("labeller", "")), r["generation"],
-                   str(run.run_seed))
+            mine = r.get("labeller") or labeller
+            # An oracle-labelled member of a run of model-labelled loops is a control: its own
+            # configuration (so no group mixes it with the loops under test) and not counted.
+            config = (run.config if mine == labeller
+                      else ", ".join(p for p in (run.config, f"loop.labeller={mine}") if p))
+            theorem = run.in_theorem_setting and mine == "model"
+            key = (config, theorem, r["seed"], r["real_fraction"], r["n"],
+                   r.get("augment", 0), mine, r["generation"], str(run.run_seed))
             if key not in best or best[key][0] < depth:
-                best[key] = (depth, {**r, "config": run.config, "run": str(run.path),
-                                     "run_seed": run.run_seed,
-                                     "in_theorem_setting": run.in_theorem_setting,
+                best[key] = (depth, {**r, "config": config, "run": str(run.path),
+                                     "run_seed": run.run_seed, "labeller": mine,
+                                     "s0": r.get("s0") or s0_of(r),
+                                     "in_theorem_setting": theorem,
                                      # a record without zero_risk takes
                                      # summary.json's zero baseline (the gate needs one)
                                      "zero_risk": zero if r.get("zero_risk") is None
                                      else r["zero_risk"]})
-    return _pool_test_sets(best)
+    records, found = merge_copies(pool_test_sets(best))
+    if copies is not None:
+        copies.extend(found)
+    return canonical_order(records)
 
 
 def stability_records(runs: list[RunResult]) -> list[dict]:
@@ -239,7 +221,9 @@ def stability_records(runs: list[RunResult]) -> list[dict]:
         lam = float(run.stability.get("real_fraction", float("nan")))
         replacement = run.stability.get("replacement", "")
         control = run.stability.get("chaos_control")
-        rows = _per_seed_from_summary(run) or list(run.stability.get("per_seed", []))
+        rows = _per_seed_from_summary(run) or sorted(run.stability.get("per_seed", []),
+                                                     key=record_order)
+        base_s0 = _base_s0(run)
         depth = max((r["generation"] for r in rows), default=-1)
         steps = run.flat_settings.get("train.steps")
         batch = run.flat_settings.get("train.batch_size")
@@ -252,15 +236,28 @@ def stability_records(runs: list[RunResult]) -> list[dict]:
                                      "replacement": replacement, "chaos_control": control,
                                      "in_theorem_setting": run.in_theorem_setting,
                                      "run": str(run.path), "run_seed": run.run_seed,
-                                     "epochs": epochs})
-    return _pool_test_sets(best)
+                                     "epochs": epochs, "s0": base_s0.get((r["seed"], r["n"]))})
+    # a copied stability loop was warned about with the loop records (its base loops)
+    records, _ = merge_copies(pool_test_sets(best), warn=False)
+    return sorted(records, key=lambda r: natural_key((
+        r["config"], r["real_fraction"], r["replacement"], str(r["in_theorem_setting"]),
+        r["n"], r["seed"], r["generation"])))
+
+
+def _base_s0(run: RunResult) -> dict[tuple, str]:
+    """(seed, n) -> the S_0 fingerprint of the stability probe's base loop (from summary.json)."""
+    if run.summary is None:
+        return {}
+    s0_of = s0_lookup(run.summary)
+    return {(r["seed"], r["n"]): s0 for r in run.summary.get("generations", [])
+            if r.get("twin") not in TWINS and (s0 := r.get("s0") or s0_of(r))}
 
 
 def _per_seed_from_summary(run: RunResult) -> list[dict]:
     """gamma per (seed, n, generation) from the twin records of the run's summary.json."""
     if run.summary is None:
         return []
-    return per_seed_stability(run.summary.get("generations", []))
+    return per_seed_stability(sorted(run.summary.get("generations", []), key=record_order))
 
 
 def zero_risk(summary: dict) -> float | None:

@@ -64,7 +64,13 @@ class Document:
 
 
 def gate_text(gate: dict | None) -> str:
-    """"yes (0.95 at n=10000)": whether a group's generation 0 passed the training gate."""
+    """"yes (0.95 at n=10000)": whether a group's generation 0 passed the training gate;
+    "4 of 5 loops (min 0.895 at n=10000)" for a gate per loop (`gating.split_by_gate`)."""
+    if gate and "loops" in gate and "loops_reached" in gate:
+        if not gate["loops"] or gate["loops_unchecked"] == gate["loops"]:
+            return "n/a"
+        return (f"{gate['loops_reached']} of {gate['loops']} loops (min "
+                f"{fmt(gate['gap_closed_min'], 3)} at n={gate['n']})")
     if not gate or gate.get("gap_closed") is None:
         return "n/a"
     return f"{'yes' if gate['reached'] else 'no'} ({fmt(gate['gap_closed'], 2)} at n={gate['n']})"

@@ -18,14 +18,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from icl_stl.report.position_figure import position_change, positions_figure  # noqa: E402
+from icl_stl.report.stats import seed_bootstrap  # noqa: E402
 from icl_stl.runs.plots import (  # noqa: E402
     BASELINE_STYLE,
-    lambda_colours,
     plot_generations,
     wrapped,
 )
+from icl_stl.theory import fit_bound  # noqa: E402
 
 # Settings named first when a short name is built: the ones a reader compares groups by.
+__all__ = ["augmentation_figure", "bound_envelope", "curves_figure", "decay_figure", "group_title",
+           "in_context_figure", "position_change", "positions_figure", "risk_figure",
+           "short_name", "short_names", "stability_figure"]
+
 SALIENT = ("loop.learner", "loop.labeller", "loop.filter", "loop.verifier_n_real",
            "loop.real_schedule", "loop.real_schedule_floor", "task.n_tasks", "loop.synthetic")
 # Words for a setting's value; any other setting reads "<last part of its key> <value>".
@@ -107,62 +113,6 @@ def risk_figure(records: list[dict], path: Path, title: str) -> Path:
                             zero_risk=float(np.mean(zeros)) if zeros else None)
 
 
-def position_change(records: list[dict]) -> dict[float, tuple[np.ndarray, np.ndarray, int]]:
-    """lambda -> (mean, sd, seeds) over seeds of the last generation's error per position
-    minus the same loop's generation-0 error (paired on the same test prompts)."""
-    first, last = (f(r["generation"] for r in records) for f in (min, max))
-    ends: dict[tuple, dict[int, np.ndarray]] = {}
-    for r in records:
-        if r["generation"] in (first, last) and r.get("test_risk_per_position") is not None:
-            key = (r["real_fraction"], r.get("seed"), r.get("run"))
-            ends.setdefault(key, {})[r["generation"]] = np.asarray(r["test_risk_per_position"])
-    out = {}
-    for lam in sorted({key[0] for key in ends}):
-        diffs = np.array([v[last] - v[first] for key, v in ends.items()
-                          if key[0] == lam and first in v and last in v])
-        if len(diffs):
-            sd = diffs.std(0, ddof=1) if len(diffs) > 1 else np.zeros(diffs.shape[1])
-            out[lam] = (diffs.mean(0), sd, len(diffs))
-    return out
-
-
-def positions_figure(records: list[dict], baselines: dict, path: Path, title: str) -> Path:
-    """Change of the error at each position from generation 0 to the last, per lambda.
-
-    Drawn as a difference because the absolute curves of all generations lie within a line's
-    width of each other (and of ridge) beside the averaging and 3-NN baselines; the dashed
-    line is ridge minus generation 0, the most any generation could gain at that position.
-    """
-    first, last = (f(r["generation"] for r in records) for f in (min, max))
-    change = position_change(records)
-    colours = lambda_colours(list(change))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    seeds = max((c[2] for c in change.values()), default=0)
-    for lam, (mean, sd, _) in change.items():
-        xs = np.arange(1, len(mean) + 1)
-        ax.plot(xs, mean, "o-", ms=3, color=colours[lam], label=f"λ = {lam:g}")
-        if seeds > 1:
-            ax.fill_between(xs, mean - sd, mean + sd, color=colours[lam], alpha=0.18, lw=0)
-    gen0 = [np.asarray(r["test_risk_per_position"]) for r in records
-            if r["generation"] == first and r.get("test_risk_per_position") is not None]
-    ridge = baselines.get("ridge", {}).get("per_position")
-    if ridge is not None and gen0:
-        _, color, style, lw = BASELINE_STYLE["ridge"]
-        ax.plot(np.arange(1, len(ridge) + 1), np.asarray(ridge) - np.mean(gen0, axis=0),
-                color=color, ls=style, lw=lw, label="ridge − generation 0")
-    ax.axhline(0.0, color="0.5", lw=0.8)
-    ax.set(xlabel="in-context examples (position j)",
-           ylabel=f"error at j: generation {last} − generation {first}",
-           title=wrapped(title, fig))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8, title=f"mean ± sd over {seeds} seeds" if seeds > 1 else "1 seed",
-              title_fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def stability_figure(table: dict[tuple[int, int], dict], path: Path, title: str) -> Path:
     """gamma against generation (one line per n, band = min..max over seeds, dashed: the chaos
     ceiling of the same n) and gamma against n at the last generation, beside the ceiling."""
@@ -229,6 +179,22 @@ def augmentation_figure(curves: dict[int, dict], path: Path, title: str) -> Path
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def bound_envelope(ns: list[int], values: np.ndarray, weights: np.ndarray, bootstrap_seed: int,
+                   replicates: int = 200) -> tuple[np.ndarray, ...]:
+    """The bound's shape fitted (c >= 0) to seed-bootstrap resamples of the mean curve:
+    (grid of n, 5%, 50% and 95% of the fitted curves), for the decay figure. Descriptive: the
+    three columns of the bound are nearly collinear, so no coefficient is read from it."""
+    rng = np.random.default_rng(bootstrap_seed + 1)
+    idx = seed_bootstrap(values.shape[0], replicates, rng)
+    grid = np.geomspace(min(ns), max(ns), 60)
+    curves = []
+    for row in idx:
+        fit = fit_bound(ns, values[row].mean(0), relative=False, weights=weights)
+        curves.append(np.asarray(fit.predict(grid), dtype=float))
+    low, mid, high = np.quantile(np.array(curves), [0.05, 0.5, 0.95], axis=0)
+    return grid, low, mid, high
 
 
 def decay_figure(ns: list[int], values: np.ndarray, fit: dict, path: Path, title: str,

@@ -17,6 +17,11 @@ def _natural(value: object) -> tuple:
     return (0, value, "") if is_number else (1, 0, str(value))
 
 
+def natural_key(values: tuple) -> tuple:
+    """A tuple's sort key in natural order (`_natural` per entry): numbers before strings."""
+    return tuple(map(_natural, values))
+
+
 def in_theorem_setting(records: Iterable[dict]) -> bool:
     """Whether a group's records all come from the theorem's setting (else: shown, not
     counted; `collect.THEOREM_SETTING`)."""
@@ -28,7 +33,18 @@ def group_by(records: Iterable[dict], key: Callable[[dict], tuple]) -> dict[tupl
     out: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         out[key(r)].append(r)
-    return dict(sorted(out.items(), key=lambda kv: tuple(map(_natural, kv[0]))))
+    return dict(sorted(out.items(), key=lambda kv: natural_key(kv[0])))
+
+
+def shared_generations(records: Iterable[dict],
+                       loop: Callable[[dict], object] = lambda r: r["seed"]) -> list[int]:
+    """The generations every loop of `records` has (a loop: `loop(record)`, by default its
+    seed), sorted. Loops of uneven length (one stopped early, one ran further) are compared on
+    what they share, so no loop drops out because another ran one generation more."""
+    gens: dict[object, set[int]] = defaultdict(set)
+    for r in records:
+        gens[loop(r)].add(r["generation"])
+    return sorted(set.intersection(*gens.values())) if gens else []
 
 
 def seed_matrix(records: list[dict], generations: list[int],
@@ -41,6 +57,17 @@ def seed_matrix(records: list[dict], generations: list[int],
     seeds = [s for s, vals in sorted(by_seed.items()) if all(g in vals for g in generations)]
     mat = np.array([[by_seed[s][g] for g in generations] for s in seeds], dtype=float)
     return mat.reshape(len(seeds), len(generations)), seeds
+
+
+def last_shared(records: Iterable[dict],
+                loop: Callable[[dict], object] = lambda r: (r["n"], r["seed"])) -> int:
+    """The last generation every loop reached: the smallest of the loops' last generations (a
+    loop: `loop(record)`, by default its (n, seed)). One loop run further never moves it."""
+    last: dict[object, int] = {}
+    for r in records:
+        key = loop(r)
+        last[key] = max(last.get(key, r["generation"]), r["generation"])
+    return min(last.values())
 
 
 def last_third(generations: list[int]) -> list[int]:

@@ -25,6 +25,7 @@ from icl_stl.report import fidelity_section, figures, tidy
 from icl_stl.report.collect import THEOREM_SETTING, RunResult
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence, collect
+from icl_stl.report.gating import ridge_gate_counts
 from icl_stl.report.groups import describe_group, group_by
 from icl_stl.report.matched import matched_loops
 from icl_stl.report.predictions import registry
@@ -205,6 +206,8 @@ def write_report(paths: list[Path], out_dir: Path, cfg: ReportConfig | None = No
             f"{len(failed)} failed job(s).", "")
     for r in failed:
         doc.add(f"- failed: `{r.path}`: {r.error.get('error', '?')}")
+    if evidence.warnings:  # copied loops, uneven generations (`integrity`)
+        doc.add("", "## Warnings about the input", "", *(f"- {w}" for w in evidence.warnings))
     doc.add("", "## Verdicts", "")
     doc.table(["#", "prediction", "verdict", "primary group", "estimate [interval]", "margin",
                "seeds", "MDE", "reading / numbers"], _headline_rows(preds))
@@ -245,14 +248,17 @@ def write_report(paths: list[Path], out_dir: Path, cfg: ReportConfig | None = No
     atomic_write_json(out_dir / "verdicts.json", {
         "rules": cfg.rules,
         "verdicts": {str(p.number): p.to_json() for p in preds},
-        "ridge_gate": {"training_failures": training_failures(evidence, cfg),
+        "ridge_gate": {**ridge_gate_counts(records, cfg.gate_tolerance),
+                       "training_failures": training_failures(evidence, cfg),
                        "groups": len(ridge_rows),
                        "reached": sum(r["reached"] is True for r in ridge_rows),
                        "tolerance": cfg.gate_tolerance,
                        "rows": [{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                                  for k, v in r.items()} for r in ridge_rows]},
         "settings": cfg.to_dict(), "verdict_meanings": VERDICT_MEANINGS,
-        "runs": [str(r.path) for r in runs], "failed": [str(r.path) for r in failed]})
+        "runs": [str(r.path) for r in runs], "failed": [str(r.path) for r in failed],
+        "warnings": evidence.warnings, "uneven_groups": evidence.uneven,
+        "copied_loops": evidence.copies})
     return ReportResult(path, {p.number: p.verdict for p in preds}, doc.figures)
 
 

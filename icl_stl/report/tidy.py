@@ -23,13 +23,15 @@ KEYS = ("run", "config", "labeller", "seed", "n", "real_fraction", "augment", "g
 
 
 def tidy_rows(records: list[dict], settings: dict[str, dict]) -> list[dict]:
-    """Scalar fields of every record (lists and dicts dropped), plus the run's labeller.
+    """Scalar fields of every record (lists and dicts dropped), plus its labeller: the record's
+    own (a run may mix loops and their oracle controls), else its run's.
 
     settings: run path -> flattened settings (`RunResult.flat_settings`)."""
     rows = []
     for r in records:
         row = {k: v for k, v in r.items() if v is None or isinstance(v, (bool, int, float, str))}
-        row["labeller"] = settings.get(r.get("run", ""), {}).get("loop.labeller", "model")
+        row["labeller"] = r.get("labeller") or settings.get(r.get("run", ""), {}).get(
+            "loop.labeller", "model")
         rows.append(row)
     return rows
 

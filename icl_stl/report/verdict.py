@@ -216,33 +216,53 @@ def apply_gate(result: GroupResult, gate: dict | None) -> GroupResult:
 
 
 def gate_of(records: list[dict], tolerance: float = RIDGE_TOLERANCE) -> dict | None:
-    """The training gate on generation-0 records (one per seed): mean test, ridge and zero
+    """The training gate of a group on generation-0 records, by seed: mean test, ridge and zero
     risk over seeds; `reached` when test - ridge <= tolerance x (zero - ridge).
 
-    `seeds_reached` counts the loops that pass on their own. Both are computed from the risks
-    (`zero_risk` from the record, or from summary.json's zero baseline for records that do not
-    carry it) rather than read from the records' `gap_closed` / `reached_ridge`:
-    the same numbers, but at this report's tolerance and valid for records averaged over
-    several test sets."""
-    gen0 = {r["seed"]: r for r in records if r["generation"] == 0
-            and r.get("ridge_risk") is not None}
-    if not gen0:
+    Superseded for verdicts by the per-loop gate (`gating.split_by_gate`: every loop on its own
+    generation 0, a loop that misses left out); kept for the ridge table of REPORT.md. A seed
+    with several loops (lambdas, m) is the mean of its loops' generation-0 records, never the
+    one read last. `seeds_reached` counts the seeds that pass on their own. Both are computed
+    from the risks (`zero_risk` from the record, or from summary.json's zero baseline for
+    records that do not carry it) rather than read from the records' `gap_closed` /
+    `reached_ridge`: the same numbers, but at this report's tolerance and valid for records
+    averaged over several test sets."""
+    by_seed: dict[int, list[dict]] = {}
+    for r in records:
+        if r["generation"] == 0 and r.get("ridge_risk") is not None:
+            by_seed.setdefault(r["seed"], []).append(r)
+    if not by_seed:
         return None
-    rows = list(gen0.values())
+    rows = [_mean_record(by_seed[s]) for s in sorted(by_seed)]
     zeros = [r.get("zero_risk") for r in rows]
     test = float(np.mean([r["test_risk"] for r in rows]))
     ridge = float(np.mean([r["ridge_risk"] for r in rows]))
+    n = min(r.get("n") for r in rows) if all(r.get("n") is not None for r in rows) else None
     if any(z is None for z in zeros):
-        return {"n": rows[0].get("n"), "seeds": len(rows), "test_risk": test,
+        return {"n": n, "seeds": len(rows), "test_risk": test,
                 "ridge_risk": ridge, "zero_risk": None, "gap_closed": None, "reached": None,
                 "tolerance": tolerance}
     zero = float(np.mean(zeros))
     per_seed = [gap_closed(r["test_risk"], r["ridge_risk"], r["zero_risk"]) for r in rows]
-    return {"n": rows[0].get("n"), "seeds": len(rows), "test_risk": test, "ridge_risk": ridge,
+    return {"n": n, "seeds": len(rows), "test_risk": test, "ridge_risk": ridge,
             "zero_risk": zero, "gap_closed": gap_closed(test, ridge, zero),
             "gap_closed_min": float(np.nanmin(per_seed)) if per_seed else None,
             "seeds_reached": sum(bool(c >= 1.0 - tolerance) for c in per_seed),
             "reached": reached_ridge(test, ridge, zero, tolerance), "tolerance": tolerance}
+
+
+def _mean_record(records: list[dict]) -> dict:
+    """One seed's generation-0 risks: its record, or the mean over its loops' records (in a
+    fixed order, so the order they were read in never changes a digit)."""
+    if len(records) == 1:
+        return records[0]
+    records = sorted(records, key=lambda r: (float(r["real_fraction"]), r.get("augment") or 0,
+                                             str(r.get("labeller")), str(r.get("run"))))
+    out = dict(records[0])
+    for key in ("test_risk", "ridge_risk", "zero_risk"):
+        values = [r.get(key) for r in records]
+        out[key] = None if any(v is None for v in values) else float(np.mean(values))
+    return out
 
 
 def result_of(name: str, test: dict, margin: float, statistic: str, index=()) -> GroupResult:

@@ -57,8 +57,11 @@ def plot_positions(curves: dict[str, dict], path: Path, title: str = "", d: int 
                    model_keys: tuple[str, ...] = ()) -> Path:
     """Error against in-context position for models and baselines, with 95% bands (Garg Fig. 2).
 
-    `curves` maps a name to `evaluation.summarise` output (per_position, ci_low, ci_high).
+    `curves` maps a name to `evaluation.summarise` output (per_position, ci_low, ci_high). A
+    curve without a per-position list (e.g. a mean over no records, a bare float) is left out
+    rather than failing the whole figure.
     """
+    curves = {name: c for name, c in curves.items() if _is_curve(c)}
     fig, ax = plt.subplots(figsize=(6, 4))
     models = [n for n in curves if n not in BASELINE_STYLE]
     # Models get shades of one colormap so they never share a baseline's colour.
@@ -80,6 +83,17 @@ def plot_positions(curves: dict[str, dict], path: Path, title: str = "", d: int 
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _is_curve(c) -> bool:
+    """Whether `c` holds a per-position curve with its band, all of one length >= 1."""
+    if not isinstance(c, dict):
+        return False
+    try:
+        lengths = {np.ndim(c[k]) == 1 and len(c[k]) for k in ("per_position", "ci_low", "ci_high")}
+    except (KeyError, TypeError):
+        return False
+    return len(lengths) == 1 and bool(lengths.pop())
 
 
 def seed_band(values: list[float]) -> tuple[float, float]:

@@ -16,11 +16,15 @@ import numpy.typing as npt
 from icl_stl.theory.bound import as_sample_sizes
 from icl_stl.theory.fits import LineFit
 
-__all__ = ["DECAY_EXPONENT_RANGE", "decay_verdict", "fit_decay"]
+__all__ = ["DECAY_EXPONENT_RANGE", "EDGE_TOLERANCE", "decay_verdict", "fit_decay"]
 
 FloatArray = npt.NDArray[np.float64]
 
 DECAY_EXPONENT_RANGE = (-3.0, 0.0)  # exponents b the decay fit searches (b = 0: no decay)
+# A fitted b this close to an end of the range is "at the edge": the fit wanted a b outside it
+# (the data do not identify the exponent), so it is never read as evidence.
+EDGE_TOLERANCE = 0.01
+_TOP = -0.002  # the largest b the grid tries (b = 0 is reserved for "no decay", A = 0)
 
 
 def _decay_sse_grid(n: FloatArray, y: FloatArray, w: FloatArray, b: FloatArray,
@@ -95,7 +99,10 @@ def fit_decay(n: npt.ArrayLike, y: npt.ArrayLike, weights: npt.ArrayLike | None 
     When no decaying curve beats a constant (A = 0), b is reported as 0 (no decay).
 
     Returns arrays of the leading shape: ``slope`` (b), ``floor`` (E_inf), ``amplitude`` (A),
-    ``sse``.
+    ``sse`` and ``at_edge``: True where the best b lies within ``EDGE_TOLERANCE`` of an end of
+    the search range with A > 0 (at -3: a steeper curve would fit better, e.g. one high value at
+    the smallest n; at the top: a curve flatter than any power, a log). Such an exponent is a
+    bound of the search, not an estimate. "No decay" (A = 0, b = 0) is not at the edge.
     """
     na = as_sample_sizes(n).ravel()
     ya = np.asarray(y, dtype=np.float64)
@@ -116,12 +123,13 @@ def fit_decay(n: npt.ArrayLike, y: npt.ArrayLike, weights: npt.ArrayLike | None 
     stages = (np.round(np.arange(-0.05, 0.05 + 1e-12, 0.01), 10),
               np.round(np.arange(-0.01, 0.01 + 1e-12, 0.002), 10))
     out = {k: np.empty(flat_y.shape[0]) for k in ("slope", "floor", "amplitude", "sse")}
+    out["at_edge"] = np.zeros(flat_y.shape[0], dtype=bool)
     for start in range(0, flat_y.shape[0], chunk):
         yc, wc = flat_y[start:start + chunk], flat_w[start:start + chunk]
         best = coarse[_decay_sse_grid(na, yc, wc, coarse, floor).argmin(1)]
         rows = np.arange(yc.shape[0])
         for steps in stages:
-            grid = np.clip(best[:, None] + steps[None, :], lo, -0.002)
+            grid = np.clip(best[:, None] + steps[None, :], lo, _TOP)
             sse, level, amp = _decay_profile(na, yc, wc, grid, floor)
             j = sse.argmin(1)
             best = grid[rows, j]
@@ -131,6 +139,8 @@ def fit_decay(n: npt.ArrayLike, y: npt.ArrayLike, weights: npt.ArrayLike | None 
         out["floor"][start:stop] = level[rows, j]
         out["amplitude"][start:stop] = a
         out["sse"][start:stop] = sse[rows, j]
+        out["at_edge"][start:stop] = (a > 0) & ((best <= lo + EDGE_TOLERANCE)
+                                                | (best >= _TOP - EDGE_TOLERANCE))
     return {k: v.reshape(lead) for k, v in out.items()}
 
 

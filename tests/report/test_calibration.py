@@ -17,7 +17,9 @@ repeat the null checks with ten times the draws (`make test-all`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +28,7 @@ from scipy import stats
 from icl_stl.report.predictions.p1_collapse import p1_core
 from icl_stl.report.predictions.p2_bounded import order_core, p2_core
 from icl_stl.report.predictions.p3_stability import chaos_core, p3a_core
-from icl_stl.report.predictions.p4_decay import p4_core
+from icl_stl.report.predictions.p4_decay import decay_table, p4_core
 from icl_stl.report.predictions.p5_augmentation import p5_core
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
@@ -40,6 +42,7 @@ from icl_stl.report.stats import (
 from icl_stl.report.verdict import GroupResult, Prediction, finalise
 
 CFG = ReportConfig()
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 NOMINAL = CFG.alpha
 DRAWS = 4000  # t-test rules (one numpy call each)
 BOOT_DRAWS = 300  # bootstrap rules (P4, P5): draws x replicates fits
@@ -306,6 +309,49 @@ def test_p4_power_at_the_documented_effect():
     assert power["confirmed"] >= 0.80, power["text"]
 
 
+def reproduction_decay() -> tuple[list[int], np.ndarray]:
+    """(ns, values (seeds, ns)) of P4's metric in the committed CPU reproduction's decay run."""
+    summary = json.loads((RESULTS / "cpu" / "runs" / "decay" / "summary.json").read_text())
+    ns, _, values, _ = decay_table(summary["generations"], CFG.p4_metric)
+    return ns, values
+
+
+def clopper_pearson(k: int, draws: int) -> tuple[float, float]:
+    """The exact 95% interval of a rate seen k times in `draws`."""
+    low = stats.beta.ppf(0.025, k, draws - k + 1) if k else 0.0
+    high = stats.beta.ppf(0.975, k + 1, draws - k) if k < draws else 1.0
+    return float(low), float(high)
+
+
+def flat_truth_rates(draws: int, boot: int, seed: int) -> tuple[int, int]:
+    """(confirmed, confirmed without the edge rule) over `draws` simulated reports of a flat
+    truth: no decay at all, each n's value the reproduction's mean plus normal noise with its
+    spread over seeds at that n, 5 seeds."""
+    ns, values = reproduction_decay()
+    rng = np.random.default_rng(seed)
+    sim = values.mean() + values.std(0, ddof=1) * rng.normal(size=(draws, 5, len(ns)))
+    out = p4_core(sim, ns, dataclasses.replace(CFG, bootstrap=boot), rng)
+    k = int(np.sum(out["code"] == 0))
+    without_edge = int(np.sum(out["p_confirm"] < CFG.alpha))
+    low, high = clopper_pearson(k, draws)
+    old_low, old_high = clopper_pearson(without_edge, draws)
+    print(f"\n[calibration] P4 flat truth, reproduction's noise ({draws} Monte Carlo reports, "
+          f"{boot} bootstrap replicates): confirmed {k}/{draws} = {k / draws:.1%} "
+          f"(95% interval {low:.1%}-{high:.1%}); the same tests without the edge rule "
+          f"{without_edge / draws:.1%} ({old_low:.1%}-{old_high:.1%})")
+    return k, without_edge
+
+
+def test_p4_a_flat_truth_is_rarely_consistent_with_the_bound():
+    """No decay, noise as in the committed reproduction's decay records: a chance high value at
+    the smallest n fits as n^-3 at the edge of the exponent's range, and the bootstrap piles up
+    there too; such a fit is never evidence, so a flat truth is confirmed at most 5% of the
+    time (about 7% without the edge rule)."""
+    draws = 200
+    k, _ = flat_truth_rates(draws, boot=500, seed=2024)
+    assert k <= 0.05 * draws, f"flat truth confirmed {k}/{draws}"
+
+
 # ---------------------------------------------------------------------------------------------
 # P5: interior optimum and its trend, seed bootstrap
 
@@ -439,6 +485,8 @@ def test_null_rates_with_many_draws():
     for floor in (0.02, 0.0):
         r = p4_rates(-0.25, 3000, 31, boot=300, floor=floor)
         assert r["confirmed"] <= limit(3000), r["text"]
+    k, _ = flat_truth_rates(1000, boot=CFG.bootstrap, seed=2024)
+    assert k <= 0.05 * 1000, f"flat truth confirmed {k}/1000"
     r = p5_rates("P5 flat, many draws", [2, 2, 2], 0.0, 3000, 32)
     assert r["confirmed"] <= limit(3000), r["text"]
 
@@ -458,7 +506,8 @@ def _at_margin_window(rng, slope: float, draws: int, seeds: int = 5, sd: float =
 
 
 def test_p6_parts_and_their_combination_at_the_margins():
-    from icl_stl.report.predictions.p6_filters import p6_combine, p6a_core, p6b_core
+    from icl_stl.report.predictions.p6_filters import p6_combine, p6a_core
+    from icl_stl.report.verifier_quality import p6b_core
 
     rng = np.random.default_rng(60)
     risk, window = _at_margin_window(rng, CFG.p6_margin, EXT_DRAWS)

@@ -35,6 +35,22 @@ NO_RUNS = {"demo-cpu": "the demo's run directories were not committed (no runs/)
 # docs/results/cpu: the probe files rebuilt from each probe run's summary.json, and what reads them.
 CPU_REBUILT = {"3": ("stability", "stability.json"), "4": ("decay", "decay.json")}
 PREDICTIONS = {str(number) for number in range(1, 9)}
+# Committed verdicts that a later rule changes, until the folder's verdicts.json is regenerated
+# (a deliberate step, not a test's): folder -> prediction -> (committed verdict, verdict now,
+# why). Each is checked to be exactly this change; the rest of the folder must regenerate.
+SEED0 = ("the training gate per loop (report/gating.py): seed 0's loop at n = 10000 closed 89.5% "
+         "of the zero-to-ridge gap and is left out (the group's mean passed), leaving 4 seeds, "
+         "fewer than min_seeds = 5")
+CHANGED_SINCE_COMMITTED = {"cpu": {
+    "3": ("not applicable", "underpowered", SEED0),
+    "4": ("confirmed", "underpowered", SEED0),
+    "5": ("inconclusive", "underpowered", SEED0),
+}}
+# Parts of a committed verdicts.json a later rule reports differently (same verdict).
+REPORTED_DIFFERENTLY = {"cpu": (
+    # the gate of P8's group covers every loop of the group (each M), no longer M = 2 alone
+    "/verdicts/8/groups[0]/gate/",
+)}
 
 
 def _script(name: str):
@@ -111,7 +127,14 @@ def test_committed_verdicts_regenerate_from_the_committed_runs(folder, tmp_path)
     for number, pred in regenerated["verdicts"].items():
         if number not in committed["verdicts"]:  # judged by code newer than the folder
             assert pred["verdict"] == "not tested", number
-    assert differences(committed, regenerated) == []
+    changed = CHANGED_SINCE_COMMITTED.get(folder, {})
+    for number, (before, now, _) in changed.items():
+        assert (committed["verdicts"][number]["verdict"],
+                regenerated["verdicts"][number]["verdict"]) == (before, now), number
+    left = [d for d in differences(committed, regenerated)
+            if not d.startswith(tuple(f"/verdicts/{k}/" for k in changed))
+            and not d.startswith(REPORTED_DIFFERENTLY.get(folder, ()))]
+    assert left == []
     if folder == "cpu":  # every prediction judged, P3 and P4 from the rebuilt probe files
         assert set(committed["verdicts"]) == PREDICTIONS
         for number in PREDICTIONS:

@@ -315,9 +315,10 @@ def test_stability_pooled_over_a_sweep_of_n_and_every_record_counts(tmp_path):
     assert "n=16" in p3["numbers"] and "n=256" in p3["numbers"]
 
 
-def test_a_part_with_fewer_than_min_seeds_never_refutes_stability(tmp_path):
-    """Part (b) judged on the seeds with every generation of its window: when three of six
-    seeds miss one, (b) has too few seeds to refute, even though gamma grows with i."""
+def test_stability_of_uneven_generations_reads_the_generations_every_seed_reached(tmp_path):
+    """Three of six seeds miss generation 4: part (b) is judged on the generations every seed
+    reached (2, 3, 5), on all six seeds, and the groups are named as uneven. (Dropping the
+    short seeds instead left (b) three seeds: too few to refute a gamma that grows with i.)"""
     write_stability(tmp_path / "runs" / "s", lambda n, g, s: n ** -0.5 * (1 + 0.5 * g)
                     * wiggle(n, g, s))
     path = tmp_path / "runs" / "s" / "summary.json"
@@ -325,9 +326,14 @@ def test_a_part_with_fewer_than_min_seeds_never_refutes_stability(tmp_path):
     summary["generations"] = [r for r in summary["generations"]
                               if not (r["seed"] >= 3 and r["generation"] == 4)]
     atomic_write_json(path, summary)
-    assert report(tmp_path)[3] == "underpowered"
-    parts = verdicts_json(tmp_path)["verdicts"]["3"]["groups"][0]["parts"]
-    assert parts["a"]["verdict"] == "confirmed" and parts["b"]["n=16"]["verdict"] == "underpowered"
+    assert report(tmp_path)[3] == "refuted"
+    data = verdicts_json(tmp_path)
+    parts = data["verdicts"]["3"]["groups"][0]["parts"]
+    assert parts["a"]["verdict"] == "confirmed" and parts["b"]["n=16"]["verdict"] == "refuted"
+    assert data["verdicts"]["3"]["n_seeds"] == len(SEEDS)
+    uneven = {g["group"]: g for g in data["uneven_groups"]}
+    assert set(uneven) == {"n=16, m=0", "n=64, m=0", "n=256, m=0"}
+    assert uneven["n=16, m=0"]["shared"] == "0, 1, 2, 3, 5"
 
 
 def test_stability_with_one_seed_is_underpowered(tmp_path):

@@ -17,7 +17,14 @@ import numpy as np
 from icl_stl.report import figures
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
-from icl_stl.report.groups import describe_group, group_by, last_third
+from icl_stl.report.gating import apply_loop_gate, seeds_left_out
+from icl_stl.report.groups import (
+    describe_group,
+    group_by,
+    last_shared,
+    last_third,
+    shared_generations,
+)
 from icl_stl.report.predictions.p2_bounded import p2_core
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
@@ -38,13 +45,11 @@ from icl_stl.report.verdict import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    apply_gate,
     describe_test,
     fields_of,
     finalise,
     fmt,
     fmt_ci,
-    gate_of,
 )
 
 GAMMA = "gamma_mean"  # the verdict's statistic; gamma_max is shown beside it
@@ -122,7 +127,7 @@ def _epochs_note(records: list[dict], ns: list[int]) -> str:
 def _p3_group(name: str, records: list[dict], lam: float, cfg: ReportConfig) -> GroupResult:
     cells = _cells(records)
     ns = sorted({n for n, _ in cells})
-    last = min(max(g for m, g in cells if m == n) for n in ns)
+    last = last_shared(records)
     seeds = sorted(set.intersection(*(set(cells[(n, last)]) for n in ns)))
     res = GroupResult(name, NOT_TESTED, margin=cfg.p3_shrink_margin, n_seeds=len(seeds),
                       statistic="log-log slope of gamma against n")
@@ -168,8 +173,7 @@ def _p3_group(name: str, records: list[dict], lam: float, cfg: ReportConfig) -> 
     if lam > 0:
         b_results = {}
         for n in kept:
-            gens = sorted(g for m, g in cells if m == n)
-            window = last_third(gens)
+            window = last_third(shared_generations(r for r in records if r["n"] == n))
             complete = [s for s in seeds if all(s in cells[(n, g)] for g in window)]
             if not window or not complete:
                 continue
@@ -228,13 +232,17 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                                    "lambda > 0 (else lambda = 0)")
     for (config, lam, replacement, counted), recs in stability_groups(evidence.stability).items():
         name = describe_group(config, λ=lam, replacement=replacement)
-        res = _p3_group(name, recs, lam, cfg)
-        res.counted = bool(counted)
-        res.key = {"lambda": lam, "replacement": replacement}
+        # Each seed is gated on its own base loop at the largest n (small n cannot reach ridge)
         paths = {p for r in recs for p in r.get("runs", [r.get("run")])}
         largest = max(r["n"] for r in recs)
-        gen0 = [r for r in evidence.loop_records_of(paths) if r["n"] == largest]
-        pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
+        base = evidence.loop_records_of(paths)
+        missed, gate = seeds_left_out(base, cfg.gate_tolerance,
+                                      lambda r, n=largest: r["n"] == n)
+        kept = [r for r in recs if r["seed"] not in missed]
+        res = _p3_group(name, kept, lam, cfg) if kept else GroupResult(name, NOT_APPLICABLE)
+        res.counted = bool(counted)
+        res.key = {"lambda": lam, "replacement": replacement}
+        pred.groups.append(apply_loop_gate(res, gate, bool(kept)))
     return finalise(pred, cfg, _primary)
 
 

@@ -19,7 +19,8 @@ from icl_stl.report import figures
 from icl_stl.report.collect import RunResult
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
-from icl_stl.report.groups import describe_group, group_by
+from icl_stl.report.gating import apply_loop_gate, seeds_left_out
+from icl_stl.report.groups import describe_group, group_by, last_shared
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     C_CONFIRMED,
@@ -40,15 +41,13 @@ from icl_stl.report.verdict import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    apply_gate,
     describe_test,
     fields_of,
     finalise,
     fmt,
     fmt_ci,
-    gate_of,
 )
-from icl_stl.theory import fit_bound, fit_decay
+from icl_stl.theory import DECAY_EXPONENT_RANGE, fit_decay
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,10 @@ def rule(cfg: ReportConfig) -> str:
         f"than {_bound_power(cfg)} on [a, b]* when b is significantly above it. Never refuted: an "
         "upper bound with unknown constants cannot be refuted on a finite range. Underpowered "
         f"when the MDE of b exceeds {cfg.p4_margin:g}, or with fewer n, decades or seeds than "
-        "required (then nothing is read, and the numbers say what the fit alone points at). "
+        "required (then nothing is read, and the numbers say what the fit alone points at); "
+        f"also when the fit sits at the edge of the exponent's search range "
+        f"[{DECAY_EXPONENT_RANGE[0]:g}, {DECAY_EXPONENT_RANGE[1]:g}) (its estimate, or at "
+        f"least {cfg.alpha:.0%} of the bootstrap replicates): such a fit is never evidence. "
         "The bound's shape is drawn as a descriptive envelope (its fits over the bootstrap), "
         "not as an identified fit.")
 
@@ -100,7 +102,14 @@ def decay_weights(values: np.ndarray, ns: list[int]) -> np.ndarray:
 
 def p4_core(values: np.ndarray, ns: list[int], cfg: ReportConfig,
             rng: np.random.Generator) -> dict:
-    """values (..., seeds, len(ns)): seed bootstrap of the decay exponent b."""
+    """values (..., seeds, len(ns)): seed bootstrap of the decay exponent b.
+
+    A fit at the edge of the exponent's search range (`theory.decay.EDGE_TOLERANCE`: the point
+    estimate, or at least alpha of the bootstrap replicates) is never evidence: the exponent is
+    not identified on this range (one high value at the smallest n fits as n^-3, and replicates
+    piled at the edge make the interval narrow), so the code is underpowered whatever the test
+    says (`at_edge`, `edge_share`). Under a flat truth with the reproduction's noise this keeps
+    false confirmations below alpha (tests/report/test_calibration.py)."""
     values = np.asarray(values, float)
     s = values.shape[-2]
     w = decay_weights(values, ns)
@@ -116,12 +125,16 @@ def p4_core(values: np.ndarray, ns: list[int], cfg: ReportConfig,
     code = np.full(np.shape(est), C_INCONCLUSIVE, dtype=np.int8)
     code[~(np.asarray(mde) <= cfg.p4_margin)] = C_UNDERPOWERED
     code[np.asarray(p_faster) < cfg.alpha] = C_CONFIRMED
+    edge_share = np.asarray(boot["at_edge"]).mean(-1)
+    at_edge = np.asarray(full["at_edge"]) | (edge_share >= cfg.alpha)
+    code[at_edge] = C_UNDERPOWERED  # last: no test result overrides it
     if s < cfg.min_seeds:
         code[...] = C_UNDERPOWERED
     return {"estimate": est, "low": est - tq * se, "high": est + tq * se, "se": se,
             "p_confirm": p_faster, "p_slower": p_slower, "mde": mde, "code": code,
             "n_seeds": s, "floor": full["floor"], "amplitude": full["amplitude"],
-            "boot_slopes": boot["slope"], "weights": w}
+            "boot_slopes": boot["slope"], "weights": w, "at_edge": at_edge,
+            "point_at_edge": np.asarray(full["at_edge"]), "edge_share": edge_share}
 
 
 def decay_table(records: list[dict], metric: str) -> tuple[list[int], list[int], np.ndarray,
@@ -131,7 +144,7 @@ def decay_table(records: list[dict], metric: str) -> tuple[list[int], list[int],
     recs = [r for r in records if r.get(metric) is not None]
     if not recs:
         return [], [], np.zeros((0, 0)), None
-    final = min(max(r["generation"] for r in recs if r["n"] == n) for n in {r["n"] for r in recs})
+    final = last_shared(recs)  # the last generation every (n, seed) loop reached
     cells = {(r["n"], r["seed"]): float(r[metric]) for r in recs if r["generation"] == final}
     ns = sorted({n for n, _ in cells})
     seeds = sorted(s for s in {s for _, s in cells} if all((n, s) in cells for n in ns))
@@ -169,8 +182,12 @@ def _p4_group(name: str, decay: dict, records: list[dict], cfg: ReportConfig) ->
                           "slope": float(out["estimate"])},
                      p_consistent=float(out["p_confirm"]), p_slower=float(out["p_slower"]))
     threshold = BOUND_EXPONENT + cfg.p4_tolerance
+    edge = _edge_text(out)
+    res.parts.update(at_edge=bool(out["at_edge"]), edge_share=float(out["edge_share"]))
     reading = ""
-    if res.verdict == CONFIRMED:
+    if edge:
+        reading = edge  # never evidence: neither "consistent" nor "slower" is read
+    elif res.verdict == CONFIRMED:
         reading = (f"consistent with the bound (b <= {threshold:g}: {fmt(res.estimate)} "
                    f"{fmt_ci(res.interval)})")
     elif float(out["p_slower"]) < cfg.alpha:
@@ -203,6 +220,19 @@ def _p4_group(name: str, decay: dict, records: list[dict], cfg: ReportConfig) ->
     return res
 
 
+def _edge_text(out: dict) -> str:
+    """Why a fit at the edge of the exponent's search range is not read ("" if it is not)."""
+    if not bool(out["at_edge"]):
+        return ""
+    lo, hi = DECAY_EXPONENT_RANGE
+    where = (f"the fit's exponent b = {fmt(float(out['estimate']))}"
+             if bool(out["point_at_edge"]) else
+             f"{float(out['edge_share']):.0%} of the bootstrap replicates")
+    return (f"not read: {where} at the edge of the exponent's search range [{lo:g}, {hi:g}): "
+            "the data do not identify the exponent on this range (e.g. one high value at the "
+            "smallest n), so the fit is not evidence and the group is underpowered")
+
+
 def decay_groups(runs: list[RunResult]) -> dict[tuple, list[RunResult]]:
     """{(config, lambda, counted): decay runs} in natural order: P4's groups."""
     decays = [r for r in runs if r.decay is not None]
@@ -219,29 +249,16 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     for (config, lam, counted), group_runs in decay_groups(evidence.runs).items():
         recs = evidence.loop_records_of({str(r.path) for r in group_runs})
         name = describe_group(config, λ=lam)
-        res = _p4_group(name, group_runs[0].decay, recs, cfg)
-        res.counted, res.key = bool(counted), {"lambda": lam}
+        # Each seed is gated on its own loop at the largest n (small n cannot reach ridge)
         largest = max((r["n"] for r in recs), default=None)
-        gen0 = [r for r in recs if r["n"] == largest]
-        pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
+        missed, gate = seeds_left_out(recs, cfg.gate_tolerance,
+                                      lambda r, n=largest: r["n"] == n)
+        kept = [r for r in recs if r["seed"] not in missed]
+        res = (_p4_group(name, group_runs[0].decay, kept, cfg) if kept
+               else GroupResult(name, NOT_APPLICABLE))
+        res.counted, res.key = bool(counted), {"lambda": lam}
+        pred.groups.append(apply_loop_gate(res, gate, bool(kept)))
     return finalise(pred, cfg, lambda gs: gs[0] if gs else None)
-
-
-def bound_envelope(ns: list[int], values: np.ndarray, weights: np.ndarray, cfg: ReportConfig,
-                   replicates: int = 200) -> tuple[np.ndarray, ...]:
-    """The bound's shape fitted (c >= 0) to seed-bootstrap resamples of the mean curve:
-    (grid of n, 5%, 50% and 95% of the fitted curves). Descriptive: the three columns of the
-    bound are nearly collinear, so no coefficient is read from it."""
-    rng = np.random.default_rng(cfg.bootstrap_seed + 1)
-    idx = seed_bootstrap(values.shape[0], replicates, rng)
-    grid = np.geomspace(min(ns), max(ns), 60)
-    curves = []
-    for row in idx:
-        fit = fit_bound(ns, values[row].mean(0), relative=False, weights=weights)
-        curves.append(np.asarray(fit.predict(grid), dtype=float))
-    curves = np.array(curves)
-    low, mid, high = np.quantile(curves, [0.05, 0.5, 0.95], axis=0)
-    return grid, low, mid, high
 
 
 def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
@@ -276,7 +293,8 @@ def _decay_figure(path, group: GroupResult, records: list[dict], title: str,
     values = values[:, cols]
     try:
         fit = p4_core(values, keep, cfg, np.random.default_rng(cfg.bootstrap_seed))
-        envelope = bound_envelope(keep, values, np.asarray(fit["weights"]), cfg)
+        envelope = figures.bound_envelope(keep, values, np.asarray(fit["weights"]),
+                                           cfg.bootstrap_seed)
         return figures.decay_figure(keep, values, fit, path, title, cfg.p4_metric, envelope)
     except (ValueError, FloatingPointError) as err:
         log.warning("no decay figure for %s: %s", title, err)

@@ -14,7 +14,8 @@ import numpy as np
 from icl_stl.report import figures
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
-from icl_stl.report.groups import describe_group, group_by, in_theorem_setting
+from icl_stl.report.gating import apply_loop_gate, seeds_left_out
+from icl_stl.report.groups import describe_group, group_by, in_theorem_setting, last_shared
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     C_CONFIRMED,
@@ -37,11 +38,9 @@ from icl_stl.report.verdict import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    apply_gate,
     finalise,
     fmt,
     fmt_ci,
-    gate_of,
 )
 
 
@@ -119,8 +118,8 @@ def risk_against_m(records: list[dict]) -> dict[int, dict]:
     """Per n: the final generation, per m the per-seed risks, mean curve and argmin m*."""
     out = {}
     for (n,), recs in group_by(records, lambda r: (r["n"],)).items():
-        final = min(max(r["generation"] for r in recs if r.get("augment", 0) == m)
-                    for m in {r.get("augment", 0) for r in recs})
+        # the last generation every (m, seed) loop reached: one loop run further never moves it
+        final = last_shared(recs, lambda r: (r.get("augment", 0), r["seed"]))
         per_m: dict[int, dict[int, float]] = {}
         for r in recs:
             if r["generation"] == final:
@@ -187,12 +186,17 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     for (config, lam), recs in varied.items():
         if len({r.get("augment", 0) for r in recs}) < 2:
             continue
-        res = _p5_group(describe_group(config, λ=float(lam)), recs, cfg)
-        res.counted, res.key = in_theorem_setting(recs), {"lambda": lam}
+        name = describe_group(config, λ=float(lam))
+        # Each seed is gated on its own loop at the largest n and the smallest m
         largest = max(r["n"] for r in recs)
         smallest_m = min(r.get("augment", 0) for r in recs)
-        gen0 = [r for r in recs if r["n"] == largest and r.get("augment", 0) == smallest_m]
-        pred.groups.append(apply_gate(res, gate_of(gen0, cfg.gate_tolerance)))
+        missed, gate = seeds_left_out(
+            recs, cfg.gate_tolerance,
+            lambda r, n=largest, m=smallest_m: r["n"] == n and r.get("augment", 0) == m)
+        kept = [r for r in recs if r["seed"] not in missed]
+        res = _p5_group(name, kept, cfg) if kept else GroupResult(name, NOT_APPLICABLE)
+        res.counted, res.key = in_theorem_setting(recs), {"lambda": lam}
+        pred.groups.append(apply_loop_gate(res, gate, bool(kept)))
     return finalise(pred, cfg, lambda gs: min(gs, key=lambda g: g.key["lambda"], default=None))
 
 

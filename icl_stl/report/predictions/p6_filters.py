@@ -17,9 +17,16 @@ from icl_stl.report import figures
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
 from icl_stl.report.extension_runs import comparison, comparison_records, mean_ridge
-from icl_stl.report.groups import describe_group, group_by, last_third, seed_matrix
+from icl_stl.report.gating import apply_loop_gate, split_by_gate
+from icl_stl.report.groups import (
+    describe_group,
+    group_by,
+    last_third,
+    seed_matrix,
+    shared_generations,
+)
 from icl_stl.report.predictions.p1_collapse import p1_core
-from icl_stl.report.predictions.p2_bounded import order_core, p2_core
+from icl_stl.report.predictions.p2_bounded import p2_core
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import CODES, conjunction
 from icl_stl.report.verdict import (
@@ -31,16 +38,14 @@ from icl_stl.report.verdict import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    apply_gate,
     fields_of,
     finalise,
     fmt,
     fmt_ci,
-    gate_of,
 )
+from icl_stl.report.verifier_quality import DIALS, b_family, family_of, rule_quality
 
 ALL_VERDICTS = (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE, NOT_TESTED)
-DIALS = ("verifier_n_real", "verifier_label_noise", "verifier_centre_noise")
 
 
 def rule(cfg: ReportConfig) -> str:
@@ -60,27 +65,9 @@ def rule(cfg: ReportConfig) -> str:
         "**refuted** if either refutes (Bonferroni over the two parts).")
 
 
-def rule_quality(cfg: ReportConfig) -> str:
-    return (
-        "Per family of verifier groups (base configuration, n, filter_keep, threshold, "
-        "verifier_source) with two or more qualities differing in one dial, seeds shared by "
-        "every quality: quality = log verifier_n_real (null: n), or minus the centre or label "
-        "noise when that is the dial swept. Per seed, the least-squares slope of the plateau "
-        "(mean risk over the last third of generations) against quality times the quality "
-        "range, over the mean plateau. One-sided t-test: **confirmed** if significantly below "
-        f"-{cfg.p6_order_margin:g}, **refuted** if significantly above it; **not tested** with "
-        "one quality or with more than one dial varying.")
-
-
 def p6a_core(window_risk: np.ndarray, window: list[int], cfg: ReportConfig) -> dict:
     """P2's boundedness test (`p2_core`) at p6_margin: (..., seeds, len(window)) risks."""
     return p2_core(window_risk, window, cfg, margin=cfg.p6_margin)
-
-
-def p6b_core(plateaus: np.ndarray, quality: list[float], cfg: ReportConfig) -> dict:
-    """P2's ordering test (`order_core`) against verifier quality at p6_order_margin:
-    plateaus (..., seeds, len(quality)); the claim is a fall as quality rises."""
-    return order_core(plateaus, quality, cfg, margin=cfg.p6_order_margin)
 
 
 def p6_combine(a: dict, b: dict | None, cfg: ReportConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -128,10 +115,14 @@ def _unfiltered_line(index, r0: dict, seeds: list[int], last: int, cfg) -> tuple
                   "filtered loop shows nothing beyond it")
 
 
+def _name(r0: dict) -> str:
+    return describe_group(r0["base_label"], n=r0["n"], **filter_of(r0))
+
+
 def _a_group(recs: list[dict], index, cfg: ReportConfig) -> tuple[GroupResult, dict]:
     r0 = recs[0]
-    name = describe_group(r0["base_label"], n=r0["n"], **filter_of(r0))
-    gens = sorted({r["generation"] for r in recs})
+    name = _name(r0)
+    gens = shared_generations(recs)  # what every seed reached: uneven loops drop no seed
     window = last_third(gens)
     mat, seeds = seed_matrix(recs, window) if window else (np.zeros((0, 0)), [])
     if not window or not seeds:
@@ -160,53 +151,6 @@ def _a_group(recs: list[dict], index, cfg: ReportConfig) -> tuple[GroupResult, d
     return res, {"test": a, "plateaus": dict(zip(seeds, mat.mean(1)))}
 
 
-def _quality(members: list[tuple[dict, dict]]) -> tuple[list[float] | None, str]:
-    """The quality abscissa of a verifier family (None and why when there is none)."""
-    dials = {d: sorted({r[d] if r[d] is not None else -1 for r, *_ in members}) for d in DIALS}
-    varying = [d for d, values in dials.items() if len(values) > 1]
-    if not varying:
-        return None, "one verifier quality"
-    if len(varying) > 1:
-        return None, f"more than one quality dial varies ({', '.join(varying)})"
-    dial = varying[0]
-    if dial == "verifier_n_real":
-        return [math.log(r[dial] if r[dial] is not None else r["n"]) for r, *_ in members], \
-            "log verifier_n_real"
-    return [-float(r[dial]) for r, *_ in members], f"minus {dial}"
-
-
-def _b_family(members: list[tuple[dict, dict]], cfg: ReportConfig
-              ) -> tuple[GroupResult, dict | None]:
-    r0 = members[0][0]
-    name = describe_group(r0["base_label"], n=r0["n"], filter="verifier", keep=r0["filter_keep"])
-    quality, what = _quality(members)
-    if quality is None:
-        return GroupResult(name, NOT_TESTED, numbers=f"not tested: {what}"), None
-    if len({q for q in quality}) < len(quality):
-        return GroupResult(name, NOT_TESTED, numbers="two groups share one quality"), None
-    windows = {m[1]["window"] for m in members}
-    if len(windows) > 1:
-        return GroupResult(name, NOT_TESTED, numbers="qualities ran different generations"), \
-            None
-    seeds = sorted(set.intersection(*(set(m[2]) for m in members)))
-    if not seeds:
-        return GroupResult(name, NOT_TESTED, numbers="no seed has every quality"), None
-    order = np.argsort(quality)
-    q = [quality[i] for i in order]
-    mat = np.array([[members[i][2][s] for i in order] for s in seeds])
-    b = p6b_core(mat, q, cfg)
-    fields = fields_of(b)
-    res = GroupResult(name, CODES[int(b["code"])], fields["estimate"], fields["interval"],
-                      cfg.p6_order_margin, len(seeds), fields["min_detectable_effect"],
-                      fields["p_refute"], statistic=f"relative plateau change across {what}")
-    shown = ", ".join(f"{fmt(qv)}: {fmt(mat[:, i].mean())}" for i, qv in enumerate(q))
-    res.numbers = (f"plateaus by {what} {shown}; {res.statistic} {fmt(res.estimate)} "
-                   f"{fmt_ci(res.interval)} (margin {fmt(-cfg.p6_order_margin)}, "
-                   f"{len(seeds)} seeds, MDE {fmt(res.min_detectable_effect)})")
-    res.key = {"n": r0["n"]}
-    return res, b
-
-
 def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(6, "lambda = 0 with a verifier or confidence filter: the risk stays "
                          "bounded, and the plateau falls as the verifier improves.",
@@ -216,7 +160,7 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     quality = Prediction(6, "Better verifier, lower plateau (part b).", rule_quality(cfg),
                          ALL_VERDICTS, primary_key="6.quality",
                          primary_rule="the counted family with the largest n")
-    tagged, index = evidence.tagged, evidence.index
+    tagged, index = evidence.tagged, evidence.passing_index(cfg.gate_tolerance)
     filtered = [r for r in tagged if r["filter"] != "none" and r["schedule"] == "constant"
                 and r["n_tasks"] is None and r.get("augment", 0) == 0
                 and r["real_fraction"] == 0]
@@ -224,40 +168,38 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                      r["filter_threshold"], r["verifier_source"], *(r[d] for d in DIALS))
     groups = []
     for recs in group_by(filtered, key).values():
-        res, info = _a_group(recs, index, cfg)
+        kept, gate = split_by_gate(recs, cfg.gate_tolerance)  # each loop on its own gen 0
+        res, info = (_a_group(kept, index, cfg) if kept
+                     else (GroupResult(_name(recs[0]), NOT_APPLICABLE), {}))
         res.counted = all(r["counted"] for r in recs)
-        groups.append((recs, res, info))
+        groups.append((recs, res, info, gate, bool(kept)))
     families: dict[tuple, list] = {}
-    for recs, res, info in groups:
+    for recs, res, info, *_ in groups:
         r = recs[0]
         if r["filter"] == "verifier" and info:
-            families.setdefault(_family(r), []).append((r, res.key, info["plateaus"], recs))
+            families.setdefault(family_of(r), []).append((r, res.key, info["plateaus"], recs))
     b_of: dict[tuple, dict | None] = {}
     for fam, members in families.items():
         if len(members) < 2:
             continue
-        b_res, b = _b_family([m[:3] for m in members], cfg)
+        b_res, b = b_family([m[:3] for m in members], cfg)
         fam_recs = [r for m in members for r in m[3]]
         b_res.counted = all(r["counted"] for r in fam_recs)
-        quality.groups.append(apply_gate(b_res, gate_of(fam_recs, cfg.gate_tolerance)))
+        _, fam_gate = split_by_gate(fam_recs, cfg.gate_tolerance)
+        quality.groups.append(apply_loop_gate(b_res, fam_gate, True))
         b_of[fam] = (b, b_res) if b is not None and b_res.verdict != NOT_APPLICABLE else None
-    for recs, res, info in groups:
+    for recs, res, info, gate, kept_any in groups:
         r = recs[0]
-        found = b_of.get(_family(r)) if r["filter"] == "verifier" else None
+        found = b_of.get(family_of(r)) if r["filter"] == "verifier" else None
         if info:
             _combine(res, info["test"], found, cfg)
-        pred.groups.append(apply_gate(res, gate_of(recs, cfg.gate_tolerance)))
+        pred.groups.append(apply_loop_gate(res, gate, kept_any))
     finalise(pred, cfg, _primary)
     finalise(quality, cfg, lambda gs: max(gs, key=lambda g: g.key.get("n", 0), default=None))
     if not quality.groups:
         quality.reading = "not tested: no verifier groups that differ in quality"
     pred.sub["quality"] = quality
     return pred
-
-
-def _family(r: dict) -> tuple:
-    """The verifier family a group belongs to: what (b) holds fixed while quality varies."""
-    return r["base"], r["n"], r["filter_keep"], r["filter_threshold"], r["verifier_source"]
 
 
 def _combine(res: GroupResult, a: dict, found, cfg: ReportConfig) -> None:

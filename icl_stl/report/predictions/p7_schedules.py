@@ -23,7 +23,14 @@ from icl_stl.report.extension_runs import (
     mean_ridge,
     per_seed,
 )
-from icl_stl.report.groups import describe_group, group_by, last_third, seed_matrix
+from icl_stl.report.gating import apply_loop_gate, split_by_gate
+from icl_stl.report.groups import (
+    describe_group,
+    group_by,
+    last_third,
+    seed_matrix,
+    shared_generations,
+)
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import CODES, directional_test, slopes, tost_both_sides
 from icl_stl.report.verdict import (
@@ -35,12 +42,10 @@ from icl_stl.report.verdict import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    apply_gate,
     describe_test,
     fields_of,
     finalise,
     fmt,
-    gate_of,
 )
 
 FIVE = (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE)
@@ -134,7 +139,7 @@ def _name(r0: dict) -> str:
 def _a_group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
     r0 = recs[0]
     name = _name(r0)
-    gens = sorted({r["generation"] for r in recs})
+    gens = shared_generations(recs)  # what every seed reached: uneven loops drop no seed
     window = last_third(gens)
     if not window:
         return GroupResult(name, NOT_TESTED, numbers=f"generations {gens}: needs at least 3 "
@@ -169,7 +174,7 @@ def _a_group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
 def _b_group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
     r0 = recs[0]
     name = _name(r0)
-    gens = sorted({r["generation"] for r in recs})
+    gens = shared_generations(recs)
     window = last_third(gens)
     mat, seeds = seed_matrix(recs, window) if window else (np.zeros((0, 0)), [])
     if not window or not seeds:
@@ -206,17 +211,19 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                           primary_key="7.collapse",
                           primary_rule="the counted group with the largest n, then "
                                        "exponential decay")
-    tagged, index = evidence.tagged, evidence.index
+    tagged, index = evidence.tagged, evidence.passing_index(cfg.gate_tolerance)
     decaying = [r for r in tagged if r["schedule"] != "constant" and r["filter"] == "none"
                 and r["n_tasks"] is None and r.get("augment", 0) == 0]
     key = lambda r: (r["base"], r["n"], r["schedule"], float(r["real_fraction"]),  # noqa: E731
                      float(r["rate"]), float(r["floor"]))
     for (_, n, schedule, _, _, floor), recs in group_by(decaying, key).items():
         target = pred if floor > 0 else collapse
-        res = (_a_group if floor > 0 else _b_group)(recs, index, cfg)
+        kept, gate = split_by_gate(recs, cfg.gate_tolerance)  # each loop on its own gen 0
+        res = ((_a_group if floor > 0 else _b_group)(kept, index, cfg) if kept
+               else GroupResult(_name(recs[0]), NOT_APPLICABLE))
         res.counted = all(r["counted"] for r in recs)
         res.key = {"n": n, "floor": floor, "exponential": schedule == "exponential"}
-        target.groups.append(apply_gate(res, gate_of(recs, cfg.gate_tolerance)))
+        target.groups.append(apply_loop_gate(res, gate, bool(kept)))
 
     def rank(g: GroupResult) -> tuple:
         return (-g.key["n"], g.key["floor"], not g.key["exponential"])

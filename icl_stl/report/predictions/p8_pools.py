@@ -17,6 +17,7 @@ import numpy as np
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
 from icl_stl.report.extension_runs import comparison, per_seed
+from icl_stl.report.gating import apply_loop_gate, split_by_gate
 from icl_stl.report.groups import describe_group, group_by
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
@@ -36,12 +37,10 @@ from icl_stl.report.verdict import (
     UNDERPOWERED,
     GroupResult,
     Prediction,
-    apply_gate,
     fields_of,
     finalise,
     fmt,
     fmt_ci,
-    gate_of,
 )
 
 FIVE = (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE)
@@ -109,14 +108,18 @@ def tracking_table(recs: list[dict]) -> dict:
     return out
 
 
-def _drift(pool_recs: list[dict], m: int, index, cfg: ReportConfig
+def _drift(pool_recs: list[dict], m: int, index, cfg: ReportConfig, every: dict
            ) -> tuple[dict | None, dict]:
-    """Part (b): the test and its numbers (None and why when it cannot be run)."""
+    """Part (b): the test and its numbers (None and why when it cannot be run). `index`: the
+    M = null loops that reached ridge on their own generation 0; `every`: all of them."""
     at_m = [r for r in pool_recs if r["n_tasks"] == m]
     lam = min(float(r["real_fraction"]) for r in at_m)
     mine = per_seed([r for r in at_m if float(r["real_fraction"]) == lam])
     base = next(r for r in at_m if float(r["real_fraction"]) == lam)["base"]
     pair = comparison(index, base, at_m[0]["n"], lam, sorted(mine))
+    if not pair and comparison(every, base, at_m[0]["n"], lam, sorted(mine)):
+        return None, {"verdict": NOT_APPLICABLE, "why": "the M = null loops missed the training "
+                      "gate (each on its own generation 0)"}
     if not pair:
         return None, {"verdict": NOT_TESTED, "why": f"no M = null loop at λ = {lam:g} with the "
                       "same base configuration, n and seeds"}
@@ -126,10 +129,6 @@ def _drift(pool_recs: list[dict], m: int, index, cfg: ReportConfig
     if last < 1 or not seeds:
         return None, {"verdict": NOT_TESTED, "why": "the pool's and the M = null loops share no "
                       "generation after 0"}
-    gate = gate_of([pair[s][0] for s in seeds], cfg.gate_tolerance)
-    if gate is not None and gate.get("reached") is False:
-        return None, {"verdict": NOT_APPLICABLE, "why": "the M = null loops missed the training "
-                      "gate", "gate": gate}
     risk = np.array([[mine[s][0]["test_risk"], mine[s][last]["test_risk"],
                       pair[s][0]["test_risk"], pair[s][last]["test_risk"]] for s in seeds])
     if not np.all(risk > 0):
@@ -141,9 +140,16 @@ def _drift(pool_recs: list[dict], m: int, index, cfg: ReportConfig
                "rise_pool": float(rise[:, 0].mean()), "rise_null": float(rise[:, 1].mean())}
 
 
-def _group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
-    r0 = recs[0]
-    name = describe_group(r0["pool_base_label"], n=r0["n"])
+def _name(r0: dict) -> str:
+    return describe_group(r0["pool_base_label"], n=r0["n"])
+
+
+def _group(design: list[dict], recs: list[dict], index, cfg: ReportConfig, every: dict
+           ) -> GroupResult:
+    """The group's verdict from the loops that passed the gate (`recs`); M is chosen from the
+    design (every loop of the group), as fixed in advance."""
+    r0 = design[0]
+    name = _name(r0)
     table = tracking_table(recs)
     shown = "; ".join(f"M={m}: {fmt(t['mean'])} ({len(t['seeds'])} seeds)"
                       for m, t in table.items())
@@ -151,7 +157,11 @@ def _group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
     text = (f"log(dist to ridge / dist to dMMSE) at generation 0: {shown or 'none recorded'}; "
             f"estimated threshold: {'M=' + str(negative[0]) if negative else 'not reached'}")
     d = r0["task_d"]
-    below = [m for m, t in table.items() if d is not None and m <= d and t["seeds"]]
+    below = [m for m, t in tracking_table(design).items()
+             if d is not None and m <= d and t["seeds"]]
+    if below and not table.get(below[0], {}).get("seeds"):
+        return GroupResult(name, NOT_APPLICABLE, numbers=f"{text}; (a) not applicable: every "
+                           f"loop at M={below[0]} missed the training gate")
     if not below:
         why = "task.d unknown" if d is None else f"no pool with M <= d = {d} and distances"
         res = GroupResult(name, NOT_TESTED, numbers=f"{text}; (a) not tested: {why}")
@@ -161,7 +171,7 @@ def _group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
     t = table[m]
     a = p8a_core(np.array(t["ridge"]), np.array(t["dmmse"]), cfg)
     fields = fields_of(a)
-    b, b_part = _drift(recs, m, index, cfg)
+    b, b_part = _drift(recs, m, index, cfg, every)
     code, p_refute = p8_combine(a, b, cfg)
     res = GroupResult(name, CODES[int(code)], fields["estimate"], fields["interval"],
                       cfg.p8_margin, len(t["seeds"]), fields["min_detectable_effect"],
@@ -179,21 +189,23 @@ def _group(recs: list[dict], index, cfg: ReportConfig) -> GroupResult:
                         f"difference {fmt(b_part['estimate'])} {fmt_ci(b_part['interval'])} "
                         f"({b_part['verdict']})")
     res.key = {"n": r0["n"], "M": m}
-    return apply_gate(res, gate_of([r for r in recs if r["n_tasks"] == m], cfg.gate_tolerance))
+    return res
 
 
 def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(8, "Below the task-diversity threshold (M <= d) the learner tracks "
                          "dMMSE, and the loop's drift differs from M = null.", rule(cfg),
                       FIVE, primary_rule="the counted group with the largest n")
-    tagged, index = evidence.tagged, evidence.index
+    tagged, index = evidence.tagged, evidence.passing_index(cfg.gate_tolerance)
     pools = [r for r in tagged if r["n_tasks"] is not None and r["filter"] == "none"
              and r["schedule"] == "constant" and r.get("augment", 0) == 0]
     for (_, n), recs in group_by(pools, lambda r: (r["pool_base"], r["n"])).items():
-        res = _group(recs, index, cfg)
+        kept, gate = split_by_gate(recs, cfg.gate_tolerance)  # each loop on its own gen 0
+        res = (_group(recs, kept, index, cfg, evidence.index) if kept
+               else GroupResult(_name(recs[0]), NOT_APPLICABLE))
         res.counted = all(r["counted"] for r in recs)
         res.key = {**res.key, "n": n}
-        pred.groups.append(res)
+        pred.groups.append(apply_loop_gate(res, gate, bool(kept)))
     return finalise(pred, cfg, lambda gs: max(gs, key=lambda g: g.key["n"], default=None))
 
 
