@@ -331,7 +331,7 @@ def test_write_report_judges_p6_to_p8_from_run_directories(tmp_path: Path):
     everything = {**settings, **sched_settings, **pool_settings}
     for name, flat_settings in everything.items():
         write(name, recs + sched + pools, flat_settings)
-    write_report([runs], tmp_path / "report")
+    write_report([runs], tmp_path / "report", ReportConfig(rules="v1"))
     verdicts = verdicts_of(tmp_path / "report")
     assert verdicts[6] == "confirmed" and verdicts[7] == "confirmed"
     assert verdicts[8] == "confirmed"

@@ -26,6 +26,9 @@ CFG = ReportConfig()
 
 PASS, MISS = 0.15, 0.3  # generation-0 risks: (1 - 0.15) / 0.9 = 0.94, (1 - 0.3) / 0.9 = 0.78
 
+# Planted records without oracle-labelled twins: P1 and P2 read by the version-1 rules.
+V1 = ReportConfig(rules="v1")
+
 
 def gen0(seed: int, lam: float, risk: float, **extra) -> dict:
     return {**record(seed, lam, 40, 0, risk), "zero_risk": ZERO, **extra}
@@ -84,7 +87,7 @@ def test_a_group_whose_mean_passes_does_not_pass_for_the_seed_that_missed(tmp_pa
         if r["seed"] == 0 and r["n"] == largest and r["generation"] == 0:
             r["test_risk"] = MISS
     path.write_text(json.dumps(summary))
-    write_report([tmp_path / "runs"], tmp_path / "report", figures=False)
+    write_report([tmp_path / "runs"], tmp_path / "report", V1, figures=False)
     data = json.loads((tmp_path / "report" / "verdicts.json").read_text())
     p4 = data["verdicts"]["4"]
     group = p4["groups"][0]
@@ -99,7 +102,7 @@ def test_a_group_whose_mean_passes_does_not_pass_for_the_seed_that_missed(tmp_pa
 def test_every_loop_missing_makes_the_group_not_applicable(tmp_path):
     write_decay(tmp_path / "runs" / "d", lambda n, s: (0.01 + 2 * n ** -0.6) * rel_noise(n, s),
                 gate_risk=MISS)
-    write_report([tmp_path / "runs"], tmp_path / "report", figures=False)
+    write_report([tmp_path / "runs"], tmp_path / "report", V1, figures=False)
     assert verdicts_of(tmp_path / "report")[4] == "not applicable"
 
 

@@ -18,14 +18,19 @@ from icl_stl.persistence import atomic_write_json
 from icl_stl.report.collect import load_runs, loop_records, settings_by_path
 from icl_stl.report.figures import position_change
 from icl_stl.report.report import write_report
+from icl_stl.report.rules import ReportConfig
 from icl_stl.report.tidy import tidy_rows
 from icl_stl.runs.plots import plot_positions
 
 REPO = Path(__file__).resolve().parents[2]
 
+# Planted records without oracle-labelled twins: P1 and P2 read by the version-1 rules.
+V1 = ReportConfig(rules="v1")
+
 
 def cli_report(tmp_path: Path) -> dict:
-    assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 0
+    assert report_main([str(tmp_path / "runs"), "--out", str(tmp_path / "report"),
+                        "--set", "rules=v1"]) == 0
     return json.loads((tmp_path / "report" / "verdicts.json").read_text())
 
 
@@ -169,7 +174,7 @@ def test_the_order_of_runs_and_records_never_changes_a_verdict(tmp_path):
                         ("reversed", lambda items: list(reversed(items)))):
         root = tmp_path / name
         paths = rewrite_in_order(src, root / "runs", order)
-        write_report(paths, root / "report", figures=False)
+        write_report(paths, root / "report", V1, figures=False)
         text = (root / "report" / "verdicts.json").read_text()
         texts.append(text.replace(str(root), "ROOT"))
         csv = (root / "report" / "runs.csv").read_text().replace(str(root), "ROOT")
@@ -188,7 +193,7 @@ def test_duplicate_records_of_one_loop_are_resolved_the_same_way_in_any_order(tm
     outs = []
     for name, order in (("a", [twin] + recs), ("b", recs + [twin])):
         write_loop(tmp_path / name / "runs" / "x", order)
-        write_report([tmp_path / name / "runs"], tmp_path / name / "report", figures=False)
+        write_report([tmp_path / name / "runs"], tmp_path / name / "report", V1, figures=False)
         outs.append(json.loads((tmp_path / name / "report" / "verdicts.json").read_text()))
     assert outs[0]["verdicts"] == outs[1]["verdicts"]
     assert np.isfinite(outs[0]["verdicts"]["1"]["estimate"])
@@ -202,7 +207,7 @@ def test_settings_are_the_first_runs_whatever_order_they_are_given_in(tmp_path):
     outs = []
     for order in ("ab", "ba"):
         paths = [tmp_path / "runs" / c for c in order]
-        write_report(paths, tmp_path / f"report_{order}", figures=False)
+        write_report(paths, tmp_path / f"report_{order}", V1, figures=False)
         outs.append((tmp_path / f"report_{order}" / "verdicts.json").read_text())
     assert outs[0] == outs[1]
 

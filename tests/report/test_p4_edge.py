@@ -17,14 +17,18 @@ import pytest
 from test_report import DECAY_NS, rel_noise, verdicts_json, write_decay
 
 from icl_stl.report.report import verdicts_of, write_report
+from icl_stl.report.rules import ReportConfig
 from icl_stl.theory import DECAY_EXPONENT_RANGE, fit_decay
 
 N = np.array(DECAY_NS, float)
 
+# Planted records without oracle-labelled twins: P1 and P2 read by the version-1 rules.
+V1 = ReportConfig(rules="v1")
+
 
 def report(tmp_path) -> dict[int, str]:
     """The verdicts (no figures: they change none and take most of a report's time)."""
-    write_report([tmp_path / "runs"], tmp_path / "report", figures=False)
+    write_report([tmp_path / "runs"], tmp_path / "report", V1, figures=False)
     return verdicts_of(tmp_path / "report")
 
 

@@ -16,11 +16,17 @@ from icl_stl.report.verdict import CONFIRMED, GroupResult, Prediction, finalise
 
 def test_every_prediction_module_is_registered_in_order_with_the_same_two_functions():
     names = sorted(m.name for m in pkgutil.iter_modules(predictions.__path__))
-    assert [m.__name__.rsplit(".", 1)[1] for m in predictions.REGISTRY] == names
-    for number, module in enumerate(predictions.REGISTRY, start=1):
-        assert module.__name__.rsplit(".", 1)[1].startswith(f"p{number}_")
-        assert list(inspect.signature(module.verdict).parameters) == ["evidence", "cfg"]
-        assert list(inspect.signature(module.section).parameters) == ["doc", "evidence", "pred"]
+    registered = {m.__name__.rsplit(".", 1)[1]
+                  for m in (*predictions.REGISTRY, *predictions.REGISTRY_V1)}
+    assert sorted(registered) == names
+    assert predictions.registry("v2") is predictions.REGISTRY
+    assert predictions.registry("v1") is predictions.REGISTRY_V1
+    for registry in (predictions.REGISTRY, predictions.REGISTRY_V1):
+        for number, module in enumerate(registry, start=1):
+            assert module.__name__.rsplit(".", 1)[1].startswith(f"p{number}_")
+            assert list(inspect.signature(module.verdict).parameters) == ["evidence", "cfg"]
+            assert list(inspect.signature(module.section).parameters) == ["doc", "evidence",
+                                                                          "pred"]
 
 
 def test_report_names_no_prediction_by_position():
@@ -41,7 +47,7 @@ def test_a_registered_prediction_is_judged_and_written(tmp_path, monkeypatch):
         doc.verdict_table(pred)
 
     ninth = SimpleNamespace(verdict=verdict, section=section)
-    monkeypatch.setattr(report, "REGISTRY", [*predictions.REGISTRY, ninth])
+    monkeypatch.setattr(predictions, "REGISTRY", [*predictions.REGISTRY, ninth])
     write_loop(tmp_path / "runs" / "a", loops(healthy))
     result = report.write_report([tmp_path / "runs"], tmp_path / "out", figures=False)
     assert result.verdicts[9] == CONFIRMED and set(result.verdicts) == set(range(1, 10))

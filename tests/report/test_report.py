@@ -213,7 +213,7 @@ def test_a_refutation_in_any_counted_group_survives_holm_and_refutes(tmp_path):
     assert p1["primary_group"] == "n=400"  # the rule fixed in advance: the largest n
     assert verdicts[1] == "refuted" and "refuted in n=20" in p1["numbers"]
     # naming another primary group changes which numbers are reported, not the refutation
-    report(tmp_path, ReportConfig(primary={"1": "n=20"}))
+    report(tmp_path, ReportConfig(rules="v1", primary={"1": "n=20"}))
     assert verdicts_json(tmp_path)["verdicts"]["1"]["primary_group"] == "n=20"
 
 
@@ -385,7 +385,7 @@ def test_slow_decay_is_read_as_slower_never_refuted(tmp_path):
     # with E_inf fitted, a slow decay trades off against the floor: too wide to tell
     assert report(tmp_path)[4] == "underpowered"
     # with E_inf known (an infinite-data run), the exponent is pinned down
-    assert report(tmp_path, ReportConfig(p4_floor=0.0))[4] == "inconclusive"
+    assert report(tmp_path, ReportConfig(rules="v1", p4_floor=0.0))[4] == "inconclusive"
     p4 = verdicts_json(tmp_path)["verdicts"]["4"]
     assert p4["reading"] == "decays slower than n^-1/4 on [16, 1600]"
     assert "refuted" not in p4["can_get"]
@@ -486,7 +486,8 @@ def test_cli_reads_several_paths_lists_failed_jobs_and_writes_where_told(tmp_pat
     atomic_write_json(tmp_path / "sweep" / "1" / "error.json", {"error": "ConfigError: boom"})
     write_stability(tmp_path / "probe", lambda n, g, s: n ** -0.5 * wiggle(n, g, s))
     out = tmp_path / "out"
-    assert report_main([str(tmp_path / "sweep"), str(tmp_path / "probe"), "--out", str(out)]) == 0
+    assert report_main([str(tmp_path / "sweep"), str(tmp_path / "probe"), "--out", str(out),
+                        "--set", "rules=v1"]) == 0
     assert "prediction 1: confirmed" in capsys.readouterr().out
     text = (out / "REPORT.md").read_text()
     assert "ConfigError: boom" in text and "1 failed job(s)" in text
@@ -498,9 +499,10 @@ def test_cli_reads_several_paths_lists_failed_jobs_and_writes_where_told(tmp_pat
 
 def test_cli_settings_change_the_verdicts_and_bad_ones_fail(tmp_path, capsys):
     write_loop(tmp_path / "run", loops(healthy, seeds=(0, 1, 2)))
-    assert report_main([str(tmp_path / "run")]) == 0
+    assert report_main([str(tmp_path / "run"), "rules=v1"]) == 0
     assert verdicts_of(tmp_path / "run")[1] == "underpowered"
-    assert report_main([str(tmp_path / "run"), "min_seeds=3", "--set", "p1_margin=0.2"]) == 0
+    assert report_main([str(tmp_path / "run"), "rules=v1", "min_seeds=3", "--set",
+                        "p1_margin=0.2"]) == 0
     data = json.loads((tmp_path / "run" / "verdicts.json").read_text())
     assert data["verdicts"]["1"]["verdict"] == "confirmed"
     assert data["settings"]["min_seeds"] == 3 and data["settings"]["p1_margin"] == 0.2
@@ -605,7 +607,7 @@ def test_the_demos_own_results_confirm_and_refute_nothing(tmp_path, gate_toleran
     at most a third of the zero-to-ridge gap, read from the zero baseline as these records
     predate `zero_risk`) and with the gate waived (tolerance 1: too few seeds decide)."""
     write_demo_fixture(tmp_path / "runs")
-    verdicts = report(tmp_path, ReportConfig(gate_tolerance=gate_tolerance))
+    verdicts = report(tmp_path, ReportConfig(rules="v1", gate_tolerance=gate_tolerance))
     assert not set(verdicts.values()) & {"confirmed", "refuted"}, verdicts
     data = verdicts_json(tmp_path)
     found = {g["verdict"] for p in data["verdicts"].values() for g in p["groups"]}
