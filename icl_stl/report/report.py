@@ -58,8 +58,12 @@ theorem's setting are shown but not counted. Each prediction names its **primary
 advance (the rule in its row below; `icl-stl-report ... primary.N=GROUP` names another). The
 prediction's verdict is the primary group's, except that it is **refuted** when any counted
 group's refutation survives Holm's correction over the counted groups (a refutation of the
-primary group that does not survive reads inconclusive). A group whose generation 0 missed the
-training gate is not applicable."""
+primary group that does not survive reads inconclusive). Each loop is gated on its own
+generation 0: a loop that missed the training gate is left out of its group and counted (a group
+mean never stands in for a seed; the version-1 rules of P1 and P2, kept for docs/results/cpu,
+gate the group mean). Version 2 (the default, `rules=v2`) judges P1 and P2 on excess risk
+against each loop's matched oracle-labelled control and reports every later generation that
+failed to train."""
 
 
 @dataclasses.dataclass

@@ -1,4 +1,8 @@
-"""Prediction 1: at lambda = 0 the test risk grows with generations (collapse; a heuristic).
+"""Prediction 1, version 1 (exploratory): at lambda = 0 the test risk grows with generations.
+
+Kept as the first reproduction (docs/results/cpu) was judged, with its group-mean training gate,
+so that its verdicts regenerate (`icl-stl-report ... rules=v1`); version 2
+(`p1_matched_collapse`) gates each loop on its own generation 0 and reads matched controls.
 
 Judged from the loops' per-generation records without augmentation (m = 0). The rule's text
 (`rule`) is what REPORT.md prints; its statistic is `p1_core`, on arrays with the seed axis and

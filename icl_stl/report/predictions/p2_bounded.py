@@ -1,5 +1,7 @@
-"""Prediction 2: at lambda > 0 the test risk stays bounded across generations; and its
-heuristic, a larger lambda gives a lower plateau (`Prediction.sub["ordering"]`).
+"""Prediction 2, version 1 (exploratory): at lambda > 0 the test risk stays bounded across
+generations; and its heuristic, a larger lambda gives a lower plateau
+(`Prediction.sub["ordering"]`). Kept as docs/results/cpu was judged, group-mean gate included;
+version 2 is `p2_matched_bounded`.
 
 Judged from the loops' per-generation records without augmentation (m = 0) on the last third
 of generations. `p2_core` and `order_core` take arrays with the seed axis and any leading axes
