@@ -27,12 +27,14 @@ from icl_stl.runs.plots import plot_calibration, plot_generations, plot_position
 
 
 def members_from_config(app: AppConfig) -> list[MemberSpec]:
-    """The product of members.* lists (each defaulting to the single configured value)."""
+    """The product of members.* lists (each defaulting to the single configured value); the
+    labellers vary fastest, so a loop sits beside its matched oracle control."""
     m, loop = app.members, app.loop
-    return [MemberSpec(seed=s, real_fraction=lam, n=n, augment=a)
-            for s, lam, n, a in itertools.product(
+    return [MemberSpec(seed=s, real_fraction=lam, n=n, augment=a, labeller=lab)
+            for s, lam, n, a, lab in itertools.product(
                 m.seeds or [app.seed], m.real_fractions or [loop.real_fraction],
-                m.ns or [app.data.n], m.augments or [loop.augment])]
+                m.ns or [app.data.n], m.augments or [loop.augment],
+                m.labellers or [loop.labeller])]
 
 
 def loop_settings(app: AppConfig, runtime) -> LoopSettings:
@@ -84,7 +86,9 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
         run = LoopRun(loop_settings(app, runtime), members, checkpoint_dir, output_dir, logger,
                       extra)
         summary = run.run()
-        labels = "oracle" if app.loop.labeller == "oracle" else app.loop.label_mode
+        labellers = set(app.members.labellers or [app.loop.labeller])
+        labels = ("oracle" if labellers == {"oracle"} else app.loop.label_mode
+                  + (" and oracle" if "oracle" in labellers else ""))
         write_loop_outputs(summary, output_dir,
                            title=f"{labels} labels, {app.loop.real_source} real data")
         final = [r for r in summary["generations"]

@@ -27,7 +27,7 @@ from icl_stl.config.fields import (
     revalidate,
     settings,
 )
-from icl_stl.config.loop import LoopConfig
+from icl_stl.config.loop import LABELLERS, LoopConfig
 from icl_stl.config.sections import (
     DataConfig,
     EvalConfig,
@@ -61,13 +61,16 @@ NOT_EMPTY = NonEmpty("a non-empty list or null")
 @settings("members")
 class MembersConfig:
     """Loops trained together as one ensemble: the product of these lists (null: the single
-    value from seed, loop.real_fraction, data.n, loop.augment)."""
+    value from seed, loop.real_fraction, data.n, loop.augment, loop.labeller)."""
 
     seeds: List(Int(0), NOT_EMPTY) | None = None
     # As written ([0, 0.5, 1]): the names of committed runs (loop-28cc699237) hash this list.
     real_fractions: List(Number(0.0, 1.0), NOT_EMPTY) | None = None
     ns: List(Int(1, 1 << 26), NOT_EMPTY) | None = None
     augments: List(Int(0), NOT_EMPTY) | None = None
+    # [model, oracle]: each loop beside its matched control, the same loop labelled by the
+    # oracle (same seed, lambda, n, m: the same S_0, initialisation, batches and x's)
+    labellers: List(Choice(LABELLERS), NOT_EMPTY, NO_REPEATS) | None = None
 
 
 @settings("")
@@ -101,7 +104,7 @@ class AppConfig:
             for n in self.members.ns or [self.data.n]:
                 for lam in self.members.real_fractions or [self.loop.real_fraction]:
                     dataclasses.replace(self.loop, real_fraction=lam).validate(
-                        "loop", n, self.task, self.model)
+                        "loop", n, self.task, self.model, self.members.labellers)
         return self
 
 

@@ -85,9 +85,8 @@ class LoopConfig:
 
     @model_validator(mode="after")
     def _check(self) -> LoopConfig:
-        if self.labeller == "oracle" and self.label_mode == "mean":
-            fail("loop.label_mode", self.label_mode,
-                 "'sample' or 'context' with loop.labeller=oracle (the oracle samples)")
+        if self.labeller == "oracle":
+            self.check_oracle_settings("loop.labeller=oracle")
         if self.filter == "none":
             for key in ("filter_keep", "filter_threshold"):
                 if getattr(self, key) != EXTENSION_DEFAULTS["loop"][key]:
@@ -102,9 +101,16 @@ class LoopConfig:
         if self.filter == "confidence" and self.learner == "gaussian_prior":
             fail("loop.filter", self.filter, "'none' or 'verifier' with "
                  "loop.learner=gaussian_prior (its predictive variance ignores the labels)")
-        if self.filter == "confidence" and self.labeller == "oracle":
-            fail("loop.filter", self.filter, "'none' or 'verifier' with loop.labeller=oracle")
         return self
+
+    def check_oracle_settings(self, why: str, path: str = "loop") -> None:
+        """What an oracle-labelled loop needs of the loop settings alone; `why` says where the
+        oracle was asked for (loop.labeller=oracle, or an oracle member of members.labellers)."""
+        if self.label_mode == "mean":
+            fail(f"{path}.label_mode", self.label_mode,
+                 f"'sample' or 'context' with {why} (the oracle samples)")
+        if self.filter == "confidence":
+            fail(f"{path}.filter", self.filter, f"'none' or 'verifier' with {why}")
 
     def schedule(self, lambda0: float, path: str = "loop") -> RealSchedule:
         """The real-data schedule of a member whose real_fraction is lambda0, validated."""
@@ -115,18 +121,16 @@ class LoopConfig:
         """Real prompts of S_1..S_generations for a member with real_fraction lambda0 and n."""
         return self.schedule(lambda0, path).counts(n, self.generations, self.rounding)[1:]
 
-    def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig) -> None:
-        """Check what depends on the other sections, for data.n = `n`."""
+    def validate(self, path: str, n: int | None, task: TaskConfig, model: ModelConfig,
+                 labellers: list[str] | None = None) -> None:
+        """Check what depends on the other sections, for data.n = `n` and loops labelled by each
+        of `labellers` (null: `loop.labeller` alone; a list: members.labellers)."""
         revalidate(self, path)
         if n is None:
             raise ConfigError("data.n must be a positive integer for the loop (S_0 is a finite "
                               "set of n prompts), got None")
         real_count(self.real_fraction, n, self.rounding, path)  # also with no generation
         reals = self.real_counts(self.real_fraction, n, path)
-        if self.filter == "confidence" and self.learner == "transformer" and (
-                self.labeller == "model" and not model.gaussian_head):
-            fail(f"{path}.filter", self.filter, "'none' or 'verifier' unless "
-                 "model.gaussian_head=true supplies a predicted variance")
         if self.filter == "verifier":
             available = min(reals, default=n) if self.verifier_source == "real" else n
             if self.verifier_source == "real" and available == 0:
@@ -138,24 +142,40 @@ class LoopConfig:
                      f"null or an integer <= {available} (the real prompts it is fitted on)")
         if self.label_mode == "context" and self.context_pairs >= task.k:
             fail(f"{path}.context_pairs", self.context_pairs, f"< task.k={task.k}")
-        needs_noise = self.label_mode == "sample" or (
-            self.label_mode == "context" and self.context_noise)
-        model_labels = self.labeller == "model" and self.learner == "transformer"
-        if (model_labels and needs_noise and self.label_noise_std is None
-                and not model.gaussian_head):
-            fail(f"{path}.label_noise_std", self.label_noise_std,
-                 f"a noise scale for label_mode={self.label_mode!r} unless "
-                 f"model.gaussian_head=true supplies one")
         if self.learner == "gaussian_prior" and task.name not in GAUSSIAN_PRIOR_TASKS:
             fail(f"{path}.learner", self.learner, "'transformer' for a non-linear task")
         if self.learner == "gaussian_prior" and task.k < task.d:
             fail("task.k", task.k, f">= task.d={task.d} with {path}.learner=gaussian_prior "
                  f"(it reads w off a prompt by least squares, exact only when k >= d)")
-        if self.labeller == "oracle" and task.n_tasks is not None:
-            fail(f"{path}.labeller", self.labeller, "'model' with task.n_tasks (the oracle "
-                 "samples the Gaussian prior, not the task pool real prompts come from)")
-        if self.labeller == "oracle" and task.name not in GAUSSIAN_PRIOR_TASKS:
-            fail(f"{path}.labeller", self.labeller,
+        source, value = ((f"{path}.labeller", self.labeller) if labellers is None
+                         else ("members.labellers", labellers))
+        for labeller in dict.fromkeys(labellers or [self.labeller]):
+            self._check_labeller(labeller, path, source, value, task, model)
+
+    def _check_labeller(self, labeller: str, path: str, source: str, value: object,
+                        task: TaskConfig, model: ModelConfig) -> None:
+        """What loops labelled by `labeller` need of the other sections; `source` (holding
+        `value`) is where the labeller was chosen: loop.labeller or members.labellers."""
+        if labeller == "model":
+            if self.filter == "confidence" and self.learner == "transformer" and (
+                    not model.gaussian_head):
+                fail(f"{path}.filter", self.filter, "'none' or 'verifier' unless "
+                     "model.gaussian_head=true supplies a predicted variance")
+            needs_noise = self.label_mode == "sample" or (
+                self.label_mode == "context" and self.context_noise)
+            if (self.learner == "transformer" and needs_noise and self.label_noise_std is None
+                    and not model.gaussian_head):
+                fail(f"{path}.label_noise_std", self.label_noise_std,
+                     f"a noise scale for label_mode={self.label_mode!r} unless "
+                     f"model.gaussian_head=true supplies one")
+            return
+        self.check_oracle_settings(f"{source}={value}" if source.endswith(".labeller")
+                                   else f"an oracle member ({source}={value})", path)
+        if task.n_tasks is not None:
+            fail(source, value, "'model' with task.n_tasks (the oracle samples the Gaussian "
+                 "prior, not the task pool real prompts come from)")
+        if task.name not in GAUSSIAN_PRIOR_TASKS:
+            fail(source, value,
                  f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
 
 
@@ -164,6 +184,7 @@ class LoopConfig:
 # extension has the same name and resumes the same checkpoints whether or not the setting exists.
 EXTENSION_DEFAULTS = {
     "task": {"n_tasks": None},
+    "members": {"labellers": None},
     "loop": {"real_schedule": "constant", "real_schedule_rate": 0.0,
              "real_schedule_floor": 0.0, "filter": "none", "filter_keep": 1.0,
              "filter_threshold": None, "verifier_source": "s0", "verifier_n_real": None,

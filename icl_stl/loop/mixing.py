@@ -83,7 +83,7 @@ def synthetic_inputs(loop: LoopConfig, member: MemberSpec, plan: GenerationPlan,
     """Fresh x's (and in context mode the first c real pairs of a fresh task) to be labelled."""
     fresh = real_counterpart(member, plan, task, k)
     c = loop.context_pairs if loop.label_mode == "context" else 0
-    noisy = (loop.labeller == "oracle" or loop.label_mode == "sample"
+    noisy = (member.labelled_by(loop) == "oracle" or loop.label_mode == "sample"
              or (loop.label_mode == "context" and loop.context_noise))
     noise = None
     if noisy:

@@ -23,7 +23,13 @@ __all__ = ["GenerationPlan", "MemberSpec", "plan_generation", "plan_generations"
 
 @dataclass
 class MemberSpec:
-    """One loop of an ensemble of loops: its seed, lambda, n and m (augmentation)."""
+    """One loop of an ensemble of loops: its seed, lambda, n, m (augmentation) and labeller.
+
+    `labeller` is what labels its synthetic prompts: "model" (the loop's own learner: the loop
+    under test) or "oracle" (the true posterior predictive: its matched control, which shares
+    the seed's S_0, initialisation, batch order and synthetic x's). None: the run's
+    `loop.labeller`, which `LoopRun` fills in (probes build members without one).
+    """
 
     seed: int
     real_fraction: float
@@ -32,10 +38,15 @@ class MemberSpec:
     s0: PromptSet | None = field(default=None, repr=False)  # given S_0 (twins); else drawn
     tag: str = ""
     pool: TaskPool | None = field(default=None, repr=False)  # task.n_tasks: the run's pool
+    labeller: str | None = None  # "model" | "oracle"; None: loop.labeller (class doc)
 
     def describe(self) -> dict:
         return {"seed": self.seed, "real_fraction": self.real_fraction, "n": self.n,
-                "augment": self.augment, "tag": self.tag}
+                "augment": self.augment, "tag": self.tag, "labeller": self.labeller}
+
+    def labelled_by(self, loop: LoopConfig) -> str:
+        """The member's labeller, the run's `loop.labeller` unless the member names its own."""
+        return self.labeller if self.labeller is not None else loop.labeller
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 # The settings that make loops differ in kind; loops differing only in seed form one group.
-GROUP_FIELDS = (("real_fraction", "lam"), ("n", "n"), ("augment", "m"))
+GROUP_FIELDS = (("real_fraction", "lam"), ("n", "n"), ("augment", "m"), ("labeller", ""))
 
 MAX_GROUPS_SHOWN = 6  # keeps the per-generation line short whatever the grid
 
@@ -23,11 +23,14 @@ def _fmt(value: Any) -> str:
 
 
 def member_name(spec: Mapping[str, Any]) -> str:
-    """``lam0.5-n1000-seed3`` (``-m<augment>`` when augmented, then the tag's new parts)."""
+    """``lam0.5-n1000-seed3`` (``-m<augment>`` when augmented, ``-oracle`` for an
+    oracle-labelled control, then the tag's new parts)."""
     parts = [f"lam{_fmt(spec['real_fraction'])}", f"n{spec['n']}"]
     if spec.get("augment"):
         parts.append(f"m{spec['augment']}")
     parts.append(f"seed{spec['seed']}")
+    if spec.get("labeller") == "oracle":
+        parts.append("oracle")
     for piece in str(spec.get("tag") or "").split("/"):  # probes' tags repeat n and seed
         if piece and piece not in parts:
             parts.append(piece)

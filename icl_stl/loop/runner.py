@@ -24,7 +24,6 @@ import torch
 from tqdm.auto import tqdm
 
 from icl_stl.config import (
-    ConfigError,
     EvalConfig,
     LoopConfig,
     ModelConfig,
@@ -36,8 +35,9 @@ from icl_stl.data.tasks import make_task
 from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
 from icl_stl.loop.filtering import filter_members, no_filter_record
 from icl_stl.loop.held_out import loop_test_sets
+from icl_stl.loop.identity import check_checkpoint_identity, member_records, member_settings
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
-from icl_stl.loop.metrics import generation_record, log_gate
+from icl_stl.loop.metrics import generation_record, log_gate, loop_fields, member_bayes_excess
 from icl_stl.loop.mixing import (
     MemberSpec,
     draw_s0,
@@ -48,7 +48,6 @@ from icl_stl.loop.mixing import (
 from icl_stl.loop.oracle import oracle_synthesize
 from icl_stl.loop.plan import GenerationPlan, plan_generations
 from icl_stl.loop.progress import (
-    gate_lines,
     group_labels,
     group_metrics,
     member_names,
@@ -65,12 +64,12 @@ from icl_stl.persistence import (
     save_state,
 )
 from icl_stl.persistence.faults import fault_point
-from icl_stl.persistence.identity import describe_differences, loop_checkpoint_identity
+from icl_stl.persistence.identity import loop_checkpoint_identity
 from icl_stl.runs.logger import RunLogger
 from icl_stl.runs.provenance import code_provenance
 from icl_stl.training.baselines import bayes_optimal_ridge_alpha
 from icl_stl.training.engine import DivergenceError, RuntimeOptions
-from icl_stl.training.evaluation import baseline_errors, summarise
+from icl_stl.training.evaluation import baseline_errors, bayes_predictions, summarise
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +101,6 @@ class LoopSettings:
                                         self.loop, self.seed)
 
 
-def member_settings(member: MemberSpec) -> dict:
-    """A loop's own settings by config path: the top level of its W&B run's config."""
-    return {"seed": member.seed, "loop.real_fraction": member.real_fraction,
-            "data.n": member.n, "loop.augment": member.augment}
-
-
-def member_records(members: list[MemberSpec], s0s: list[PromptSet]) -> list[dict]:
-    return [{**m.describe(), "s0": s.fingerprint()} for m, s in zip(members, s0s)]
-
-
 class LoopRun:
     """One execution of K loops; `run()` returns the summary dict written to summary.json."""
 
@@ -131,15 +120,23 @@ class LoopRun:
         self.ridge_alpha = (settings.eval.ridge_alpha if settings.eval.ridge_alpha is not None
                             else bayes_optimal_ridge_alpha(settings.task.noise_std,
                                                            settings.task.w_scale))
-        if self.pool is not None:
-            members = [dataclasses.replace(m, pool=self.pool) for m in members]
-            self.members = members
+        # f_Bayes on the test set, for every generation's bayes_excess. With a task pool the
+        # test prompts' tasks come from the pool, whose Bayes predictor is not ridge: none.
+        self.bayes = (bayes_predictions(settings.task, self.test_set) if self.pool is None
+                      else None)
+        # Each member's labeller settled (probes build members without one), and the pool.
+        members = [dataclasses.replace(m, labeller=m.labelled_by(settings.loop),
+                                       pool=self.pool if self.pool is not None else m.pool)
+                   for m in members]
+        self.members = members
         ctx = LearnerContext(self.task, self.k, settings.model, settings.train, settings.loop,
                              settings.eval, settings.runtime)
         self.learner = make_learner(ctx, members)
         # plans[m][i]: member m's lambda_i and the sizes of its S_i, fixed by the settings.
         self.plans = [plan_generations(settings.loop, m) for m in members]
         self.s0s = [draw_s0(self.task, m, self.k) for m in members]
+        self.loop_fields = [loop_fields(m, s0.fingerprint(), settings.loop.init)
+                            for m, s0 in zip(members, self.s0s)]
         self._filtered: dict[int, list[dict]] = {}  # generation -> per member: record, index
         specs = [m.describe() for m in members]
         self.names, self.groups = member_names(specs), group_labels(specs)
@@ -152,20 +149,12 @@ class LoopRun:
     def gen_dir(self, i: int) -> Path:
         return self.checkpoint_dir / f"gen_{i:03d}"
 
+    def _members(self) -> list[dict]:
+        return member_records(self.members, self.s0s, self.s.loop.labeller)
+
     def _check_identity(self) -> None:
-        ident = {"settings": self.s.identity(), "members": member_records(self.members, self.s0s)}
-        path = self.checkpoint_dir / "loop.json"
-        if path.exists():
-            stored = read_json(path)
-            if stored != ident:
-                diff = (describe_differences(stored.get("settings"), ident["settings"])
-                        or "members: other loops in the checkpoint")
-                raise ConfigError(
-                    f"checkpoint directory {self.checkpoint_dir} holds a loop with other settings "
-                    f"({diff}); resume with the same settings, or choose another run.name or "
-                    f"delete it")
-        else:
-            atomic_write_json(path, ident)
+        check_checkpoint_identity(self.checkpoint_dir,
+                                  {"settings": self.s.identity(), "members": self._members()})
 
     def _finished(self, i: int) -> dict | None:
         """Generation i's stored metrics if it finished and its model loads, else None."""
@@ -195,13 +184,7 @@ class LoopRun:
         plans = self._plans(i)
         inputs = [synthetic_inputs(self.s.loop, m, plan, self.task, self.k)
                   for m, plan in zip(self.members, plans)]
-        variances = [None] * len(inputs)
-        if self.s.loop.labeller == "oracle":
-            labelled = oracle_synthesize(self.task, inputs)
-        elif self.s.loop.filter == "confidence":
-            labelled, variances = self.learner.synthesize_with_variance(i, inputs)
-        else:
-            labelled = self.learner.synthesize(i, inputs)
+        labelled, variances = self._label(i, inputs)
         bad = [m for m, s in enumerate(labelled) if not torch.isfinite(s.ys).all()]
         if bad:
             inspect = self.gen_dir(i) / "synthetic.diverged.pt"
@@ -218,6 +201,25 @@ class LoopRun:
             self._filtered[i] = state["filter"]
         save_state(path, {"members": [s.state_dict() for s in labelled], **state})
         return labelled
+
+    def _label(self, i: int, inputs: list) -> tuple[list[PromptSet], list]:
+        """Every member's labelled inputs (and the predicted variances a confidence filter
+        ranks by): the learner labels its own loops' prompts, the oracle its controls'."""
+        labelled, variances = [None] * len(inputs), [None] * len(inputs)
+        oracle = [m for m, member in enumerate(self.members) if member.labeller == "oracle"]
+        model = [m for m in range(len(inputs)) if m not in oracle]
+        if oracle:
+            for m, out in zip(oracle, oracle_synthesize(self.task, [inputs[m] for m in oracle])):
+                labelled[m] = out
+        if model:
+            mine = [inputs[m] for m in model]
+            if self.s.loop.filter == "confidence":  # no oracle member then (config.loop)
+                out, var = self.learner.synthesize_with_variance(i, mine, model)
+            else:
+                out, var = self.learner.synthesize(i, mine, model), [None] * len(model)
+            for m, syn, v in zip(model, out, var):
+                labelled[m], variances[m] = syn, v
+        return labelled, variances
 
     def _datasets(self, i: int, history: list[list[PromptSet]]) -> tuple[list, list, list]:
         """(S_i, its real part, the synthetic prompts new at i) of every member."""
@@ -236,7 +238,9 @@ class LoopRun:
 
     def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float,
                   zero_risk: float) -> list:
-        test_errors, calibration = self.learner.test_metrics(self.test_set)  # (K, n_test, k)
+        # (K, n_test, k) errors and predictions
+        test_errors, predictions, calibration = self.learner.test_metrics(self.test_set)
+        excess = member_bayes_excess(predictions, self.bayes, self.test_set.d)
         prior_risks = [{} for _ in self.members]
         if self.pool is not None:  # the same learners on the Gaussian prior's tasks
             prior_risks = self.tests.prior_distances(self.learner.predictions(self.tests.prior),
@@ -248,12 +252,12 @@ class LoopRun:
         records = []
         for m, member in enumerate(self.members):
             plan = self.plans[m][i]
-            rec = {"member": m, **member.describe(), "generation": i,
+            rec = {"member": m, **member.describe(), **self.loop_fields[m], "generation": i,
                    "real_fraction_i": plan.real_fraction,
                    "n_real": plan.n_real, "n_synthetic_new": plan.n_synthetic,
                    "train_size": len(sets[m]),
                    **generation_record(test_errors[m], train_risks[m], real_risks[m],
-                                       ridge_risk, zero_risk),
+                                       ridge_risk, zero_risk, excess[m]),
                    **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
                    **prior_risks[m], **calibration[m],
                    "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
@@ -325,8 +329,12 @@ class LoopRun:
         done = self._finished(i)
         if done is not None:
             log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
-            all_records += done["records"]
-            self._log_generation(i, done["records"])  # if a kill came before it was logged
+            # Records written before a loop's labeller, regime, S_0 and pair were recorded gain
+            # them (its bayes_excess would need the model's predictions: left out).
+            loaded = [{"labeller": self.members[r["member"]].labeller,
+                       **self.loop_fields[r["member"]], **r} for r in done["records"]]
+            all_records += loaded
+            self._log_generation(i, loaded)  # if a kill came before it was logged
             if i < s.loop.generations:  # later generations need it to label and warm-start
                 if i > 0:  # read (or relabel) with generation i-1 still loaded
                     for m, syn in enumerate(self._synthetic(i)):
@@ -351,7 +359,7 @@ class LoopRun:
         bar.set_postfix_str(f"generation {i}: evaluating")
         records = self._evaluate(i, sets, reals, new, info, ridge_risk, zero_risk)
         if i == 0:
-            self._log_gate(records)
+            log_gate(records, self.groups, GATE_LINES_PER_LOOP)
         save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
         atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
         fault_point("generation_end")
@@ -365,17 +373,6 @@ class LoopRun:
         all_records += records
         self._log_generation(i, records)
         return records
-
-    def _log_gate(self, records: list[dict]) -> None:
-        """A line per loop for a few loops; per group beyond (200 seeds: not 200 lines)."""
-        if len(records) <= GATE_LINES_PER_LOOP:
-            log_gate(records)
-            return
-        passed = all(r["reached_ridge"] for r in records)
-        for line in gate_lines(records, self.groups):
-            log.log(logging.INFO if passed else logging.WARNING, "generation 0 gate: %s%s",
-                    line, "" if passed else "; no verdict about the theory can rest on the "
-                                            "loops that did not")
 
     def _log_generation(self, i: int, records: list[dict]) -> None:
         """Each loop's scalars (to its own W&B run, see `RunLogger.open_member_runs`) and, for
@@ -394,7 +391,7 @@ class LoopRun:
     def _summary(self, records: list[dict], base: dict, alpha: float, timings: list,
                  base_prior: dict | None = None) -> dict:
         summary = {
-            "members": member_records(self.members, self.s0s),
+            "members": self._members(),
             "generations": records,
             "baselines": {name: summarise(err) for name, err in base.items()},
             **({} if base_prior is None else {

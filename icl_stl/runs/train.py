@@ -27,6 +27,8 @@ from icl_stl.training.baselines import bayes_optimal_ridge_alpha
 from icl_stl.training.engine import MemberData, RuntimeOptions, train_ensemble
 from icl_stl.training.evaluation import (
     baseline_errors,
+    bayes_excess,
+    bayes_predictions,
     head_calibration,
     model_errors,
     predict_distribution,
@@ -94,12 +96,16 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
     ridge_risk = base["ridge"].mean().item()
     zero_risk = base["zero"].mean().item()
     closed = gap_closed(test_risk, ridge_risk, zero_risk)
+    bayes = bayes_predictions(app.task, test)
+    excess, excess_se = (None, None) if bayes is None else bayes_excess(mean, bayes, task.d)
     summary = {
         "test_risk": test_risk,
         "train_risk": train_risk,
         "gen_gap": None if train_risk is None else test_risk - train_risk,
         "ridge_risk": ridge_risk,
         "excess_risk": test_risk - ridge_risk,
+        "bayes_excess": excess,  # the same excess, measured directly (never negative)
+        "bayes_excess_se": excess_se,
         "zero_risk": zero_risk,
         "gap_closed": closed,
         "reached_ridge": reached_ridge(test_risk, ridge_risk, zero_risk),

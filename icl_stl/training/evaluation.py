@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor
 
+from icl_stl.config import GAUSSIAN_PRIOR_TASKS, TaskConfig
 from icl_stl.data.prompts import PromptSet, pad_stack
 from icl_stl.models.ensemble import Ensemble
 from icl_stl.persistence.faults import fault_point
@@ -76,6 +77,32 @@ def baseline_errors(prompts: PromptSet, names: list[str], *, ridge_alpha: float,
     return {name: squared_error(baselines.predict(name, xs, ys, ridge_alpha=ridge_alpha,
                                                   knn_neighbours=knn_neighbours), ys, prompts.d)
             for name in names}
+
+
+def bayes_predictions(task: TaskConfig, prompts: PromptSet) -> Tensor | None:
+    """f_Bayes (n, k): the posterior mean of y_j at every position, i.e. ridge at the
+    Bayes-optimal alpha (`baselines.bayes_optimal_ridge_alpha`, whatever eval.ridge_alpha says)
+    under the prior N(0, w_scale^2 I) that `prompts` were drawn from; None for a task without
+    that Gaussian prior. float64, on the CPU."""
+    if task.name not in GAUSSIAN_PRIOR_TASKS:
+        return None
+    alpha = baselines.bayes_optimal_ridge_alpha(task.noise_std, task.w_scale)
+    return baselines.ridge(prompts.xs.cpu().double(), prompts.ys.cpu().double(), alpha)
+
+
+def bayes_excess(predictions: Tensor, bayes: Tensor, d: int) -> tuple[float, float]:
+    """(excess risk over the Bayes predictor, its standard error over prompts).
+
+    The mean over prompts and positions of (f - f_Bayes)^2 / d, the normalisation of the test
+    risk (`losses.squared_error`), so that its expectation is E[test risk] - E[Bayes risk]
+    exactly (f_Bayes is E[y_j | prefix], so the cross term vanishes); unlike that difference it
+    is never negative and carries no label noise. predictions, bayes (n, k); the error is the
+    sd of the per-prompt means / sqrt(n).
+    """
+    per_prompt = squared_error(predictions.double(), bayes.double(), d).mean(-1)  # (n,)
+    n = per_prompt.shape[0]
+    se = per_prompt.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
+    return per_prompt.mean().item(), se
 
 
 def summarise(errors: Tensor, z: float = 1.96) -> dict:

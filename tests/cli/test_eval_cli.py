@@ -107,6 +107,9 @@ def test_the_run_own_settings_reproduce_the_numbers_the_train_run_reported(train
     assert result["test_risk"] == pytest.approx(summary["test_risk"], rel=1e-6)
     assert result["ridge_risk"] == summary["ridge_risk"]
     assert result["gap_closed"] == pytest.approx(summary["gap_closed"], rel=1e-5)
+    assert result["bayes_excess"] == pytest.approx(summary["bayes_excess"], rel=1e-5)
+    assert result["bayes_excess_se"] == pytest.approx(summary["bayes_excess_se"], rel=1e-5)
+    assert 0 < result["bayes_excess"] and 0 < result["bayes_excess_se"]
 
 
 def test_a_loop_member_is_evaluated_as_the_loop_recorded_it(loop_run, tmp_path):
@@ -121,6 +124,8 @@ def test_a_loop_member_is_evaluated_as_the_loop_recorded_it(loop_run, tmp_path):
         assert result["per_position"]["model"]["per_position"] == pytest.approx(
             records[1, member]["test_risk_per_position"], rel=1e-6)
         assert result["checkpoint"]["generation"] == 1
+        assert result["bayes_excess"] == pytest.approx(records[1, member]["bayes_excess"],
+                                                       rel=1e-5)
         assert result["checkpoint"]["member_record"]["real_fraction"] == member
 
 

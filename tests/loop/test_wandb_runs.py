@@ -60,6 +60,7 @@ def test_per_loop_runs_hold_their_settings_and_survive_a_kill(tmp_path):
         config = runs[name].config
         assert config["loop"]["real_fraction"] == lam and config["seed"] == 1, name
         assert config["data"]["n"] == 16 and config["member"]["real_fraction"] == lam
+        assert config["loop"]["labeller"] == "model" == config["member"]["labeller"]
         assert config["job"]["seed"] == 0, "the job's own values kept apart"
     risks = [r["gen/test_risk"] for r in runs["lam0-n16-seed1"].rows if "gen/test_risk" in r]
     summary = json.loads((tmp_path / "out2" / "summary.json").read_text())

@@ -14,6 +14,7 @@ from icl_stl.data.tasks import Task
 from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
 from icl_stl.persistence import CheckpointSlot
 from icl_stl.training.engine import RuntimeOptions
+from icl_stl.training.losses import squared_error
 
 
 @dataclass
@@ -41,14 +42,21 @@ class Learner(ABC):
         """Train generation `generation` of every member on its set; return training info."""
 
     @abstractmethod
-    def synthesize(self, generation: int, inputs: list[SyntheticInputs]) -> list[PromptSet]:
-        """Label each member's synthetic inputs with its current (previous-generation) model."""
+    def synthesize(self, generation: int, inputs: list[SyntheticInputs],
+                   members: list[int] | None = None) -> list[PromptSet]:
+        """Label each member's synthetic inputs with its current (previous-generation) model.
 
-    def synthesize_with_variance(self, generation: int, inputs: list[SyntheticInputs]
+        members: whose inputs these are, by index (None: every member, in order); the members
+        an oracle labels (`MemberSpec.labeller`) are left out, so the learner labels only its
+        own loops' prompts.
+        """
+
+    def synthesize_with_variance(self, generation: int, inputs: list[SyntheticInputs],
+                                 members: list[int] | None = None
                                  ) -> tuple[list[PromptSet], list[Tensor | None]]:
         """`synthesize`, plus each member's predicted variance per position (m, k) where the
         learner has one (None otherwise): what `loop.filter=confidence` ranks by."""
-        return self.synthesize(generation, inputs), [None for _ in inputs]
+        return self.synthesize(generation, inputs, members), [None for _ in inputs]
 
     @abstractmethod
     def errors(self, sets: list[PromptSet] | PromptSet) -> Tensor:
@@ -58,11 +66,14 @@ class Learner(ABC):
     def predictions(self, sets: PromptSet) -> Tensor:
         """Predicted means (K, n, k) on one shared set (the stability probe compares these)."""
 
-    def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, list[dict]]:
-        """Per-position errors (K, n, k) on the shared test set and, per member, the predictive
-        variance against the realised squared error there (`evaluation.head_calibration`; empty
-        for learners without a variance)."""
-        return self.errors(test_set), [{} for _ in self.members]
+    def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, Tensor, list[dict]]:
+        """Per-position errors (K, n, k) on the shared test set, the predicted means they are
+        the errors of (K, n, k), and, per member, the predictive variance against the realised
+        squared error there (`evaluation.head_calibration`; empty for learners without a
+        variance)."""
+        pred = self.predictions(test_set)
+        ys = test_set.ys.cpu().to(pred.dtype).expand_as(pred)
+        return squared_error(pred, ys, test_set.d).float(), pred, [{} for _ in self.members]
 
     @abstractmethod
     def state_dict(self) -> dict: ...

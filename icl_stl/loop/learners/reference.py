@@ -115,7 +115,8 @@ class GaussianPriorLearner(Learner):
             losses.append(squared_error(fitted, data.ys.double(), data.d).mean().item())
         return {"train_loss": losses, "steps": 0, "bad_steps": 0}
 
-    def synthesize(self, generation, inputs: list[SyntheticInputs]) -> list[PromptSet]:
+    def synthesize(self, generation, inputs: list[SyntheticInputs],
+                   members: list[int] | None = None) -> list[PromptSet]:
         """Label each member's fresh x's with tasks from its fitted prior (see module doc).
 
         sample: w ~ N(mu, Sigma) per prompt from the member's `prior_w` stream; mean: w = mu;
@@ -125,7 +126,9 @@ class GaussianPriorLearner(Learner):
         standard-normal draws); `loop.label_noise_std` is a transformer setting, unused here.
         """
         mode, out = self.ctx.loop.label_mode, []
-        for m, (member, inp) in enumerate(zip(self.members, inputs)):
+        for m, inp in zip(range(len(inputs)) if members is None else members, inputs,
+                          strict=True):
+            member = self.members[m]
             xs = inp.xs.double()  # (n_syn, k, d)
             count, c = xs.shape[0], inp.context_ys.shape[-1]
             if mode == "sample":

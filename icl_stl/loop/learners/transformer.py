@@ -127,15 +127,18 @@ class TransformerLearner(Learner):
         return {"train_loss": expand(result.final_loss), "steps": result.steps,
                 "bad_steps": result.bad_steps, "trained_members": len(trained)}
 
-    def synthesize(self, generation, inputs) -> list[PromptSet]:
-        return self._label(inputs, with_variance=False)[0]
+    def synthesize(self, generation, inputs, members=None) -> list[PromptSet]:
+        return self._label(inputs, members, with_variance=False)[0]
 
-    def synthesize_with_variance(self, generation, inputs):
-        return self._label(inputs, with_variance=True)
+    def synthesize_with_variance(self, generation, inputs, members=None):
+        return self._label(inputs, members, with_variance=True)
 
-    def _label(self, inputs: list[SyntheticInputs], with_variance: bool
-               ) -> tuple[list[PromptSet], list[Tensor | None]]:
+    def _label(self, inputs: list[SyntheticInputs], members: list[int] | None,
+               with_variance: bool) -> tuple[list[PromptSet], list[Tensor | None]]:
         ctx, device = self.ctx, self.ctx.runtime.device
+        ensemble = self.ensemble
+        if members is not None and members != list(range(ensemble.n_members)):
+            ensemble = ensemble.select(members)  # a copy of the few weights, not of the labels
         sizes = [s.xs.shape[0] for s in inputs]
         xs = pad_stack([s.xs for s in inputs]).to(device)  # (K, m_max, k, d)
         context = pad_stack([s.context_ys for s in inputs]).to(device)
@@ -147,12 +150,12 @@ class TransformerLearner(Learner):
             noise = None
         var = None
         if with_variance and ctx.model.gaussian_head:
-            ys, var = label(self.ensemble, xs, context, noise, noise_std,
+            ys, var = label(ensemble, xs, context, noise, noise_std,
                             use_cache=ctx.loop.kv_cache, batch_size=ctx.loop.label_batch_size,
                             return_variance=True)
             var = var.cpu()
         else:
-            ys = label(self.ensemble, xs, context, noise, noise_std, use_cache=ctx.loop.kv_cache,
+            ys = label(ensemble, xs, context, noise, noise_std, use_cache=ctx.loop.kv_cache,
                        batch_size=ctx.loop.label_batch_size)
         ys = ys.cpu()
         sets = [PromptSet(s.xs, ys[i, :m]) for i, (s, m) in enumerate(zip(inputs, sizes))]
@@ -165,17 +168,18 @@ class TransformerLearner(Learner):
         xs, ys = stack_sets(sets, self.ensemble.n_members)
         return predict(self.ensemble, xs, ys, self.ctx.eval.batch_size, self.ctx.runtime).cpu()
 
-    def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, list[dict]]:
-        """One pass over the test set gives both the errors and the head's calibration."""
+    def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, Tensor, list[dict]]:
+        """One pass over the test set gives the errors, the predictions and the head's
+        calibration."""
         xs, ys = stack_sets(test_set, self.ensemble.n_members)
         mean, var = predict_distribution(self.ensemble, xs, ys, self.ctx.eval.batch_size,
                                          self.ctx.runtime)
         mean, real = mean.cpu(), test_set.ys.cpu()
         errors = squared_error(mean, ys.cpu(), test_set.d)
         if var is None:
-            return errors, [{} for _ in self.members]
-        return errors, [head_calibration(mean[i], var[i].cpu(), real)
-                        for i in range(len(self.members))]
+            return errors, mean, [{} for _ in self.members]
+        return errors, mean, [head_calibration(mean[i], var[i].cpu(), real)
+                              for i in range(len(self.members))]
 
     def state_dict(self) -> dict:
         return {k: v.detach().cpu() for k, v in self.ensemble.state_dict().items()}
