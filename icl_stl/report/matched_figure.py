@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from icl_stl.report.matched import MatchedLoop
@@ -54,6 +55,8 @@ def draw(loops: list[MatchedLoop], path: Path, title: str) -> Path:
         right.fill_between(gens, mean - half, mean + half, color=colour, alpha=0.15)
     left.set(xlabel="generation", ylabel="excess risk over the Bayes predictor",
              title="each loop beside its oracle-labelled control", yscale="log")
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.axhline(0.0, color="grey", lw=0.8)
     right.set(xlabel="generation", ylabel="log(E / E_oracle)",
               title="log contrast against the matched control")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from icl_stl.report import matched_figure
+from icl_stl.report import figures, matched_figure
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
 from icl_stl.report.groups import describe_group, group_by
@@ -155,13 +155,16 @@ def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
                           pred.rules.failure_gap, pred.rules.failure_train_ratio)
     by_setting = group_by([lp for lp in loops if lp.augment == 0],
                           lambda lp: (lp.config, lp.regime, lp.n))
+    short = figures.short_names(config for config, _, _ in by_setting)
     for (config, regime, n), group in by_setting.items():
         kept = readable(group).loops
         if not kept:
             continue
         name = describe_group(config, regime=regime, n=n)
+        title = ", ".join(part for part in (short[config], f"{regime.replace('_', ' ')} "
+                                            f"generations", f"n = {n:,}") if part)
         doc.figure("matched", f"excess risk against its matched control, {name}",
-                   lambda path, kept=kept, name=name: matched_figure.draw(kept, path, name))
+                   lambda path, kept=kept, title=title: matched_figure.draw(kept, path, title))
     if not loops:
         doc.add("No loop has an oracle-labelled twin (`members.labellers: [model, oracle]`): "
                 "the version-2 rules have nothing to read.", "")
