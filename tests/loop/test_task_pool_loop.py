@@ -62,6 +62,8 @@ def test_task_pool_feeds_s0_fresh_real_prompts_and_the_test_set(tmp_path):
     assert set(summary["baselines_prior"]) == {"ridge", "dmmse"}
     for rec in summary["generations"]:
         assert math.isfinite(rec["test_risk_prior"]) and rec["test_risk_prior"] != rec["test_risk"]
+        # the pool's test prompts have dMMSE, not ridge, for their Bayes predictor
+        assert rec["bayes_excess"] is None and rec["bayes_excess_se"] is None
 
 
 def test_prior_distances_place_a_learner_between_ridge_and_dmmse(tmp_path):
