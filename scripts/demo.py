@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         for fig in figures:
             shutil.copy2(fig, args.figures / fig.name)
     print(f"[demo] report: {report.path}")
+    main_figure = next((f for f in figures if f.name.startswith("matched")), None)
+    if main_figure is not None:  # each loop beside its oracle-labelled control: the story
+        print(f"[demo] main figure: {main_figure}")
     print(f"[demo] figures: {out / 'figures'}" + (f" (copied to {args.figures})"
                                                   if args.figures else ""))
     print(f"[demo] verdicts: {json.dumps({f'P{k}': v for k, v in report.verdicts.items()})}")
