@@ -171,12 +171,13 @@ class LoopConfig:
             return
         self.check_oracle_settings(f"{source}={value}" if source.endswith(".labeller")
                                    else f"an oracle member ({source}={value})", path)
+        model_only = "'model'" if source.endswith(".labeller") else "a list without 'oracle'"
         if task.n_tasks is not None:
-            fail(source, value, "'model' with task.n_tasks (the oracle samples the Gaussian "
-                 "prior, not the task pool real prompts come from)")
+            fail(source, value, f"{model_only} with task.n_tasks (the oracle samples the "
+                 f"Gaussian prior, not the task pool real prompts come from)")
         if task.name not in GAUSSIAN_PRIOR_TASKS:
-            fail(source, value,
-                 f"'model' for task {task.name!r} (the oracle needs a Gaussian prior on w)")
+            fail(source, value, f"{model_only} for task {task.name!r} (the oracle needs a "
+                 f"Gaussian prior on w)")
 
 
 # Extension settings at the values that switch the extension off. An identity (a run name, a

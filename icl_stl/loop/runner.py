@@ -213,10 +213,11 @@ class LoopRun:
                 labelled[m] = out
         if model:
             mine = [inputs[m] for m in model]
+            subset = {} if len(model) == len(inputs) else {"members": model}  # else: all
             if self.s.loop.filter == "confidence":  # no oracle member then (config.loop)
-                out, var = self.learner.synthesize_with_variance(i, mine, model)
+                out, var = self.learner.synthesize_with_variance(i, mine, **subset)
             else:
-                out, var = self.learner.synthesize(i, mine, model), [None] * len(model)
+                out, var = self.learner.synthesize(i, mine, **subset), [None] * len(model)
             for m, syn, v in zip(model, out, var):
                 labelled[m], variances[m] = syn, v
         return labelled, variances
