@@ -444,3 +444,13 @@ def test_readme_quotes_the_version_2_rules_and_pilot_they_came_from():
     for lam in ("0", "0.5"):
         quoted = ", ".join(f"{c:.3f}" for c in contrasts[lam]["contrast_mean_by_generation"])
         assert quoted in text, lam
+
+
+def test_readme_says_how_todays_gate_reads_the_exploratory_results():
+    """README's note on the per-loop gate matches the changes the regeneration test requires."""
+    regenerated = (REPO / "tests/report/test_regenerated_results.py").read_text()
+    for before, number in (("not applicable", "3"), ("confirmed", "4"), ("inconclusive", "5")):
+        assert f'"{number}": ("{before}", "underpowered", SEED0)' in regenerated, number
+    assert "closed 89.5% " in regenerated
+    text = _flat(README)
+    assert "closed 89.5% of the gap" in text and "P3, P4 and P5 read **underpowered**" in text
