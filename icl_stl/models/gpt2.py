@@ -23,11 +23,17 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from icl_stl.config import ModelConfig
 from icl_stl.models.ensemble import Ensemble, MemberRNG
+from icl_stl.models.fusable import (
+    FusableForms,
+    fusable_layer_norm,
+    gelu_tanh_as_sigmoid,
+    matmul_attention,
+)
 from icl_stl.models.initialisation import INIT_STD, gpt2_std, normal, read_map
 from icl_stl.models.model import ICLModel, Prediction, check_prompt_length, interleave
 
 
-class MemberLinear(nn.Module):
+class MemberLinear(FusableForms, nn.Module):
     """K linear maps in -> out: weight (K, in, out), as transformers' Conv1D; bias (K, out)."""
 
     def __init__(self, n_members: int, n_in: int, n_out: int):
@@ -43,12 +49,14 @@ class MemberLinear(nn.Module):
             # With one output column and one member, bmm becomes a gemv that rounds otherwise
             # than the batched kernel: a member alone would differ from itself with companions.
             y = (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias.unsqueeze(1)
+        elif self.fusable:  # the bias joins the next fused loop; baddbmm first copies it out
+            y = torch.bmm(x, self.weight) + self.bias.unsqueeze(1)
         else:
             y = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
         return y.view(n_members, *lead, -1)
 
 
-class MemberLayerNorm(nn.Module):
+class MemberLayerNorm(FusableForms, nn.Module):
     def __init__(self, n_members: int, n_embd: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(n_members, n_embd))
@@ -56,6 +64,8 @@ class MemberLayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # (K, ..., H) -> (K, ..., H), each member with its own scale and shift
+        if self.fusable:
+            return fusable_layer_norm(x, self.weight, self.bias)
         if x.is_cuda:  # one launch for all members: normalise, then scale and shift
             shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
             y = F.layer_norm(x, x.shape[-1:], eps=1e-5)
@@ -110,7 +120,7 @@ class KVCache:
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
-class CausalSelfAttention(nn.Module):
+class CausalSelfAttention(FusableForms, nn.Module):
     def __init__(self, cfg: ModelConfig, n_members: int, rng: MemberRNG, layer: int):
         super().__init__()
         h = cfg.n_embd
@@ -132,7 +142,10 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.extend(self.layer, k, v)  # (K*B, nh, past + t, hd)
         if queries is not None:
             q = q[:, :, queries]
-        if self.eager or (self.training and self.attn_dropout.p > 0):
+        if self.fusable and cache is None and not (self.training and self.attn_dropout.p > 0):
+            allowed = self._allowed(past, t, queries, x.device)
+            y = matmul_attention(q, k, v, allowed)
+        elif self.eager or (self.training and self.attn_dropout.p > 0):
             # SDPA's dropout draws from the global generator: masks must be the member's own
             y = self._eager(q, k, v, self._allowed(past, t, queries, x.device), n_members)
         elif cache is None and queries is None:
@@ -167,7 +180,7 @@ class CausalSelfAttention(nn.Module):
         return att @ v  # (K*B, nh, t_q, hd)
 
 
-class MLP(nn.Module):
+class MLP(FusableForms, nn.Module):
     def __init__(self, cfg: ModelConfig, n_members: int, rng: MemberRNG):
         super().__init__()
         self.c_fc = MemberLinear(n_members, cfg.n_embd, 4 * cfg.n_embd)
@@ -175,7 +188,9 @@ class MLP(nn.Module):
         self.dropout = MemberDropout(cfg.dropout, rng)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        h = self.c_fc(x)
+        h = gelu_tanh_as_sigmoid(h) if self.fusable else F.gelu(h, approximate="tanh")
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):

@@ -31,6 +31,7 @@ from icl_stl.models.ensemble import Ensemble
 from icl_stl.persistence import CheckpointSlot, save_state
 from icl_stl.persistence.faults import fault_point, poison
 from icl_stl.persistence.identity import describe_differences
+from icl_stl.training.compiled import CompiledClipping, compiled_forward, fusable_forms
 from icl_stl.training.losses import member_losses
 from icl_stl.training.optim import configure_optimizer, lr_at
 
@@ -183,7 +184,9 @@ def train_ensemble(
             state["dropout_generators"] = model.member_rng.state()
         to_slot.save(state)
 
-    forward = torch.compile(model) if runtime.compile else model
+    forward = compiled_forward(model, runtime.device) if runtime.compile else model
+    clip_grads = (CompiledClipping(model, runtime.device) if runtime.compile and model.member_axis
+                  else model.clip_grads_)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if runtime.bf16
                 else contextlib.nullcontext())
     # On a GPU a per-step check would synchronise with the host: there a device-side flag is
@@ -192,7 +195,7 @@ def train_ensemble(
     ever_bad = torch.zeros((), dtype=torch.bool, device=runtime.device)
     losses = norms = torch.zeros(model.n_members)
     bar = tqdm(total=cfg.steps, initial=step, desc=description, disable=None, leave=False)
-    with _stop_on_signal() as stop:
+    with _stop_on_signal() as stop, fusable_forms(model, runtime.compile):
         while step < cfg.steps:
             if stop["signal"] is not None:
                 bar.close()
@@ -212,7 +215,7 @@ def train_ensemble(
             losses = poison("nan_loss", losses)  # fault injection: a NaN loss on demand
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()  # a sum keeps each member's gradient its own
-            norms = model.clip_grads_(cfg.grad_clip)
+            norms = clip_grads(cfg.grad_clip)
             finite = torch.isfinite(losses).all() & torch.isfinite(norms).all()
             if not check_each_step:
                 ever_bad |= ~finite
