@@ -7,6 +7,7 @@ Each measurement runs for a time budget rather than a fixed step count, after a 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -107,13 +108,16 @@ def bench_training(size: str, ks: list[int], runtime: RuntimeOptions, d: int, k:
     for n_members in ks:
         ens = build_ensemble(cfg, d, k, [make_generator(i, "init") for i in range(n_members)])
         rate = train_rate(ens.to(runtime.device), task, k, batch, runtime, budget_s, steps)
-        rows.append({"size": size, "engine": "native", "K": n_members, "steps_per_s": rate,
+        rows.append({"size": size, "engine": "native", "compile": runtime.compile,
+                     "K": n_members, "steps_per_s": rate,
                      "member_steps_per_s": rate * n_members,
                      "prompts_per_s": rate * n_members * batch,
                      "model_gflops": rate * n_members * flops / 1e9})
     # The reference: K Garg-configured models trained one after another (a Python loop).
     ref = ModuleEnsemble([garg_reference_model(cfg, d, k, make_generator(0, "init"))])
-    ref_rate = train_rate(ref.to(runtime.device), task, k, batch, runtime, budget_s, steps)
+    # The reference is never compiled: it stands for the plain recipe.
+    plain = dataclasses.replace(runtime, compile=False, fused_adam=runtime.device.type == "cuda")
+    ref_rate = train_rate(ref.to(runtime.device), task, k, batch, plain, budget_s, steps)
     rows.append({"size": size, "engine": "garg_reference", "K": 1, "steps_per_s": ref_rate,
                  "member_steps_per_s": ref_rate, "prompts_per_s": ref_rate * batch,
                  "model_gflops": ref_rate * flops / 1e9,

@@ -58,6 +58,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes and budgets (smoke test)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's own choice)")
+    p.add_argument("--compile", action="store_true",
+                   help="the compiled engine (runtime.compile with fused AdamW) for training")
+    p.add_argument("--training-only", action="store_true",
+                   help="speed suite: the training rates alone (the K-scaling table)")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output (default: outputs/bench/bench.json, ridge.json, "
                         "ablation.json)")
@@ -138,7 +142,8 @@ def run(argv: list[str] | None = None) -> dict:
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
-    runtime = RuntimeOptions(device=device, bf16=cuda, fused_adam=cuda)
+    runtime = RuntimeOptions(device=device, bf16=cuda, fused_adam=cuda or args.compile,
+                             compile=args.compile)
     command = "icl-stl-bench " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.suite != "speed":
         return run_ridge(args, runtime, command)
@@ -164,6 +169,10 @@ def run(argv: list[str] | None = None) -> dict:
                   f"{r['steps_per_s']:8.2f} steps/s  {r['member_steps_per_s']:8.2f} member "
                   f"steps/s  {r['prompts_per_s']:10.0f} prompts/s  {r['model_gflops']:7.2f} "
                   f"model GFLOP/s", flush=True)
+    if args.training_only:
+        atomic_write_json(args.out, result)
+        print(f"written to {args.out}")
+        return result
     result["labelling"] = speed.bench_labelling(runtime, 256 if args.quick else 4096, args.d,
                                                 args.k, budget)
     print("labelling", json.dumps(result["labelling"]), flush=True)
