@@ -72,6 +72,7 @@ def main() -> None:
         sys.exit(f"error: --rounds must be at least 2, got {args.rounds}")
     old, new = args.old.resolve(), args.new.resolve()
     arms = {"old": (old, False), "new": (new, True)}
+    commits = {"old": commit_of(old), "new": commit_of(new)}  # before the rounds, as measured
     rounds = []
     for r in range(args.rounds):
         order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
@@ -87,9 +88,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "setting": {k: getattr(args, k) for k in ("members", "threads", "steps", "d", "k",
                                                    "batch")},
-        "old": {"root": str(old), "commit": commit_of(old), "options": "defaults",
+        "old": {"root": str(old), "commit": commits["old"], "options": "defaults",
                 "module": rounds[0]["old"]["module"]},
-        "new": {"root": str(new), "commit": commit_of(new),
+        "new": {"root": str(new), "commit": commits["new"],
                 "options": "runtime.compile=true runtime.fused_adam=true",
                 "module": rounds[0]["new"]["module"]},
         "median_ratio": statistics.median(ratios),
