@@ -6,7 +6,7 @@ generation, so the report and the calibration by simulation (`simulate_p4_v2`) r
 
 The fits, fixed before any confirmatory run (docs/proposed/p4v2-theory.md):
 - ``floor0_weighted``: y = A n^b (the gap tends to 0), weights the seeds' inverse variance
-  smoothed as a power law in n (`p4_decay.decay_weights`);
+  smoothed as a power law in n (`decay_weights`, which version 1 uses too);
 - ``free_floor_weighted``: y = E + A n^b with E >= 0 (the free-floor fit, taken at E = 0 where
   it goes negative), same weights;
 - ``floor0_unweighted``: y = A n^b, equal weights.
@@ -28,15 +28,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from icl_stl.report.predictions.p4_decay import BOUND_EXPONENT, decay_weights
 from icl_stl.report.stats import bootstrap_se, seed_bootstrap, slopes, t_pvalues, t_quantile
 from icl_stl.theory import fit_decay
 
+BOUND_EXPONENT = -0.25  # the bound's slowest term, n^-1/4
 FITS = ("floor0_weighted", "free_floor_weighted", "floor0_unweighted")
 LEARNS_IN_CONTEXT = 0.5  # generation 0 closes at least this share of the zero-to-ridge gap
 NO_DECAY_MARGIN = 0.1  # "no decay": falls by less than this share of its level per decade
 OUTCOMES = ("consistent", "no_decay", "slower", "not_identified", "underpowered",
             "inconclusive")
+
+
+def decay_weights(values: np.ndarray, ns: list[int]) -> np.ndarray:
+    """Inverse-variance weights per n from the seeds, smoothed as a power law in n.
+
+    values (..., seeds, len(ns)). The per-n variance over few seeds is too noisy to weight
+    by; a least-squares line through log variance against log n keeps its trend. Uniform
+    weights with one seed or a zero variance.
+    """
+    values = np.asarray(values, float)
+    if values.shape[-2] < 2:
+        return np.ones(values.shape[:-2] + values.shape[-1:])
+    var = values.var(-2, ddof=1)
+    ok = np.all(var > 0, axis=-1, keepdims=True)
+    logn = np.log(np.asarray(ns, float))
+    logv = np.log(np.where(var > 0, var, 1.0))
+    fitted = logv.mean(-1, keepdims=True) + slopes(logn, logv)[..., None] * (logn - logn.mean())
+    return np.where(ok, np.exp(-fitted), 1.0)
 
 
 def _fit(ns: list[int], y: np.ndarray, w: np.ndarray, which: str) -> dict:
