@@ -145,3 +145,18 @@ def test_a_run_without_early_stopping_is_not_applicable(tmp_path):
     p4 = v2_report(tmp_path)
     assert p4["verdict"] == "not applicable"
     assert "without early stopping" in p4["groups"][0]["numbers"]
+
+
+def test_the_pilot_readme_quotes_its_committed_timing():
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "docs" / "results" / "pilot-p4-v2"
+    timing = json.loads((folder / "step_timing.json").read_text())
+    readme = (folder / "README.md").read_text()
+    per_step = (timing["user_cpu_s"] + timing["system_cpu_s"]) / timing["steps"]
+    assert f"{timing['user_cpu_s']:.2f} s user" in readme
+    assert f"{timing['system_cpu_s']:.2f} s system" in readme
+    assert f"{per_step:.3f} s of CPU per ensemble step" in readme
+    assert f"{timing['wall_s']:.0f} s of wall time" in readme
+    assert round(per_step * timing["step_cap"] / 60) == 30 and "4,000 steps" in readme
