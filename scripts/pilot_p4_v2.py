@@ -113,7 +113,6 @@ def analyse(work: Path, results: Path, draws: int) -> dict:
     out = {"setting": {"d": settings["task"]["d"], "k": settings["task"]["k"], "model": "tiny",
                        "batch_size": settings["train"]["batch_size"], "step_cap": cap,
                        "held_out_fraction": settings["train"]["held_out_fraction"],
-                       "log_every": settings["train"].get("log_every"),
                        "seeds": sorted({r["seed"] for r in records}),
                        "test_seed": settings["seed"]},
            "per_n": {str(n): v for n, v in per_n.items()},
@@ -126,6 +125,10 @@ def analyse(work: Path, results: Path, draws: int) -> dict:
         out["proposal"] = {"ns": learning, "fits": ["floor0_weighted", "free_floor_weighted",
                                                     "floor0_unweighted"],
                            "power": size_seeds(values, learning, draws)}
+        power = out["proposal"]["power"]["seeds"]
+        enough = [int(k) for k, v in power.items() if v["consistent"] >= 0.8
+                  and v["flat_consistent"] <= 0.05]
+        out["proposal"]["seeds_for_80_percent_power"] = min(enough) if enough else None
         out["decision"] = "P4 is testable at this setting"
     else:
         out["decision"] = f"P4 is not testable at d = 2 on this CPU budget: {why}"
