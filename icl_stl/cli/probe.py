@@ -28,6 +28,7 @@ from icl_stl.cli.loop import loop_settings, write_loop_outputs
 from icl_stl.config import AppConfig, ConfigError, ProbeConfig, from_container
 from icl_stl.persistence import RunLock
 from icl_stl.probes import RUNNERS, prior_drift_metrics
+from icl_stl.training.early_stopping import check_held_out
 
 HEADLINES = {"stability": ("gamma_max", "gamma_mean"), "decay": ("slope", "verdict"),
              "in_context": ()}
@@ -58,6 +59,7 @@ def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
             if probe.ns is None:
                 raise
             raise ConfigError(f"probe.ns has n={n} (the loop calls it data.n): {err}") from None
+    check_held_out(list(ns), app.train.held_out_fraction)  # early stopping: n big enough
     return probe, list(probe.seeds or [app.seed]), list(ns)
 
 

@@ -100,6 +100,15 @@ class AppConfig:
                 fail("train.curriculum.d_start", curriculum.d_start,
                      f"task.d={task.d} when training on a finite set (data.n={self.data.n}): "
                      f"a curriculum over d needs fresh prompts (data.n=null)")
+        held = self.train.held_out_fraction
+        if held > 0:  # early stopping holds out part of S_0: there must be one to split
+            for n in self.members.ns or [self.data.n]:
+                if n is None:
+                    fail("train.held_out_fraction", held, "0 with data.n=null (early stopping "
+                         "holds out part of a finite S_0)")
+                if not 1 <= round(held * n) < n:
+                    fail("train.held_out_fraction", held, f"a share leaving at least one "
+                         f"held-out and one training prompt of n={n}")
         if self.loop is not None:
             for n in self.members.ns or [self.data.n]:
                 for lam in self.members.real_fractions or [self.loop.real_fraction]:

@@ -124,6 +124,10 @@ class TrainConfig:
     checkpoint_every: Int(0) = 200  # steps between mid-training checkpoints; 0 = only at the end
     max_bad_steps: Int(0) = 0  # non-finite losses tolerated (step skipped) before the run stops
     nll_beta: Float(0.0, 1.0) = 0.5  # Gaussian head only: beta of the beta-NLL loss (0: NLL)
+    # > 0: hold out this share of S_0 (its own seeded stream) and keep, per member, the
+    # parameters of the logging step with the lowest held-out risk (training/early_stopping.py).
+    # 0 (default): off, and left out of every identity, so existing runs keep their names.
+    held_out_fraction: Float(0.0, 0.5) = 0.0
 
 
 @settings("data")

@@ -32,6 +32,7 @@ from icl_stl.config import (
 )
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.tasks import make_task
+from icl_stl.loop.early_stopping import STOPPING_FILE, early_stopping_splits
 from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
 from icl_stl.loop.filtering import filter_members, no_filter_record
 from icl_stl.loop.held_out import loop_test_sets
@@ -68,6 +69,7 @@ from icl_stl.persistence.identity import loop_checkpoint_identity
 from icl_stl.runs.logger import RunLogger
 from icl_stl.runs.provenance import code_provenance
 from icl_stl.training.baselines import bayes_optimal_ridge_alpha
+from icl_stl.training.early_stopping import EarlyStopping
 from icl_stl.training.engine import DivergenceError, RuntimeOptions
 from icl_stl.training.evaluation import baseline_errors, bayes_predictions, summarise
 
@@ -129,12 +131,17 @@ class LoopRun:
                                        pool=self.pool if self.pool is not None else m.pool)
                    for m in members]
         self.members = members
-        ctx = LearnerContext(self.task, self.k, settings.model, settings.train, settings.loop,
+        loop_cfg = settings.loop
+        self.held_out = early_stopping_splits(settings, members, self.task, self.k)
+        if self.held_out is not None:  # each member's own model is snapshotted: no sharing
+            loop_cfg = dataclasses.replace(loop_cfg, share_generation_0=False)
+        ctx = LearnerContext(self.task, self.k, settings.model, settings.train, loop_cfg,
                              settings.eval, settings.runtime)
         self.learner = make_learner(ctx, members)
         # plans[m][i]: member m's lambda_i and the sizes of its S_i, fixed by the settings.
         self.plans = [plan_generations(settings.loop, m) for m in members]
-        self.s0s = [draw_s0(self.task, m, self.k) for m in members]
+        self.s0s = ([draw_s0(self.task, m, self.k) for m in members] if self.held_out is None
+                    else [split.train for split in self.held_out])
         self.loop_fields = [loop_fields(m, s0.fingerprint(), settings.loop.init)
                             for m, s0 in zip(members, self.s0s)]
         self._filtered: dict[int, list[dict]] = {}  # generation -> per member: record, index
@@ -262,6 +269,7 @@ class LoopRun:
                    **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
                    **prior_risks[m], **calibration[m],
                    "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
+                   **(train_info["early_stopping"][m] if "early_stopping" in train_info else {}),
                    **extra[m]}
             records.append(rec)
         return records
@@ -356,7 +364,18 @@ class LoopRun:
                      "generation": i, "train/lr": rec["lr"]},
                     members=[{"train/loss": loss} for loss in rec["loss"]])
         bar.set_postfix_str(f"generation {i}: training")
+        stopping = None
+        if self.held_out is not None:
+            stopping = EarlyStopping([h.held_out for h in self.held_out], s.eval.batch_size,
+                                     s.runtime, self.gen_dir(i) / STOPPING_FILE,
+                                     {"generation": i, "held_out": [h.held_out.fingerprint()
+                                                                    for h in self.held_out]})
+            on_log = stopping.callback(lambda: self.learner.ensemble, on_log)
         info = self.learner.fit(i, sets, CheckpointSlot(self.gen_dir(i), "train"), on_log)
+        if stopping is not None:
+            stopping.restore(self.learner.ensemble)
+            info["early_stopping"] = [{**h.record(), **r} for h, r in
+                                      zip(self.held_out, stopping.records())]
         bar.set_postfix_str(f"generation {i}: evaluating")
         records = self._evaluate(i, sets, reals, new, info, ridge_risk, zero_risk)
         if i == 0:
@@ -364,7 +383,8 @@ class LoopRun:
         save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
         atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
         fault_point("generation_end")
-        for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt"):
+        for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt",
+                  self.gen_dir(i) / STOPPING_FILE, self.gen_dir(i) / (STOPPING_FILE + ".prev")):
             f.unlink(missing_ok=True)  # the finished model supersedes the resume point
         for m in range(len(self.members)):
             if i > 0:

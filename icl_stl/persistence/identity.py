@@ -34,7 +34,10 @@ SECTIONS_NOT_IN_RUN_NAME = ("logger", "runtime", "run")  # where and how, not wh
 
 def train_identity(train: TrainConfig) -> dict:
     """The training settings that change results (everything but the logging cadence)."""
-    return {k: v for k, v in dataclasses.asdict(train).items() if k not in CADENCE_KEYS}
+    out = {k: v for k, v in dataclasses.asdict(train).items() if k not in CADENCE_KEYS}
+    if out.get("held_out_fraction") == 0.0:  # off: identities from before the setting hold
+        del out["held_out_fraction"]
+    return out
 
 
 def loop_identity(loop: LoopConfig) -> dict:

@@ -24,6 +24,7 @@ from icl_stl.runs.logger import RunLogger
 from icl_stl.runs.plots import calibration_table, plot_calibration, plot_positions
 from icl_stl.runs.provenance import code_provenance
 from icl_stl.training.baselines import bayes_optimal_ridge_alpha
+from icl_stl.training.early_stopping import EarlyStopping, split_held_out
 from icl_stl.training.engine import MemberData, RuntimeOptions, train_ensemble
 from icl_stl.training.evaluation import (
     baseline_errors,
@@ -52,9 +53,12 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
                  logger: RunLogger | None = None) -> dict:
     """Train, evaluate, write summary.json and positions.png into `run_dir`; return the summary."""
     task, k = make_task(app.task), app.task.k
-    s0 = None
+    s0, split = None, None
     if app.data.n is not None:
         s0 = sample_prompts(task, app.data.n, k, make_generator(app.seed, "S0"))
+    if s0 is not None and app.train.held_out_fraction > 0:  # as the loop's generation 0
+        split = split_held_out(s0, app.train.held_out_fraction, app.seed)
+        s0 = split.train
     model = build_ensemble(app.model, task.d, k, [make_generator(app.seed, "init", 0)])
     member = MemberData(derive_seed(app.seed, "batches", 0), s0)
     identity = resume_identity(app, None if s0 is None else s0.fingerprint())
@@ -73,8 +77,16 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
 
             raise ConfigError(f"run.resume is false but checkpoint {slot.latest_path} exists; "
                               f"choose another run.name or delete it")
+        stopping = None
+        if split is not None:
+            stopping = EarlyStopping([split.held_out], app.eval.batch_size, runtime,
+                                     checkpoint_dir / "early_stopping.pt",
+                                     {"held_out": split.held_out.fingerprint()})
         result = train_ensemble(model, [member], task, k, app.train, runtime, checkpoint=slot,
-                                identity=identity, on_log=on_log, description="train")
+                                identity=identity, on_log=on_log if stopping is None
+                                else stopping.callback(model, on_log), description="train")
+        if stopping is not None:
+            stopping.restore(model)
         record_eval_settings(checkpoint_dir, app.eval)  # icl-stl-eval's defaults
 
     test = draw_test_prompts(task, app.eval.n_prompts, k, app.seed)
@@ -113,6 +125,7 @@ def run_training(app: AppConfig, run_dir: Path, checkpoint_dir: Path, runtime: R
         "steps": result.steps,
         "bad_steps": result.bad_steps,
         "n": app.data.n,
+        **({} if split is None else {**split.record(), **stopping.records()[0]}),
         "ridge_alpha": alpha,
         "per_position": curves,
         "calibration": calibration,

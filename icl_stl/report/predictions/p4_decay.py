@@ -17,6 +17,7 @@ import numpy as np
 
 from icl_stl.report import figures
 from icl_stl.report.collect import RunResult
+from icl_stl.report.decay_v2 import BOUND_EXPONENT, decay_weights
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
 from icl_stl.report.gating import apply_loop_gate, seeds_left_out
@@ -29,7 +30,6 @@ from icl_stl.report.stats import (
     CODES,
     bootstrap_se,
     seed_bootstrap,
-    slopes,
     t_pvalues,
     t_quantile,
 )
@@ -50,8 +50,6 @@ from icl_stl.report.verdict import (
 from icl_stl.theory import DECAY_EXPONENT_RANGE, fit_decay
 
 log = logging.getLogger(__name__)
-
-BOUND_EXPONENT = -0.25  # the bound's slowest term, n^-1/4
 
 
 def rule(cfg: ReportConfig) -> str:
@@ -80,24 +78,6 @@ def rule(cfg: ReportConfig) -> str:
 def _bound_power(cfg: ReportConfig) -> str:
     """The power of n that b is read against, as the reading prints it."""
     return "n^-1/4" if cfg.p4_tolerance == 0 else f"n^{BOUND_EXPONENT + cfg.p4_tolerance:g}"
-
-
-def decay_weights(values: np.ndarray, ns: list[int]) -> np.ndarray:
-    """Inverse-variance weights per n from the seeds, smoothed as a power law in n.
-
-    values (..., seeds, len(ns)). The per-n variance over few seeds is too noisy to weight
-    by; a least-squares line through log variance against log n keeps its trend. Uniform
-    weights with one seed or a zero variance.
-    """
-    values = np.asarray(values, float)
-    if values.shape[-2] < 2:
-        return np.ones(values.shape[:-2] + values.shape[-1:])
-    var = values.var(-2, ddof=1)
-    ok = np.all(var > 0, axis=-1, keepdims=True)
-    logn = np.log(np.asarray(ns, float))
-    logv = np.log(np.where(var > 0, var, 1.0))
-    fitted = logv.mean(-1, keepdims=True) + slopes(logn, logv)[..., None] * (logn - logn.mean())
-    return np.where(ok, np.exp(-fitted), 1.0)
 
 
 def p4_core(values: np.ndarray, ns: list[int], cfg: ReportConfig,
