@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import v2_parts as parts  # noqa: E402
 import v2_programme as programme_mod  # noqa: E402
 import v2_schedule as schedule  # noqa: E402
 
@@ -124,7 +125,7 @@ class PartRunner:
             log = self.out / "logs" / f"{block.name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
-            partial = programme_mod.mid_generation(self.prog, self.out, block)
+            partial = parts.mid_generation(self.prog, self.out, block)
             with open(log, "a") as fh:
                 fh.write(f"\n$ {' '.join(cmd)}\n")
                 fh.flush()
@@ -134,7 +135,7 @@ class PartRunner:
                 if self.stopped:  # stopped while this one started
                     proc.send_signal(signal.SIGINT)
                 code = proc.wait()
-            programme_mod.merge_timing(self.out, block, partial)
+            parts.merge_timing(self.out, block, partial)
             if code != 0:
                 if not self.stopped:
                     self.failed.append(f"{block.name} (exit {code}; see {log})")
@@ -161,7 +162,7 @@ class PartRunner:
                 for t in threads:
                     t.join(timeout=progress_every / max(len(threads), 1))
                 if any(t.is_alive() for t in threads):
-                    print(programme_mod.progress_line(self.prog, self.part, self.out, estimate,
+                    print(parts.progress_line(self.prog, self.part, self.out, estimate,
                                                       time.perf_counter() - start), flush=True)
         finally:
             for s, handler in old.items():
@@ -173,7 +174,7 @@ def run_parts(args: argparse.Namespace, prog: dict) -> int:
     out = args.out
     for _ in range(args.parts):
         state = programme_mod.load_state(out)
-        part = programme_mod.open_part(prog, state, out, args)
+        part = parts.open_part(prog, state, out, args)
         if part is None:
             print("[reproduce_v2] every loop of the programme has finished")
             break
@@ -187,8 +188,8 @@ def run_parts(args: argparse.Namespace, prog: dict) -> int:
         runner = PartRunner(prog, part, out, args.threads)
         start = time.perf_counter()
         completed = runner.run(args.progress_every,
-                               programme_mod.estimator(prog, state, out, args))
-        programme_mod.close_part(out, part["index"], time.perf_counter() - start, completed,
+                               parts.estimator(prog, state, out, args))
+        parts.close_part(out, part["index"], time.perf_counter() - start, completed,
                                  " ".join(sys.argv))
         if runner.failed:
             print("[reproduce_v2] failed: " + "; ".join(runner.failed), flush=True)
@@ -200,7 +201,7 @@ def run_parts(args: argparse.Namespace, prog: dict) -> int:
         print(f"[reproduce_v2] part {part['index']} done in "
               f"{(time.perf_counter() - start) / 60:.1f} min", flush=True)
         programme_mod.write_results(out / "runs", out, args.results, figures=not args.no_figures)
-    print(programme_mod.plan_text(prog, out, args), flush=True)
+    print(parts.plan_text(prog, out, args), flush=True)
     return 0
 
 
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scripts/reproduce_v2.py: {err}", file=sys.stderr)
         return 2
     if args.plan:
-        print(programme_mod.plan_text(prog, args.out, args))
+        print(parts.plan_text(prog, args.out, args))
         return 0
     print(f"[reproduce_v2] {args.setting}: rules_commit {prog['rules_commit']}, "
           f"{datetime.datetime.now():%Y-%m-%d %H:%M}", flush=True)
