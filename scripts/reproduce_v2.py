@@ -154,7 +154,7 @@ class PartRunner:
         threads = [threading.Thread(target=self._worker, args=(w, segs), daemon=True)
                    for w, segs in sorted(by_worker.items())]
         old = {s: signal.signal(s, self.stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        start = time.perf_counter()
+        before, wall_start = parts.finished_now(self.prog, self.out), time.time()
         try:
             for t in threads:
                 t.start()
@@ -163,7 +163,7 @@ class PartRunner:
                     t.join(timeout=progress_every / max(len(threads), 1))
                 if any(t.is_alive() for t in threads):
                     print(parts.progress_line(self.prog, self.part, self.out, estimate,
-                                                      time.perf_counter() - start), flush=True)
+                                              wall_start, before), flush=True)
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)

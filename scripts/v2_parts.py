@@ -127,26 +127,40 @@ def _left(prog, out, made, est) -> tuple[float, int]:
     return total, gens
 
 
-def progress_line(prog: dict, part: dict, out: Path, est: schedule.Estimator,
-                  elapsed: float) -> str:
+def finished_now(prog: dict, out: Path) -> dict[str, set[int]]:
+    """Every block's finished generations (to tell which a part finished since it started)."""
+    return {b.name: finished_generations(prog, out, b) for b in blocks(prog, out)}
+
+
+def progress_line(prog: dict, part: dict, out: Path, est: schedule.Estimator, started: float,
+                  before: dict[str, set[int]]) -> str:
+    """Generations done, and the time left at the pace of the generations this invocation
+    finished (the wall time to the last of them, against their estimate on the busiest
+    worker), else at the estimate. `started`: the invocation's start (time.time())."""
     made = {b.name: b for b in blocks(prog, out)}
-    done, total, left_by_worker = 0, 0, {}
+    done, total, left, now_done, last = 0, 0, {}, {}, started
     for seg in part["segments"]:
-        block = made[seg["block"]]
+        block, w = made[seg["block"]], seg["worker"]
         finished = finished_generations(prog, out, block)
         for g in range(seg["first"], seg["last"] + 1):
             total += 1
-            if g in finished:
-                done += 1
-            else:
-                left_by_worker[seg["worker"]] = (left_by_worker.get(seg["worker"], 0.0)
-                                                 + est.seconds(block.trained_members(g)))
-    part_left = max(left_by_worker.values(), default=0.0)
+            cost = est.seconds(block.trained_members(g))
+            if g not in finished:
+                left[w] = left.get(w, 0.0) + cost
+                continue
+            done += 1
+            if g not in before.get(block.name, set()):
+                now_done[w] = now_done.get(w, 0.0) + cost
+                metrics = out / "checkpoints" / run_name(prog, block) / f"gen_{g:03d}"
+                last = max(last, (metrics / "metrics.json").stat().st_mtime)
+    pace = (last - started) / max(now_done.values()) if now_done else 1.0
+    basis = f"at this part's pace, {pace:.2g} x the estimate" if now_done else "estimated"
     all_left, _ = _left(prog, out, list(made.values()), est)
+    elapsed = datetime.datetime.now().timestamp() - started
     return (f"[part {part['index']} {datetime.datetime.now():%H:%M}] {done} of {total} "
-            f"generations done, {elapsed / 60:.0f} min elapsed, about {part_left / 60:.0f} min "
-            f"left in this part (the generation under way counted whole); the programme about "
-            f"{all_left / part['workers'] / 3600:.1f} h left")
+            f"generations done, {elapsed / 60:.0f} min elapsed, about "
+            f"{pace * max(left.values(), default=0.0) / 60:.0f} min left in this part; the "
+            f"programme about {pace * all_left / part['workers'] / 3600:.1f} h left ({basis})")
 
 
 def plan_text(prog: dict, out: Path, args) -> str:
