@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # after installing their CUDA build, or set TORCH_SPEC to the build they want.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo reproduce test test-all lint bench clean
+.PHONY: install demo reproduce reproduce-v2 test test-all lint bench clean
 
 # Quiet: one line before and one after; pip speaks only for an error or a real warning.
 $(BIN)/icl-stl-train: pyproject.toml constraints.txt
@@ -30,6 +30,11 @@ demo: install
 PART ?= all
 reproduce: install
 	$(BIN)/python scripts/reproduce.py --part $(PART)
+
+# The confirmatory reproduction (version-2 rules, scripts/reproduce_v2.py): one part of at most
+# an hour per call, resumable; ARGS passes options (e.g. ARGS=--plan, ARGS="--parts 99").
+reproduce-v2: install
+	$(BIN)/python scripts/reproduce_v2.py $(ARGS)
 
 # One pytest-xdist worker per core (each runs torch on one thread, tests/conftest.py); a test
 # file stays on one worker, so its module fixtures are made once. TEST_WORKERS=0 runs serially.

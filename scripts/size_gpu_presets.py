@@ -1,4 +1,4 @@
-"""Steps to ridge at finite n for the GPU presets' prompt shape (d = 5, k = 11).
+"""Steps to ridge at finite n for the GPU presets' prompt shape (d = 5, k = 11 by default).
 
 The GPU presets must let generation 0 reach ridge at their largest n. Steps to ridge do not
 depend on the machine (the same seed gives the same run on any CPU build), so they can be
@@ -8,6 +8,11 @@ schedule) and stops at the first evaluation within 10% of the zero-to-ridge gap.
 
     python scripts/size_gpu_presets.py --model tiny --ns 10000 30000 100000 --steps 10000 \
         --out docs/bench/gpu-presets-steps-cpu-<date>.json
+    python scripts/size_gpu_presets.py --model standard --d 20 --k 41 --ns 100000 \
+        --steps 50000 --device cuda --out docs/bench/gpu-presets-steps-standard-d20-<gpu>.json
+
+The second sizes the confirmatory reproduction's GPU preset (conf/experiment/reproduce_v2/
+setting/_gpu_d20.yaml), whose train.steps is assumed until it has run.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from omegaconf import OmegaConf
 
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.config import parse_app_config
+from icl_stl.training.engine import RuntimeOptions
 from icl_stl.training.ridge_time import ridge_target, time_to_ridge
 
 
@@ -37,10 +43,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--d", type=int, default=5)
+    p.add_argument("--k", type=int, default=11)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="fp32 on either: steps to ridge do not depend on the machine")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    overrides = [f"model={args.model}", "task.d=5", "task.k=11", f"train.steps={args.steps}",
+    overrides = [f"model={args.model}", f"task.d={args.d}", f"task.k={args.k}",
+                 f"train.steps={args.steps}",
                  f"train.batch_size={args.batch}", "train.warmup_steps=500", "logger=disabled"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         app = parse_app_config(OmegaConf.to_container(compose("train", overrides=overrides),
@@ -49,7 +60,8 @@ def main() -> None:
     runs = []
     for n in args.ns:
         res = time_to_ridge(app.model, app.task, app.train, n=n, seed=args.seed, target=target,
-                            eval_every=args.eval_every)
+                            eval_every=args.eval_every,
+                            runtime=RuntimeOptions(device=torch.device(args.device)))
         row = {"n": n, **{k: v for k, v in dataclasses.asdict(res).items() if k != "curve"},
                "curve": [(s, r) for s, _, r in res.curve]}
         runs.append(row)
@@ -60,7 +72,8 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "command": "python scripts/size_gpu_presets.py " + " ".join(
-                [f"--model {args.model}", "--ns", *map(str, args.ns), f"--steps {args.steps}",
+                [f"--model {args.model}", f"--d {args.d}", f"--k {args.k}", "--ns",
+                 *map(str, args.ns), f"--steps {args.steps}",
                  f"--batch {args.batch}", f"--seed {args.seed}"]),
             "overrides": overrides, "commit": commit,
             "date": datetime.datetime.now().isoformat(timespec="minutes"),

@@ -1,0 +1,197 @@
+"""The confirmatory reproduction's parts: open, time, close and plan them (used by
+scripts/reproduce_v2.py; the programme's record is v2_programme's, the cutting v2_schedule's).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+import v2_schedule as schedule
+from v2_programme import (
+    PRIOR_STEP_SECONDS,
+    _git,
+    atomic_write,
+    blocks,
+    finished_generations,
+    load_state,
+    next_generation,
+    pending,
+    run_dir,
+    run_name,
+    save_state,
+    update_blocks,
+)
+
+
+def estimator(prog: dict, state: dict, out: Path, args) -> schedule.Estimator:
+    """Seconds per generation: this programme's timed generations (every block's timing.json)
+    where there are any; until then the pilot-calibrated prior, or an assumed rate
+    (--member-steps-per-s: the step's time proportional to the members)."""
+    rate = getattr(args, "member_steps_per_s", None)
+    prior = {1: 1.0 / rate} if rate else PRIOR_STEP_SECONDS
+    label = (f"an assumed {rate:g} member steps/s per worker" if rate else
+             "the CPU pilot's seconds per generation")
+    est = schedule.Estimator(prior, prog["later_steps"], args.speedup, prior_label=label)
+    for block in blocks(prog, out, state):
+        path = run_dir(out, block) / "timing.json"
+        if path.exists():
+            for row in json.loads(path.read_text()).get("generations", []):
+                if not row.get("resumed"):
+                    est.measured.setdefault(int(row["trained_members"]), []).append(
+                        float(row["seconds"]))
+    return est
+
+
+def mid_generation(prog: dict, out: Path, block: schedule.Block) -> set[int]:
+    """Generations of the block with a mid-training resume point (a killed invocation's)."""
+    ckpt = out / "checkpoints" / run_name(prog, block)
+    return {int(p.parent.name[4:]) for p in ckpt.glob("gen_*/train*.pt")}
+
+
+def merge_timing(out: Path, block: schedule.Block, resumed: set[int] = frozenset()) -> None:
+    """Keep every generation's wall time in the block's timing.json (the loop writes only the
+    generations of its latest invocation there, and none when it is killed). A generation
+    resumed from a mid-training checkpoint is marked `resumed` and left out of the estimates:
+    its time is only the part after the kill."""
+    path = run_dir(out, block) / "timing.json"
+    keep = path.parent / "timing.all.json"
+    merged = json.loads(keep.read_text()) if keep.exists() else {"generations": []}
+    latest = json.loads(path.read_text()).get("generations", []) if path.exists() else []
+    seen = {(r["generation"], round(r["seconds"], 6)) for r in merged["generations"]}
+    for row in latest:
+        if (row["generation"], round(row["seconds"], 6)) not in seen:
+            merged["generations"] = [r for r in merged["generations"]
+                                     if r["generation"] != row["generation"]]
+            merged["generations"].append({**row, **({"resumed": True}
+                                                    if row["generation"] in resumed else {})})
+    merged["generations"].sort(key=lambda r: r["generation"])
+    atomic_write(keep, merged)
+    atomic_write(path, merged)
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "commit": _git("rev-parse", "HEAD")}
+
+
+def open_part(prog: dict, state: dict, out: Path, args) -> dict | None:
+    """The unfinished part (resumed as it was planned), else a new part of what is left."""
+    if state["parts"] and not state["parts"][-1]["finished"]:
+        return state["parts"][-1]
+    for line in update_blocks(prog, state, out):
+        print(f"[reproduce_v2] added: {line}", flush=True)
+    est = estimator(prog, state, out, args)
+    segments = schedule.pack(pending(prog, out, blocks(prog, out, state)), prog["horizon"],
+                             args.workers, 60 * args.part_minutes, est)
+    save_state(out, state)
+    if not segments:
+        return None
+    part = {"index": len(state["parts"]) + 1, "workers": args.workers,
+            "segments": [s.to_json() for s in segments],
+            "estimate_s": schedule.makespan(segments, args.workers),
+            "estimate_source": est.source(), "created": _now(), "finished": False,
+            "invocations": []}
+    state["parts"].append(part)
+    save_state(out, state)
+    return part
+
+
+def close_part(out: Path, index: int, seconds: float, completed: bool, command: str) -> None:
+    state = load_state(out)
+    part = state["parts"][index - 1]
+    part["invocations"].append({"seconds": round(seconds, 1), "completed": completed,
+                                "finished": _now(), "command": command, "machine": machine()})
+    part["wall_s"] = round(sum(i["seconds"] for i in part["invocations"]), 1)
+    part["finished"] = completed
+    save_state(out, state)
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def _left(prog, out, made, est) -> tuple[float, int]:
+    """(seconds of training left over all unfinished blocks, summed; generations left)."""
+    total, gens = 0.0, 0
+    for block, first in pending(prog, out, made):
+        for g in range(first, prog["horizon"] + 1):
+            total += est.seconds(block.trained_members(g))
+            gens += 1
+    return total, gens
+
+
+def finished_now(prog: dict, out: Path) -> dict[str, set[int]]:
+    """Every block's finished generations (to tell which a part finished since it started)."""
+    return {b.name: finished_generations(prog, out, b) for b in blocks(prog, out)}
+
+
+def progress_line(prog: dict, part: dict, out: Path, est: schedule.Estimator, started: float,
+                  before: dict[str, set[int]]) -> str:
+    """Generations done, and the time left at the pace of the generations this invocation
+    finished (the wall time to the last of them, against their estimate on the busiest
+    worker), else at the estimate. `started`: the invocation's start (time.time())."""
+    made = {b.name: b for b in blocks(prog, out)}
+    done, total, left, now_done, last = 0, 0, {}, {}, started
+    for seg in part["segments"]:
+        block, w = made[seg["block"]], seg["worker"]
+        finished = finished_generations(prog, out, block)
+        for g in range(seg["first"], seg["last"] + 1):
+            total += 1
+            cost = est.seconds(block.trained_members(g))
+            if g not in finished:
+                left[w] = left.get(w, 0.0) + cost
+                continue
+            done += 1
+            if g not in before.get(block.name, set()):
+                now_done[w] = now_done.get(w, 0.0) + cost
+                metrics = out / "checkpoints" / run_name(prog, block) / f"gen_{g:03d}"
+                last = max(last, (metrics / "metrics.json").stat().st_mtime)
+    pace = (last - started) / max(now_done.values()) if now_done else 1.0
+    basis = f"at this part's pace, {pace:.2g} x the estimate" if now_done else "estimated"
+    all_left, _ = _left(prog, out, list(made.values()), est)
+    elapsed = datetime.datetime.now().timestamp() - started
+    return (f"[part {part['index']} {datetime.datetime.now():%H:%M}] {done} of {total} "
+            f"generations done, {elapsed / 60:.0f} min elapsed, about "
+            f"{pace * max(left.values(), default=0.0) / 60:.0f} min left in this part; the "
+            f"programme about {pace * all_left / part['workers'] / 3600:.1f} h left ({basis})")
+
+
+def plan_text(prog: dict, out: Path, args) -> str:
+    """The parts that remain, simulated with today's estimates (spares are added only when
+    the rules need them, so they are not in it)."""
+    state = load_state(out)
+    made = blocks(prog, out, state)
+    est = estimator(prog, state, out, args)
+    progress = {b.name: next_generation(prog, out, b) for b in made}
+    lines = [f"programme {prog['setting']} in {out}: rules_commit {prog.get('rules_commit')}; "
+             f"estimates from {est.source()}; parts of at most {args.part_minutes:g} min on "
+             f"{args.workers} workers"]
+    unfinished = [p for p in state["parts"] if not p["finished"]]
+    if unfinished:
+        lines.append(f"part {unfinished[-1]['index']} is unfinished: the next invocation "
+                     "resumes it")
+    index, total = len(state["parts"]) + (0 if unfinished else 1), 0.0
+    while True:
+        todo = [(b, progress[b.name]) for b in [x for x in made if x.matched]
+                + [x for x in made if not x.matched] if progress[b.name] <= prog["horizon"]]
+        segments = schedule.pack(todo, prog["horizon"], args.workers, 60 * args.part_minutes,
+                                 est)
+        if not segments:
+            break
+        span = schedule.makespan(segments, args.workers)
+        total += span
+        lines.append(f"part {index}: ~{span / 60:.0f} min: " + ", ".join(
+            f"{s.block.name} gen {s.first}-{s.last}" for s in segments))
+        for s in segments:
+            progress[s.block.name] = s.last + 1
+        index += 1
+    lines.append(f"total about {total / 3600:.1f} h in {index - len(state['parts']) - 1} "
+                 "parts (spares, if the gate needs them, come after)")
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""The confirmatory reproduction's record and report (used by scripts/reproduce_v2.py).
+
+Files under --out:
+- runs/programme.json: the plan, written when the programme starts and never changed: the
+  setting, presets, seeds and counts, the rules' settings, `rules_commit` (HEAD at the start,
+  with docs/THEORY.md and icl_stl/report committed) and each rule's minimum detectable effect
+  at its seed count. It travels with runs/, so the report regenerates from runs/ alone.
+- runs/<arm>/<block>/: each ensemble's run directory (summary.json; timing.json holds the wall
+  time of every generation it trained, over all invocations).
+- state.json: the blocks made so far (spares appended when needed) and every part: its
+  segments, planned and measured wall time, each invocation's command and machine.
+- checkpoints/, logs/ (one log per block), and the report: REPORT.md, verdicts.json, runs.csv.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import v2_schedule as schedule
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = REPO / "conf" / "experiment" / "reproduce_v2"
+PROGRAMME = "programme.json"
+SIZING = REPO / "docs" / "results" / "pilot-v2" / "sizing.json"
+ARMS = ("p1", "p2", "lambda1")
+COUNT_SETTING = {"p1": "v2_p1_seeds", "p2": "v2_p2_seeds"}
+# Seconds per optimizer step of one worker (one thread, two workers at once) by the members it
+# trains, for the estimates until this programme has timed a generation of its own. K = 4 and
+# 8: the pilot's generations of 6,000 steps, labelling and evaluation included (870 s with 4
+# members, 910 s with 8; docs/results/pilot-v2/runs/*/timing.json). K = 16: K = 8's times the
+# ratio of their training steps, 1.72, measured by scripts/measure_v2_workers.py
+# (docs/bench/v2-workers-cpu-2026-12-06.json, two one-thread processes at once).
+PRIOR_STEP_SECONDS = {4: 870.0 / 6000, 8: 910.0 / 6000, 16: 1.72 * 910.0 / 6000}
+RULE_FILES = ("docs/THEORY.md", "icl_stl/report")
+
+
+class ProgrammeError(Exception):
+    """Bad settings or a programme that cannot resume as asked: one line, exit code 2."""
+
+
+def settings_available() -> list[str]:
+    return sorted(p.stem[1:] for p in (PRESETS / "setting").glob("_*.yaml"))
+
+
+def run_name(prog: dict, block: schedule.Block) -> str:
+    return f"v2-{prog['setting']}-{block.name}"
+
+
+def run_dir(out: Path, block: schedule.Block) -> Path:
+    return out / "runs" / block.arm / block.name
+
+
+def _git(*args: str) -> str | None:
+    try:
+        res = subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def rules_state() -> tuple[str | None, list[str]]:
+    """(HEAD, the rule files with uncommitted changes)."""
+    head = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--", *RULE_FILES)
+    return head, [line[3:] for line in (dirty or "").splitlines()]
+
+
+def compose_arms(setting: str, overrides: list[str]) -> tuple[dict, dict]:
+    """Each arm's preset, lambda, seeds and labellers, and the setting's horizon and steps."""
+    from hydra import compose, initialize_config_dir
+
+    from icl_stl.cli.common import CONFIG_DIR, load_app_config
+
+    arms, shape = {}, {}
+    for arm in ARMS:
+        preset = f"reproduce_v2/{setting}_{arm}"
+        with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+            cfg = compose("loop", overrides=[f"experiment={preset}", *overrides])
+        app = load_app_config(cfg, needs_loop=True)
+        (lam,) = app.members.real_fractions
+        arms[arm] = {"preset": preset, "lambda": lam, "seeds": list(app.members.seeds),
+                     "labellers": list(app.members.labellers or [app.loop.labeller])}
+        shape = {"horizon": app.loop.generations, "steps": app.train.steps,
+                 "later_steps": app.loop.steps or app.train.steps}
+    if sorted(set(arms["lambda1"]["seeds"])) != arms["lambda1"]["seeds"]:
+        raise ProgrammeError("members.seeds of the lambda = 1 loops must be ascending")
+    return arms, shape
+
+
+def new_programme(args, counts: dict[str, int] | None = None) -> dict:
+    """The plan this invocation would start (compared with a stored one on resume)."""
+    from icl_stl.report.rules import ReportConfig
+    from icl_stl.report.simulate_v2 import Noise, planned_mde
+
+    arms, shape = compose_arms(args.setting, args.overrides)
+    try:
+        cfg = ReportConfig.from_overrides(args.report_overrides)
+    except ValueError as err:
+        raise ProgrammeError(str(err)) from None
+    for arm, key in COUNT_SETTING.items():
+        seeds = arms[arm]["seeds"]
+        if seeds != sorted(set(seeds)):
+            raise ProgrammeError(f"members.seeds of {arm} must be ascending without repeats, "
+                                 f"got {seeds}")
+        if sorted(arms[arm]["labellers"]) != ["model", "oracle"]:
+            raise ProgrammeError(f"members.labellers of {arm} must be [model, oracle], got "
+                                 f"{arms[arm]['labellers']}")
+        count = (counts or {}).get(arm, getattr(cfg, key))
+        arms[arm]["count"] = min(count, len(seeds))
+        setattr(cfg, key, arms[arm]["count"])
+    arms["lambda1"]["count"] = None
+    if args.overrides and 3 <= shape["horizon"] < cfg.v2_horizon:
+        cfg.v2_horizon = shape["horizon"]  # a smoke run: judged at its own (shorter) horizon
+    sizing = json.loads(SIZING.read_text())
+    noise = Noise(sizing["noise"]["sigma"], sizing["noise"]["tau"])
+    design = planned_mde(noise, cfg, arms["p1"]["count"], arms["p2"]["count"],
+                         lam=arms["p2"]["lambda"])
+    design["noise_source"] = str(SIZING.relative_to(REPO))
+    confirmatory = not (args.overrides or counts or args.report_overrides)
+    return {"setting": args.setting, "presets": {a: arms[a]["preset"] for a in ARMS},
+            "arms": arms, **shape, "block_seeds": args.block_seeds,
+            "overrides": list(args.overrides), "confirmatory": confirmatory,
+            "report_settings": cfg.to_dict(), "design": design}
+
+
+COMPARED = ("setting", "presets", "arms", "horizon", "steps", "later_steps", "block_seeds",
+            "overrides", "report_settings")
+
+
+def start_or_resume(args, started: bool = True, counts: dict[str, int] | None = None) -> dict:
+    """The stored programme, checked against this invocation's settings; or a new one, written
+    when `started` (not for --plan)."""
+    path = args.out / "runs" / PROGRAMME
+    fresh = new_programme(args, counts)
+    head, dirty = rules_state()
+    if path.exists():
+        stored = json.loads(path.read_text())
+        for key in COMPARED:
+            if json.dumps(stored.get(key), sort_keys=True) != json.dumps(fresh[key],
+                                                                          sort_keys=True):
+                raise ProgrammeError(
+                    f"{key}: the programme in {args.out} was started with "
+                    f"{json.dumps(stored.get(key))[:200]}, this command gives "
+                    f"{json.dumps(fresh[key])[:200]}; resume with the same settings or use "
+                    "another --out")
+        if stored["confirmatory"] and stored["rules_commit"]:
+            changed = _git("diff", "--name-only", stored["rules_commit"], "--", "docs/THEORY.md")
+            if changed:
+                raise ProgrammeError(
+                    f"docs/THEORY.md differs from rules_commit {stored['rules_commit'][:12]}: "
+                    "the rules must stay as they were when the programme started (restore the "
+                    "file, or start over on fresh seeds)")
+        return stored
+    if started and fresh["confirmatory"] and (head is None or dirty):
+        raise ProgrammeError(
+            "the rules must be committed before the confirmatory programme starts (rules_commit "
+            "is the commit that fixed them); uncommitted: " + (", ".join(dirty) if dirty
+                                                               else "no git repository"))
+    fresh.update(rules_commit=head, rules_commit_source="HEAD when the programme started",
+                 started=datetime.datetime.now().isoformat(timespec="seconds"),
+                 command=" ".join(sys.argv))
+    if started:
+        atomic_write(path, fresh)
+        state = load_state(args.out)
+        if not state["blocks"]:
+            state["blocks"] = [b.to_json() for b in schedule.primary_blocks(
+                fresh["arms"], fresh["block_seeds"])]
+            save_state(args.out, state)
+    return fresh
+
+
+def atomic_write(path: Path, data: dict) -> None:
+    from icl_stl.persistence import atomic_write_json
+
+    atomic_write_json(path, data)
+
+
+def load_state(out: Path) -> dict:
+    path = out / "state.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"blocks": [], "spares": {arm: [] for arm in schedule.MATCHED}, "parts": []}
+
+
+def save_state(out: Path, state: dict) -> None:
+    atomic_write(out / "state.json", state)
+
+
+def blocks(prog: dict, out: Path, state: dict | None = None) -> list[schedule.Block]:
+    state = state or load_state(out)
+    made = [schedule.Block.from_json(b) for b in state["blocks"]]
+    return made or schedule.primary_blocks(prog["arms"], prog["block_seeds"])
+
+
+def finished_generations(prog: dict, out: Path, block: schedule.Block) -> set[int]:
+    ckpt = out / "checkpoints" / run_name(prog, block)
+    return {int(p.parent.name[4:]) for p in ckpt.glob("gen_*/metrics.json")}
+
+
+def next_generation(prog: dict, out: Path, block: schedule.Block) -> int:
+    done = finished_generations(prog, out, block)
+    g = 0
+    while g in done:
+        g += 1
+    return g
+
+
+def matched_state(runs: Path, prog: dict) -> list:
+    """The matched loops (`report.matched`) of every finished run under runs/."""
+    from icl_stl.report.collect import load_runs, loop_records, settings_by_path
+    from icl_stl.report.matched import matched_loops
+    from icl_stl.report.rules import ReportConfig
+
+    found = [p.parent for p in runs.rglob("summary.json")]
+    if not found:
+        return []
+    cfg = ReportConfig.from_settings(prog["report_settings"])
+    loaded = load_runs(found)
+    return matched_loops(loop_records(loaded), settings_by_path(loaded), cfg.gate_tolerance,
+                         cfg.failure_gap, cfg.failure_train_ratio)
+
+
+def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
+    """Spares for the seeds that missed the gate or failed to train, and lambda = 1 loops for
+    every seed that ran; returns what was added, in words."""
+    loops = matched_state(out / "runs", prog)
+    added = []
+    for arm in schedule.MATCHED:
+        spec = prog["arms"][arm]
+        unreadable = {lp.seed for lp in loops if lp.real_fraction == spec["lambda"]
+                      and (not lp.gated or lp.failures)}
+        new = schedule.spares_needed(spec, unreadable, state["spares"][arm])
+        if new:
+            state["spares"][arm] += new
+            state["blocks"].append(schedule.Block(arm, tuple(new), True).to_json())
+            added.append(f"{arm} spares {new} (unreadable: {sorted(unreadable)})")
+    made = [schedule.Block.from_json(b) for b in state["blocks"]]
+    ran = {s for b in made if b.matched for s in b.seeds}
+    covered = {s for b in made if not b.matched for s in b.seeds}
+    extra = sorted(s for s in ran - covered if s in prog["arms"]["lambda1"]["seeds"])
+    for chunk in schedule.chunks(extra, 2 * prog["block_seeds"]):
+        state["blocks"].append(schedule.Block(schedule.SECONDARY, chunk, False).to_json())
+        added.append(f"lambda1 loops for {list(chunk)}")
+    return added
+
+
+def pending(prog: dict, out: Path, made: list[schedule.Block]) -> list[tuple]:
+    """(block, first generation not finished) of unfinished blocks: the rules' loops first."""
+    order = [b for b in made if b.matched] + [b for b in made if not b.matched]
+    rows = [(b, next_generation(prog, out, b)) for b in order]
+    return [(b, g) for b, g in rows if g <= prog["horizon"]]
+
+
+def write_results(runs: Path, out: Path, results: Path | None, figures: bool = True) -> None:
+    """The report over every finished run under runs/, with the programme's rules_commit and
+    design beside the verdicts; with `results`, a copy of it and of every file it reads."""
+    import v2_report
+
+    v2_report.write(runs, out, results, figures)
+
+
+def copy_tree_files(src: Path, dest: Path, names: tuple[str, ...]) -> None:
+    for path in sorted(src.rglob("*")):
+        if path.name in names and path.is_file():
+            target = dest / path.relative_to(src)
+            if target.resolve() == path.resolve():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)

@@ -1,0 +1,98 @@
+"""The confirmatory reproduction's report (used by scripts/reproduce_v2.py).
+
+The report of `icl_stl.report` over every finished run under runs/, judged with the rules'
+settings that runs/programme.json recorded when the programme started, and then, beside the
+verdicts: the programme's `rules_commit` (top level of verdicts.json), what it planned and ran
+(`programme`), and for P1 and P2 the minimum detectable effect of the rule at its seed count
+(`verdicts[N].design`). Everything is read from runs/, so a copy of runs/ regenerates it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from v2_programme import PROGRAMME, copy_tree_files
+
+DESIGN = {"1": "P1", "2": "P2"}
+
+
+def programme_summary(prog: dict, records: list[dict]) -> dict:
+    ran = {}
+    for arm, spec in prog["arms"].items():
+        labeller = "model"
+        seeds = sorted({int(r["seed"]) for r in records
+                        if float(r["real_fraction"]) == spec["lambda"]
+                        and r.get("labeller", "model") == labeller})
+        ran[arm] = {"lambda": spec["lambda"], "count": spec["count"],
+                    "seeds_listed": spec["seeds"], "seeds_run": seeds}
+    return {"setting": prog["setting"], "presets": prog["presets"],
+            "confirmatory": prog["confirmatory"], "overrides": prog["overrides"],
+            "started": prog.get("started"), "horizon": prog["horizon"],
+            "steps_per_generation": prog["steps"], "arms": ran}
+
+
+def design_section(prog: dict, verdicts: dict) -> list[str]:
+    design = prog["design"]
+    lines = ["", "## The confirmatory programme", "",
+             f"Rules fixed at commit `{prog.get('rules_commit')}` "
+             f"({prog.get('rules_commit_source', 'recorded when the programme started')}); "
+             + ("a confirmatory run of the presets as committed." if prog["confirmatory"] else
+                f"**not confirmatory**: run with overrides {prog['overrides']}."), "",
+             "Each rule's minimum detectable effect at its seed count, planned before any "
+             f"data from the pilot's noise ({design['how']}):", "",
+             "| rule | verdict | seeds read | margin | minimum detectable effect | meaning |",
+             "| --- | --- | ---: | ---: | ---: | --- |"]
+    for number, rule in DESIGN.items():
+        d = design[rule]
+        v = verdicts["verdicts"].get(number, {})
+        lines.append(f"| {rule} | {v.get('verdict', 'n/a')} | {d['seeds']} | {d['margin']:g} | "
+                     f"{d['min_detectable_effect']:.3g} | {d['meaning']} |")
+    below = design["P2"]["below_delta_1"]
+    lines.append(f"| P2 (its own P1 statistic below delta_1) | | {design['P2']['seeds']} | "
+                 f"{below['margin']:g} | {below['min_detectable_effect']:.3g} | distance below "
+                 "delta_1 that the joint test's second part resolves |")
+    return lines
+
+
+def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> None:
+    from icl_stl.persistence import atomic_write_json
+    from icl_stl.report.collect import RUN_FILES
+    from icl_stl.report.evidence import collect
+    from icl_stl.report.report import write_report
+    from icl_stl.report.rules import ReportConfig
+
+    prog = json.loads((runs / PROGRAMME).read_text())
+    finished = sorted(p.parent for p in runs.rglob("summary.json"))
+    if not finished:
+        print("[reproduce_v2] no finished run to report on yet")
+        return
+    cfg = ReportConfig.from_settings(prog["report_settings"])
+    report = write_report(finished, out, cfg, figures=figures)
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    records = collect(finished).records
+    for number, rule in DESIGN.items():
+        if number in verdicts["verdicts"]:
+            verdicts["verdicts"][number]["design"] = prog["design"][rule]
+    verdicts = {"rules_commit": prog.get("rules_commit"), **verdicts,
+                "programme": programme_summary(prog, records)}
+    atomic_write_json(out / "verdicts.json", verdicts)
+    with open(report.path, "a") as fh:
+        fh.write("\n".join(design_section(prog, verdicts)) + "\n")
+    print(f"[reproduce_v2] report: {report.path}")
+    print("[reproduce_v2] verdicts: " + json.dumps(
+        {f"P{k}": v["verdict"] for k, v in verdicts["verdicts"].items() if k in DESIGN}))
+    if results is None:
+        return
+    results.mkdir(parents=True, exist_ok=True)
+    for name in ("REPORT.md", "verdicts.json", "runs.csv"):
+        if (out / name).resolve() != (results / name).resolve():
+            shutil.copy2(out / name, results / name)
+    if (out / "state.json").exists():
+        shutil.copy2(out / "state.json", results / "parts.json")
+    if (out / "figures").exists() and (out / "figures").resolve() != (
+            results / "figures").resolve():
+        shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)
+    copy_tree_files(runs, results / "runs", (*RUN_FILES, PROGRAMME))
+    print(f"[reproduce_v2] copied to {results}")

@@ -1,0 +1,169 @@
+"""The confirmatory reproduction's work, cut into parts (used by scripts/reproduce_v2.py).
+
+Words:
+- an *arm* is a kind of loop of the programme: `p1` (lambda = 0 beside its oracle twin), `p2`
+  (lambda = 0.5 beside its twin), `lambda1` (the secondary lambda = 1 loop, model-labelled);
+- a *block* is one ensemble run of an arm: a few seeds, trained together (one `icl-stl-loop`
+  process, one thread), with its own run name, directory and checkpoints;
+- a *segment* is the generations of one block that a part trains (loop.generations grows: a
+  later part continues the same loops from their checkpoints);
+- a *part* is what one invocation runs: segments spread over the workers (processes), sized to
+  fit `part_minutes` at the estimated seconds per generation.
+
+Blocks are fixed once made (a block's members are its identity): the primary seeds' blocks when
+the programme starts, a block of spares when the rules need them, a lambda = 1 block for the
+seeds that ran. Seeds keep their fixed ascending order throughout.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+MATCHED = ("p1", "p2")  # arms with an oracle twin (the loops the rules read)
+SECONDARY = "lambda1"
+
+
+@dataclass(frozen=True)
+class Block:
+    arm: str
+    seeds: tuple[int, ...]
+    matched: bool  # two members (model, oracle) per seed, sharing generation 0
+
+    @property
+    def name(self) -> str:
+        s = self.seeds
+        contiguous = list(s) == list(range(s[0], s[0] + len(s)))
+        seeds = f"{s[0]}-{s[-1]}" if contiguous and len(s) > 1 else "_".join(map(str, s))
+        return f"{self.arm}-{seeds}"
+
+    def trained_members(self, generation: int) -> int:
+        """Members trained in a generation: generation 0 once per seed (shared by the twins)."""
+        return len(self.seeds) * (2 if self.matched and generation > 0 else 1)
+
+    def to_json(self) -> dict:
+        return {"arm": self.arm, "seeds": list(self.seeds), "matched": self.matched}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Block:
+        return cls(data["arm"], tuple(data["seeds"]), bool(data["matched"]))
+
+
+def chunks(seeds: list[int], size: int) -> list[tuple[int, ...]]:
+    """`seeds` in order, cut into the fewest blocks of at most `size`, as even as can be (ten
+    seeds at five a block: 5 + 5; at four: 4 + 3 + 3): a block's generation takes about as
+    long with fewer members, so an even cut wastes least."""
+    count = -(-len(seeds) // size)
+    out, start = [], 0
+    for i in range(count):
+        n = len(seeds) // count + (i < len(seeds) % count)
+        out.append(tuple(seeds[start:start + n]))
+        start += n
+    return out
+
+
+def primary_blocks(arms: dict, block_seeds: int) -> list[Block]:
+    """The blocks of the seeds the rules read, P1's and P2's interleaved so that both fill from
+    their first seeds, then the lambda = 1 loops of the same seeds."""
+    matched = [[Block(arm, c, True) for c in chunks(arms[arm]["seeds"][:arms[arm]["count"]],
+                                                     block_seeds)] for arm in MATCHED]
+    order = [b for row in _interleave(*matched) for b in row]
+    seeds = sorted({s for arm in MATCHED for s in arms[arm]["seeds"][:arms[arm]["count"]]})
+    return order + [Block(SECONDARY, c, False) for c in chunks(seeds, 2 * block_seeds)]
+
+
+def _interleave(*lists: list) -> list[list]:
+    out = []
+    for i in range(max(len(x) for x in lists)):
+        out.append([x[i] for x in lists if i < len(x)])
+    return out
+
+
+def spares_needed(arm: dict, unreadable: set[int], requested: list[int]) -> list[int]:
+    """The next spare seeds to run: one for each seed read so far that is unreadable (missed
+    the gate or failed to train), up to the spares the preset lists."""
+    spares = arm["seeds"][arm["count"]:]
+    ran = arm["seeds"][:arm["count"]] + requested
+    missing = len([s for s in ran if s in unreadable]) - len(requested)
+    return [s for s in spares if s not in requested][:max(0, missing)]
+
+
+@dataclass
+class Estimator:
+    """Seconds per generation of a block, from the generations measured so far (this machine,
+    these workers) and, until one exists at a size, a prior scaled to the measured ones."""
+
+    prior_step_seconds: dict[int, float]  # trained members -> seconds per optimizer step
+    steps: int
+    speedup: float = 1.0
+    measured: dict[int, list[float]] = field(default_factory=dict)  # members -> seconds
+    prior_label: str = "the prior"
+
+    def prior(self, members: int) -> float:
+        return per_step(self.prior_step_seconds, members) * self.steps / self.speedup
+
+    def seconds(self, members: int) -> float:
+        if self.measured.get(members):
+            return statistics.median(self.measured[members])
+        ratios = [statistics.median(v) / self.prior(k) for k, v in self.measured.items() if v]
+        return self.prior(members) * (statistics.median(ratios) if ratios else 1.0)
+
+    def source(self) -> str:
+        sizes = ", ".join(f"{k} members: {len(v)}" for k, v in sorted(self.measured.items()))
+        return (f"measured generations ({sizes})" if sizes else
+                f"{self.prior_label}, speedup {self.speedup:g}")
+
+
+def per_step(table: dict[int, float], members: int) -> float:
+    """Seconds per step at `members` from a table by ensemble size: linear between two known
+    sizes, the smallest's below them, proportional above them."""
+    known = sorted(table)
+    if members in table:
+        return table[members]
+    if members < known[0]:
+        return table[known[0]]
+    if members > known[-1]:
+        return table[known[-1]] * members / known[-1]
+    lower = max(k for k in known if k < members)
+    upper = min(k for k in known if k > members)
+    return table[lower] + (table[upper] - table[lower]) * (members - lower) / (upper - lower)
+
+
+@dataclass
+class Segment:
+    worker: int
+    block: Block
+    first: int  # first generation to train
+    last: int  # loop.generations for this segment
+    estimate_s: float
+
+    def to_json(self) -> dict:
+        return {"worker": self.worker, "block": self.block.name, "first": self.first,
+                "last": self.last, "estimate_s": round(self.estimate_s, 1)}
+
+
+def pack(pending: list[tuple[Block, int]], horizon: int, workers: int, budget_s: float,
+         estimate: Estimator) -> list[Segment]:
+    """Segments of one part: blocks in their order, each on the least-loaded worker, as many
+    of its remaining generations as fit in `budget_s` there (at least one generation per part,
+    so that a slow machine still moves). `pending`: (block, first generation not finished)."""
+    clocks = [0.0] * workers
+    out: list[Segment] = []
+    for block, first in pending:
+        w = min(range(workers), key=lambda i: (clocks[i], i))
+        last, spent = first - 1, 0.0
+        for g in range(first, horizon + 1):
+            cost = estimate.seconds(block.trained_members(g))
+            if clocks[w] + spent + cost > budget_s and (out or last >= first):
+                break
+            last, spent = g, spent + cost
+        if last < first:
+            break  # not one more generation fits on the least-loaded worker: the part is full
+        out.append(Segment(w, block, first, last, spent))
+        clocks[w] += spent
+    return out
+
+
+def makespan(segments: list[Segment], workers: int) -> float:
+    return max((sum(s.estimate_s for s in segments if s.worker == w) for w in range(workers)),
+               default=0.0)

@@ -1,0 +1,102 @@
+"""docs/results/cpu-v2, the confirmatory reproduction, once it is committed: its rules were
+fixed first (`rules_commit` an ancestor of the commit that added verdicts.json, docs/THEORY.md
+unchanged between the two), it meets the issue's floor, and `scripts/reproduce_v2.py
+--report-only` over a copy of its runs/ regenerates its verdicts.json.
+
+Until scripts/reproduce_v2.py has written that folder, every test here is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "docs" / "results" / "cpu-v2"
+VERDICTS = RESULTS / "verdicts.json"
+NOT_YET = ("docs/results/cpu-v2/verdicts.json does not exist yet: the confirmatory reproduction "
+           "(scripts/reproduce_v2.py) has not landed")
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def verdicts() -> dict:
+    if not VERDICTS.exists():
+        pytest.skip(NOT_YET)
+    return json.loads(VERDICTS.read_text())
+
+
+def _results_commit() -> str | None:
+    """The commit that added verdicts.json (the first that did), or None while uncommitted."""
+    added = _git("log", "--diff-filter=A", "--format=%H", "--", str(VERDICTS.relative_to(REPO)))
+    commits = added.stdout.split()
+    return commits[-1] if added.returncode == 0 and commits else None
+
+
+def test_the_rules_were_committed_before_the_results(verdicts):
+    rules = verdicts.get("rules_commit")
+    assert rules and re.fullmatch(r"[0-9a-f]{40}", rules), rules
+    try:
+        inside = _git("rev-parse", "--is-inside-work-tree")
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("git is not available: the commits cannot be checked")
+    if inside.returncode != 0:
+        pytest.skip("not a git checkout (e.g. an unpacked archive): the commits cannot be checked")
+    if _git("cat-file", "-e", f"{rules}^{{commit}}").returncode != 0:
+        if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
+            pytest.skip(f"a shallow clone lacks rules_commit {rules[:12]}: run "
+                        "`git fetch --unshallow` to check it")
+        pytest.fail(f"rules_commit {rules} is not a commit of this repository")
+    results = _results_commit()
+    # Not committed yet: the commit that adds it will sit on HEAD, and THEORY.md is compared
+    # with the working tree.
+    target = results or "HEAD"
+    assert _git("merge-base", "--is-ancestor", rules, target).returncode == 0, (
+        f"rules_commit {rules[:12]} is not an ancestor of {target}")
+    diff = (_git("diff", "--name-only", rules, results, "--", "docs/THEORY.md") if results
+            else _git("diff", "--name-only", rules, "--", "docs/THEORY.md"))
+    assert diff.returncode == 0 and diff.stdout.strip() == "", (
+        f"docs/THEORY.md changed between rules_commit {rules[:12]} and the results")
+
+
+def test_the_results_meet_the_issues_floor(verdicts):
+    """P1 and P2 on the excess-risk scale against a control, at least 10 and 20 seeds at
+    d = 2, every loop gated, no counted group holding a loop that missed, confirmatory."""
+    assert verdicts["programme"]["confirmatory"] is True
+    for number, floor in (("1", 10), ("2", 20)):
+        v = verdicts["verdicts"][number]
+        assert v["scale"] == "excess_risk" and v["control"], number
+        assert v["seeds"] >= floor and v["design"]["seeds"] == floor, number
+        for group in v["groups"]:  # a loop that missed is left out and counted, never read
+            assert "missed_gate" in group["left_out"], (number, group["group"])
+    gate = verdicts["ridge_gate"]
+    assert gate["loops"] > 0 and gate["loops_reached"] >= 1
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("reproduce_v2",
+                                                  REPO / "scripts" / "reproduce_v2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_report_only_over_a_copy_of_runs_regenerates_verdicts(verdicts, tmp_path):
+    sys.path.insert(0, str(REPO / "tests" / "report"))
+    from test_regenerated_results import differences
+
+    shutil.copytree(RESULTS / "runs", tmp_path / "runs")
+    assert _script().main(["--report-only", "--runs", str(tmp_path / "runs"), "--out",
+                           str(tmp_path / "out"), "--no-figures"]) == 0
+    regenerated = json.loads((tmp_path / "out" / "verdicts.json").read_text())
+    assert differences(verdicts, regenerated) == []

@@ -1,0 +1,330 @@
+"""scripts/reproduce_v2.py, the confirmatory reproduction: its presets are the rules' primary
+groups on seeds no earlier run used, its parts fit their time and resume, it asks for spares
+only when a seed already run is unreadable, and its report regenerates from a copy of runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import compose_cfg
+
+from icl_stl.cli.common import load_app_config
+from icl_stl.cli.loop import members_from_config
+from icl_stl.report.rules import ReportConfig
+from icl_stl.report.simulate_v2 import Noise, draw, planned_mde
+from icl_stl.report.stats import rates, t_quantile
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "reproduce_v2.py"
+sys.path.insert(0, str(REPO / "scripts"))
+schedule = importlib.import_module("v2_schedule")
+programme = importlib.import_module("v2_programme")
+parts = importlib.import_module("v2_parts")
+SIZING = json.loads((REPO / "docs/results/pilot-v2/sizing.json").read_text())
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("reproduce_v2", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def arm(setting: str, loops: str):
+    return load_app_config(compose_cfg("loop", f"experiment=reproduce_v2/{setting}_{loops}"),
+                           needs_loop=True)
+
+
+def test_the_d2_presets_are_the_rules_primary_groups():
+    """docs/THEORY.md section 8.1: d = 2, k = 6, no noise, n = 10,000, tiny GPT-2, batch 64,
+    6,000 steps per generation from scratch, G = 8, 30,000 test prompts; P1 at lambda = 0 on 10
+    seeds, P2 at 0.5 on 20, each with 4 spares in ascending order and an oracle twin; the
+    lambda = 1 loop of every such seed, model-labelled."""
+    cfg = ReportConfig()
+    pilot = load_app_config(compose_cfg("loop", "experiment=pilot/v2_d2"), needs_loop=True)
+    seeds = {}
+    for loops, lam, count in (("p1", 0.0, cfg.v2_p1_seeds), ("p2", 0.5, cfg.v2_p2_seeds),
+                              ("lambda1", 1.0, None)):
+        app = arm("d2", loops)
+        assert (app.task.d, app.task.k, app.task.noise_std, app.data.n) == (2, 6, 0.0, 10_000)
+        assert app.model == pilot.model and app.model.n_layer == 3
+        assert app.train == pilot.train and (app.train.steps, app.train.batch_size) == (6000, 64)
+        assert app.loop.init == "from_scratch" and app.loop.generations == cfg.v2_horizon == 8
+        assert app.eval.n_prompts == 30_000 >= SIZING["test_prompts_needed"]
+        members = members_from_config(app)
+        assert {m.real_fraction for m in members} == {lam}
+        seeds[loops] = list(app.members.seeds)
+        assert seeds[loops] == sorted(set(seeds[loops]))
+        if count is not None:
+            assert len(seeds[loops]) == count + 4
+            assert app.members.labellers == ["model", "oracle"]
+        else:
+            assert app.members.labellers is None and app.loop.labeller == "model"
+    assert set(seeds["p1"]) | set(seeds["p2"]) <= set(seeds["lambda1"])
+
+
+def _seeds_in(value, key: str = "") -> set[int]:
+    """Every integer under a key naming a seed (seed, seeds, run_seed, ...) in a JSON/YAML tree,
+    and the values of a swept `seed` (hydra.sweeper.params)."""
+    found: set[int] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found |= _seeds_in(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            found |= _seeds_in(v, key)
+    elif "seed" in key.lower() and isinstance(value, int) and not isinstance(value, bool):
+        found.add(value)
+    elif "seed" in key.lower() and isinstance(value, str):
+        found |= {int(x) for x in re.findall(r"\d+", value)}
+    return found
+
+
+def test_the_seeds_are_fresh():
+    """No committed result, preset (the programme's own aside) or script used a run seed or
+    the test-set seed of the programme; the helpers' measurements of the day took 9100-9302."""
+    used: set[int] = set()
+    for path in (REPO / "docs" / "results").rglob("*.json"):
+        used |= _seeds_in(json.loads(path.read_text()))
+    for path in (REPO / "conf").rglob("*.yaml"):
+        if "reproduce_v2" not in path.parts:
+            used |= _seeds_in(yaml.safe_load(path.read_text()) or {})
+    for path in (REPO / "scripts").glob("*.py"):
+        if path.name != "reproduce_v2.py" and not path.name.startswith("v2_"):
+            used |= {int(x) for x in re.findall(r"seed\w*\W{1,4}(\d{3,})", path.read_text())}
+    used |= set(range(9100, 9303))
+    assert {0, 1, 2, 3, 4, 9000, 9004} <= used  # the scan finds what earlier runs used
+    ours = set()
+    for setting in ("d2", "gpu_d20"):
+        for loops in ("p1", "p2", "lambda1"):
+            app = arm(setting, loops)
+            ours |= set(app.members.seeds) | {app.seed}
+            assert app.seed not in app.members.seeds  # the test set's own stream
+    assert ours and not ours & used, sorted(ours & used)
+
+
+def test_the_gpu_preset_is_the_same_programme_at_garg_size():
+    for loops in ("p1", "p2", "lambda1"):
+        gpu, cpu = arm("gpu_d20", loops), arm("d2", loops)
+        assert (gpu.task.d, gpu.task.k) == (20, 41)
+        assert (gpu.model.n_layer, gpu.model.n_head, gpu.model.n_embd) == (12, 8, 256)
+        assert gpu.members == cpu.members and gpu.seed == cpu.seed
+        assert gpu.loop.init == "from_scratch" and gpu.loop.generations == 8
+        assert gpu.eval.n_prompts == cpu.eval.n_prompts and gpu.train.batch_size == 64
+
+
+def test_blocks_cut_seeds_evenly_in_order_and_interleave_p1_with_p2():
+    assert schedule.chunks(list(range(10)), 4) == [(0, 1, 2, 3), (4, 5, 6), (7, 8, 9)]
+    assert schedule.chunks(list(range(10)), 5) == [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)]
+    arms = {"p1": {"seeds": [1, 2, 3, 4, 5, 6], "count": 4},
+            "p2": {"seeds": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "count": 6}}
+    blocks = schedule.primary_blocks(arms, 2)
+    assert [b.name for b in blocks] == ["p1-1-2", "p2-1-2", "p1-3-4", "p2-3-4", "p2-5-6",
+                                        "lambda1-1-3", "lambda1-4-6"]
+    assert blocks[0].trained_members(0) == 2 and blocks[0].trained_members(1) == 4
+    assert blocks[-1].trained_members(0) == blocks[-1].trained_members(3) == 3
+
+
+def test_spares_replace_unreadable_seeds_one_for_one_in_order():
+    spec = {"seeds": [1, 2, 3, 4, 5, 6], "count": 4}
+    assert schedule.spares_needed(spec, set(), []) == []
+    assert schedule.spares_needed(spec, {2}, []) == [5]
+    assert schedule.spares_needed(spec, {2}, [5]) == []
+    assert schedule.spares_needed(spec, {2, 5}, [5]) == [6]
+    assert schedule.spares_needed(spec, {1, 2, 3}, []) == [5, 6]  # no more than listed
+
+
+def test_parts_fit_their_time_on_the_least_loaded_worker():
+    est = schedule.Estimator({4: 1.0, 8: 2.0}, steps=100)  # 100 s with 4 members, 200 with 8
+    assert est.seconds(4) == 100 and est.seconds(6) == 150 and est.seconds(16) == 400
+    blocks = [schedule.Block("p1", (1, 2, 3, 4), True), schedule.Block("p2", (1, 2, 3, 4), True)]
+    segments = schedule.pack([(b, 0) for b in blocks], 8, 2, 650, est)
+    assert [(s.worker, s.block.name, s.first, s.last) for s in segments] == [
+        (0, "p1-1-4", 0, 2), (1, "p2-1-4", 0, 2)]  # 100 + 3 x 200 = 700 > 650
+    assert schedule.makespan(segments, 2) == 500
+    resumed = schedule.pack([(blocks[0], 4), (blocks[1], 8)], 8, 2, 650, est)
+    assert [(s.block.name, s.first, s.last) for s in resumed] == [("p1-1-4", 4, 6),
+                                                                  ("p2-1-4", 8, 8)]
+    slow = schedule.pack([(blocks[0], 0)], 8, 2, 10, est)  # always at least one generation
+    assert [(s.first, s.last) for s in slow] == [(0, 0)]
+    est.measured = {8: [50.0, 70.0]}  # measured generations win, and scale the rest
+    assert est.seconds(8) == 60 and math.isclose(est.seconds(4), 30)
+    est_fast = schedule.Estimator({4: 1.0, 8: 2.0}, steps=100, speedup=2.0)
+    assert est_fast.seconds(8) == 100
+
+
+def test_the_planned_mde_is_the_tests_own_at_the_pilots_noise():
+    """By simulation through the report's functions; it agrees with the t-test formula
+    (t_{1-alpha} + t_{power}) x se, se from sigma and tau, and detects with the stated power."""
+    cfg = ReportConfig()
+    noise = Noise(SIZING["noise"]["sigma"], SIZING["noise"]["tau"])
+    design = planned_mde(noise, cfg, 10, 20, draws=4000)
+    per_seed = math.sqrt(noise.tau ** 2 + noise.sigma ** 2 / cfg.v2_horizon)
+    formula = (t_quantile(0.95, 9) + t_quantile(0.80, 9)) * per_seed / math.sqrt(10)
+    assert design["P1"]["min_detectable_effect"] == pytest.approx(formula, rel=0.06)
+    window = np.array(design["P2"]["window"], dtype=float)
+    slope_sd = noise.sigma / math.sqrt(((window - window.mean()) ** 2).sum())
+    tost = (t_quantile(0.95, 19) + t_quantile(0.90, 19)) * slope_sd / math.sqrt(20)
+    assert design["P2"]["min_detectable_effect"] == pytest.approx(tost, rel=0.06)
+    assert design["P2"]["min_detectable_effect"] <= cfg.v2_delta2  # 20 seeds resolve delta_2
+    from icl_stl.report.predictions.p1_matched_collapse import p1_matched_core
+
+    gens = np.arange(1, cfg.v2_horizon + 1)
+    shift = cfg.v2_delta1 + design["P1"]["min_detectable_effect"]
+    contrast = draw(lambda g: np.full(g.shape, shift), gens, 10, noise, 4000,
+                    np.random.default_rng(7))
+    power = rates(p1_matched_core(contrast, cfg)["code"])["confirmed"]
+    assert 0.76 <= power <= 0.84
+
+
+def _args(tmp_path: Path, *extra: str) -> argparse.Namespace:
+    return _script().parse_args(["--out", str(tmp_path), *extra])
+
+
+def test_a_confirmatory_start_needs_the_rules_committed(tmp_path, monkeypatch):
+    monkeypatch.setattr(programme, "rules_state", lambda: ("abc123", ["docs/THEORY.md"]))
+    with pytest.raises(programme.ProgrammeError, match="rules must be committed.*THEORY"):
+        programme.start_or_resume(_args(tmp_path))
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setattr(programme, "rules_state", lambda: ("abc123", []))
+    prog = programme.start_or_resume(_args(tmp_path))
+    assert prog["rules_commit"] == "abc123" and prog["confirmatory"]
+    stored = json.loads((tmp_path / "runs" / "programme.json").read_text())
+    assert stored["arms"]["p1"]["count"] == 10 and stored["design"]["P1"]["seeds"] == 10
+    assert len(json.loads((tmp_path / "state.json").read_text())["blocks"]) == 8
+    with pytest.raises(programme.ProgrammeError, match="^block_seeds: "):
+        programme.start_or_resume(_args(tmp_path, "--block-seeds", "4"))
+
+
+def test_update_blocks_adds_spares_and_their_lambda_1_loops(tmp_path, monkeypatch):
+    class Loop:
+        def __init__(self, seed, lam, gated=True, failures=()):
+            self.seed, self.real_fraction, self.gated = seed, lam, gated
+            self.failures = list(failures)
+
+    prog = {"arms": {"p1": {"lambda": 0.0, "seeds": [1, 2, 3, 4], "count": 2},
+                     "p2": {"lambda": 0.5, "seeds": [1, 2, 3, 4], "count": 2},
+                     "lambda1": {"lambda": 1.0, "seeds": [1, 2, 3, 4], "count": None}},
+            "block_seeds": 2}
+    state = {"blocks": [b.to_json() for b in schedule.primary_blocks(prog["arms"], 2)],
+             "spares": {"p1": [], "p2": []}, "parts": []}
+    loops = [Loop(1, 0.0), Loop(2, 0.0, gated=False), Loop(1, 0.5),
+             Loop(2, 0.5, failures=[{"generation": 3}])]
+    monkeypatch.setattr(programme, "matched_state", lambda runs, prog: loops)
+    added = programme.update_blocks(prog, state, tmp_path)
+    assert state["spares"] == {"p1": [3], "p2": [3]} and len(added) == 3
+    names = [schedule.Block.from_json(b).name for b in state["blocks"]]
+    assert names[-3:] == ["p1-3", "p2-3", "lambda1-3"]
+    assert programme.update_blocks(prog, state, tmp_path) == []  # nothing new: nothing added
+
+
+TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
+       "loop.generations=3", "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64",
+       "members.seeds=[1,2,3]"]
+# Gate and failure checks all but off (the toy loops are far from ridge); a loop whose later
+# generation is still worse than the zero predictor fails to train, and a spare takes its place.
+TOY_REPORT = ["gate_tolerance=100", "failure_gap=0.0", "failure_train_ratio=1e9"]
+
+
+def _command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--out", str(out), "--seed-counts", "2", "2",
+            "--block-seeds", "2", "--part-minutes", "600", "--progress-every", "1",
+            *(a for o in TOY for a in ("--set", o)),
+            *(a for o in TOY_REPORT for a in ("--report-set", o)), "--no-figures", *extra]
+
+
+def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_path):
+    sys.path.insert(0, str(REPO / "tests" / "report"))
+    from test_regenerated_results import differences
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_command(out), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not list((out / "checkpoints").glob("*/gen_001/metrics.json")):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    text = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, text
+    assert "interrupted; the same command resumes it" in text
+    state = json.loads((out / "state.json").read_text())
+    assert [p["finished"] for p in state["parts"]] == [False]
+    done = subprocess.run(_command(out, "--parts", "5"), cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "part 1:" in done.stdout and "(resumed)" in done.stdout
+    assert "every loop of the programme has finished" in done.stdout
+    state = json.loads((out / "state.json").read_text())
+    assert state["parts"][0]["finished"] and len(state["parts"][0]["invocations"]) == 2
+    made = [schedule.Block.from_json(b) for b in state["blocks"]]
+    assert [b.name for b in made[:3]] == ["p1-1-2", "p2-1-2", "lambda1-1-2"]
+    for block in made[3:]:  # spares: the one listed, only after a seed read was unreadable
+        assert block.seeds == (3,), block.name
+    assert {str(p.parent.relative_to(out / "runs")) for p in (out / "runs").rglob(
+        "summary.json")} == {f"{b.arm}/{b.name}" for b in made}
+    for block in made:
+        path = out / "runs" / block.arm / block.name
+        gens = {r["generation"] for r in json.loads((path / "summary.json").read_text())[
+            "generations"]}
+        assert gens == {0, 1, 2, 3}, block.name
+        timing = json.loads((path / "timing.json").read_text())["generations"]
+        assert {r["generation"] for r in timing} >= {2, 3}, block.name  # after the kill
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert verdicts["rules_commit"] == json.loads(
+        (out / "runs" / "programme.json").read_text())["rules_commit"]
+    assert verdicts["programme"]["confirmatory"] is False
+    assert verdicts["verdicts"]["1"]["design"]["seeds"] == 2
+    copy = tmp_path / "copy"
+    shutil.copytree(out / "runs", copy / "runs")
+    again = subprocess.run([sys.executable, str(SCRIPT), "--report-only", "--runs",
+                            str(copy / "runs"), "--out", str(tmp_path / "again"),
+                            "--no-figures"], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    regenerated = json.loads((tmp_path / "again" / "verdicts.json").read_text())
+    assert differences(verdicts, regenerated) == []
+    assert regenerated["rules_commit"] == verdicts["rules_commit"]
+
+
+def _plan(out: Path, *extra: str) -> tuple[dict, str]:
+    args = _script().parse_args(["--out", str(out), *extra])
+    prog = programme.new_programme(args)
+    return prog, parts.plan_text(prog, out, args)
+
+
+def test_the_documented_plan_and_design_numbers_regenerate(tmp_path):
+    """The parts, hours and minimum detectable effects that README.md and
+    docs/results/cpu-v2/README.md quote come out of the programme's own plan."""
+    docs = " ".join((REPO / "docs/results/cpu-v2/README.md").read_text().split())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    prog, plan = _plan(tmp_path / "a")
+    hours, parts = re.search(r"total about ([\d.]+) h in (\d+) parts", plan).groups()
+    minutes = [int(m) for m in re.findall(r"^part \d+: ~(\d+) min", plan, re.M)]
+    assert f"{parts} parts of {min(minutes)}-{max(minutes)} minutes, about {hours} hours" in docs
+    assert f"about {hours} hours at the pilot's speed" in readme
+    _, fast = _plan(tmp_path / "b", "--speedup", "1.5")
+    hours, parts = re.search(r"total about ([\d.]+) h in (\d+) parts", fast).groups()
+    assert f"`--speedup 1.5`, {parts} parts, about {hours} hours" in docs
+    _, gpu = _plan(tmp_path / "c", "--setting", "gpu_d20", "--workers", "1", "--block-seeds",
+                   "20", "--member-steps-per-s", "832", "--part-minutes", "600")
+    hours = re.search(r"total about ([\d.]+) h", gpu).group(1)
+    assert f"about {hours} hours on one H100" in docs and f"expected {hours} H100 hours" in readme
+    design = prog["design"]
+    assert f"σ = {design['noise']['sigma']:.3f}, τ = {design['noise']['tau']:.3f}" in docs
+    for value in (design["P1"]["min_detectable_effect"], design["P2"]["min_detectable_effect"],
+                  design["P2"]["below_delta_1"]["min_detectable_effect"]):
+        assert f"| {value:.3f}" in docs, value
