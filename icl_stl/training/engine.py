@@ -184,7 +184,7 @@ def train_ensemble(
         to_slot.save(state)
 
     forward = torch.compile(model) if runtime.compile else model
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if runtime.bf16
+    autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if runtime.bf16
                 else contextlib.nullcontext())
     # On a GPU a per-step check would synchronise with the host: there a device-side flag is
     # checked at every log and before every save, unless skipping bad steps needs each step.
