@@ -28,7 +28,7 @@ from icl_stl.data.tasks import make_task
 from icl_stl.models import build_ensemble
 from icl_stl.models.model import MODEL_SIZES
 from icl_stl.training.engine import MemberData, RuntimeOptions, train_ensemble
-from icl_stl.training.evaluation import model_errors
+from icl_stl.training.evaluation import model_errors, predict
 
 D, K, MEMBERS = 2, 6, 2
 
@@ -56,7 +56,18 @@ def measure(steps: int) -> dict:
             .mean(dim=(1, 2)).tolist(),
             "test_risk_bf16_eval": model_errors(model, test, 250, RuntimeOptions(bf16=True))
             .mean(dim=(1, 2)).tolist()}
-    return {"steps": steps, **out, "relative": {
+        if not bf16:
+            out["fp32_model"] = model
+    # The fp32 model's predictions under bf16 against fp32, on the scale of the labels (early
+    # in training the predictions themselves are near 0, so relative to them is no scale).
+    model = out["fp32_model"]
+    xs, ys = test.xs.expand(MEMBERS, *test.xs.shape), test.ys.expand(MEMBERS, *test.ys.shape)
+    diff = predict(model, xs, ys, 250, RuntimeOptions(bf16=True)) - predict(
+        model, xs, ys, 250, RuntimeOptions())
+    prediction_rms = (diff.pow(2).mean() / ys.pow(2).mean()).sqrt().item()
+    del out["fp32_model"]
+    return {"steps": steps, **out, "prediction_rms_diff_over_label_rms": prediction_rms,
+            "relative": {
         "final_loss": relative(out["bf16"]["final_loss"], out["fp32"]["final_loss"]),
         "test_risk_trained_bf16": relative(out["bf16"]["test_risk_fp32_eval"],
                                            out["fp32"]["test_risk_fp32_eval"]),
@@ -73,7 +84,8 @@ def main() -> None:
     runs = []
     for steps in args.steps:
         runs.append(measure(steps))
-        print(json.dumps({"steps": steps, **runs[-1]["relative"]}), flush=True)
+        print(json.dumps({"steps": steps, **runs[-1]["relative"], "prediction_rms":
+                          runs[-1]["prediction_rms_diff_over_label_rms"]}), flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
