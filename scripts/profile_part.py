@@ -48,8 +48,18 @@ assert set(PHASE_ROWS) == {*GENERATION_PHASES, *RUN_PHASES}
 
 
 def run_profile(path: Path) -> dict[str, float]:
-    """Seconds per row of one run's timing.json (rows it does not measure: absent)."""
+    """Seconds per row of one run's timing.json, every execution of it (rows it does not
+    measure: absent)."""
     timing = read_timing(path)
+    rows: dict[str, float] = {}
+    for execution in [*timing["earlier"], timing]:
+        for row, seconds in execution_profile(execution).items():
+            rows[row] = rows.get(row, 0.0) + seconds
+    return rows
+
+
+def execution_profile(timing: dict) -> dict[str, float]:
+    """Seconds per row of one execution's record (normalised by `read_timing`)."""
     rows: dict[str, float] = {}
 
     def add(row: str, seconds: float) -> None:
@@ -101,7 +111,8 @@ def part_profile(out: Path, part: str) -> dict:
     table = [{"row": name, "holds": holds, "seconds": round(rows.get(name, 0.0), 2),
               "share": rows.get(name, 0.0) / wall if wall else 0.0} for name, holds in ROWS]
     return {"part": part, "wall_s": round(wall, 2), "part_s": part_s, "runs": len(files),
-            "generations_trained": sum(len(read_timing(f)["generations"]) for f in files),
+            "generations_trained": sum(len(e["generations"]) for f in files
+                                       for t in [read_timing(f)] for e in [*t["earlier"], t]),
             "invocations": [{k: i.get(k) for k in ("seconds", "startup_s", "command",
                                                     "finished", "overrides", "machine")}
                             for i in invocations],

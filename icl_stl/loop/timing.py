@@ -11,10 +11,13 @@ timing.json (written by `LoopRun` beside summary.json; entry points add their ow
                       "phases": {"data": 0.1, "labelling": 2.3, "training": 55.0,
                                  "evaluation": 3.1, "checkpoints": 0.4}}, ...],
      "run": {"seconds": 130.0, "phases": {"setup": 0.8, "baselines": 0.2, "resume": 0.0}},
-     "entry": {"seconds": 131.5, "outputs": 0.9, "startup": 2.1}}
+     "entry": {"seconds": 131.5, "outputs": 0.9, "startup": 2.1},
+     "earlier": [{"generations": [...], "run": {...}, "entry": {...}}, ...]}
 
-Files written before the phases were recorded hold only "generations" without "phases";
-`read_timing` reads both.
+"generations" are those this execution trained (none when it only loaded finished ones); a run
+resumed in the same directory keeps each earlier execution's record under "earlier", so a run
+finished over several invocations is profiled whole. Files written before the phases were
+recorded hold only "generations" without "phases"; `read_timing` reads both.
 """
 
 from __future__ import annotations
@@ -90,19 +93,33 @@ def process_age_s() -> float | None:
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
-def read_timing(path: Path) -> dict:
-    """A run's timing.json in the current layout, whatever version wrote it: old files (only
-    per-generation seconds) gain empty phase records, so that nothing is invented for them."""
-    data = read_json(path)
-    generations = [{"phases": {}, **g} for g in data.get("generations", [])]
-    return {**data, "generations": generations,
+def _normalised(data: dict) -> dict:
+    return {"generations": [{"phases": {}, **g} for g in data.get("generations", [])],
             "run": {"seconds": None, "phases": {}, **data.get("run", {})},
             "entry": data.get("entry", {})}
 
 
+def read_timing(path: Path) -> dict:
+    """A run's timing.json in the current layout, whatever version wrote it: old files (only
+    per-generation seconds) gain empty phase records, so that nothing is invented for them;
+    "earlier" lists the earlier executions' records, normalised the same way."""
+    data = read_json(path)
+    return {**_normalised(data), "earlier": [_normalised(e) for e in data.get("earlier", [])]}
+
+
 def write_timing(run_dir: Path, generations: list[dict], run: dict) -> None:
-    """The loop's part of timing.json (an entry point's part, if any, is added after)."""
-    atomic_write_json(Path(run_dir) / "timing.json", {"generations": generations, "run": run})
+    """The loop's part of timing.json (an entry point's part, if any, is added after); what an
+    earlier execution in the same directory wrote moves to "earlier"."""
+    path = Path(run_dir) / "timing.json"
+    earlier = []
+    if path.exists():
+        try:
+            previous = read_json(path)
+        except (OSError, ValueError):  # a damaged file: its times are lost, not the run
+            previous = {}
+        earlier = [*previous.pop("earlier", []), previous] if previous else []
+    atomic_write_json(path, {"generations": generations, "run": run,
+                             **({"earlier": earlier} if earlier else {})})
 
 
 def add_entry_timing(run_dir: Path, entry: dict) -> None:

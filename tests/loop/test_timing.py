@@ -18,8 +18,10 @@ from icl_stl.loop.timing import (
     RUN_PHASES,
     PhaseTimer,
     TimedSlot,
+    add_entry_timing,
     process_age_s,
     read_timing,
+    write_timing,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,6 +104,22 @@ def test_a_resumed_run_times_its_loading_as_resume(timed_run, tmp_path):
     assert timing["generations"] == []
     assert timing["run"]["phases"]["resume"] > 0
     assert "startup" not in timing["entry"]
+    assert timing["earlier"] == []  # another directory: nothing earlier there
+
+
+def test_a_run_resumed_in_its_directory_keeps_the_earlier_executions_times(tmp_path):
+    write_timing(tmp_path, [{"generation": 0, "seconds": 5.0, "phases": {"training": 4.0}}],
+                 {"seconds": 6.0, "phases": {"setup": 0.5}})
+    add_entry_timing(tmp_path, {"seconds": 7.0, "outputs": 0.5})
+    write_timing(tmp_path, [], {"seconds": 1.0, "phases": {"resume": 0.8}})
+    timing = read_timing(tmp_path / "timing.json")
+    assert timing["generations"] == [] and timing["entry"] == {}
+    (earlier,) = timing["earlier"]
+    assert earlier["generations"][0]["phases"] == {"training": 4.0}
+    assert earlier["entry"]["seconds"] == 7.0
+    rows = _profile_part().run_profile(tmp_path / "timing.json")
+    assert rows["training"] == 4.0 and rows["resume"] == 0.8
+    assert rows["_total"] == 7.0 + 1.0  # the first execution's entry, the second's run
 
 
 def test_an_old_timing_file_is_still_read(tmp_path):
