@@ -46,6 +46,7 @@ from hydra import compose, initialize_config_dir
 from icl_stl.cli.common import CONFIG_DIR, load_app_config
 from icl_stl.cli.loop import loop_from_config
 from icl_stl.cli.probe import probe_from_config
+from icl_stl.loop.timing import process_age_s
 from icl_stl.persistence import atomic_write_json
 
 # part -> (primary config, preset or presets, runner)
@@ -159,7 +160,7 @@ def planned_member_steps(part: str, cfg) -> dict:
     return {"generation_0": first, "later": later, "total": first + later}
 
 
-def run_part(part: str, out: Path, overrides: list[str]) -> float:
+def run_part(part: str, out: Path, overrides: list[str], startup_s: float | None = None) -> float:
     """Run one part; its wall time is recorded even when it is interrupted (Ctrl-C, SIGTERM),
     so a part finished over several invocations reports the time all of them took."""
     start = time.perf_counter()
@@ -170,7 +171,7 @@ def run_part(part: str, out: Path, overrides: list[str]) -> float:
             runner(cfg, run_dir)
         completed = True
     finally:
-        record_timing(out, part, time.perf_counter() - start, overrides, completed)
+        record_timing(out, part, time.perf_counter() - start, overrides, completed, startup_s)
     return time.perf_counter() - start
 
 
@@ -183,11 +184,13 @@ def machine() -> dict:
 
 
 def record_timing(out: Path, part: str, seconds: float, overrides: list[str],
-                  completed: bool) -> None:
+                  completed: bool, startup_s: float | None = None) -> None:
+    """Append an invocation's seconds on a part (and, for the first part of an invocation, the
+    process's start-up and imports before it: `startup_s`)."""
     path = out / "timing.json"
     timing = json.loads(path.read_text()) if path.exists() else {"invocations": []}
     timing["invocations"].append({"part": part, "seconds": round(seconds, 1),
-                                  "completed": completed,
+                                  "completed": completed, "startup_s": startup_s,
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                                   "command": " ".join(sys.argv), "overrides": overrides,
                                   "machine": machine()})
@@ -195,6 +198,15 @@ def record_timing(out: Path, part: str, seconds: float, overrides: list[str],
     for inv in timing["invocations"]:
         totals[inv["part"]] = totals.get(inv["part"], 0.0) + inv["seconds"]
     timing["seconds_per_part"] = totals
+    atomic_write_json(path, timing)
+
+
+def record_report_timing(out: Path, seconds: float, runs: list[str]) -> None:
+    """The report's and its figures' seconds, beside the parts' (scripts/profile_part.py)."""
+    path = out / "timing.json"
+    timing = json.loads(path.read_text()) if path.exists() else {"invocations": []}
+    timing.setdefault("reports", []).append({"seconds": round(seconds, 2), "runs": len(runs),
+                                             "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     atomic_write_json(path, timing)
 
 
@@ -227,10 +239,12 @@ def write_results(out: Path, results: Path | None, rules: str = "v2") -> None:
     if not finished:
         print("[reproduce] no finished part to report on")
         return
+    start = time.perf_counter()
     report = write_report(finished, out, ReportConfig(rules=rules))
     if (out / "reference" / "summary.json").exists() and (out / "collapse" / "summary.json").exists():
         plot_reference(out / "collapse" / "summary.json", out / "reference" / "summary.json",
                        out / "figures" / "reference.png")
+    record_report_timing(out, time.perf_counter() - start, [p.name for p in finished])
     print(f"[reproduce] report: {report.path}")
     print(f"[reproduce] verdicts: "
           f"{json.dumps({f'P{k}': v for k, v in report.verdicts.items()})}")
@@ -263,11 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'total':13s} about {total:.0f} min of training (labelling and evaluation extra)")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    startup = process_age_s()  # imports and start-up: counted once, with the first part
     if not args.report_only:
         for part in parts:
             print(f"[reproduce] {part} ...", flush=True)
             try:
-                seconds = run_part(part, args.out, args.overrides)
+                seconds = run_part(part, args.out, args.overrides, startup)
+                startup = None
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: training saved a checkpoint
                 print(f"[reproduce] {part} interrupted; the same command resumes it", flush=True)
                 return 130

@@ -9,6 +9,7 @@ Start here: icl-stl-bench --quick (a smoke test of the speed suite in seconds).
     icl-stl-bench --suite ablation     # what each change of the recipe buys (demo case)
     icl-stl-bench --suite warm_start   # a warm-started generation's time back to ridge
     icl-stl-bench --suite head         # the Gaussian head's losses against squared error
+    icl-stl-bench --suite gpu-estimate # the version-2 programme's GPU time (cli/gpu_estimate.py)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from icl_stl.bench.ridge import (
     bench_warm_start,
     describe,
 )
+from icl_stl.cli import gpu_estimate
 from icl_stl.cli.common import CONFIG_DIR
 from icl_stl.cli.help import DescribedParser
 from icl_stl.config import ModelConfig
@@ -66,17 +68,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="JSON output (default: outputs/bench/bench.json, ridge.json, "
                         "ablation.json)")
     p.add_argument("--suite", default="speed",
-                   choices=["speed", "ridge", "ablation", "warm_start", "head"],
+                   choices=["speed", "ridge", "ablation", "warm_start", "head",
+                            "gpu-estimate"],
                    help="speed: throughput; ridge: time to ridge of the default recipe and "
                         "Garg et al.'s; ablation: what each change of the recipe buys; "
                         "warm_start: a warm-started loop generation's time back to ridge; "
-                        "head: time to ridge of the Gaussian head's mean, per loss")
+                        "head: time to ridge of the Gaussian head's mean, per loss; "
+                        "gpu-estimate: the version-2 programme's GPU time")
     p.add_argument("--ridge-cases", nargs="+", default=list(CASES), choices=list(CASES))
     p.add_argument("--ridge-seeds", nargs="+", type=int, default=[0])
     p.add_argument("--ridge-cap", nargs="+", type=float, default=None, metavar="SECONDS",
                    help="training seconds allowed per run, one per case (default: "
                         + ", ".join(f"{c} {s:g}" for c, s in RIDGE_CAPS.items()) + ")")
+    gpu_estimate.add_arguments(p)
     args = p.parse_args(argv)
+    gpu_estimate.check_arguments(p, args)
     if args.ridge_cap is not None and len(args.ridge_cap) != len(args.ridge_cases):
         p.error(f"--ridge-cap needs one value per case ({len(args.ridge_cases)}), got "
                 f"{args.ridge_cap}")
@@ -145,6 +151,8 @@ def run(argv: list[str] | None = None) -> dict:
     runtime = RuntimeOptions(device=device, bf16=cuda, fused_adam=cuda or args.compile,
                              compile=args.compile)
     command = "icl-stl-bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.suite == "gpu-estimate":
+        return gpu_estimate.run_gpu_estimate(args, runtime, command, machine(device))
     if args.suite != "speed":
         return run_ridge(args, runtime, command)
     sizes = args.sizes or (["tiny"] if args.quick else ["tiny", "small", "standard"])

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -22,6 +23,7 @@ from icl_stl.cli.common import (
 from icl_stl.config import AppConfig
 from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import LoopRun, LoopSettings
+from icl_stl.loop.timing import add_entry_timing, process_age_s
 from icl_stl.persistence import RunLock, atomic_write_json
 from icl_stl.runs.plots import plot_calibration, plot_generations, plot_positions
 
@@ -68,8 +70,11 @@ def write_loop_outputs(summary: dict, output_dir: Path, title: str = "") -> None
                          title="Gaussian head of member 0 on fresh prompts")
 
 
-def loop_from_config(cfg: DictConfig, output_dir) -> dict:
-    """Everything `icl-stl-loop` does, with the output directory given (compose-API friendly)."""
+def loop_from_config(cfg: DictConfig, output_dir, startup_s: float | None = None) -> dict:
+    """Everything `icl-stl-loop` does, with the output directory given (compose-API friendly).
+    Its seconds, and those of its outputs, go into the run's timing.json ("entry"), with
+    `startup_s` (the process's age when it was called) where the caller measured it."""
+    start = time.perf_counter()
     app = load_app_config(cfg, needs_loop=True)
     runtime = runtime_options(app.runtime)
     name = run_name(app, "loop")
@@ -86,6 +91,7 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
         run = LoopRun(loop_settings(app, runtime), members, checkpoint_dir, output_dir, logger,
                       extra)
         summary = run.run()
+        outputs_start = time.perf_counter()
         labellers = set(app.members.labellers or [app.loop.labeller])
         labels = ("oracle" if labellers == {"oracle"} else app.loop.label_mode
                   + (" and oracle" if "oracle" in labellers else ""))
@@ -96,6 +102,9 @@ def loop_from_config(cfg: DictConfig, output_dir) -> dict:
         logger.update_wandb_summary({f"final_test_risk/member{r['member']}": r["test_risk"]
                                      for r in final})
         logger.log_image("risk_vs_generation", output_dir / "risk_vs_generation.png")
+        outputs = time.perf_counter() - outputs_start
+    add_entry_timing(output_dir, {"seconds": time.perf_counter() - start, "outputs": outputs,
+                                  **({} if startup_s is None else {"startup": startup_s})})
     return summary
 
 
@@ -108,7 +117,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 @hydra_app("loop", check=check_settings)
 def main(cfg: DictConfig) -> None:
-    loop_from_config(cfg, hydra_output_dir())
+    loop_from_config(cfg, hydra_output_dir(), startup_s=process_age_s())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from icl_stl.config import (
@@ -33,29 +32,25 @@ from icl_stl.config import (
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.early_stopping import STOPPING_FILE, early_stopping_splits
-from icl_stl.loop.fidelity import NO_SYNTHETIC, generator_fidelity
-from icl_stl.loop.filtering import filter_members, no_filter_record
 from icl_stl.loop.held_out import loop_test_sets
 from icl_stl.loop.identity import check_checkpoint_identity, member_records, member_settings
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
-from icl_stl.loop.metrics import generation_record, log_gate, loop_fields, member_bayes_excess
+from icl_stl.loop.metrics import log_gate, loop_fields
 from icl_stl.loop.mixing import (
     MemberSpec,
     draw_s0,
-    real_counterpart,
     real_part,
-    synthetic_inputs,
 )
-from icl_stl.loop.oracle import oracle_synthesize
 from icl_stl.loop.plan import GenerationPlan, plan_generations
 from icl_stl.loop.progress import (
     group_labels,
-    group_metrics,
     member_names,
     risk_line,
 )
+from icl_stl.loop.records import LoopRecords
+from icl_stl.loop.synthesis import LoopSynthesis
+from icl_stl.loop.timing import PhaseTimer, TimedSlot
 from icl_stl.persistence import (
-    CheckpointSlot,
     CorruptCheckpointError,
     MissingCheckpointError,
     RunLock,
@@ -67,11 +62,10 @@ from icl_stl.persistence import (
 from icl_stl.persistence.faults import fault_point
 from icl_stl.persistence.identity import loop_checkpoint_identity
 from icl_stl.runs.logger import RunLogger
-from icl_stl.runs.provenance import code_provenance
 from icl_stl.training.baselines import bayes_optimal_ridge_alpha
 from icl_stl.training.early_stopping import EarlyStopping
-from icl_stl.training.engine import DivergenceError, RuntimeOptions
-from icl_stl.training.evaluation import baseline_errors, bayes_predictions, summarise
+from icl_stl.training.engine import RuntimeOptions
+from icl_stl.training.evaluation import baseline_errors, bayes_predictions
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +97,21 @@ class LoopSettings:
                                         self.loop, self.seed)
 
 
-class LoopRun:
+class LoopRun(LoopRecords, LoopSynthesis):
     """One execution of K loops; `run()` returns the summary dict written to summary.json."""
 
     def __init__(self, settings: LoopSettings, members: list[MemberSpec], checkpoint_dir: Path,
                  run_dir: Path | None = None, logger: RunLogger | None = None,
                  extra_metrics: ExtraMetrics | None = None):
+        self._started = time.perf_counter()
+        # The run's own phases; `self.clock` is a trained generation's timer while it runs.
+        self.run_clock = self.clock = PhaseTimer()
+        with self.run_clock.phase("setup"):
+            self._setup(settings, members, checkpoint_dir, run_dir, logger, extra_metrics)
+
+    def _setup(self, settings: LoopSettings, members: list[MemberSpec], checkpoint_dir: Path,
+               run_dir: Path | None, logger: RunLogger | None,
+               extra_metrics: ExtraMetrics | None) -> None:
         self.s, self.members = settings, members
         self.checkpoint_dir, self.run_dir = Path(checkpoint_dir), run_dir
         self.logger, self.extra_metrics = logger, extra_metrics
@@ -124,8 +127,9 @@ class LoopRun:
                                                            settings.task.w_scale))
         # f_Bayes on the test set, for every generation's bayes_excess. With a task pool the
         # test prompts' tasks come from the pool, whose Bayes predictor is not ridge: none.
-        self.bayes = (bayes_predictions(settings.task, self.test_set) if self.pool is None
-                      else None)
+        with self.run_clock.phase("baselines"):
+            self.bayes = (bayes_predictions(settings.task, self.test_set) if self.pool is None
+                          else None)
         # Each member's labeller settled (probes build members without one), and the pool.
         members = [dataclasses.replace(m, labeller=m.labelled_by(settings.loop),
                                        pool=self.pool if self.pool is not None else m.pool)
@@ -177,58 +181,6 @@ class LoopRun:
         return read_json(metrics)
 
     # -- one generation ----------------------------------------------------------------------
-    def _synthetic(self, i: int) -> list[PromptSet]:
-        """Generation i's newly labelled synthetic prompts (cached on disk once labelled)."""
-        path = self.gen_dir(i) / "synthetic.pt"
-        if path.exists():
-            try:
-                state = load_state(path)
-                if "filter" in state:
-                    self._filtered[i] = state["filter"]
-                return [PromptSet.from_state_dict(s) for s in state["members"]]
-            except CorruptCheckpointError as err:
-                log.warning("relabelling generation %d: %s", i, err)
-        plans = self._plans(i)
-        inputs = [synthetic_inputs(self.s.loop, m, plan, self.task, self.k)
-                  for m, plan in zip(self.members, plans)]
-        labelled, variances = self._label(i, inputs)
-        bad = [m for m, s in enumerate(labelled) if not torch.isfinite(s.ys).all()]
-        if bad:
-            inspect = self.gen_dir(i) / "synthetic.diverged.pt"
-            save_state(inspect, {"members": [s.state_dict() for s in labelled]})
-            raise DivergenceError(
-                f"generation {i}: generation {i - 1} produced non-finite synthetic labels for "
-                f"member(s) {bad} (label step, before training step 0); they are saved in "
-                f"{inspect} and no finished generation was touched")
-        state = {}
-        if self.s.loop.filter != "none":
-            labelled, state["filter"] = filter_members(self.s.loop, self.s.task, self.task,
-                                                       self.members, self.s0s, plans, self.k,
-                                                       labelled, variances)
-            self._filtered[i] = state["filter"]
-        save_state(path, {"members": [s.state_dict() for s in labelled], **state})
-        return labelled
-
-    def _label(self, i: int, inputs: list) -> tuple[list[PromptSet], list]:
-        """Every member's labelled inputs (and the predicted variances a confidence filter
-        ranks by): the learner labels its own loops' prompts, the oracle its controls'."""
-        labelled, variances = [None] * len(inputs), [None] * len(inputs)
-        oracle = [m for m, member in enumerate(self.members) if member.labeller == "oracle"]
-        model = [m for m in range(len(inputs)) if m not in oracle]
-        if oracle:
-            for m, out in zip(oracle, oracle_synthesize(self.task, [inputs[m] for m in oracle])):
-                labelled[m] = out
-        if model:
-            mine = [inputs[m] for m in model]
-            subset = {} if len(model) == len(inputs) else {"members": model}  # else: all
-            if self.s.loop.filter == "confidence":  # no oracle member then (config.loop)
-                out, var = self.learner.synthesize_with_variance(i, mine, **subset)
-            else:
-                out, var = self.learner.synthesize(i, mine, **subset), [None] * len(model)
-            for m, syn, v in zip(model, out, var):
-                labelled[m], variances[m] = syn, v
-        return labelled, variances
-
     def _datasets(self, i: int, history: list[list[PromptSet]]) -> tuple[list, list, list]:
         """(S_i, its real part, the synthetic prompts new at i) of every member."""
         if i == 0:
@@ -244,50 +196,6 @@ class LoopRun:
             reals.append(real)
         return sets, reals, new
 
-    def _evaluate(self, i: int, sets, reals, new, train_info: dict, ridge_risk: float,
-                  zero_risk: float) -> list:
-        # (K, n_test, k) errors and predictions
-        test_errors, predictions, calibration = self.learner.test_metrics(self.test_set)
-        excess = member_bayes_excess(predictions, self.bayes, self.test_set.d)
-        prior_risks = [{} for _ in self.members]
-        if self.pool is not None:  # the same learners on the Gaussian prior's tasks
-            prior_risks = self.tests.prior_distances(self.learner.predictions(self.tests.prior),
-                                                     self.s.task.noise_std, self.ridge_alpha)
-        # S_i = concat(real part, synthetic) (`_datasets`): the real risk is a prefix's.
-        train_risks, real_risks = self.learner.member_risks(sets, [len(r) for r in reals])
-        extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
-                 else [{}] * len(self.members))
-        records = []
-        for m, member in enumerate(self.members):
-            plan = self.plans[m][i]
-            rec = {"member": m, **member.describe(), **self.loop_fields[m], "generation": i,
-                   "real_fraction_i": plan.real_fraction,
-                   "n_real": plan.n_real, "n_synthetic_new": plan.n_synthetic,
-                   "train_size": len(sets[m]),
-                   **generation_record(test_errors[m], train_risks[m], real_risks[m],
-                                       ridge_risk, zero_risk, excess[m]),
-                   **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
-                   **prior_risks[m], **calibration[m],
-                   "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
-                   **(train_info["early_stopping"][m] if "early_stopping" in train_info else {}),
-                   **extra[m]}
-            records.append(rec)
-        return records
-
-    def _fidelity(self, i: int, m: int, synthetic: PromptSet) -> dict:
-        """Member m's generation-i synthetic prompts against real labels of the same x's."""
-        if i == 0:
-            return dict(NO_SYNTHETIC)
-        real = real_counterpart(self.members[m], self.plans[m][i], self.task, self.k)
-        if i in self._filtered:  # the kept prompts' real counterparts
-            real = real[self._filtered[i][m]["index"].to(real.xs.device)]
-        return generator_fidelity(synthetic, real)
-
-    def _filter_record(self, i: int, m: int) -> dict:
-        if self.s.loop.filter == "none":
-            return {}
-        return no_filter_record() if i == 0 else dict(self._filtered[i][m]["record"])
-
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -298,14 +206,15 @@ class LoopRun:
         s = self.s
         self._check_identity()
         alpha = self.ridge_alpha
-        base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
-                               knn_neighbours=s.eval.knn_neighbours)
-        pool_base, base_prior = self.tests.pool_baselines(s.task.noise_std, alpha)
-        base.update(pool_base)  # dmmse, with a task pool
-        # The training gate needs ridge and zero whether or not eval.baselines lists them.
-        missing = [name for name in ("ridge", "zero") if name not in base]
-        gate_base = {**base, **baseline_errors(self.test_set, missing, ridge_alpha=alpha,
-                                               knn_neighbours=1)}
+        with self.run_clock.phase("baselines"):
+            base = baseline_errors(self.test_set, s.eval.baselines, ridge_alpha=alpha,
+                                   knn_neighbours=s.eval.knn_neighbours)
+            pool_base, base_prior = self.tests.pool_baselines(s.task.noise_std, alpha)
+            base.update(pool_base)  # dmmse, with a task pool
+            # The training gate needs ridge and zero whether or not eval.baselines lists them.
+            missing = [name for name in ("ridge", "zero") if name not in base]
+            gate_base = {**base, **baseline_errors(self.test_set, missing, ridge_alpha=alpha,
+                                                   knn_neighbours=1)}
         ridge_risk = gate_base["ridge"].mean().item()
         zero_risk = gate_base["zero"].mean().item()
         history: list[list[PromptSet]] = [[] for _ in self.members]
@@ -334,26 +243,40 @@ class LoopRun:
                     timings: list, ridge_risk: float, zero_risk: float,
                     bar: tqdm) -> list[dict] | None:
         """Run (or load) generation i; return its records, or None when it was loaded."""
+        with self.run_clock.phase("resume"):
+            done = self._finished(i)
+            if done is not None:
+                self._resume(i, done, history, all_records)
+                return None
+        return self._train_generation(i, history, all_records, timings, ridge_risk, zero_risk,
+                                      bar)
+
+    def _resume(self, i: int, done: dict, history: list[list[PromptSet]],
+                all_records: list[dict]) -> None:
+        """Take in finished generation i: its records, its synthetic prompts, its model."""
+        log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
+        # Records written before a loop's labeller, regime, S_0 and pair were recorded gain
+        # them (its bayes_excess would need the model's predictions: left out).
+        loaded = [{"labeller": self.members[r["member"]].labeller,
+                   **self.loop_fields[r["member"]], **r} for r in done["records"]]
+        all_records += loaded
+        self._log_generation(i, loaded)  # if a kill came before it was logged
+        if i < self.s.loop.generations:  # later generations need it to label and warm-start
+            if i > 0:  # read (or relabel) with generation i-1 still loaded
+                for m, syn in enumerate(self._synthetic(i)):
+                    history[m].append(syn)
+            self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
+
+    def _train_generation(self, i: int, history: list[list[PromptSet]], all_records: list[dict],
+                          timings: list, ridge_risk: float, zero_risk: float,
+                          bar: tqdm) -> list[dict]:
         s = self.s
-        done = self._finished(i)
-        if done is not None:
-            log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
-            # Records written before a loop's labeller, regime, S_0 and pair were recorded gain
-            # them (its bayes_excess would need the model's predictions: left out).
-            loaded = [{"labeller": self.members[r["member"]].labeller,
-                       **self.loop_fields[r["member"]], **r} for r in done["records"]]
-            all_records += loaded
-            self._log_generation(i, loaded)  # if a kill came before it was logged
-            if i < s.loop.generations:  # later generations need it to label and warm-start
-                if i > 0:  # read (or relabel) with generation i-1 still loaded
-                    for m, syn in enumerate(self._synthetic(i)):
-                        history[m].append(syn)
-                self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
-            return None
         start = time.perf_counter()
+        clock = self.clock = PhaseTimer()
         self.gen_dir(i).mkdir(parents=True, exist_ok=True)
         bar.set_postfix_str(f"generation {i}: labelling" if i else "generation 0: data")
-        sets, reals, new = self._datasets(i, history)
+        with clock.phase("data"):  # labelling and its checkpoint nest inside
+            sets, reals, new = self._datasets(i, history)
         on_log = None
         if self.logger is not None:
             offset = s.steps_before(i)
@@ -371,17 +294,20 @@ class LoopRun:
                                      {"generation": i, "held_out": [h.held_out.fingerprint()
                                                                     for h in self.held_out]})
             on_log = stopping.callback(lambda: self.learner.ensemble, on_log)
-        info = self.learner.fit(i, sets, CheckpointSlot(self.gen_dir(i), "train"), on_log)
-        if stopping is not None:
-            stopping.restore(self.learner.ensemble)
-            info["early_stopping"] = [{**h.record(), **r} for h, r in
-                                      zip(self.held_out, stopping.records())]
+        with clock.phase("training"):  # its mid-training checkpoints count as checkpoints
+            info = self.learner.fit(i, sets, TimedSlot(self.gen_dir(i), "train", clock), on_log)
+            if stopping is not None:
+                stopping.restore(self.learner.ensemble)
+                info["early_stopping"] = [{**h.record(), **r} for h, r in
+                                          zip(self.held_out, stopping.records())]
         bar.set_postfix_str(f"generation {i}: evaluating")
-        records = self._evaluate(i, sets, reals, new, info, ridge_risk, zero_risk)
+        with clock.phase("evaluation"):
+            records = self._evaluate(i, sets, reals, new, info, ridge_risk, zero_risk)
         if i == 0:
             log_gate(records, self.groups, GATE_LINES_PER_LOOP)
-        save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
-        atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
+        with clock.phase("checkpoints"):
+            save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
+            atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
         fault_point("generation_end")
         for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt",
                   self.gen_dir(i) / STOPPING_FILE, self.gen_dir(i) / (STOPPING_FILE + ".prev")):
@@ -390,39 +316,9 @@ class LoopRun:
             if i > 0:
                 history[m].append(new[m])
         timings.append({"generation": i, "seconds": time.perf_counter() - start,
-                        "trained_members": info.get("trained_members", len(self.members))})
+                        "trained_members": info.get("trained_members", len(self.members)),
+                        "phases": clock.record()})
+        self.clock = self.run_clock
         all_records += records
         self._log_generation(i, records)
         return records
-
-    def _log_generation(self, i: int, records: list[dict]) -> None:
-        """Each loop's scalars (to its own W&B run, see `RunLogger.open_member_runs`) and, for
-        several loops, the job's per-group median [min, max] of the test risk; once per
-        generation across kills (`RunLogger.log_generation`)."""
-        if self.logger is None:
-            return
-        # What identifies a loop is in its run's config, not a metric.
-        skip = {"generation", "member", *self.members[0].describe()}
-        self.logger.log_generation(
-            i, [{f"gen/{k}": v for k, v in rec.items()
-                 if isinstance(v, (int, float)) and k not in skip} for rec in records],
-            job=group_metrics([r["test_risk"] for r in records], self.groups, "gen/test_risk")
-            if len(records) > 1 else None)
-
-    def _summary(self, records: list[dict], base: dict, alpha: float, timings: list,
-                 base_prior: dict | None = None) -> dict:
-        summary = {
-            "members": self._members(),
-            "generations": records,
-            "baselines": {name: summarise(err) for name, err in base.items()},
-            **({} if base_prior is None else {
-                "baselines_prior": {name: summarise(err) for name, err in base_prior.items()}}),
-            "ridge_alpha": alpha,
-            "settings": self.s.identity(),
-            "checkpoint_dir": str(self.checkpoint_dir),
-            "code": code_provenance(),
-        }
-        if self.run_dir is not None:
-            # Wall times differ between runs; they go beside, not into, summary.json.
-            atomic_write_json(self.run_dir / "timing.json", {"generations": timings})
-        return summary

@@ -187,7 +187,7 @@ def train_ensemble(
     forward = compiled_forward(model, runtime.device) if runtime.compile else model
     clip_grads = (CompiledClipping(model, runtime.device) if runtime.compile and model.member_axis
                   else model.clip_grads_)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if runtime.bf16
+    autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if runtime.bf16
                 else contextlib.nullcontext())
     # On a GPU a per-step check would synchronise with the host: there a device-side flag is
     # checked at every log and before every save, unless skipping bad steps needs each step.

@@ -29,7 +29,7 @@ def predict_distribution(model: Ensemble, xs: Tensor, ys: Tensor, batch_size: in
     runtime = runtime or RuntimeOptions()
     was_training = model.training
     model.eval()
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if runtime.bf16
+    autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if runtime.bf16
                 else contextlib.nullcontext())
     means, variances = [], []
     for start in range(0, xs.shape[1], batch_size):

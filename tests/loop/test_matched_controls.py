@@ -114,7 +114,7 @@ def test_the_learner_labels_only_its_own_loops(tmp_path, monkeypatch):
         return oracle_synthesize(task, inputs)
 
     monkeypatch.setattr(TransformerLearner, "synthesize", recording)
-    monkeypatch.setattr("icl_stl.loop.runner.oracle_synthesize", recording_oracle)
+    monkeypatch.setattr("icl_stl.loop.synthesis.oracle_synthesize", recording_oracle)
     members = [member("model"), member("oracle"), member("model", seed=1, lam=0.5)]
     summary = run(tmp_path, members)
     assert calls == [(1, [0, 2], 2), (2, [0, 2], 2)]

@@ -182,8 +182,21 @@ def test_a_part_runs_resumes_and_copies_its_results(tmp_path):
     assert timing["seconds_per_part"]["collapse"] > 0
     assert "machine" in timing["invocations"][0]
     assert all(i["completed"] for i in timing["invocations"])
+    assert all(i["startup_s"] is None or i["startup_s"] > 0 for i in timing["invocations"])
+    assert len(timing["reports"]) == 2 and timing["reports"][0]["seconds"] > 0
     for name in ("REPORT.md", "verdicts.json", "runs.csv", "runs/collapse/summary.json"):
         assert (results / name).exists(), name
+    # The part's profile (scripts/profile_part.py): its rows add up to its wall time, and the
+    # second invocation, which trained nothing, shows as resume.
+    spec = importlib.util.spec_from_file_location("profile_part",
+                                                  REPO / "scripts" / "profile_part.py")
+    profile_part = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_part)
+    profile = profile_part.part_profile(out, "collapse")
+    rows = {r["row"]: r["seconds"] for r in profile["rows"]}
+    assert sum(rows.values()) == pytest.approx(profile["wall_s"], abs=0.05)
+    assert rows["training"] > 0 and rows["resume"] > 0 and rows["report and figures"] > 0
+    assert profile["generations_trained"] == 3
 
 
 def test_an_interrupted_part_records_its_time(tmp_path, monkeypatch):
