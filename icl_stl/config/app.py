@@ -101,11 +101,27 @@ class AppConfig:
                      f"task.d={task.d} when training on a finite set (data.n={self.data.n}): "
                      f"a curriculum over d needs fresh prompts (data.n=null)")
         if self.loop is not None:
+            self._check_steps_scale()
             for n in self.members.ns or [self.data.n]:
                 for lam in self.members.real_fractions or [self.loop.real_fraction]:
                     dataclasses.replace(self.loop, real_fraction=lam).validate(
                         "loop", n, self.task, self.model, self.members.labellers)
         return self
+
+    def _check_steps_scale(self) -> None:
+        """loop.steps_scale=per_prompt scales a transformer's steps with |S_i|: refused where
+        it would do nothing (every S_i holds exactly n prompts, or no step budget exists)."""
+        loop = self.loop
+        if loop.steps_scale != "per_prompt":
+            return
+        if loop.learner != "transformer":
+            fail("loop.steps_scale", loop.steps_scale,
+                 f"'fixed' with loop.learner={loop.learner} (it has no step budget to scale)")
+        augments = self.members.augments or [loop.augment]
+        if loop.synthetic == "replace" and not any(augments):
+            fail("loop.steps_scale", loop.steps_scale,
+                 "'fixed' when every S_i holds n prompts (loop.augment / members.augments all "
+                 "0 and loop.synthetic=replace): a setting that would do nothing")
 
 
 def parse_app_config(data: Any, *, needs_loop: bool = False) -> AppConfig:

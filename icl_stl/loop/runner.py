@@ -46,7 +46,7 @@ from icl_stl.loop.mixing import (
     synthetic_inputs,
 )
 from icl_stl.loop.oracle import oracle_synthesize
-from icl_stl.loop.plan import GenerationPlan, plan_generations
+from icl_stl.loop.plan import GenerationPlan, generation_steps, plan_generations, train_sizes
 from icl_stl.loop.progress import (
     group_labels,
     group_metrics,
@@ -89,9 +89,15 @@ class LoopSettings:
     seed: int = 0
     runtime: RuntimeOptions = dataclasses.field(default_factory=RuntimeOptions)
 
-    def steps_before(self, generation: int) -> int:
+    def steps_before(self, generation: int, sizes: list[list[int]] | None = None,
+                     ns: list[int] | None = None) -> int:
         """Optimizer steps of generations 0..generation-1: the offset of `train/global_step`
-        (the rule of `TransformerLearner.fit`: loop.steps, if set, from generation 1 on)."""
+        (the rule of `TransformerLearner.fit`: loop.steps, if set, from generation 1 on). With
+        loop.steps_scale=per_prompt, each generation counts its longest member's steps, given
+        every member's |S_i| (`sizes[member][i]`) and n (`ns`)."""
+        if self.loop.steps_scale == "per_prompt" and sizes is not None and ns is not None:
+            return sum(max(generation_steps(self.loop, self.train, g, n, size[g])
+                           for n, size in zip(ns, sizes)) for g in range(generation))
         later = self.loop.steps if self.loop.steps is not None else self.train.steps
         return 0 if generation == 0 else self.train.steps + (generation - 1) * later
 
@@ -251,6 +257,7 @@ class LoopRun:
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
                  else [{}] * len(self.members))
         records = []
+        steps = train_info.get("member_steps") or [train_info["steps"]] * len(self.members)
         for m, member in enumerate(self.members):
             plan = self.plans[m][i]
             rec = {"member": m, **member.describe(), **self.loop_fields[m], "generation": i,
@@ -261,7 +268,7 @@ class LoopRun:
                                        ridge_risk, zero_risk, excess[m]),
                    **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
                    **prior_risks[m], **calibration[m],
-                   "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
+                   "train_loss": train_info["train_loss"][m], "steps": steps[m],
                    **extra[m]}
             records.append(rec)
         return records
@@ -348,7 +355,8 @@ class LoopRun:
         sets, reals, new = self._datasets(i, history)
         on_log = None
         if self.logger is not None:
-            offset = s.steps_before(i)
+            offset = s.steps_before(i, [train_sizes(s.loop, p) for p in self.plans],
+                                    [m.n for m in self.members])
 
             def on_log(rec: dict) -> None:
                 self.logger.log_metrics(
@@ -364,8 +372,9 @@ class LoopRun:
         save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
         atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
         fault_point("generation_end")
-        for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt"):
-            f.unlink(missing_ok=True)  # the finished model supersedes the resume point
+        # the finished model supersedes the resume points (one per step count: `fit`)
+        for f in self.gen_dir(i).glob("train*.pt"):
+            f.unlink(missing_ok=True)
         for m in range(len(self.members)):
             if i > 0:
                 history[m].append(new[m])
