@@ -12,7 +12,9 @@ over `registry(cfg)`: adding a prediction is one module and one line here.
 Two versions of the rules (`ReportConfig.rules`): version 2 (`REGISTRY`, the default) judges
 P1 and P2 on excess risk against each loop's matched oracle-labelled control; version 1
 (`REGISTRY_V1`) is the exploratory reproduction's (docs/results/cpu), kept so that its verdicts
-regenerate. P3-P8 are judged by the same modules under both.
+regenerate. P5 has a version-2 module (`p5_augmentation_v2`: compute growing with m, a
+quadratic in m / n per seed, the oracle-augmented arm beside it); P3, P4 and P6-P8 are judged
+by the same modules under both.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from icl_stl.report.predictions import (
     p3_stability,
     p4_decay,
     p5_augmentation,
+    p5_augmentation_v2,
     p6_filters,
     p7_schedules,
     p8_pools,
 )
 
-_LATER: list[ModuleType] = [p3_stability, p4_decay, p5_augmentation, p6_filters, p7_schedules,
-                            p8_pools]
-REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, *_LATER]
-REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, *_LATER]
+_AFTER_P5: list[ModuleType] = [p6_filters, p7_schedules, p8_pools]
+REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_stability, p4_decay,
+                              p5_augmentation_v2, *_AFTER_P5]
+REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, p3_stability, p4_decay,
+                                 p5_augmentation, *_AFTER_P5]
 
 
 def registry(rules: str) -> list[ModuleType]:
