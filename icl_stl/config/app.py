@@ -109,19 +109,13 @@ class AppConfig:
         return self
 
     def _check_steps_scale(self) -> None:
-        """loop.steps_scale=per_prompt scales a transformer's steps with |S_i|: refused where
-        it would do nothing (every S_i holds exactly n prompts, or no step budget exists)."""
+        """loop.steps_scale=per_prompt scales a transformer's steps with |S_i|: refused for a
+        learner without a step budget. (With m = 0 and replace it equals fixed: allowed, so
+        that debug=default, which sets every m to 0, combines with a per_prompt preset.)"""
         loop = self.loop
-        if loop.steps_scale != "per_prompt":
-            return
-        if loop.learner != "transformer":
+        if loop.steps_scale == "per_prompt" and loop.learner != "transformer":
             fail("loop.steps_scale", loop.steps_scale,
                  f"'fixed' with loop.learner={loop.learner} (it has no step budget to scale)")
-        augments = self.members.augments or [loop.augment]
-        if loop.synthetic == "replace" and not any(augments):
-            fail("loop.steps_scale", loop.steps_scale,
-                 "'fixed' when every S_i holds n prompts (loop.augment / members.augments all "
-                 "0 and loop.synthetic=replace): a setting that would do nothing")
 
 
 def parse_app_config(data: Any, *, needs_loop: bool = False) -> AppConfig:

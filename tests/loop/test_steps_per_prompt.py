@@ -1,7 +1,7 @@
 """Compute that grows with the augmentation m (loop.steps_scale=per_prompt, P5 version 2): a
 generation trains round(budget x |S_i| / n) steps, members whose counts differ train as one
 ensemble per count and each is the loop it would be alone, the oracle arm is augmented by the
-same m prompts, and settings where the scale would do nothing are refused."""
+same m prompts, and bad settings are refused with one line."""
 
 from __future__ import annotations
 
@@ -124,12 +124,11 @@ def test_a_killed_grouped_generation_resumes_to_the_same_numbers(tmp_path, grid_
 
 
 @pytest.mark.parametrize("overrides, key", [
-    (["loop.steps_scale=per_prompt"], "loop.steps_scale"),  # m = 0 everywhere: nothing scales
     (["loop.steps_scale=per_prompt", "loop.augment=4", "loop.learner=gaussian_prior"],
-     "loop.steps_scale"),
+     "loop.steps_scale"),  # no step budget to scale
     (["loop.steps_scale=per_pass"], "loop.steps_scale"),
 ])
-def test_settings_where_the_scale_does_nothing_are_refused(overrides, key):
+def test_bad_steps_scales_are_refused(overrides, key):
     data = {"data": {"n": N}, "loop": {"label_noise_std": 0.1}}
     for item in overrides:
         path, value = item.split("=")
@@ -139,9 +138,10 @@ def test_settings_where_the_scale_does_nothing_are_refused(overrides, key):
         parse_app_config(data, needs_loop=True)
 
 
-def test_cli_refuses_a_scale_that_does_nothing_with_one_line_and_exit_2(tmp_path):
-    proc = run_cli(LOOP_CLI, *cli_args(TINY_LOOP, tmp_path, "out",
-                                       "loop.steps_scale=per_prompt"))
+def test_cli_refuses_a_scale_without_steps_with_one_line_and_exit_2(tmp_path):
+    proc = run_cli(LOOP_CLI, *cli_args(TINY_LOOP, tmp_path, "out", "loop.augment=8",
+                                       "loop.steps_scale=per_prompt",
+                                       "loop.learner=gaussian_prior"))
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "loop.steps_scale" in proc.stderr and "per_prompt" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
