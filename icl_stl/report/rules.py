@@ -68,10 +68,11 @@ class ReportConfig:
     v2_regime: str = "from_scratch"  # the primary regime (warm_start groups are secondary)
     # P5, version 2 (docs/proposed/p5v2-theory.md): a quadratic in m / n per seed, compute
     # growing with m. depth: the smallest dip (each end above the interior's mean, log excess
-    # risk) the test must resolve; curvature: the curvature the MDE is read against; trend:
-    # the resolution of the slope of log(vertex) against log n.
+    # risk) the test must resolve, 82% power at 20 seeds with the retrain noise of
+    # docs/results/pilot-p5-v2/sizing.json; curvature: what the curvature's MDE is read
+    # against; trend: the resolution of the slope of log(vertex) against log n.
     v2_p5_seeds: int | None = 20
-    v2_p5_depth: float = 0.10
+    v2_p5_depth: float = 0.20
     v2_p5_curvature: float = 0.05
     v2_p5_trend_margin: float = 0.5
     v2_p5_grid_max: float = 3.0  # the grid must reach this m / n
