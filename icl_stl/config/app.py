@@ -110,11 +110,21 @@ class AppConfig:
                     fail("train.held_out_fraction", held, f"a share leaving at least one "
                          f"held-out and one training prompt of n={n}")
         if self.loop is not None:
+            self._check_steps_scale()
             for n in self.members.ns or [self.data.n]:
                 for lam in self.members.real_fractions or [self.loop.real_fraction]:
                     dataclasses.replace(self.loop, real_fraction=lam).validate(
                         "loop", n, self.task, self.model, self.members.labellers)
         return self
+
+    def _check_steps_scale(self) -> None:
+        """loop.steps_scale=per_prompt scales a transformer's steps with |S_i|: refused for a
+        learner without a step budget. (With m = 0 and replace it equals fixed: allowed, so
+        that debug=default, which sets every m to 0, combines with a per_prompt preset.)"""
+        loop = self.loop
+        if loop.steps_scale == "per_prompt" and loop.learner != "transformer":
+            fail("loop.steps_scale", loop.steps_scale,
+                 f"'fixed' with loop.learner={loop.learner} (it has no step budget to scale)")
 
 
 def parse_app_config(data: Any, *, needs_loop: bool = False) -> AppConfig:

@@ -27,6 +27,7 @@ LEARNERS = ("transformer", "gaussian_prior")
 LABELLERS = ("model", "oracle")
 FILTERS = ("none", "confidence", "verifier")  # icl_stl/loop/filters.py
 VERIFIER_SOURCES = ("s0", "real")
+STEPS_SCALES = ("fixed", "per_prompt")
 
 
 @settings("loop")
@@ -47,6 +48,12 @@ class LoopConfig:
     # warmup_steps says otherwise (0: start at the full rate).
     steps: Int(1) | None = None  # step budget of generations >= 1 (null: train.steps)
     warmup_steps: Int(0) | None = None  # warm-up of generations >= 1 (null: train.warmup_steps)
+    # fixed: every generation >= 1 of every member trains for that budget, whatever the size of
+    # its S_i. per_prompt: the budget is for n prompts, and a member's generation trains for
+    # round(budget x |S_i| / n) steps, so that passes over the data stay fixed as S_i grows
+    # with the augmentation m (P5, version 2). Members whose step counts differ are trained as
+    # separate ensembles, one per step count (`TransformerLearner.fit`); the warm-up is kept.
+    steps_scale: Choice(STEPS_SCALES) = "fixed"
     # The generator: "model" labels with the trained learner; "oracle" samples the true
     # posterior predictive (icl_stl/loop/oracle.py), the control whose prompts are real-like.
     labeller: Choice(LABELLERS) = "model"
@@ -186,7 +193,7 @@ class LoopConfig:
 EXTENSION_DEFAULTS = {
     "task": {"n_tasks": None},
     "members": {"labellers": None},
-    "loop": {"real_schedule": "constant", "real_schedule_rate": 0.0,
+    "loop": {"steps_scale": "fixed", "real_schedule": "constant", "real_schedule_rate": 0.0,
              "real_schedule_floor": 0.0, "filter": "none", "filter_keep": 1.0,
              "filter_threshold": None, "verifier_source": "s0", "verifier_n_real": None,
              "verifier_label_noise_std": 0.0, "verifier_centre_noise_std": 0.0},

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from icl_stl.config import LoopConfig
+from icl_stl.config import LoopConfig, TrainConfig
 from icl_stl.config.schedules import RealSchedule
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.task_pool import TaskPool
 from icl_stl.loop.filters import pool_size
 
-__all__ = ["GenerationPlan", "MemberSpec", "plan_generation", "plan_generations"]
+__all__ = ["GenerationPlan", "MemberSpec", "generation_steps", "plan_generation",
+           "plan_generations", "train_sizes"]
 
 
 @dataclass
@@ -86,3 +87,28 @@ def plan_generations(loop: LoopConfig, member: MemberSpec,
 def plan_generation(loop: LoopConfig, member: MemberSpec, generation: int) -> GenerationPlan:
     """The plan of one generation (for code that handles one, as warm-start checks do)."""
     return _plan(loop, loop.schedule(member.real_fraction), member, generation)
+
+
+def train_sizes(loop: LoopConfig, plans: list[GenerationPlan]) -> list[int]:
+    """|S_i| of generations 0..len(plans) - 1 of one member: its real part and the synthetic
+    prompts it trains on (the new ones, or with `loop.synthetic=accumulate` every generation's
+    so far)."""
+    sizes, synthetic = [], 0
+    for plan in plans:
+        synthetic = (synthetic if loop.synthetic == "accumulate" else 0) + plan.n_synthetic
+        sizes.append(plan.n_real + synthetic)
+    return sizes
+
+
+def generation_steps(loop: LoopConfig, train: TrainConfig, generation: int, n: int,
+                     size: int) -> int:
+    """Optimizer steps of one member's generation: train.steps at generation 0, the budget of
+    generations >= 1 (loop.steps, else train.steps) after it, scaled by |S_i| / n when
+    `loop.steps_scale=per_prompt` so that passes over the data stay fixed (never below 1)."""
+    if generation == 0:
+        base = train.steps
+    else:
+        base = loop.steps if loop.steps is not None else train.steps
+    if loop.steps_scale == "fixed":
+        return base
+    return max(1, round(base * size / n))

@@ -36,6 +36,7 @@ class LoopRecords:
         extra = (self.extra_metrics(i, self.learner, sets, new) if self.extra_metrics
                  else [{}] * len(self.members))
         records = []
+        steps = train_info.get("member_steps") or [train_info["steps"]] * len(self.members)
         for m, member in enumerate(self.members):
             plan = self.plans[m][i]
             rec = {"member": m, **member.describe(), **self.loop_fields[m], "generation": i,
@@ -46,7 +47,7 @@ class LoopRecords:
                                        ridge_risk, zero_risk, excess[m]),
                    **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
                    **prior_risks[m], **calibration[m],
-                   "train_loss": train_info["train_loss"][m], "steps": train_info["steps"],
+                   "train_loss": train_info["train_loss"][m], "steps": steps[m],
                    **(train_info["early_stopping"][m] if "early_stopping" in train_info else {}),
                    **extra[m]}
             records.append(rec)

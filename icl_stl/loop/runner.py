@@ -41,7 +41,7 @@ from icl_stl.loop.mixing import (
     draw_s0,
     real_part,
 )
-from icl_stl.loop.plan import GenerationPlan, plan_generations
+from icl_stl.loop.plan import GenerationPlan, generation_steps, plan_generations, train_sizes
 from icl_stl.loop.progress import (
     group_labels,
     member_names,
@@ -85,9 +85,15 @@ class LoopSettings:
     seed: int = 0
     runtime: RuntimeOptions = dataclasses.field(default_factory=RuntimeOptions)
 
-    def steps_before(self, generation: int) -> int:
+    def steps_before(self, generation: int, sizes: list[list[int]] | None = None,
+                     ns: list[int] | None = None) -> int:
         """Optimizer steps of generations 0..generation-1: the offset of `train/global_step`
-        (the rule of `TransformerLearner.fit`: loop.steps, if set, from generation 1 on)."""
+        (the rule of `TransformerLearner.fit`: loop.steps, if set, from generation 1 on). With
+        loop.steps_scale=per_prompt, each generation counts its longest member's steps, given
+        every member's |S_i| (`sizes[member][i]`) and n (`ns`)."""
+        if self.loop.steps_scale == "per_prompt" and sizes is not None and ns is not None:
+            return sum(max(generation_steps(self.loop, self.train, g, n, size[g])
+                           for n, size in zip(ns, sizes)) for g in range(generation))
         later = self.loop.steps if self.loop.steps is not None else self.train.steps
         return 0 if generation == 0 else self.train.steps + (generation - 1) * later
 
@@ -279,7 +285,8 @@ class LoopRun(LoopRecords, LoopSynthesis):
             sets, reals, new = self._datasets(i, history)
         on_log = None
         if self.logger is not None:
-            offset = s.steps_before(i)
+            offset = s.steps_before(i, [train_sizes(s.loop, p) for p in self.plans],
+                                    [m.n for m in self.members])
 
             def on_log(rec: dict) -> None:
                 self.logger.log_metrics(
@@ -309,9 +316,10 @@ class LoopRun(LoopRecords, LoopSynthesis):
             save_state(self.gen_dir(i) / "model.pt", self.learner.state_dict())
             atomic_write_json(self.gen_dir(i) / "metrics.json", {"records": records})
         fault_point("generation_end")
-        for f in (self.gen_dir(i) / "train.pt", self.gen_dir(i) / "train.prev.pt",
-                  self.gen_dir(i) / STOPPING_FILE, self.gen_dir(i) / (STOPPING_FILE + ".prev")):
-            f.unlink(missing_ok=True)  # the finished model supersedes the resume point
+        # the finished model supersedes the resume points (one per step count: `fit`)
+        for f in [*self.gen_dir(i).glob("train*.pt"), self.gen_dir(i) / STOPPING_FILE,
+                  self.gen_dir(i) / (STOPPING_FILE + ".prev")]:
+            f.unlink(missing_ok=True)
         for m in range(len(self.members)):
             if i > 0:
                 history[m].append(new[m])

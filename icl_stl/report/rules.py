@@ -66,6 +66,16 @@ class ReportConfig:
     v2_p1_seeds: int | None = 10
     v2_p2_seeds: int | None = 20
     v2_regime: str = "from_scratch"  # the primary regime (warm_start groups are secondary)
+    # P5, version 2 (docs/proposed/p5v2-theory.md): a quadratic in m / n per seed, compute
+    # growing with m. depth: the smallest dip (each end above the interior's mean, log excess
+    # risk) the test must resolve, 82% power at 20 seeds with the retrain noise of
+    # docs/results/pilot-p5-v2/sizing.json; curvature: what the curvature's MDE is read
+    # against; trend: the resolution of the slope of log(vertex) against log n.
+    v2_p5_seeds: int | None = 20
+    v2_p5_depth: float = 0.20
+    v2_p5_curvature: float = 0.05
+    v2_p5_trend_margin: float = 0.5
+    v2_p5_grid_max: float = 3.0  # the grid must reach this m / n
     failure_gap: float = 0.5  # a later generation closing less of the gap failed to train
     failure_train_ratio: float = 3.0  # ... or whose own training risk is this x the oracle's
     bootstrap: int = 2000  # seed-bootstrap replicates (P4, P5)
@@ -102,14 +112,15 @@ class ReportConfig:
                              f"or real_gen_gap, got {self.p4_metric!r}")
         if self.rules not in ("v1", "v2"):
             raise ValueError(f"report setting rules must be v1 or v2, got {self.rules!r}")
-        for name in ("v2_delta1", "v2_delta2"):
+        for name in ("v2_delta1", "v2_delta2", "v2_p5_depth", "v2_p5_curvature",
+                     "v2_p5_trend_margin", "v2_p5_grid_max"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"report setting {name} must be a number > 0, got {v!r}")
         if not (0.0 < self.v2_transient < 1.0):
             raise ValueError(f"report setting v2_transient must be in (0, 1), "
                              f"got {self.v2_transient!r}")
-        for name in ("v2_p1_seeds", "v2_p2_seeds"):
+        for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p5_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 2:
                 raise ValueError(f"report setting {name} must be null or >= 2, "
                                  f"got {getattr(self, name)!r}")

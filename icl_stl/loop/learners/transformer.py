@@ -14,6 +14,7 @@ from icl_stl.data.seeding import derive_seed, make_generator
 from icl_stl.loop.labelling import label
 from icl_stl.loop.learners.base import Learner, LearnerContext
 from icl_stl.loop.mixing import MemberSpec, SyntheticInputs
+from icl_stl.loop.plan import generation_steps
 from icl_stl.models import build_ensemble
 from icl_stl.models.ensemble import Ensemble
 from icl_stl.persistence import CheckpointSlot
@@ -84,14 +85,55 @@ class TransformerLearner(Learner):
             return unique, index, identity
         return None
 
+    def member_steps(self, generation: int, datasets: list[PromptSet]) -> list[int]:
+        """Each member's optimizer steps at `generation` (`plan.generation_steps`: with
+        loop.steps_scale=per_prompt, proportional to the size of its S_i)."""
+        return [generation_steps(self.ctx.loop, self.ctx.train, generation, member.n, len(s))
+                for member, s in zip(self.members, datasets)]
+
     def fit(self, generation, datasets, checkpoint, on_log=None) -> dict:
+        steps = self.member_steps(generation, datasets)
+        if len(set(steps)) == 1:
+            return self._fit(generation, datasets, checkpoint, on_log, steps[0])
+        # One ensemble trains every member for one step count: members whose counts differ
+        # (loop.steps_scale=per_prompt with several m) train as one ensemble per count, each
+        # with its own resume point. A member's numbers do not depend on its ensemble.
+        fresh = generation > 0 and self.ctx.loop.init == "from_scratch"
+        self._untouched = False
+        full = self._fresh(generation) if fresh else self.ensemble
+        losses = [0.0] * len(datasets)
+        info = {"bad_steps": 0, "trained_members": 0}
+        for count in sorted(set(steps)):
+            group = [m for m, c in enumerate(steps) if c == count]
+            part = TransformerLearner.__new__(TransformerLearner)
+            Learner.__init__(part, self.ctx, [self.members[m] for m in group])
+            part.ensemble = (part._fresh(generation) if fresh else full.select(group))
+            part._untouched = False
+            slot = (None if checkpoint is None
+                    else CheckpointSlot(checkpoint.directory, f"{checkpoint.name}-{count}steps"))
+            log_fn = None
+            if on_log is not None:  # the other members' losses are None (not logged)
+                def log_fn(record: dict, group=group) -> None:
+                    loss = [None] * len(datasets)
+                    for j, m in enumerate(group):
+                        loss[m] = record["loss"][j]
+                    on_log({**record, "loss": loss})
+            out = part._fit(generation, [datasets[m] for m in group], slot, log_fn, count)
+            for j, m in enumerate(group):
+                full.load_member_(m, part.ensemble.member(j))
+                losses[m] = out["train_loss"][j]
+            info["bad_steps"] += out["bad_steps"]
+            info["trained_members"] += out["trained_members"]
+        self.ensemble = full
+        return {"train_loss": losses, "steps": max(steps), "member_steps": steps, **info}
+
+    def _fit(self, generation, datasets, checkpoint, on_log, steps: int) -> dict:
         ctx = self.ctx
         fresh = (generation == 0 and not self._untouched) or (
             generation > 0 and ctx.loop.init == "from_scratch")
         self._untouched = False
         # generations >= 1 (warm-started or not) have their own budget and warm-up
         later = generation > 0
-        steps = ctx.loop.steps if later and ctx.loop.steps is not None else ctx.train.steps
         warmup = (ctx.loop.warmup_steps if later and ctx.loop.warmup_steps is not None
                   else ctx.train.warmup_steps)
         train_cfg = dataclasses.replace(ctx.train, steps=steps, warmup_steps=warmup)
@@ -125,6 +167,7 @@ class TransformerLearner(Learner):
         if index is not None:
             self.ensemble = model.select(index)
         return {"train_loss": expand(result.final_loss), "steps": result.steps,
+                "member_steps": [result.steps] * len(datasets),
                 "bad_steps": result.bad_steps, "trained_members": len(trained)}
 
     def synthesize(self, generation, inputs, members=None) -> list[PromptSet]:
