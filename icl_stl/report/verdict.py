@@ -96,6 +96,11 @@ def fields_of(result: dict, index=()) -> dict:
             "p_confirm": get("p_confirm")}
 
 
+# A version-2 rule whose design is built but whose margins and seed counts still wait for its
+# pilot (docs/THEORY.md section 8.1): its verdicts are reported, labelled as such.
+PROVISIONAL = "v2-provisional"
+
+
 @dataclass
 class Prediction:
     """A prediction of docs/THEORY.md: its rule, its groups and the combined verdict."""

@@ -100,7 +100,7 @@ def test_the_pilot_readme_quotes_the_committed_sizing(pilot):
 
 
 def test_the_readme_quotes_the_committed_sizing(pilot):
-    readme = (SIZING.parents[3] / "README.md").read_text()
+    readme = (SIZING.parents[3] / "docs" / "report.md").read_text()
     paragraph = readme.split("**P5, version 2 (proposed).**")[1].split("\n\n")[0]
     power = pilot["power_by_depth_and_seeds"]
     assert f"(σ = {pilot['sigma']:.3f} per point)" in paragraph

@@ -111,7 +111,7 @@ def test_report_confirms_a_fast_decay_and_reports_the_gap_closed(tmp_path):
     write_decay_v2(tmp_path / "runs" / "d", lambda n, s: 2 * n ** -0.6 * wiggle(n, s),
                    generations=2)
     p4 = v2_report(tmp_path)
-    assert p4["verdict"] == "confirmed" and p4["rules_version"] == "v2"
+    assert p4["verdict"] == "confirmed" and p4["rules_version"] == "v2-provisional"
     assert p4["reading"] == "consistent with n^-1/4 or faster on [200, 20000]"
     group = p4["groups"][0]
     assert set(group["parts"]["gap_closed"]) == {str(n) for n in NS}

@@ -123,7 +123,7 @@ def p5(verdicts: dict) -> dict:
 def test_a_planted_dip_is_confirmed_with_the_version_2_fields(tmp_path):
     write(tmp_path, augmented(dip(0.3, 1.5, GRID), saturating(0.4)))
     out = p5(judge(tmp_path, ReportConfig(v2_p5_seeds=8)))
-    assert out["verdict"] == "confirmed" and out["rules_version"] == "v2"
+    assert out["verdict"] == "confirmed" and out["rules_version"] == "v2-provisional"
     group = out["groups"][0]
     assert group["scale"] == "excess_risk" and "oracle-augmented" in group["control"]
     assert group["seeds"] == 8 and group["margins"]["depth"] == CFG.v2_p5_depth

@@ -1,5 +1,5 @@
 """The time profile, the GPU estimate and the bf16 parity figures quoted in BENCHMARKS.md and
-README.md are the committed JSON they came from (docs/bench/)."""
+docs/usage.md are the committed JSON they came from (docs/bench/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "docs" / "bench"
-README = (REPO / "README.md").read_text()
+USAGE = (REPO / "docs" / "usage.md").read_text()
 BENCHMARKS = (REPO / "BENCHMARKS.md").read_text()
 
 
@@ -46,14 +46,14 @@ def test_the_profile_table_is_the_committed_profile():
     section = _section(BENCHMARKS, "## Where a reproduction part's time goes")
     assert _flat(_profile_part().markdown(profile)) in section
     shares = {r["row"]: f"{100 * r['share']:.0f}%" for r in profile["rows"]}
-    readme = _section(README, "## Where the time goes, and on a GPU")
+    readme = _section(USAGE, "## Where the time goes, and on a GPU")
     for row in ("training", "labelling", "evaluation"):
         assert f"{row} {shares[row]}" in readme
 
 
 def test_the_gpu_estimates_are_the_committed_ones():
     section = _section(BENCHMARKS, "## The version-2 programme on a GPU")
-    readme = _section(README, "## Where the time goes, and on a GPU")
+    readme = _section(USAGE, "## Where the time goes, and on a GPU")
     for pattern in ("gpu-estimate-v2-h200-2*.json", "gpu-estimate-v2-h200-by-lambda-*.json",
                     "gpu-estimate-v2-h100-*.json"):
         data = _one(pattern)

@@ -322,7 +322,8 @@ def test_the_documented_plan_and_design_numbers_regenerate(tmp_path):
     _, gpu = _plan(tmp_path / "c", "--setting", "gpu_d20", "--workers", "1", "--block-seeds",
                    "20", "--member-steps-per-s", "832", "--part-minutes", "600")
     hours = re.search(r"total about ([\d.]+) h", gpu).group(1)
-    assert f"about {hours} hours on one H100" in docs and f"expected {hours} H100 hours" in readme
+    reproduce = " ".join((REPO / "docs/reproduce.md").read_text().split())
+    assert f"about {hours} hours on one H100" in docs and f"expected {hours} H100 hours" in reproduce
     design = prog["design"]
     assert f"σ = {design['noise']['sigma']:.3f}, τ = {design['noise']['tau']:.3f}" in docs
     for value in (design["P1"]["min_detectable_effect"], design["P2"]["min_detectable_effect"],

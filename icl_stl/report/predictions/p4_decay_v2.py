@@ -34,6 +34,7 @@ from icl_stl.report.verdict import (
     INCONCLUSIVE,
     NOT_APPLICABLE,
     NOT_TESTED,
+    PROVISIONAL,
     UNDERPOWERED,
     GroupResult,
     Prediction,
@@ -188,7 +189,7 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                          "least as fast as n^-1/4), n decoupled from passes by early stopping.",
                       rule(cfg), (CONFIRMED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE),
                       primary_rule="the first counted decay group (configuration order)",
-                      rules_version="v2")
+                      rules_version=PROVISIONAL)
     for (config, lam, counted), group_runs in p4_decay.decay_groups(evidence.runs).items():
         recs = evidence.loop_records_of({str(r.path) for r in group_runs})
         name = describe_group(config, λ=lam)

@@ -46,6 +46,7 @@ from icl_stl.report.verdict import (
     INCONCLUSIVE,
     NOT_APPLICABLE,
     NOT_TESTED,
+    PROVISIONAL,
     REFUTED,
     UNDERPOWERED,
     GroupResult,
@@ -250,7 +251,7 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
     pred = Prediction(5, "Excess risk against the augmentation m / n has an interior optimum "
                          "(compute growing with m); m* grows as n shrinks.", rule(cfg),
                       (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE),
-                      rules_version="v2",
+                      rules_version=PROVISIONAL,
                       primary_rule=f"the counted group of regime {cfg.v2_regime} with the "
                                    "smallest lambda")
     loops = matched_loops(evidence.records, evidence.settings, cfg.gate_tolerance,
