@@ -454,3 +454,19 @@ def test_readme_says_how_todays_gate_reads_the_exploratory_results():
     assert "closed 89.5% " in regenerated
     text = _flat(README)
     assert "closed 89.5% of the gap" in text and "P3, P4 and P5 read **underpowered**" in text
+
+
+def test_the_compiled_engine_figures_are_the_committed_ab_run():
+    ab = _load("engine-ab-cpu-2026-12-06.json")
+    flat = _flat(BENCHMARKS)
+    lo, hi = ab["ratio_interval_95"]
+    assert f"Median ratio {ab['median_ratio']:.2f}× [{lo:.2f}, {hi:.2f}]" in flat
+    assert len(ab["rounds"]) >= 8 and ab["median_ratio"] >= 1.5
+    rates = ab["median_member_steps_per_s"]
+    assert f"{rates['old']:.1f} → {rates['new']:.1f} member steps/s" in flat
+    for arm in ("old", "new"):  # each arm imported its own checkout
+        assert ab[arm]["module"].startswith(ab[arm]["root"])
+        assert all(r[arm]["module"] == ab[arm]["module"] for r in ab["rounds"])
+    for r in ab["rounds"]:
+        assert f"| {r['old']['member_steps_per_s']:.1f} | {r['new']['member_steps_per_s']:.1f} " \
+               f"| {r['ratio']:.3f} |" in BENCHMARKS
