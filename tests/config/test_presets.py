@@ -45,7 +45,7 @@ PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop"
            "reproduce/filters_weak_verifier": "loop", "reproduce/filters_confidence": "loop",
            "reproduce/schedules_floor": "loop", "reproduce/schedules_zero": "loop",
            "reproduce/pools_below": "loop", "reproduce/pools_above": "loop",
-           "pilot/v2_d2": "loop"}
+           "pilot/v2_d2": "loop", "pilot/p3v2_d2": "probe"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n",
              "filters_verifier", "filters_confidence", "schedules", "task_pools")
 

@@ -12,7 +12,9 @@ over `registry(cfg)`: adding a prediction is one module and one line here.
 Two versions of the rules (`ReportConfig.rules`): version 2 (`REGISTRY`, the default) judges
 P1 and P2 on excess risk against each loop's matched oracle-labelled control; version 1
 (`REGISTRY_V1`) is the exploratory reproduction's (docs/results/cpu), kept so that its verdicts
-regenerate. P3-P8 are judged by the same modules under both.
+regenerate. Version 2 judges P3 as a dose-response against a chaos twin (`p3_dose_response`;
+version 1's `p3_stability` reads the one-prompt stability probe). P4-P8 are judged by the same
+modules under both.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from icl_stl.report.predictions import (
     p1_matched_collapse,
     p2_bounded,
     p2_matched_bounded,
+    p3_dose_response,
     p3_stability,
     p4_decay,
     p5_augmentation,
@@ -32,10 +35,10 @@ from icl_stl.report.predictions import (
     p8_pools,
 )
 
-_LATER: list[ModuleType] = [p3_stability, p4_decay, p5_augmentation, p6_filters, p7_schedules,
-                            p8_pools]
-REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, *_LATER]
-REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, *_LATER]
+_LATER: list[ModuleType] = [p4_decay, p5_augmentation, p6_filters, p7_schedules, p8_pools]
+REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_dose_response,
+                              *_LATER]
+REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, p3_stability, *_LATER]
 
 
 def registry(rules: str) -> list[ModuleType]:

@@ -1,0 +1,165 @@
+"""The pilot of P3, version 2: recursive stability as a dose-response, on seeds outside any
+confirmatory set (docs/proposed/p3v2-theory.md).
+
+    .venv/bin/python scripts/pilot_p3_v2.py run [--steps N]   # the probe, resumable
+    .venv/bin/python scripts/pilot_p3_v2.py analyse           # -> pilot.json, sizing
+
+`run` trains conf/experiment/pilot/p3v2_d2.yaml with `icl-stl-probe` as one process on one
+thread (killed, it resumes with the same command): per seed and lambda (0 and 0.5, sharing
+generation 0) a base loop and its loops with a fraction q of S_0 replaced, each in two batch
+orders (order 1: the chaos twin). `analyse` copies the run's records to --results/run/ and
+writes pilot.json: per lambda and generation the chaos floor, the excess squared distance per q,
+the dose slopes per seed (with and without intercept) and their noise, W2 beside |delta mu|,
+the recursion ratio gamma_i^2 / gamma_0^2 per lambda and its paired contrast, every loop's gap
+closed at generation 0, and the seed counts the paired contrast would need
+(`icl_stl/report/predictions/p3_dose_response.py` judges it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = "pilot/p3v2_d2"
+# Sized on the shared 2-core machine (docs/results/pilot-p3-v2/README.md): 48 member steps per
+# CPU second in training plus about 2.5 CPU seconds per loop and generation for evaluation and
+# labelling; 2 seeds x 40 loop-generations at 1,000 steps is about 31 CPU minutes.
+DEFAULT_STEPS = 1000
+SEEDS = (9201, 9202)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=("run", "analyse"))
+    parser.add_argument("--work", type=Path, default=Path("outputs/pilot_p3_v2"),
+                        help="run directory and checkpoints (default: %(default)s)")
+    parser.add_argument("--results", type=Path, default=REPO / "docs/results/pilot-p3-v2",
+                        help="where the records and pilot.json go (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help="optimizer steps per generation (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.exit(2, f"--steps must be a positive number of steps, got {args.steps}\n")
+    return args
+
+
+def run(work: Path, steps: int) -> int:
+    """One process per seed, one thread each (a seed's loops are one ensemble)."""
+    procs = []
+    for seed in SEEDS:
+        cmd = [str(REPO / ".venv/bin/icl-stl-probe"), f"experiment={PRESET}",
+               f"train.steps={steps}", f"probe.seeds=[{seed}]", "runtime.threads=1",
+               f"run.name=pilot_p3v2_d2_{seed}", f"run.checkpoint_root={work / 'checkpoints'}",
+               f"hydra.run.dir={work / str(seed)}"]
+        log = open(work / f"{seed}.log", "a")  # noqa: SIM115 (closed when the process ends)
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
+    return max(p.wait() for p in procs)
+
+
+def _two_way_sigma(values: np.ndarray) -> float | None:
+    """The residual sd of values (seeds, generations) after seed and generation means."""
+    s, g = values.shape
+    if s < 2 or g < 2:
+        return None
+    resid = values - values.mean(0, keepdims=True) - values.mean(1, keepdims=True) \
+        + values.mean()
+    return float(np.sqrt((resid ** 2).sum() / ((s - 1) * (g - 1))))
+
+
+def analyse_pilot(summaries: list[dict]) -> dict:
+    """pilot.json: what sets P3's power (module doc)."""
+    from icl_stl.probes.dose_fit import dose_rows, dose_slope
+    from icl_stl.training.gate import gap_closed
+
+    records = [r for s in summaries for r in s["generations"]]
+    rows = dose_rows(records)
+    cell = {(r["seed"], r["real_fraction"], r["generation"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    lams = sorted({r["real_fraction"] for r in rows})
+    gens = sorted({r["generation"] for r in rows})
+    n = rows[0]["n"]
+    qs = rows[0]["fractions"]
+    zero = {s["settings"]["seed"]: s["baselines"]["zero"]["risk"] for s in summaries}
+    gate = [{"seed": r["seed"], "tag": r["tag"],
+             "gap_closed": gap_closed(r["test_risk"], r["ridge_risk"],
+                                      r.get("zero_risk") or next(iter(zero.values())))}
+            for r in records if r["generation"] == 0 and r["real_fraction"] == lams[0]]
+    out: dict = {"seeds": seeds, "generations": gens, "n": n, "fractions": qs,
+                 "replaced": rows[0]["replaced"], "lambdas": {},
+                 "steps": summaries[0]["settings"]["train"]["steps"],
+                 "gap_closed_generation_0": {"min": min(g["gap_closed"] for g in gate),
+                                             "max": max(g["gap_closed"] for g in gate),
+                                             "loops": gate}}
+    b0 = np.array([cell[(s, lams[0], 0)]["sq_dist_slope"] for s in seeds])
+    for lam in lams:
+        def stat(key, lam=lam):
+            return np.array([[cell[(s, lam, g)][key] for g in gens] for s in seeds])
+        slope, chaos = stat("sq_dist_slope"), stat("chaos_sq_dist")
+        dist = np.array([[cell[(s, lam, g)]["sq_dist"] for g in gens] for s in seeds])
+        by_order = np.array([[cell[(s, lam, g)]["sq_dist_by_order"] for g in gens]
+                             for s in seeds])  # (seeds, gens, q, orders)
+        order_slopes = dose_slope(qs, np.moveaxis(by_order, -1, -2) - chaos[..., None, None])[0]
+        out["lambdas"][f"{lam:g}"] = {
+            "chaos_sq_dist": chaos.mean(0).tolist(),
+            "sq_dist_by_q": dist.mean(0).tolist(),
+            "excess_by_q": (dist - chaos[..., None]).mean(0).tolist(),
+            "excess_over_chaos_at_largest_q": (dist[..., -1] / chaos).mean(0).tolist(),
+            "slope_per_seed": slope.tolist(),
+            "slope_mean": slope.mean(0).tolist(),
+            "slope_sd": (slope.std(0, ddof=1) if len(seeds) > 1 else 0 * slope[0]).tolist(),
+            "intercept_mean": stat("sq_dist_intercept").mean(0).tolist(),
+            "slope_origin_mean": stat("sq_dist_slope_origin").mean(0).tolist(),
+            "per_prompt_sq_effect": (slope.mean(0) / n).tolist(),
+            "slope_order_split_sd": float(np.std(order_slopes[..., 0] - order_slopes[..., 1],
+                                                 ddof=1) / 2),
+            "w2_sq_slope_mean": stat("w2_sq_slope").mean(0).tolist(),
+            "chaos_w2_sq": stat("chaos_w2_sq").mean(0).tolist(),
+            "chaos_abs_dist": stat("chaos_abs_dist").mean(0).tolist(),
+            "abs_dist_by_q": np.array([[cell[(s, lam, g)]["abs_dist"] for g in gens]
+                                       for s in seeds]).mean(0).tolist(),
+            "ratio_to_generation_0": (slope.mean(0) / b0.mean()).tolist(),
+            "sigma_two_way": _two_way_sigma(slope[:, 1:]) if len(gens) > 2 else None,
+        }
+    later = [g for g in gens if g > 0]
+    if later and len(lams) == 2:
+        bz = np.array([[cell[(s, lams[0], g)]["sq_dist_slope"] for g in later] for s in seeds])
+        bh = np.array([[cell[(s, lams[1], g)]["sq_dist_slope"] for g in later] for s in seeds])
+        out["paired"] = {"rho": float((bz - bh).mean() / b0.mean()),
+                         "rho_per_seed": ((bz - bh).mean(1) / b0).tolist(),
+                         "generation_0_slope": b0.tolist(),
+                         "generation_0_slope_mean": float(b0.mean())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.step == "run":
+        args.work.mkdir(parents=True, exist_ok=True)
+        return run(args.work, args.steps)
+    summaries = []
+    for seed in SEEDS:
+        out = args.results / "runs" / str(seed)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.json", "dose_response.json", "timing.json"):
+            if (args.work / str(seed) / name).exists():
+                shutil.copyfile(args.work / str(seed) / name, out / name)
+        summaries.append(json.loads((out / "summary.json").read_text()))
+    pilot = analyse_pilot(summaries)
+    (args.results / "pilot.json").write_text(json.dumps(pilot, indent=2) + "\n")
+    for lam, row in pilot["lambdas"].items():
+        print(f"[pilot] λ={lam}: chaos floor {np.round(row['chaos_sq_dist'], 5).tolist()}, "
+              f"dose slope (intercept) {np.round(row['slope_mean'], 4).tolist()} "
+              f"sd {np.round(row['slope_sd'], 4).tolist()}")
+    print(f"[pilot] paired contrast: {json.dumps(pilot['paired'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
