@@ -86,10 +86,8 @@ def analyse_pilot(summaries: list[dict]) -> dict:
     gens = sorted({r["generation"] for r in rows})
     n = rows[0]["n"]
     qs = rows[0]["fractions"]
-    zero = {s["settings"]["seed"]: s["baselines"]["zero"]["risk"] for s in summaries}
     gate = [{"seed": r["seed"], "tag": r["tag"],
-             "gap_closed": gap_closed(r["test_risk"], r["ridge_risk"],
-                                      r.get("zero_risk") or next(iter(zero.values())))}
+             "gap_closed": gap_closed(r["test_risk"], r["ridge_risk"], r["zero_risk"])}
             for r in records if r["generation"] == 0 and r["real_fraction"] == lams[0]]
     out: dict = {"seeds": seeds, "generations": gens, "n": n, "fractions": qs,
                  "replaced": rows[0]["replaced"], "lambdas": {},
@@ -138,6 +136,48 @@ def analyse_pilot(summaries: list[dict]) -> dict:
     return out
 
 
+def noise_of(pilot: dict) -> dict:
+    """The noise of one seed's dose slope, in units of the mean generation-0 slope: the pooled
+    spread over seeds of every (lambda, generation) cell (seed offsets included, so the
+    calibration's tau is 0: conservative for the paired contrast, where they cancel)."""
+    cells = [np.var(np.array(row["slope_per_seed"])[:, g], ddof=1)
+             for row in pilot["lambdas"].values()
+             for g in range(len(pilot["generations"]))]
+    beta0 = pilot["paired"]["generation_0_slope_mean"]
+    sigma = float(np.sqrt(np.mean(cells)))
+    return {"beta0": beta0, "sigma_absolute": sigma,
+            "sigma_relative": sigma / beta0 if beta0 > 0 else None}
+
+
+def sizing(pilot: dict, delta: float, effect_per_generation: float,
+           seed_counts=(5, 10, 20, 40, 80, 160), draws: int = 4000) -> dict:
+    """Power at the stated effect (gamma_i^2 / gamma_0^2 = 1 + effect x i at lambda 0, flat at
+    0.5) and false-confirm at the margin, by seed count, at the pilot's noise, through the
+    report's own rule (`simulate_p3.p3_rates`)."""
+    from icl_stl.report.rules import ReportConfig
+    from icl_stl.report.simulate_p3 import SlopeNoise, flat, linear, p3_rates
+
+    noise = noise_of(pilot)
+    out = {"noise": noise, "delta_3": delta, "effect_per_generation": effect_per_generation,
+           "horizon": 3, "draws": draws, "by_seeds": {}}
+    if noise["sigma_relative"] is None:
+        out["reading"] = "no positive generation-0 dose slope: nothing to size"
+        return out
+    cfg = ReportConfig(v2_p3_delta=delta, v2_p3_seeds=None)
+    slope_noise = SlopeNoise(noise["sigma_relative"], 0.0)
+    for seeds in seed_counts:
+        power = p3_rates(1.0, linear(effect_per_generation), flat(1.0), seeds, slope_noise,
+                         cfg, draws=draws, seed=seeds)
+        margin = p3_rates(1.0, flat(1.0 + delta), flat(1.0), seeds, slope_noise, cfg,
+                          draws=draws, seed=seeds + 1)
+        out["by_seeds"][str(seeds)] = {"power": power["confirmed"],
+                                       "signal_missed": power["not applicable"],
+                                       "false_confirm_at_margin": margin["confirmed"]}
+    enough = [int(k) for k, v in out["by_seeds"].items() if v["power"] >= 0.8]
+    out["seeds_for_80_percent"] = min(enough) if enough else None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.step == "run":
@@ -152,12 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(args.work / str(seed) / name, out / name)
         summaries.append(json.loads((out / "summary.json").read_text()))
     pilot = analyse_pilot(summaries)
+    pilot["sizing"] = sizing(pilot, delta=1.0, effect_per_generation=1.0)
     (args.results / "pilot.json").write_text(json.dumps(pilot, indent=2) + "\n")
     for lam, row in pilot["lambdas"].items():
         print(f"[pilot] λ={lam}: chaos floor {np.round(row['chaos_sq_dist'], 5).tolist()}, "
               f"dose slope (intercept) {np.round(row['slope_mean'], 4).tolist()} "
               f"sd {np.round(row['slope_sd'], 4).tolist()}")
-    print(f"[pilot] paired contrast: {json.dumps(pilot['paired'])}")
+    print(f"[pilot] paired contrast: {json.dumps(pilot.get('paired'))}")
+    print(f"[pilot] sizing: {json.dumps(pilot['sizing'])}")
     return 0
 
 

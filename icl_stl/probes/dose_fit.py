@@ -15,8 +15,13 @@ The slope is fitted WITH an intercept (`dose_slope(..., intercept=True)`, the pr
 excess is 0 at q = 0 only if a replaced loop decorrelates from its base as fully as the chaos
 twin does. Where it decorrelates less (small q, a loop that is not fully chaotic), the excess
 at small q is pulled below the line by the shared part of the noise, and a fit through the
-origin would fold that into the slope; the intercept absorbs it and is reported as the check
-(near 0: the twin is as far as chaos). The fit through the origin is recorded beside it.
+origin would fold that into the slope. With an intercept, subtracting c moves only the
+intercept, so the slope does not depend on the chaos twin at all, and the intercept (mean d at
+q -> 0 minus c) is the check that the floor is the chaos floor (near 0: a replaced loop is as
+far from its base as a new batch order). It costs little: at q = 0.3%, 1%, 3% the slope's
+variance is 2,550 sigma_d^2 with an intercept and 990 sigma_d^2 + 1,820 sigma_c^2 through the
+origin (sigma_d, sigma_c: the noise of one replaced loop's and of the twin's distance). The
+fit through the origin is recorded beside it.
 """
 
 from __future__ import annotations
