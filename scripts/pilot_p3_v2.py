@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 PRESET = "pilot/p3v2_d2"
 # Sized on the shared 2-core machine (docs/results/pilot-p3-v2/README.md): 48 member steps per
 # CPU second in training plus about 2.5 CPU seconds per loop and generation for evaluation and
-# labelling; 2 seeds x 40 loop-generations at 1,000 steps is about 31 CPU minutes.
-DEFAULT_STEPS = 1000
+# labelling; 2 seeds x 40 loop-generations at 800 steps is about 26 CPU minutes.
+DEFAULT_STEPS = 800
 SEEDS = (9201, 9202)
 
 
@@ -44,21 +44,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where the records and pilot.json go (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                         help="optimizer steps per generation (default: %(default)s)")
+    parser.add_argument("--generations", type=int, default=2,
+                        help="generations after generation 0 (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.exit(2, f"--steps must be a positive number of steps, got {args.steps}\n")
+    if args.generations < 0:
+        parser.exit(2, f"--generations must be 0 or more, got {args.generations}\n")
     return args
 
 
-def run(work: Path, steps: int) -> int:
+def configuration(steps: int, generations: int) -> str:
+    """The folder of one pilot configuration: s<steps>_g<generations>."""
+    return f"s{steps}_g{generations}"
+
+
+def run(work: Path, steps: int, generations: int) -> int:
     """One process per seed, one thread each (a seed's loops are one ensemble)."""
     procs = []
+    name = configuration(steps, generations)
+    (work / name).mkdir(parents=True, exist_ok=True)
     for seed in SEEDS:
         cmd = [str(REPO / ".venv/bin/icl-stl-probe"), f"experiment={PRESET}",
-               f"train.steps={steps}", f"probe.seeds=[{seed}]", "runtime.threads=1",
-               f"run.name=pilot_p3v2_d2_{seed}", f"run.checkpoint_root={work / 'checkpoints'}",
-               f"hydra.run.dir={work / str(seed)}"]
-        log = open(work / f"{seed}.log", "a")  # noqa: SIM115 (closed when the process ends)
+               f"train.steps={steps}", f"loop.generations={generations}",
+               f"probe.seeds=[{seed}]", "runtime.threads=1",
+               f"run.name=pilot_p3v2_d2_{name}_{seed}",
+               f"run.checkpoint_root={work / 'checkpoints'}",
+               f"hydra.run.dir={work / name / str(seed)}"]
+        log = open(work / name / f"{seed}.log", "a")  # noqa: SIM115 (closed at exit)
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
     return max(p.wait() for p in procs)
 
@@ -96,6 +109,7 @@ def analyse_pilot(summaries: list[dict]) -> dict:
                                              "max": max(g["gap_closed"] for g in gate),
                                              "loops": gate}}
     b0 = np.array([cell[(s, lams[0], 0)]["sq_dist_slope"] for s in seeds])
+    out.update(generation_0_slope=b0.tolist(), generation_0_slope_mean=float(b0.mean()))
     for lam in lams:
         def stat(key, lam=lam):
             return np.array([[cell[(s, lam, g)][key] for g in gens] for s in seeds])
@@ -123,6 +137,8 @@ def analyse_pilot(summaries: list[dict]) -> dict:
             "abs_dist_by_q": np.array([[cell[(s, lam, g)]["abs_dist"] for g in gens]
                                        for s in seeds]).mean(0).tolist(),
             "ratio_to_generation_0": (slope.mean(0) / b0.mean()).tolist(),
+            "sq_dist_by_order_generation_0": by_order[:, 0].tolist(),
+            "chaos_per_seed_generation_0": chaos[:, 0].tolist(),
             "sigma_two_way": _two_way_sigma(slope[:, 1:]) if len(gens) > 2 else None,
         }
     later = [g for g in gens if g > 0]
@@ -137,16 +153,30 @@ def analyse_pilot(summaries: list[dict]) -> dict:
 
 
 def noise_of(pilot: dict) -> dict:
-    """The noise of one seed's dose slope, in units of the mean generation-0 slope: the pooled
-    spread over seeds of every (lambda, generation) cell (seed offsets included, so the
-    calibration's tau is 0: conservative for the paired contrast, where they cancel)."""
+    """The noise of one seed's dose slope, in units of the mean generation-0 slope, pooled from
+    the spread over seeds of every (lambda, generation) cell (seed offsets included, so the
+    calibration's tau is 0: conservative for the paired contrast, where they cancel) and the
+    split between the two batch orders of each seed (`slope_order_split_sd`), with its degrees
+    of freedom and a one-sided 90% upper bound (chi-square)."""
+    from scipy.stats import chi2
+
+    gens = len(pilot["generations"])
+    rows = list(pilot["lambdas"].values())[:1] if gens == 1 else pilot["lambdas"].values()
     cells = [np.var(np.array(row["slope_per_seed"])[:, g], ddof=1)
-             for row in pilot["lambdas"].values()
-             for g in range(len(pilot["generations"]))]
-    beta0 = pilot["paired"]["generation_0_slope_mean"]
-    sigma = float(np.sqrt(np.mean(cells)))
-    return {"beta0": beta0, "sigma_absolute": sigma,
-            "sigma_relative": sigma / beta0 if beta0 > 0 else None}
+             for row in rows for g in range(gens)]
+    df_seed = len(cells) * (len(pilot["seeds"]) - 1)
+    df_order = len(pilot["seeds"]) * gens - 1
+    order = [row["slope_order_split_sd"] ** 2 for row in rows]
+    pooled = (df_seed * np.mean(cells) + df_order * np.mean(order)) / (df_seed + df_order)
+    sigma = float(np.sqrt(pooled))
+    df = df_seed + df_order
+    upper = sigma * float(np.sqrt(df / chi2.ppf(0.10, df)))
+    beta0 = pilot["generation_0_slope_mean"]
+    return {"beta0": beta0, "sigma_absolute": sigma, "df": df,
+            "sigma_between_seeds": float(np.sqrt(np.mean(cells))),
+            "sigma_order_split": float(np.sqrt(np.mean(order))),
+            "sigma_relative": sigma / beta0 if beta0 > 0 else None,
+            "sigma_relative_upper90": upper / beta0 if beta0 > 0 else None}
 
 
 def sizing(pilot: dict, delta: float, effect_per_generation: float,
@@ -164,42 +194,104 @@ def sizing(pilot: dict, delta: float, effect_per_generation: float,
         out["reading"] = "no positive generation-0 dose slope: nothing to size"
         return out
     cfg = ReportConfig(v2_p3_delta=delta, v2_p3_seeds=None)
-    slope_noise = SlopeNoise(noise["sigma_relative"], 0.0)
-    for seeds in seed_counts:
-        power = p3_rates(1.0, linear(effect_per_generation), flat(1.0), seeds, slope_noise,
-                         cfg, draws=draws, seed=seeds)
-        margin = p3_rates(1.0, flat(1.0 + delta), flat(1.0), seeds, slope_noise, cfg,
-                          draws=draws, seed=seeds + 1)
-        out["by_seeds"][str(seeds)] = {"power": power["confirmed"],
-                                       "signal_missed": power["not applicable"],
-                                       "false_confirm_at_margin": margin["confirmed"]}
-    enough = [int(k) for k, v in out["by_seeds"].items() if v["power"] >= 0.8]
-    out["seeds_for_80_percent"] = min(enough) if enough else None
+    for label, sigma in (("point", noise["sigma_relative"]),
+                         ("upper90", noise["sigma_relative_upper90"])):
+        slope_noise = SlopeNoise(sigma, 0.0)
+        table = out["by_seeds"].setdefault(label, {})
+        for seeds in seed_counts:
+            power = p3_rates(1.0, linear(effect_per_generation), flat(1.0), seeds,
+                             slope_noise, cfg, draws=draws, seed=seeds)
+            margin = p3_rates(1.0, flat(1.0 + delta), flat(1.0), seeds, slope_noise, cfg,
+                              draws=draws, seed=seeds + 1)
+            table[str(seeds)] = {"power": power["confirmed"],
+                                 "signal_missed": power["not applicable"],
+                                 "false_confirm_at_margin": margin["confirmed"]}
+    for label, table in out["by_seeds"].items():
+        enough = [int(k) for k, v in table.items() if v["power"] >= 0.8]
+        out[f"seeds_for_80_percent_{label}"] = min(enough) if enough else None
     return out
+
+
+def finished_or_partial(work: Path, name: str, seed: int) -> dict | None:
+    """A seed's summary.json, or, for a run stopped early, the records of its finished
+    generations from the checkpoints (`partial`: true); None when it has neither."""
+    path = work / name / str(seed) / "summary.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    steps = int(name.split("_")[0][1:])
+    checkpoints = work / "checkpoints" / f"pilot_p3v2_d2_{name}_{seed}"
+    records = []
+    for gen in sorted(checkpoints.glob("gen_*/metrics.json")):
+        records += json.loads(gen.read_text())["records"]
+    if not records:
+        return None
+    return {"partial": True, "generations": records, "settings": {"train": {"steps": steps}}}
+
+
+def dose_figure(pilots: dict, path: Path) -> None:
+    """Generation 0's squared distance to the base loop against q, per configuration: each
+    seed and batch order (points), their mean (line), the chaos twin (dashed) and the fit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(pilots), figsize=(5.2 * len(pilots), 4.0), squeeze=False)
+    for ax, (_, pilot) in zip(axes[0], sorted(pilots.items())):
+        row, qs = pilot["lambdas"]["0"], np.array(pilot["fractions"]) * 100
+        for j, seed in enumerate(pilot["seeds"]):
+            by_order = np.array(row["sq_dist_by_order_generation_0"][j])  # (q, orders)
+            for order in range(by_order.shape[1]):
+                ax.plot(qs, by_order[:, order], "o", color=f"C{j}", ms=4, alpha=0.6)
+            ax.axhline(row["chaos_per_seed_generation_0"][j], color=f"C{j}", ls="--", lw=1,
+                       label=f"seed {seed}: chaos twin")
+        ax.plot(qs, row["sq_dist_by_q"][0], "k-", label="mean over seeds and orders")
+        fit = row["intercept_mean"][0] + row["chaos_sq_dist"][0] + row["slope_mean"][0] * qs / 100
+        ax.plot(qs, fit, "k:", label=f"fit: slope {row['slope_mean'][0]:.2f} per unit q")
+        ax.set(xscale="log", xlabel="q, % of S_0 replaced (n = 10,000)",
+               ylabel="squared distance to the base loop", ylim=(0, None),
+               title=f"{pilot['steps']:,} steps, generation 0")
+        ax.set_xticks(qs, [f"{q:g}" for q in qs])
+        ax.minorticks_off()
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.step == "run":
-        args.work.mkdir(parents=True, exist_ok=True)
-        return run(args.work, args.steps)
-    summaries = []
-    for seed in SEEDS:
-        out = args.results / "runs" / str(seed)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "dose_response.json", "timing.json"):
-            if (args.work / str(seed) / name).exists():
-                shutil.copyfile(args.work / str(seed) / name, out / name)
-        summaries.append(json.loads((out / "summary.json").read_text()))
-    pilot = analyse_pilot(summaries)
-    pilot["sizing"] = sizing(pilot, delta=1.0, effect_per_generation=1.0)
-    (args.results / "pilot.json").write_text(json.dumps(pilot, indent=2) + "\n")
-    for lam, row in pilot["lambdas"].items():
-        print(f"[pilot] λ={lam}: chaos floor {np.round(row['chaos_sq_dist'], 5).tolist()}, "
-              f"dose slope (intercept) {np.round(row['slope_mean'], 4).tolist()} "
-              f"sd {np.round(row['slope_sd'], 4).tolist()}")
-    print(f"[pilot] paired contrast: {json.dumps(pilot.get('paired'))}")
-    print(f"[pilot] sizing: {json.dumps(pilot['sizing'])}")
+        return run(args.work, args.steps, args.generations)
+    pilots = {}
+    for folder in sorted(p for p in args.work.glob("s*_g*") if p.is_dir()):
+        summaries = [finished_or_partial(args.work, folder.name, seed) for seed in SEEDS]
+        if any(s is None for s in summaries):
+            print(f"[pilot] {folder.name}: a seed has no finished generation, skipped")
+            continue
+        for seed, summary in zip(SEEDS, summaries):
+            out = args.results / "runs" / folder.name / str(seed)
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("summary.json", "dose_response.json", "timing.json"):
+                if (folder / str(seed) / name).exists():
+                    shutil.copyfile(folder / str(seed) / name, out / name)
+            if summary.get("partial"):  # stopped early: its finished generations' records
+                (out / "records.json").write_text(json.dumps(summary, indent=1) + "\n")
+        pilot = analyse_pilot(summaries)
+        pilot["stopped_after_generation"] = (max(pilot["generations"]) if any(
+            s.get("partial") for s in summaries) else None)
+        pilot["sizing"] = sizing(pilot, delta=1.0, effect_per_generation=1.0)
+        pilots[folder.name] = pilot
+        for lam, row in pilot["lambdas"].items():
+            print(f"[pilot] {folder.name} λ={lam}: chaos floor "
+                  f"{np.round(row['chaos_sq_dist'], 5).tolist()}, dose slope "
+                  f"{np.round(row['slope_mean'], 4).tolist()} sd "
+                  f"{np.round(row['slope_sd'], 4).tolist()}")
+        print(f"[pilot] {folder.name} sizing: {json.dumps(pilot['sizing'])}")
+    (args.results / "pilot.json").write_text(json.dumps(pilots, indent=2) + "\n")
+    if pilots:
+        dose_figure(pilots, args.results / "figures" / "dose_generation_0.png")
     return 0
 
 

@@ -66,9 +66,10 @@ class ReportConfig:
     v2_p1_seeds: int | None = 10
     v2_p2_seeds: int | None = 20
     v2_regime: str = "from_scratch"  # the primary regime (warm_start groups are secondary)
-    # P3, version 2 (docs/proposed/p3v2-theory.md): the paired recursion ratio rho must exceed
-    # delta_3 (in units of generation 0's per-prompt effect), over generations 1..G
-    v2_p3_delta: float = 0.5
+    # P3, version 2 (docs/proposed/p3v2-theory.md, provisional until a pilot measures later
+    # generations): the paired recursion ratio rho must exceed delta_3 (in units of generation
+    # 0's per-prompt effect), over generations 1..G
+    v2_p3_delta: float = 1.0
     v2_p3_horizon: int = 3
     v2_p3_seeds: int | None = 10
     failure_gap: float = 0.5  # a later generation closing less of the gap failed to train

@@ -9,8 +9,11 @@ lambda = 0.5 (same S_0, initialisation and batch order), so b_0 is one number pe
 Two tests, both per seed and in this order:
 
 1. *Signal*: the generation-0 slope b_0 is significantly above 0 (one-sided t-test): replacing
-   prompts moves the model further than a new batch order does. Otherwise the group is **not
-   applicable** (what P3 would read is chaos, not the data).
+   more prompts moves the model further. Otherwise the group is **not applicable**: the
+   distance is the floor that any change of the data (or of the batch order) produces, and P3
+   would read chaos, not the data. (The slope has an intercept, so it does not depend on the
+   chaos twin; the twin says where that floor sits: the pilot's replaced loops were 0.34 of
+   the way to it.)
 2. *Recursion*: rho = mean_s [mean_{i=1..G} (b_i(lambda=0) - b_i(lambda=0.5))] / mean_s b_0:
    how much more the effect of S_0 grows over the generations without real data than with
    lambda = 0.5, in units of generation 0's effect (gamma_i^2 / gamma_0^2, paired between the
@@ -69,7 +72,8 @@ def rule(cfg: ReportConfig) -> str:
         "order), on fixed probe prompts. Only seeds every one of whose loops passed the gate "
         "at generation 0 are read, in ascending order, the first "
         f"{cfg.v2_p3_seeds}. *Signal*: the generation-0 slope significantly above 0 "
-        f"(one-sided t-test at {cfg.alpha:g}), else **not applicable** (chaos, not data). "
+        f"(one-sided t-test at {cfg.alpha:g}: the distance grows with q), else **not "
+        "applicable** (chaos, not data). "
         "*Recursion* (generations 1..G, G >= "
         f"{cfg.v2_p3_horizon}, from scratch): rho = mean over seeds of the mean over "
         "generations of (slope at lambda = 0 - slope at lambda = 0.5), over the mean "
@@ -177,8 +181,8 @@ def _group(name: str, recs: list[dict], cfg: ReportConfig) -> GroupResult:
             f"[{fmt(float(signal['low']))}, {fmt(float(signal['high']))}] (n gamma_0^2)")
     if len(read) >= cfg.min_seeds and int(signal["code"]) != C_CONFIRMED:
         res.verdict = NOT_APPLICABLE
-        notes.append("the dose signal is not significantly above the chaos floor: P3 reads "
-                     "chaos, not the data")
+        notes.append("no dose-response: the distance does not grow significantly with q above "
+                     "its chaos floor, so P3 reads chaos, not the data")
         res.p_refute = None
     elif res.verdict == REFUTED and int(signal["code"]) != C_CONFIRMED:
         res.verdict = UNDERPOWERED
