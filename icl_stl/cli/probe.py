@@ -12,6 +12,7 @@ records also carry prior_mean_err2 and prior_cov_trace_ratio.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -31,9 +32,9 @@ from icl_stl.probes import RUNNERS, prior_drift_metrics
 from icl_stl.training.early_stopping import check_held_out
 
 HEADLINES = {"stability": ("gamma_max", "gamma_mean"), "decay": ("slope", "verdict"),
-             "in_context": ()}
+             "in_context": (), "dose_response": ("sq_dist_slope", "sq_dist_intercept")}
 # The probes whose prompts (S_0, twins, probe prompts) draw their tasks from the run's pool.
-POOL_KINDS = ("stability", "decay")
+POOL_KINDS = ("stability", "decay", "dose_response")
 
 
 def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
@@ -52,13 +53,19 @@ def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
         raise ConfigError(f"task.n_tasks must be null for probe.kind={probe.kind} (it draws "
                           f"its prompts from the prior; probe.kind={' or '.join(POOL_KINDS)} "
                           f"takes a task pool), got {app.task.n_tasks!r}")
+    lams = (probe.real_fractions or [app.loop.real_fraction]
+            if probe.kind == "dose_response" else [app.loop.real_fraction])
     for n in ns:  # e.g. lambda n must be a whole number of prompts for every n of the grid
-        try:
-            app.loop.validate("loop", n, app.task, app.model)
-        except ConfigError as err:
-            if probe.ns is None:
-                raise
-            raise ConfigError(f"probe.ns has n={n} (the loop calls it data.n): {err}") from None
+        for lam in lams:
+            loop = dataclasses.replace(app.loop, real_fraction=lam)
+            try:
+                loop.validate("loop", n, app.task, app.model)
+            except ConfigError as err:
+                if probe.ns is None and lam == app.loop.real_fraction:
+                    raise
+                where = (f"probe.ns has n={n} (the loop calls it data.n)" if probe.ns
+                         else f"probe.real_fractions has {lam}")
+                raise ConfigError(f"{where}: {err}") from None
     check_held_out(list(ns), app.train.held_out_fraction)  # early stopping: n big enough
     return probe, list(probe.seeds or [app.seed]), list(ns)
 
@@ -70,6 +77,9 @@ def headline(kind: str, result: dict) -> dict:
         return {f"final_{k}": last.get(k) for k in HEADLINES[kind]}
     if kind == "decay":
         return {"decay_slope": result["slope"], "decay_verdict": result["verdict"]}
+    if kind == "dose_response":
+        last = result["rows"][-1] if result["rows"] else {}
+        return {f"final_{k}": last.get(k) for k in HEADLINES[kind]}
     last = result["generations"][-1] if result["generations"] else {}
     return {"final_ics_slope": (last.get("linear_fit") or {}).get("slope")}
 

@@ -141,7 +141,7 @@ def parse_app_config(data: Any, *, needs_loop: bool = False) -> AppConfig:
     return cfg
 
 
-PROBE_KINDS = ("stability", "decay", "in_context")
+PROBE_KINDS = ("stability", "decay", "in_context", "dose_response")
 REPLACEMENTS = ("fresh", "flip", "identical")
 CHAOS_CONTROLS = ("batch_order", "seed", "none")
 FIT_METRICS = ("excess_risk", "test_risk")
@@ -166,10 +166,20 @@ class ProbeConfig:
     fit_metric: Choice(FIT_METRICS) = "excess_risk"  # decay: what the verdict is drawn from
     fit_min_n: Int(1) = 1  # decay: fit only n >= this (the bound is asymptotic)
     level: Float(0.0, 0.999999, lo_open=True) = 0.95  # confidence level of every interval
+    # dose_response: the fractions q of S_0 replaced (q n must be a whole number of prompts),
+    # the batch orders per loop (order 1..: the chaos twins) and the lambdas run side by side
+    # (null: loop.real_fraction), which share generation 0
+    fractions: List(Number(0.0, 0.999999), NOT_EMPTY, NO_REPEATS) = field(
+        default_factory=lambda: [0.003, 0.01, 0.03])
+    orders: Int(2, 16) = 2
+    real_fractions: List(Number(0.0, 1.0), NOT_EMPTY, NO_REPEATS) | None = None
 
     def validate(self, n_values: list[int], path: str = "probe") -> None:
         """Check what depends on `n_values`, the sample sizes the probe will run."""
         revalidate(self, path)
+        if self.kind == "dose_response":
+            self._validate_dose(n_values, path)
+            return
         for i, index in enumerate(self.replaced_indices):
             check_int(f"{path}.replaced_indices[{i}]", index, 0, min(n_values) - 1)
         if self.kind == "decay":
@@ -179,3 +189,18 @@ class ProbeConfig:
             if len(set(fitted)) < need:
                 fail(f"{path}.ns", self.ns, f"at least {need} distinct values >= "
                      f"probe.fit_min_n={self.fit_min_n} for a decay fit")
+
+    def _validate_dose(self, n_values: list[int], path: str) -> None:
+        """A slope in q needs 2 fractions; each replaces a whole number of prompts, 1..n-1."""
+        if len(self.fractions) < 2:
+            fail(f"{path}.fractions", self.fractions, "at least 2 fractions for a dose slope")
+        for n in n_values:
+            for i, q in enumerate(self.fractions):
+                count = q * n
+                if abs(count - round(count)) > 1e-9 or not 1 <= round(count) <= n - 1:
+                    fail(f"{path}.fractions[{i}]", q, f"a fraction whose q n is a whole number "
+                         f"of prompts from 1 to n-1 at n={n} (q n = {count:g})")
+        if self.chaos_control != "batch_order":
+            fail(f"{path}.chaos_control", self.chaos_control,
+                 "batch_order for probe.kind=dose_response (its chaos twin shares everything "
+                 "but the batch order)")

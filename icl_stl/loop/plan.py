@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from icl_stl.config import LoopConfig, TrainConfig
 from icl_stl.config.schedules import RealSchedule
 from icl_stl.data.prompts import PromptSet
+from icl_stl.data.seeding import derive_seed
 from icl_stl.data.task_pool import TaskPool
 from icl_stl.loop.filters import pool_size
 
@@ -40,10 +41,22 @@ class MemberSpec:
     tag: str = ""
     pool: TaskPool | None = field(default=None, repr=False)  # task.n_tasks: the run's pool
     labeller: str | None = None  # "model" | "oracle"; None: loop.labeller (class doc)
+    # 0: the seed's own batch stream; r > 0: another one (`batch_seed`), every other draw
+    # shared: the dose-response probe's chaos twin (icl_stl/probes/dose_response.py)
+    batch_order: int = 0
 
     def describe(self) -> dict:
-        return {"seed": self.seed, "real_fraction": self.real_fraction, "n": self.n,
+        spec = {"seed": self.seed, "real_fraction": self.real_fraction, "n": self.n,
                 "augment": self.augment, "tag": self.tag, "labeller": self.labeller}
+        if self.batch_order:  # listed only when set, so earlier runs' identities still match
+            spec["batch_order"] = self.batch_order
+        return spec
+
+    def batch_seed(self, generation: int) -> int:
+        """The seed of this loop's batch sampler at `generation`."""
+        if self.batch_order:
+            return derive_seed(self.seed, "batches", generation, "order", self.batch_order)
+        return derive_seed(self.seed, "batches", generation)
 
     def labelled_by(self, loop: LoopConfig) -> str:
         """The member's labeller, the run's `loop.labeller` unless the member names its own."""

@@ -2,6 +2,7 @@
 
 - `stability`: empirical recursive stability gamma_i of twin loops (S_0 vs S_0').
 - `decay`: final-generation risk (and gap, gamma) against n, fitted against n^-1/4 and the bound.
+- `dose_response`: a fraction q of S_0 replaced, read against a chaos twin (P3, version 2).
 - `in_context`: change of later losses when the first in-context example is flipped.
 - `reference`: the exactly solvable Gaussian-prior learner (`loop.learner=gaussian_prior`).
 
@@ -15,6 +16,7 @@ from icl_stl.loop.learners.reference import (
     prior_drift_metrics,
 )
 from icl_stl.probes.decay import aggregate_decay, decay_members, fit_quantity, run_decay
+from icl_stl.probes.dose_response import run_dose_response
 from icl_stl.probes.in_context import (
     InContextHook,
     aggregate_in_context,
@@ -33,7 +35,8 @@ from icl_stl.probes.stability import (
     twin_members,
 )
 
-RUNNERS = {"stability": run_stability, "decay": run_decay, "in_context": run_in_context}
+RUNNERS = {"stability": run_stability, "decay": run_decay, "in_context": run_in_context,
+           "dose_response": run_dose_response}
 
 __all__ = [
     "RUNNERS",
@@ -54,6 +57,7 @@ __all__ = [
     "prior_drift_metrics",
     "probe_set",
     "run_decay",
+    "run_dose_response",
     "run_in_context",
     "run_stability",
     "twin_members",

@@ -29,7 +29,8 @@ from icl_stl.report.pooling import canonical_order, pool_test_sets, record_order
 
 log = logging.getLogger(__name__)
 
-RESULT_FILES = ("summary.json", "stability.json", "decay.json", "in_context.json", "error.json")
+RESULT_FILES = ("summary.json", "stability.json", "decay.json", "in_context.json",
+                "dose_response.json", "error.json")
 # What a results folder keeps of each run so that its report regenerates: every file the report
 # reads, with the run's resolved config and wall time beside them.
 RUN_FILES = (*RESULT_FILES, "config.yaml", "timing.json")
@@ -52,6 +53,7 @@ class RunResult:
     stability: dict | None = None
     decay: dict | None = None
     in_context: dict | None = None
+    dose_response: dict | None = None
     error: dict | None = None
     config: str = ""  # the settings that set this run apart from the others ("" if none do)
     flat_settings: dict = field(default_factory=dict)
@@ -149,6 +151,8 @@ def _short(value) -> str:
 
 
 TWINS = ("neighbour", "control")  # S_0' and chaos-control copies of a base loop
+# The dose-response probe's replaced loops and chaos twins (`dose_role`), copies of its base loop
+DOSE_TWINS = ("dose", "chaos")
 
 
 def settings_by_path(runs: list[RunResult]) -> dict[str, dict]:
@@ -175,7 +179,8 @@ def loop_records(runs: list[RunResult], copies: list[dict] | None = None) -> lis
         if run.summary is None:
             continue
         records = sorted((r for r in run.summary.get("generations", [])
-                          if r.get("twin") not in TWINS), key=record_order)
+                          if r.get("twin") not in TWINS
+                          and r.get("dose_role") not in DOSE_TWINS), key=record_order)
         depth = max((r["generation"] for r in records), default=-1)
         zero = zero_risk(run.summary)
         labeller = run.flat_settings.get("loop.labeller", "model")

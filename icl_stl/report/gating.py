@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 
 from icl_stl.training.gate import RIDGE_TOLERANCE, gap_closed
 
-__all__ = ["apply_loop_gate", "describe_loop", "gate_loops", "loop_key", "ridge_gate_counts",
-           "seeds_left_out", "split_by_gate"]
+__all__ = ["apply_loop_gate", "describe_loop", "gate_loops", "gate_of_record", "loop_key",
+           "ridge_gate_counts", "seeds_left_out", "split_by_gate"]
 
 
 def loop_key(record: dict) -> tuple:
@@ -59,6 +59,13 @@ def _gate_of_record(record: dict | None, tolerance: float) -> dict:
     if not math.isfinite(closed):
         return {"gap_closed": None, "reached": None}
     return {"gap_closed": closed, "reached": bool(closed >= 1.0 - tolerance), **risks}
+
+
+def gate_of_record(record: dict | None, tolerance: float = RIDGE_TOLERANCE) -> dict:
+    """The gate of one loop from its own generation-0 record: {"gap_closed", "reached"}
+    (both None when the record lacks the risks). For probes whose loops share a `loop_key`
+    (the dose-response's replaced loops and chaos twins), gated member by member."""
+    return _gate_of_record(record, tolerance)
 
 
 def gate_loops(records: Iterable[dict], tolerance: float = RIDGE_TOLERANCE) -> dict[tuple, dict]:

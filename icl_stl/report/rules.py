@@ -66,6 +66,12 @@ class ReportConfig:
     v2_p1_seeds: int | None = 10
     v2_p2_seeds: int | None = 20
     v2_regime: str = "from_scratch"  # the primary regime (warm_start groups are secondary)
+    # P3, version 2 (docs/proposed/p3v2-theory.md, provisional until a pilot measures later
+    # generations): the paired recursion ratio rho must exceed delta_3 (in units of generation
+    # 0's per-prompt effect), over generations 1..G
+    v2_p3_delta: float = 1.0
+    v2_p3_horizon: int = 3
+    v2_p3_seeds: int | None = 10
     # P5, version 2 (docs/proposed/p5v2-theory.md): a quadratic in m / n per seed, compute
     # growing with m. depth: the smallest dip (each end above the interior's mean, log excess
     # risk) the test must resolve, 82% power at 20 seeds with the retrain noise of
@@ -120,7 +126,13 @@ class ReportConfig:
         if not (0.0 < self.v2_transient < 1.0):
             raise ValueError(f"report setting v2_transient must be in (0, 1), "
                              f"got {self.v2_transient!r}")
-        for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p5_seeds"):
+        if not (math.isfinite(self.v2_p3_delta) and self.v2_p3_delta >= 0):
+            raise ValueError(f"report setting v2_p3_delta must be a finite number >= 0, "
+                             f"got {self.v2_p3_delta!r}")
+        if self.v2_p3_horizon < 1:
+            raise ValueError(f"report setting v2_p3_horizon must be >= 1, "
+                             f"got {self.v2_p3_horizon!r}")
+        for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p3_seeds", "v2_p5_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 2:
                 raise ValueError(f"report setting {name} must be null or >= 2, "
                                  f"got {getattr(self, name)!r}")

@@ -45,7 +45,8 @@ PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop"
            "reproduce/filters_weak_verifier": "loop", "reproduce/filters_confidence": "loop",
            "reproduce/schedules_floor": "loop", "reproduce/schedules_zero": "loop",
            "reproduce/pools_below": "loop", "reproduce/pools_above": "loop",
-           "pilot/v2_d2": "loop", "pilot/p4v2_d2": "probe", "pilot/p5_v2_d2": "loop",
+           "pilot/v2_d2": "loop", "pilot/p3v2_d2": "probe", "pilot/p4v2_d2": "probe",
+           "pilot/p5_v2_d2": "loop",
            **{f"reproduce_v2/{setting}_{loops}": "loop" for setting in ("d2", "gpu_d20")
               for loops in ("p1", "p2", "lambda1")}}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n",

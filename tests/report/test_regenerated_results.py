@@ -205,7 +205,8 @@ def test_a_results_folder_keeps_every_file_its_report_reads(tmp_path):
     write_stability(out / "stability", lambda n, g, s: 0.5 * n ** -0.5 * wiggle(n, g, s))
     write_decay(out / "decay", lambda n, s: 2.0 * n ** -0.6 * (1 + 0.02 * math.sin(n + s)))
     (out / "stability" / "config.yaml").write_text("probe: stability\n")
-    reproduce.write_results(out, results)
+    # rules v1: P3 from the one-prompt stability probe (v2 reads the dose-response probe)
+    reproduce.write_results(out, results, rules="v1")
     for run_dir in reproduce.finished_runs(out):
         for name in RUN_FILES:
             copied = results / "runs" / run_dir.relative_to(out) / name
@@ -214,7 +215,8 @@ def test_a_results_folder_keeps_every_file_its_report_reads(tmp_path):
         "summary.json", "stability.json", "decay.json"}
     assert set(RESULT_FILES) <= set(RUN_FILES)
     again = tmp_path / "again"
-    write_report(reproduce.finished_runs(results / "runs"), again, figures=False)
+    write_report(reproduce.finished_runs(results / "runs"), again, ReportConfig(rules="v1"),
+                 figures=False)
     committed = json.loads((results / "verdicts.json").read_text())
     regenerated = json.loads((again / "verdicts.json").read_text())
     assert {k: v["verdict"] for k, v in committed["verdicts"].items()}["3"] != "not tested"

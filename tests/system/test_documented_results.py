@@ -470,3 +470,31 @@ def test_the_compiled_engine_figures_are_the_committed_ab_run():
     for r in ab["rounds"]:
         assert f"| {r['old']['member_steps_per_s']:.1f} | {r['new']['member_steps_per_s']:.1f} " \
                f"| {r['ratio']:.3f} |" in BENCHMARKS
+
+
+def test_p3_version_2_pilot_numbers_are_the_committed_pilot():
+    """docs/report.md, docs/results/pilot-p3-v2/README.md and docs/proposed/p3v2-theory.md quote
+    the dose-response pilot's pilot.json."""
+    pilot = json.loads((REPO / "docs/results/pilot-p3-v2/pilot.json").read_text())["s2500_g0"]
+    row = pilot["lambdas"]["0"]
+    noise = pilot["sizing"]["noise"]
+    dists = ", ".join(f"{v:.4f}" for v in row["sq_dist_by_q"][0])
+    chaos = f"{row['chaos_sq_dist'][0]:.4f}"
+    pages = [_flat((REPO / "docs" / "report.md").read_text()), _flat((REPO / "docs/results/pilot-p3-v2/README.md").read_text()),
+             _flat((REPO / "docs/proposed/p3v2-theory.md").read_text())]
+    for text in pages:
+        assert dists in text and chaos in text
+        assert f"{noise['sigma_relative']:.2f}" in text
+        assert f"{noise['sigma_relative_upper90']:.2f}" in text
+    results, theory = pages[1], pages[2]
+    for text in (results, theory):
+        assert " and ".join(f"{b:.2f}" for b in pilot["generation_0_slope"]) in text
+        assert f"{row['slope_origin_mean'][0]:.2f}" in text
+        assert f"{row['w2_sq_slope_mean'][0]:.2f}" in text
+        gate = pilot["gap_closed_generation_0"]
+        assert f"{100 * gate['min']:.1f}-{100 * gate['max']:.1f}%" in text
+    sizing = pilot["sizing"]
+    assert f"10 seeds give {100 * sizing['by_seeds']['point']['10']['power']:.0f}%" in results
+    assert sizing["seeds_for_80_percent_point"] == 10
+    assert sizing["seeds_for_80_percent_upper90"] == 80
+    assert f"{row['slope_mean'][0]:.2f} per unit q" in pages[0]

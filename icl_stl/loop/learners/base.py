@@ -66,6 +66,11 @@ class Learner(ABC):
     def predictions(self, sets: PromptSet) -> Tensor:
         """Predicted means (K, n, k) on one shared set (the stability probe compares these)."""
 
+    def predictive_distribution(self, sets: PromptSet) -> tuple[Tensor, Tensor | None]:
+        """Predicted means and variances (K, n, k) on one shared set; the variance is None for
+        a learner without a predictive distribution (a mean-only head)."""
+        return self.predictions(sets), None
+
     def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, Tensor, list[dict]]:
         """Per-position errors (K, n, k) on the shared test set, the predicted means they are
         the errors of (K, n, k), and, per member, the predictive variance against the realised

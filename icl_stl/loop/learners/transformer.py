@@ -45,8 +45,8 @@ class TransformerLearner(Learner):
     def training_key(self, i: int, generation: int, dataset: PromptSet) -> tuple:
         """Everything member i's training at `generation` depends on besides the shared settings:
         its initialisation and batch (and dropout) streams, and its data."""
-        seed = self.members[i].seed
-        return (derive_seed(seed, "init", generation), derive_seed(seed, "batches", generation),
+        member = self.members[i]
+        return (derive_seed(member.seed, "init", generation), member.batch_seed(generation),
                 tuple(dataset.xs.shape), tuple(dataset.ys.shape), dataset.fingerprint())
 
     def distinct(self, generation: int, datasets: list[PromptSet]) -> tuple[list[int], list[int]]:
@@ -150,8 +150,8 @@ class TransformerLearner(Learner):
                      len(trained), len(datasets))
             model = (self._fresh(generation, [self.members[u] for u in trained]) if fresh
                      else self.ensemble.select(trained))  # untouched: generation 0's init
-        data = [MemberData(derive_seed(self.members[u].seed, "batches", generation),
-                           datasets[u]) for u in trained]
+        data = [MemberData(self.members[u].batch_seed(generation), datasets[u])
+                for u in trained]
 
         def expand(values: list) -> list:
             return values if index is None else [values[j] for j in index]
@@ -210,6 +210,12 @@ class TransformerLearner(Learner):
     def predictions(self, sets: PromptSet) -> Tensor:
         xs, ys = stack_sets(sets, self.ensemble.n_members)
         return predict(self.ensemble, xs, ys, self.ctx.eval.batch_size, self.ctx.runtime).cpu()
+
+    def predictive_distribution(self, sets: PromptSet) -> tuple[Tensor, Tensor | None]:
+        xs, ys = stack_sets(sets, self.ensemble.n_members)
+        mean, var = predict_distribution(self.ensemble, xs, ys, self.ctx.eval.batch_size,
+                                         self.ctx.runtime)
+        return mean.cpu(), None if var is None else var.cpu()
 
     def test_metrics(self, test_set: PromptSet) -> tuple[Tensor, Tensor, list[dict]]:
         """One pass over the test set gives the errors, the predictions and the head's

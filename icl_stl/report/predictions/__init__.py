@@ -12,10 +12,12 @@ over `registry(cfg)`: adding a prediction is one module and one line here.
 Two versions of the rules (`ReportConfig.rules`): version 2 (`REGISTRY`, the default) judges
 P1 and P2 on excess risk against each loop's matched oracle-labelled control; version 1
 (`REGISTRY_V1`) is the exploratory reproduction's (docs/results/cpu), kept so that its verdicts
-regenerate. P4 and P5 have their own version 2 (`p4_decay_v2`: early stopping, every fitted n
-learning in context, fits listed in advance, "no decay on [a, b]"; `p5_augmentation_v2`: compute
-growing with m, a quadratic in m / n per seed, the oracle-augmented arm beside it); P3 and P6-P8
-are judged by the same modules under both.
+regenerate. Version 2 judges P3 as a dose-response against a chaos twin (`p3_dose_response`;
+version 1's `p3_stability` reads the one-prompt stability probe), and P4 and P5 by their own
+version-2 modules (`p4_decay_v2`: early stopping, every fitted n learning in context, fits
+listed in advance, "no decay on [a, b]"; `p5_augmentation_v2`: compute growing with m, a
+quadratic in m / n per seed, the oracle-augmented arm beside it). P6-P8 are judged by the same
+modules under both.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from icl_stl.report.predictions import (
     p1_matched_collapse,
     p2_bounded,
     p2_matched_bounded,
+    p3_dose_response,
     p3_stability,
     p4_decay,
     p4_decay_v2,
@@ -38,8 +41,8 @@ from icl_stl.report.predictions import (
 )
 
 _AFTER_P5: list[ModuleType] = [p6_filters, p7_schedules, p8_pools]
-REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_stability, p4_decay_v2,
-                              p5_augmentation_v2, *_AFTER_P5]
+REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_dose_response,
+                              p4_decay_v2, p5_augmentation_v2, *_AFTER_P5]
 REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, p3_stability, p4_decay,
                                  p5_augmentation, *_AFTER_P5]
 
