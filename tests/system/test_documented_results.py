@@ -498,3 +498,15 @@ def test_p3_version_2_pilot_numbers_are_the_committed_pilot():
     assert sizing["seeds_for_80_percent_point"] == 10
     assert sizing["seeds_for_80_percent_upper90"] == 80
     assert f"{row['slope_mean'][0]:.2f} per unit q" in pages[0]
+
+
+@pytest.mark.parametrize("d", [2, 5])
+def test_the_k_scaling_rows_are_the_committed_runs(d):
+    rows = {}
+    for tag in ("", "-compiled"):
+        run = _load(f"kscaling-d{d}{tag}-cpu-2026-12-06.json")
+        rows[tag] = {r["K"]: r for r in run["training"] if r["engine"] == "native"}
+        assert all(r["compile"] == (tag == "-compiled") for r in rows[tag].values())
+    for K in (1, 8, 32, 64):
+        ref, fast = rows[""][K]["member_steps_per_s"], rows["-compiled"][K]["member_steps_per_s"]
+        assert f"| {K} | {ref:.1f} | {fast:.1f} | {fast / ref:.2f}× |" in BENCHMARKS
