@@ -93,7 +93,7 @@ def test_cli_bad_value_is_refused_before_hydra_writes_anything(tmp_path, script,
      "loop.real_fractoin=0,0.5: there is no setting loop.real_fractoin; did you mean "
      "loop.real_fraction?"),
     ("probe", ["probe=stabilty"], "probe=stabilty: probe has no option 'stabilty'; did you mean "
-                                  "stability? (options: decay, in_context, stability)"),
+                                  "stability? (options: decay, dose_response, in_context, stability)"),
     ("eval", ["checkpont=x.pt"], "checkpont=x.pt: there is no setting checkpont; did you mean "
                                  "checkpoint?"),
 ])
