@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -226,19 +227,29 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                          "(at least as fast as n^-1/4 on the fitted range).", rule(cfg),
                       (CONFIRMED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE),
                       primary_rule="the first counted decay group (configuration order)")
+    pred.groups = gated_decay_groups(evidence, cfg, _p4_group)
+    return finalise(pred, cfg, lambda gs: gs[0] if gs else None)
+
+
+def gated_decay_groups(evidence: Evidence, cfg: ReportConfig,
+                       judge: Callable[[str, dict, list[dict], ReportConfig], GroupResult]
+                       ) -> list[GroupResult]:
+    """Each decay group judged by `judge(name, decay, kept records, cfg)` on the seeds whose
+    own loop at the largest n passed the gate (small n cannot reach ridge); the others are
+    left out and counted. Shared by P4's two versions."""
+    groups = []
     for (config, lam, counted), group_runs in decay_groups(evidence.runs).items():
         recs = evidence.loop_records_of({str(r.path) for r in group_runs})
         name = describe_group(config, λ=lam)
-        # Each seed is gated on its own loop at the largest n (small n cannot reach ridge)
         largest = max((r["n"] for r in recs), default=None)
         missed, gate = seeds_left_out(recs, cfg.gate_tolerance,
                                       lambda r, n=largest: r["n"] == n)
         kept = [r for r in recs if r["seed"] not in missed]
-        res = (_p4_group(name, group_runs[0].decay, kept, cfg) if kept
+        res = (judge(name, group_runs[0].decay, kept, cfg) if kept
                else GroupResult(name, NOT_APPLICABLE))
         res.counted, res.key = bool(counted), {"lambda": lam}
-        pred.groups.append(apply_loop_gate(res, gate, bool(kept)))
-    return finalise(pred, cfg, lambda gs: gs[0] if gs else None)
+        groups.append(apply_loop_gate(res, gate, bool(kept)))
+    return groups
 
 
 def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:

@@ -25,8 +25,6 @@ from icl_stl.report.decay_v2 import (
 )
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
-from icl_stl.report.gating import apply_loop_gate, seeds_left_out
-from icl_stl.report.groups import describe_group
 from icl_stl.report.predictions import p4_decay
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.verdict import (
@@ -190,17 +188,7 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                       rule(cfg), (CONFIRMED, INCONCLUSIVE, UNDERPOWERED, NOT_APPLICABLE),
                       primary_rule="the first counted decay group (configuration order)",
                       rules_version=PROVISIONAL)
-    for (config, lam, counted), group_runs in p4_decay.decay_groups(evidence.runs).items():
-        recs = evidence.loop_records_of({str(r.path) for r in group_runs})
-        name = describe_group(config, λ=lam)
-        largest = max((r["n"] for r in recs), default=None)
-        missed, gate = seeds_left_out(recs, cfg.gate_tolerance,
-                                      lambda r, n=largest: r["n"] == n)
-        kept = [r for r in recs if r["seed"] not in missed]
-        res = (_group(name, group_runs[0].decay, kept, cfg) if kept
-               else GroupResult(name, NOT_APPLICABLE))
-        res.counted, res.key = bool(counted), {"lambda": lam}
-        pred.groups.append(apply_loop_gate(res, gate, bool(kept)))
+    pred.groups = p4_decay.gated_decay_groups(evidence, cfg, _group)
     return finalise(pred, cfg, lambda gs: gs[0] if gs else None)
 
 
