@@ -1,5 +1,5 @@
 """The pilot of P3, version 2: recursive stability as a dose-response, on seeds outside any
-confirmatory set (docs/proposed/p3v2-theory.md).
+confirmatory set (docs/THEORY.md section 8.4).
 
     .venv/bin/python scripts/pilot_p3_v2.py run [--steps N]   # the probe, resumable
     .venv/bin/python scripts/pilot_p3_v2.py analyse           # -> pilot.json, sizing

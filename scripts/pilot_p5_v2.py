@@ -1,4 +1,4 @@
-"""The pilot of P5, version 2 (docs/proposed/p5v2-theory.md), on seeds outside any
+"""The pilot of P5, version 2 (docs/THEORY.md section 8.6), on seeds outside any
 confirmatory set.
 
     .venv/bin/python scripts/pilot_p5_v2.py run       # the loops (resumable: same command)

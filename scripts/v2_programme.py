@@ -71,6 +71,27 @@ def rules_state() -> tuple[str | None, list[str]]:
     return head, [line[3:] for line in (dirty or "").splitlines()]
 
 
+def theory_sections(text: str) -> dict[str, str]:
+    """docs/THEORY.md's sections: each heading line, with the text up to the next heading."""
+    sections: dict[str, list[str]] = {"(preamble)": []}
+    current = "(preamble)"
+    for line in text.splitlines():
+        if line.startswith("#"):
+            current = line.strip()
+            sections.setdefault(current, [])
+        else:
+            sections[current].append(line)
+    return {head: "\n".join(body).strip() for head, body in sections.items()}
+
+
+def changed_sections(then: str, now: str) -> list[str]:
+    """The sections of `then` that `now` changed or dropped. A section added later (the rules
+    of another setting or prediction, committed before *its* runs) leaves the rules in force
+    when a programme started unchanged, so it does not count."""
+    before, after = theory_sections(then), theory_sections(now)
+    return [head for head, body in before.items() if after.get(head) != body]
+
+
 def compose_arms(setting: str, overrides: list[str]) -> tuple[dict, dict]:
     """Each arm's preset, lambda, seeds and labellers, and the setting's horizon and steps."""
     from hydra import compose, initialize_config_dir
@@ -150,12 +171,15 @@ def start_or_resume(args, started: bool = True, counts: dict[str, int] | None = 
                     f"{json.dumps(fresh[key])[:200]}; resume with the same settings or use "
                     "another --out")
         if stored["confirmatory"] and stored["rules_commit"]:
-            changed = _git("diff", "--name-only", stored["rules_commit"], "--", "docs/THEORY.md")
+            then = _git("show", f"{stored['rules_commit']}:docs/THEORY.md")
+            now = (REPO / "docs" / "THEORY.md").read_text()
+            changed = changed_sections(then, now) if then is not None else ["(unreadable)"]
             if changed:
                 raise ProgrammeError(
-                    f"docs/THEORY.md differs from rules_commit {stored['rules_commit'][:12]}: "
-                    "the rules must stay as they were when the programme started (restore the "
-                    "file, or start over on fresh seeds)")
+                    f"docs/THEORY.md section {changed[0]!r} differs from rules_commit "
+                    f"{stored['rules_commit'][:12]}: the rules in force when the programme "
+                    "started must stay as they were (new sections may be added; restore the "
+                    "section, or start over on fresh seeds)")
         return stored
     if started and fresh["confirmatory"] and (head is None or dirty):
         raise ProgrammeError(

@@ -4,7 +4,10 @@ The report of `icl_stl.report` over every finished run under runs/, judged with 
 settings that runs/programme.json recorded when the programme started, and then, beside the
 verdicts: the programme's `rules_commit` (top level of verdicts.json), what it planned and ran
 (`programme`), and for P1 and P2 the minimum detectable effect of the rule at its seed count
-(`verdicts[N].design`). Everything is read from runs/, so a copy of runs/ regenerates it.
+(`verdicts[N].design`). P3, P4 and P5, which the rules state not testable on this CPU
+(icl_stl/report/untestable.py), are given that verdict with their pilots' reasons on a CPU
+setting, and "not run" on a GPU one (their pilots at that scale are still to come). Everything
+is read from runs/, so a copy of runs/ regenerates it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,27 @@ def programme_summary(prog: dict, records: list[dict]) -> dict:
             "confirmatory": prog["confirmatory"], "overrides": prog["overrides"],
             "started": prog.get("started"), "horizon": prog["horizon"],
             "steps_per_generation": prog["steps"], "arms": ran}
+
+
+def untested_verdicts(setting: str) -> dict[str, dict]:
+    """The verdicts of the predictions this programme does not run, by number."""
+    from icl_stl.report.untestable import NOT_TESTABLE_ON_CPU
+
+    if not setting.startswith("gpu"):
+        return {number: u.to_json() for number, u in NOT_TESTABLE_ON_CPU.items()}
+    return {number: {"verdict": "not run", "statement": f"{u.prediction} is not run by this "
+                     "programme: its pilot at this scale has not fixed its numbers",
+                     "why": "no pilot at this scale", "pilot": None}
+            for number, u in NOT_TESTABLE_ON_CPU.items()}
+
+
+def untested_section(verdicts: dict) -> list[str]:
+    lines = ["", "## Predictions not run", "",
+             "| prediction | verdict | why | pilot |", "| --- | --- | --- | --- |"]
+    for number, v in sorted(verdicts["verdicts"].items()):
+        if v.get("verdict") in ("not testable", "not run"):
+            lines.append(f"| P{number} | {v['verdict']} | {v['why']} | {v['pilot'] or ''} |")
+    return lines
 
 
 def design_section(prog: dict, verdicts: dict) -> list[str]:
@@ -75,11 +99,14 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
     for number, rule in DESIGN.items():
         if number in verdicts["verdicts"]:
             verdicts["verdicts"][number]["design"] = prog["design"][rule]
+    for number, untested in untested_verdicts(prog["setting"]).items():
+        rule = verdicts["verdicts"].get(number, {}).get("rule")
+        verdicts["verdicts"][number] = {**untested, "rule": rule}
     verdicts = {"rules_commit": prog.get("rules_commit"), **verdicts,
                 "programme": programme_summary(prog, records)}
     atomic_write_json(out / "verdicts.json", verdicts)
     with open(report.path, "a") as fh:
-        fh.write("\n".join(design_section(prog, verdicts)) + "\n")
+        fh.write("\n".join(design_section(prog, verdicts) + untested_section(verdicts)) + "\n")
     print(f"[reproduce_v2] report: {report.path}")
     print("[reproduce_v2] verdicts: " + json.dumps(
         {f"P{k}": v["verdict"] for k, v in verdicts["verdicts"].items() if k in DESIGN}))

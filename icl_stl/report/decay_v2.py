@@ -4,7 +4,7 @@ their agreement, and the negative outcome "no decay on [a, b]".
 Every function takes values (..., seeds, len(ns)) of the generalization gap at the final
 generation, so the report and the calibration by simulation (`simulate_p4_v2`) run the same code.
 
-The fits, fixed before any confirmatory run (docs/proposed/p4v2-theory.md):
+The fits, fixed before any confirmatory run (docs/THEORY.md section 8.5):
 - ``floor0_weighted``: y = A n^b (the gap tends to 0), weights the seeds' inverse variance
   smoothed as a power law in n (`decay_weights`, which version 1 uses too);
 - ``free_floor_weighted``: y = E + A n^b with E >= 0 (the free-floor fit, taken at E = 0 where

@@ -66,13 +66,13 @@ class ReportConfig:
     v2_p1_seeds: int | None = 10
     v2_p2_seeds: int | None = 20
     v2_regime: str = "from_scratch"  # the primary regime (warm_start groups are secondary)
-    # P3, version 2 (docs/proposed/p3v2-theory.md, provisional until a pilot measures later
-    # generations): the paired recursion ratio rho must exceed delta_3 (in units of generation
-    # 0's per-prompt effect), over generations 1..G
+    # P3, version 2 (docs/THEORY.md section 8.4; not testable on this CPU, so provisional
+    # until a larger pilot measures later generations): the paired recursion ratio rho must
+    # exceed delta_3 (in units of generation 0's per-prompt effect), over generations 1..G
     v2_p3_delta: float = 1.0
     v2_p3_horizon: int = 3
     v2_p3_seeds: int | None = 10
-    # P5, version 2 (docs/proposed/p5v2-theory.md): a quadratic in m / n per seed, compute
+    # P5, version 2 (docs/THEORY.md section 8.6): a quadratic in m / n per seed, compute
     # growing with m. depth: the smallest dip (each end above the interior's mean, log excess
     # risk) the test must resolve, 82% power at 20 seeds with the retrain noise of
     # docs/results/pilot-p5-v2/sizing.json; curvature: what the curvature's MDE is read

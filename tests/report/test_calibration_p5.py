@@ -101,7 +101,7 @@ def test_the_pilot_readme_quotes_the_committed_sizing(pilot):
 
 def test_the_readme_quotes_the_committed_sizing(pilot):
     readme = (SIZING.parents[3] / "docs" / "report.md").read_text()
-    paragraph = readme.split("**P5, version 2 (proposed).**")[1].split("\n\n")[0]
+    paragraph = readme.split("**P5's sizing, for a larger budget.**")[1].split("\n\n")[0]
     power = pilot["power_by_depth_and_seeds"]
     assert f"(σ = {pilot['sigma']:.3f} per point)" in paragraph
     assert (f"{CFG.v2_p5_seeds} seeds\nfind a dip of depth {CFG.v2_p5_depth:g}" in paragraph

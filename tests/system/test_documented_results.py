@@ -472,32 +472,99 @@ def test_the_compiled_engine_figures_are_the_committed_ab_run():
                f"| {r['ratio']:.3f} |" in BENCHMARKS
 
 
+def _theory_section(heading: str) -> str:
+    text = (REPO / "docs" / "THEORY.md").read_text()
+    start = text.index(heading)
+    following = re.search(r"^#{1,3} ", text[start + len(heading):], flags=re.M)
+    return _flat(text[start:start + len(heading) + following.start()] if following
+                 else text[start:])
+
+
+def _testability(number: str) -> str:
+    from icl_stl.report.untestable import NOT_TESTABLE_ON_CPU
+
+    return _flat(NOT_TESTABLE_ON_CPU[number].reason)
+
+
 def test_p3_version_2_pilot_numbers_are_the_committed_pilot():
-    """docs/report.md, docs/results/pilot-p3-v2/README.md and docs/proposed/p3v2-theory.md quote
-    the dose-response pilot's pilot.json."""
+    """docs/report.md, docs/results/pilot-p3-v2/README.md, THEORY.md section 8.4 and the
+    verdict a confirmatory programme gives P3 quote the dose-response pilot's pilot.json."""
     pilot = json.loads((REPO / "docs/results/pilot-p3-v2/pilot.json").read_text())["s2500_g0"]
     row = pilot["lambdas"]["0"]
     noise = pilot["sizing"]["noise"]
     dists = ", ".join(f"{v:.4f}" for v in row["sq_dist_by_q"][0])
     chaos = f"{row['chaos_sq_dist'][0]:.4f}"
-    pages = [_flat((REPO / "docs" / "report.md").read_text()), _flat((REPO / "docs/results/pilot-p3-v2/README.md").read_text()),
-             _flat((REPO / "docs/proposed/p3v2-theory.md").read_text())]
-    for text in pages:
-        assert dists in text and chaos in text
+    results = _flat((REPO / "docs/results/pilot-p3-v2/README.md").read_text())
+    theory = _theory_section("### 8.4 P3, version 2")
+    for text in (_flat((REPO / "docs" / "report.md").read_text()), results, theory):
+        assert dists.replace(", 0.12", " and 0.12") in text or dists in text
+        assert chaos in text
         assert f"{noise['sigma_relative']:.2f}" in text
         assert f"{noise['sigma_relative_upper90']:.2f}" in text
-    results, theory = pages[1], pages[2]
-    for text in (results, theory):
-        assert " and ".join(f"{b:.2f}" for b in pilot["generation_0_slope"]) in text
-        assert f"{row['slope_origin_mean'][0]:.2f}" in text
-        assert f"{row['w2_sq_slope_mean'][0]:.2f}" in text
-        gate = pilot["gap_closed_generation_0"]
-        assert f"{100 * gate['min']:.1f}-{100 * gate['max']:.1f}%" in text
+    reason = _testability("3")
+    assert f"{noise['sigma_relative']:.2f} of the slope" in reason
+    assert f"upper bound {noise['sigma_relative_upper90']:.2f}" in reason
+    assert " and ".join(f"{b:.2f}" for b in pilot["generation_0_slope"]) in results
+    assert f"{row['slope_origin_mean'][0]:.2f}" in results
+    assert f"{row['w2_sq_slope_mean'][0]:.2f}" in results
+    gate = pilot["gap_closed_generation_0"]
+    assert f"{100 * gate['min']:.1f}-{100 * gate['max']:.1f}%" in results
     sizing = pilot["sizing"]
-    assert f"10 seeds give {100 * sizing['by_seeds']['point']['10']['power']:.0f}%" in results
+    power10 = f"{100 * sizing['by_seeds']['point']['10']['power']:.0f}%"
+    assert f"10 seeds give {power10}" in results and f"10 seeds give {power10}" in theory
     assert sizing["seeds_for_80_percent_point"] == 10
     assert sizing["seeds_for_80_percent_upper90"] == 80
-    assert f"{row['slope_mean'][0]:.2f} per unit q" in pages[0]
+    assert "10 seeds for 80% power (80 at the upper bound)" in reason
+
+
+def test_p4_version_2_pilot_numbers_are_the_committed_pilot():
+    """THEORY.md section 8.5 and the "not testable" reason quote the P4 pilot's pilot.json,
+    and the pilot's own decision is the one they state."""
+    pilot = json.loads((REPO / "docs/results/pilot-p4-v2/pilot.json").read_text())
+    assert pilot["testable"] is False
+    theory, reason = _theory_section("### 8.5 P4, version 2"), _testability("4")
+    for n, row in pilot["per_n"].items():
+        closed = " and ".join(f"{100 * g:.0f}%" for g in row["gap_closed"]).replace("-0%", "0%")
+        assert f"| {int(n):,} | {closed} |" in theory, (n, closed)
+    learning = pilot["learning_ns"]
+    decades = math.log10(max(learning) / min(learning))
+    quoted = f"{len(learning)} n over {decades:.2f} decades ({min(learning):,} to {max(learning):,})"
+    assert quoted in theory and quoted in reason
+    assert f"{len(learning)} n over {decades:.2f} decades" in pilot["decision"]
+    readme = _flat((REPO / "docs/results/pilot-p4-v2/README.md").read_text())
+    for n, row in pilot["per_n"].items():
+        closed = ", ".join(f"{100 * g:.1f}%" for g in row["gap_closed"])
+        steps = ", ".join(f"{s:,}" for s in row["stopped_step"])
+        assert f"| {int(n):,} | {closed} | {steps} |" in readme, n
+    assert quoted in readme
+    assert f"cap of {pilot['setting']['step_cap']:,} steps" in theory
+    assert f"{pilot['stopped_at_cap']} of the larger n stopped at the cap".capitalize() \
+        .replace("3 of", "Three of") in theory
+
+
+def test_p5_version_2_pilot_numbers_are_the_committed_pilot():
+    """THEORY.md section 8.6 and the "not testable" reason quote the P5 pilot's pilot.json."""
+    pilot = json.loads((REPO / "docs/results/pilot-p5-v2/pilot.json").read_text())
+    theory, reason = _theory_section("### 8.6 P5, version 2"), _testability("5")
+    curve = ", ".join(f"{v:.2f}" for v in pilot["log_excess_model"][0])
+    assert curve.rsplit(", ", 1)[0] + " and " + curve.rsplit(", ", 1)[1] in theory
+    for arm, text in (("model", reason), ("model", theory), ("oracle", theory)):
+        ends = pilot[arm]["high_end_per_seed"]
+        assert all(e < 0 for e in ends), "the pre-stated 'falls and flattens' outcome"
+        assert " and ".join(f"{-e:.2f}" for e in ends) in text, arm
+    gates = " and ".join(f"{100 * g:.1f}%" for g in pilot["gap_closed_generation_0"])
+    assert f"({gates})" in theory
+    at_zero = [v for k, v in pilot["gap_closed_generation_1"].items() if " m=0 " in k]
+    assert f"{100 * min(at_zero):.0f}-{100 * max(at_zero):.0f}%" in theory
+    assert len(pilot["failures"]) == 1 and "one of them is a training failure" in theory
+    assert pilot["steps"]["0"] == [1000] and "1,000 steps per n prompts" in theory
+    readme = _flat((REPO / "docs/results/pilot-p5-v2/README.md").read_text())
+    assert ", ".join(f"{v:.2f}" for v in pilot["log_excess_model"][0]) in readme
+    for arm in ("model", "oracle"):
+        ends = " and ".join(f"{-e:.2f}" for e in pilot[arm]["high_end_per_seed"])
+        assert f"{arm}: {ends} below" in readme
+        assert f"{pilot[arm]['vertex_of_mean']:.1f} ({arm})" in readme
+    assert f"({gates} of the gap)" in readme
 
 
 @pytest.mark.parametrize("d", [2, 5])

@@ -289,6 +289,10 @@ def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_pat
         (out / "runs" / "programme.json").read_text())["rules_commit"]
     assert verdicts["programme"]["confirmatory"] is False
     assert verdicts["verdicts"]["1"]["design"]["seeds"] == 2
+    for number in ("3", "4", "5"):  # stated not testable by the rules: never run, never judged
+        assert verdicts["verdicts"][number]["verdict"] == "not testable"
+        assert (REPO / verdicts["verdicts"][number]["pilot"] / "pilot.json").exists()
+    assert "## Predictions not run" in (out / "REPORT.md").read_text()
     copy = tmp_path / "copy"
     shutil.copytree(out / "runs", copy / "runs")
     again = subprocess.run([sys.executable, str(SCRIPT), "--report-only", "--runs",
@@ -329,3 +333,42 @@ def test_the_documented_plan_and_design_numbers_regenerate(tmp_path):
     for value in (design["P1"]["min_detectable_effect"], design["P2"]["min_detectable_effect"],
                   design["P2"]["below_delta_1"]["min_detectable_effect"]):
         assert f"| {value:.3f}" in docs, value
+
+
+THEORY = """# T
+
+## 8. Design
+intro
+
+### 8.1 Rules
+- P1: delta_1 = 0.48
+
+### 8.2 Pilot
+numbers
+"""
+
+
+def test_the_rules_guard_reads_sections_so_new_rules_can_be_added():
+    """A section added after rules_commit (another setting's rules) is allowed; any change to a
+    section in force when the programme started, or its removal, is named."""
+    added = THEORY + "\n### 8.7 The second setting\n- delta_1 = 0.40\n"
+    assert programme.changed_sections(THEORY, added) == []
+    inserted = THEORY.replace("### 8.2 Pilot", "### 8.1b Extra\ntext\n\n### 8.2 Pilot")
+    assert programme.changed_sections(THEORY, inserted) == []
+    assert programme.changed_sections(THEORY, THEORY.replace("0.48", "0.50")) == ["### 8.1 Rules"]
+    assert programme.changed_sections(THEORY, THEORY.replace("### 8.2 Pilot", "### 8.2 Pilots")) \
+        == ["### 8.2 Pilot"]
+
+
+def test_a_resume_refuses_a_changed_rules_section(tmp_path, monkeypatch):
+    monkeypatch.setattr(programme, "rules_state", lambda: ("abc123", []))
+    programme.start_or_resume(_args(tmp_path))
+    real_git = programme._git
+    current = (programme.REPO / "docs" / "THEORY.md").read_text()
+    monkeypatch.setattr(programme, "_git", lambda *a: current if a[0] == "show" else real_git(*a))
+    assert programme.start_or_resume(_args(tmp_path))["rules_commit"] == "abc123"
+    edited = current.replace("delta_1 = 0.48", "delta_1 = 0.47", 1)
+    assert edited != current
+    monkeypatch.setattr(programme, "_git", lambda *a: edited if a[0] == "show" else real_git(*a))
+    with pytest.raises(programme.ProgrammeError, match=r"^docs/THEORY.md section '### 8.1"):
+        programme.start_or_resume(_args(tmp_path))
