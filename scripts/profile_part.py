@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the profile here")
     args = parser.parse_args(argv)
     try:
-        if (args.out / "state.json").exists():
+        if _v2().state_file(args.out) is not None:
             profile = _v2().part_profile(args.out, args.part)
         elif (args.out / "timing.json").exists():
             if args.part is None:
@@ -175,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "(e.g. --part collapse)")
             profile = part_profile(args.out, args.part)
         else:
-            raise ValueError(f"{args.out}: neither state.json (scripts/reproduce_v2.py --out) "
-                             "nor timing.json (scripts/reproduce.py --out) is there")
+            raise ValueError(f"{args.out}: neither state.json (scripts/reproduce_v2.py --out; "
+                             "parts.json in its --results) nor timing.json "
+                             "(scripts/reproduce.py --out) is there")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -16,7 +16,8 @@ killed part is resumed by a later one). Each worker's column accounts for that w
 The "both workers" column is the mean of the workers' seconds, so its share is the share of the
 part's worker-time (W x wall time): the rows add up to the wall time in every column.
 
-Parts run before scripts/v2_parts.py recorded their invocations' times and processes
+A results folder's copy of state.json (parts.json, written by the report with --results) is read
+the same way. Parts run before scripts/v2_parts.py recorded their invocations' times and processes
 (`started_at`, `executions`) get what their merged timing.json still holds: each generation's
 phases; the rest of the runner's seconds is the row "not recorded", and start-up and report
 are unknown (0, and said so).
@@ -56,21 +57,29 @@ ROWS = (
 assert {PHASE_ROWS[p] for p in PHASE_ROWS} <= {name for name, _ in ROWS}
 
 
+STATE_FILES = ("state.json", "parts.json")  # --out's, or its copy in a results folder
+
+
+def state_file(out: Path) -> Path | None:
+    return next((out / n for n in STATE_FILES if (out / n).exists()), None)
+
+
 def load_part(out: Path, part: str | int | None) -> dict:
-    state = json.loads((out / "state.json").read_text())
+    path = state_file(out)
+    state = json.loads(path.read_text())
     parts = state.get("parts", [])
     if part is None:
         finished = [p for p in parts if p["finished"]]
         if not finished:
-            raise ValueError(f"{out / 'state.json'}: no part has finished yet (--part N "
-                             "profiles an unfinished one)")
+            raise ValueError(f"{path}: no part has finished yet (--part N profiles an "
+                             "unfinished one)")
         return finished[-1]
     try:
         index = int(part)
     except ValueError:
         raise ValueError(f"--part {part}: a part's number is needed (1 to {len(parts)})") from None
     if not 1 <= index <= len(parts):
-        raise ValueError(f"--part {part}: {out / 'state.json'} holds parts 1 to {len(parts)}")
+        raise ValueError(f"--part {part}: {path} holds parts 1 to {len(parts)}")
     return parts[index - 1]
 
 

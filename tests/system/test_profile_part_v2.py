@@ -105,6 +105,9 @@ def test_the_latest_finished_part_by_default_and_one_line_errors(tmp_path, capsy
     assert profile_part.main([str(tmp_path / "v1")]) == 2  # reproduce.py's: --part needed
     assert "--part" in capsys.readouterr().err
     assert profile_part.main([str(tmp_path / "nothing")]) == 2
+    (tmp_path / "results").mkdir()  # a results folder's copy of state.json
+    (tmp_path / "results" / "parts.json").write_text((tmp_path / "state.json").read_text())
+    assert profile_part.main([str(tmp_path / "results")]) == 0
 
 
 def test_a_part_recorded_before_its_processes_were_is_profiled_from_its_generations(tmp_path):
