@@ -77,7 +77,11 @@ def merge_timing(out: Path, block: schedule.Block, resumed: set[int] = frozenset
     keep = path.parent / "timing.all.json"
     merged = json.loads(keep.read_text()) if keep.exists() else {"generations": []}
     written = json.loads(path.read_text()) if path.exists() else {}
-    record_execution(out, block, written if "run" in written else None)
+    try:
+        record_execution(out, block, written if "run" in written else None)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # the profile's loss, not the run's
+        print(f"[reproduce_v2] {block.name}: its process's timing was not recorded ({err!r})",
+              flush=True)
     latest = written.get("generations", [])
     seen = {(r["generation"], round(r["seconds"], 6)) for r in merged["generations"]}
     for row in latest:
