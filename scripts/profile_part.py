@@ -1,19 +1,19 @@
 """Where a reproduction part's wall time goes, from the timers its runs recorded.
 
-The confirmatory reproduction (scripts/reproduce_v2.py; its --out holds state.json): one part,
-by number, the latest finished one by default, with a column per worker process and their mean
-(scripts/profile_part_v2.py says how the workers' time is accounted). On the first finished
-part of the d2 programme:
+The confirmatory reproduction (scripts/reproduce_v2.py; its --out holds state.json, its
+--results a copy, parts.json): one part, by number, the latest finished one by default, with a
+column per worker process and their mean (scripts/profile_part_v2.py says how the workers' time
+is accounted). The command to run on a finished part N of the d2 programme:
 
-    .venv/bin/python scripts/profile_part.py outputs/reproduce_v2/d2 --part 1 \
-        --json docs/bench/profile-v2-part-1-cpu-<YYYY-MM-DD>.json
+    .venv/bin/python scripts/profile_part.py outputs/reproduce_v2/d2 --part N \
+        --json docs/bench/profile-v2-part-N-cpu-<YYYY-MM-DD>.json
 
-A part run before scripts/v2_parts.py recorded its processes and times (`executions`,
-`started_at` in state.json) is profiled from its generations only (the table says so): profile
-the first part that finished with that code, `--part N`
-(the table goes to BENCHMARKS.md, "Where a reproduction part's time goes", and its
-training/labelling/evaluation shares to docs/usage.md, "Where the time goes, and on a GPU";
-tests/system/test_documented_timing.py ties both to that JSON).
+Its table goes to BENCHMARKS.md ("Where a reproduction part's time goes") and its training,
+labelling and evaluation shares (the "both workers" column) to docs/usage.md ("Where the time
+goes, and on a GPU"); tests/system/test_documented_timing.py ties both to that JSON. A part run
+before scripts/v2_parts.py recorded its processes and times (`executions`, `started_at` in
+state.json) is profiled from its generations' phases only, and the table says so: profile the
+first part that finished with that code.
 
 The exploratory reproduction (scripts/reproduce.py; its --out holds timing.json): one part by
 name. Reads --out/timing.json (each invocation's seconds on a part, the process's start-up
