@@ -1,9 +1,25 @@
 """Where a reproduction part's wall time goes, from the timers its runs recorded.
 
-Reads scripts/reproduce.py's --out/timing.json (each invocation's seconds on a part, the
-process's start-up before it, the report's seconds) and the timing.json of every run of the part
-(per generation: training, labelling, evaluation, checkpoint writes; per run: set-up, baselines,
-resume, outputs), and prints the share of wall time of each, as a Markdown table:
+The confirmatory reproduction (scripts/reproduce_v2.py; its --out holds state.json, its
+--results a copy, parts.json): one part, by number, the latest finished one by default, with a
+column per worker process and their mean (scripts/profile_part_v2.py says how the workers' time
+is accounted). The command to run on a finished part N of the d2 programme:
+
+    .venv/bin/python scripts/profile_part.py outputs/reproduce_v2/d2 --part N \
+        --json docs/bench/profile-v2-part-N-cpu-<YYYY-MM-DD>.json
+
+Its table goes to BENCHMARKS.md ("Where a reproduction part's time goes") and its training,
+labelling and evaluation shares (the "both workers" column) to docs/usage.md ("Where the time
+goes, and on a GPU"); tests/system/test_documented_timing.py ties both to that JSON. A part run
+before scripts/v2_parts.py recorded its processes and times (`executions`, `started_at` in
+state.json) is profiled from its generations' phases only, and the table says so: profile the
+first part that finished with that code.
+
+The exploratory reproduction (scripts/reproduce.py; its --out holds timing.json): one part by
+name. Reads --out/timing.json (each invocation's seconds on a part, the process's start-up
+before it, the report's seconds) and the timing.json of every run of the part (per generation:
+training, labelling, evaluation, checkpoint writes; per run: set-up, baselines, resume,
+outputs):
 
     .venv/bin/python scripts/profile_part.py outputs/reproduce --part collapse
     .venv/bin/python scripts/profile_part.py outputs/reproduce --part collapse --json p.json
@@ -120,6 +136,8 @@ def part_profile(out: Path, part: str) -> dict:
 
 
 def markdown(profile: dict) -> str:
+    if profile.get("layout") == "reproduce_v2":
+        return _v2().markdown(profile)
     lines = ["| where | seconds | share of wall time | what it holds |",
              "| --- | ---: | ---: | --- |"]
     for r in profile["rows"]:
@@ -130,18 +148,36 @@ def markdown(profile: dict) -> str:
     return "\n".join(lines)
 
 
+def _v2():
+    """scripts/profile_part_v2.py (imported late: it reads this module's rows)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import profile_part_v2
+
+    return profile_part_v2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="scripts/reproduce.py's --out directory")
-    parser.add_argument("--part", required=True, help="the part to profile (e.g. collapse)")
+    parser.add_argument("out", type=Path, nargs="?", default=Path("outputs/reproduce_v2/d2"),
+                        help="scripts/reproduce_v2.py's --out (default %(default)s), or "
+                             "scripts/reproduce.py's")
+    parser.add_argument("--part", default=None,
+                        help="reproduce_v2: the part's number (default: the latest finished "
+                             "part); reproduce.py: the part's name (e.g. collapse)")
     parser.add_argument("--json", type=Path, default=None, help="also write the profile here")
     args = parser.parse_args(argv)
-    if not (args.out / "timing.json").exists():
-        print(f"error: {args.out / 'timing.json'} not found (scripts/reproduce.py --out ...)",
-              file=sys.stderr)
-        return 2
     try:
-        profile = part_profile(args.out, args.part)
+        if _v2().state_file(args.out) is not None:
+            profile = _v2().part_profile(args.out, args.part)
+        elif (args.out / "timing.json").exists():
+            if args.part is None:
+                raise ValueError("--part: scripts/reproduce.py's output needs the part's name "
+                                 "(e.g. --part collapse)")
+            profile = part_profile(args.out, args.part)
+        else:
+            raise ValueError(f"{args.out}: neither state.json (scripts/reproduce_v2.py --out; "
+                             "parts.json in its --results) nor timing.json "
+                             "(scripts/reproduce.py --out) is there")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,5 +1,18 @@
 """The confirmatory reproduction's parts: open, time, close and plan them (used by
 scripts/reproduce_v2.py; the programme's record is v2_programme's, the cutting v2_schedule's).
+
+What a part records for its profile (scripts/profile_part.py), in state.json's part record,
+beside the keys the schedule reads (all optional: parts recorded before them have none):
+- each invocation: `started_at`, `ended_at` (epoch seconds of the part's runner) and
+  `before_s` (the reproduce_v2 process's seconds before the runner started: imports, the arms'
+  Hydra compose, the plan; in a process that ran an earlier part, from the end of that part's
+  report);
+- `executions`: one per `icl-stl-loop` process that ran a segment: its worker, block,
+  invocation, `ended_at`, and its run's timing.json record (generations with their phases, the
+  run's, the entry point's with its start-up) when the process wrote one (`timing`: null when
+  it was stopped before);
+- `report_s`: the seconds from the part's end to its process's next step, which is the report
+  over everything finished (a completed part in a process that went on; else absent).
 """
 
 from __future__ import annotations
@@ -8,6 +21,8 @@ import datetime
 import json
 import os
 import platform
+import threading
+import time
 from pathlib import Path
 
 import v2_schedule as schedule
@@ -56,11 +71,18 @@ def merge_timing(out: Path, block: schedule.Block, resumed: set[int] = frozenset
     """Keep every generation's wall time in the block's timing.json (the loop writes only the
     generations of its latest invocation there, and none when it is killed). A generation
     resumed from a mid-training checkpoint is marked `resumed` and left out of the estimates:
-    its time is only the part after the kill."""
+    its time is only the part after the kill. The process's own record goes to the part's
+    `executions` first (for the profile)."""
     path = run_dir(out, block) / "timing.json"
     keep = path.parent / "timing.all.json"
     merged = json.loads(keep.read_text()) if keep.exists() else {"generations": []}
-    latest = json.loads(path.read_text()).get("generations", []) if path.exists() else []
+    written = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        record_execution(out, block, written if "run" in written else None)
+    except (OSError, ValueError, KeyError, TypeError) as err:  # the profile's loss, not the run's
+        print(f"[reproduce_v2] {block.name}: its process's timing was not recorded ({err!r})",
+              flush=True)
+    latest = written.get("generations", [])
     seen = {(r["generation"], round(r["seconds"], 6)) for r in merged["generations"]}
     for row in latest:
         if (row["generation"], round(row["seconds"], 6)) not in seen:
@@ -83,6 +105,7 @@ def machine() -> dict:
 
 def open_part(prog: dict, state: dict, out: Path, args) -> dict | None:
     """The unfinished part (resumed as it was planned), else a new part of what is left."""
+    record_report(out, state)
     if state["parts"] and not state["parts"][-1]["finished"]:
         return state["parts"][-1]
     for line in update_blocks(prog, state, out):
@@ -103,11 +126,65 @@ def open_part(prog: dict, state: dict, out: Path, args) -> dict | None:
     return part
 
 
+# Within one reproduce_v2 process: when its previous part's report ended (epoch seconds), and
+# which part was closed last (its report's seconds are recorded at the process's next step).
+_clock = {"previous_end": None, "closed": None}
+_state_lock = threading.Lock()  # the workers' threads record their executions one at a time
+
+
+def record_execution(out: Path, block: schedule.Block, timing: dict | None) -> None:
+    """Add one `icl-stl-loop` process's record to the unfinished part that runs `block` (its
+    run's timing.json as the loop wrote it, before the merge; None when it wrote none)."""
+    with _state_lock:
+        state = load_state(out)
+        part = state["parts"][-1] if state["parts"] else None
+        if part is None or part["finished"]:
+            return
+        worker = next((s["worker"] for s in part["segments"] if s["block"] == block.name), None)
+        if worker is None:
+            return
+        row = {"worker": worker, "block": block.name,
+               "invocation": len(part["invocations"]) + 1, "ended_at": round(time.time(), 3),
+               "timing": None if timing is None else
+               {k: v for k, v in timing.items() if k != "earlier"}}
+        part.setdefault("executions", []).append(row)
+        save_state(out, state)
+
+
+def _process_started_at() -> float:
+    from icl_stl.loop.timing import process_age_s
+
+    age = process_age_s()
+    return time.time() - (age or 0.0)
+
+
+def record_report(out: Path, state: dict | None = None) -> None:
+    """The seconds since this process closed its last part (the report over everything
+    finished, which reproduce_v2 writes after a completed part), into that part's record."""
+    closed = _clock["closed"]
+    if closed is None or closed[0] != Path(out).resolve():
+        return
+    _clock["closed"] = None
+    _, index, ended_at = closed
+    now = time.time()
+    state = state if state is not None else load_state(out)
+    state["parts"][index - 1]["report_s"] = round(now - ended_at, 2)
+    _clock["previous_end"] = now
+    save_state(out, state)
+
+
 def close_part(out: Path, index: int, seconds: float, completed: bool, command: str) -> None:
     state = load_state(out)
     part = state["parts"][index - 1]
+    ended_at = time.time()
+    started_at = ended_at - seconds
+    since = _clock["previous_end"] or _process_started_at()
     part["invocations"].append({"seconds": round(seconds, 1), "completed": completed,
-                                "finished": _now(), "command": command, "machine": machine()})
+                                "finished": _now(), "command": command, "machine": machine(),
+                                "started_at": round(started_at, 3),
+                                "ended_at": round(ended_at, 3),
+                                "before_s": round(max(0.0, started_at - since), 2)})
+    _clock["closed"] = (Path(out).resolve(), index, ended_at) if completed else None
     part["wall_s"] = round(sum(i["seconds"] for i in part["invocations"]), 1)
     part["finished"] = completed
     save_state(out, state)
@@ -166,6 +243,7 @@ def progress_line(prog: dict, part: dict, out: Path, est: schedule.Estimator, st
 def plan_text(prog: dict, out: Path, args) -> str:
     """The parts that remain, simulated with today's estimates (spares are added only when
     the rules need them, so they are not in it)."""
+    record_report(out)
     state = load_state(out)
     made = blocks(prog, out, state)
     est = estimator(prog, state, out, args)

@@ -304,6 +304,17 @@ def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_pat
     regenerated = json.loads((tmp_path / "again" / "verdicts.json").read_text())
     assert differences(verdicts, regenerated) == []
     assert regenerated["rules_commit"] == verdicts["rules_commit"]
+    profile = subprocess.run([sys.executable, str(REPO / "scripts" / "profile_part.py"),
+                              str(out), "--part", "1", "--json", str(tmp_path / "p.json")],
+                             cwd=REPO, capture_output=True, text=True)
+    assert profile.returncode == 0, profile.stderr
+    profile = json.loads((tmp_path / "p.json").read_text())
+    assert profile["recorded"] == "processes" and profile["report_s"] is not None
+    for w in range(profile["workers"]):  # each worker's rows add up to the part's wall time
+        assert sum(r["workers"][w]["seconds"] for r in profile["rows"]) == pytest.approx(
+            profile["wall_s"], abs=0.1)
+    rows = {r["row"]: r["seconds"] for r in profile["rows"]}
+    assert rows["training"] > 0 and rows["loop process start-up"] > 0
 
 
 def _plan(out: Path, *extra: str) -> tuple[dict, str]:
