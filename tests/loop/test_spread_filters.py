@@ -4,6 +4,7 @@ them from the ranking, threshold and best-of-K verifiers, and their wiring into 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,6 +32,7 @@ from icl_stl.loop.spread_filters import (
 from icl_stl.loop.verifier import RidgeVerifier, estimate_w_var, predictive_moments
 from icl_stl.persistence import load_state
 
+REPO = Path(__file__).resolve().parents[2]
 N, K_PAIRS, D = 16, 5, 2  # compose_loop's data.n, task.k, task.d
 FAST = ["train.steps=4", "train.warmup_steps=0", "eval.n_prompts=16", "eval.batch_size=16"]
 NOISY = ["task.noise_std=0.25", "loop.real_fraction=0", "members.labellers=[model,oracle]"]
@@ -96,6 +98,10 @@ def test_admission(name, settings, admitted):
         assert result.w_cov_ratio < 0.92 and result.w_norm_ratio < 0.96
     if name == "verifier" and "threshold" not in settings:
         assert result.w_cov_ratio < 0.7  # the ranking keeps small tasks
+    # the numbers docs/filters.md and the proposed THEORY text quote are these
+    docs = "".join((REPO / "docs" / page).read_text()
+                   for page in ("filters.md", "proposed/p6-theory.md"))
+    assert f"{result.w_cov_ratio:.3f}" in docs and f"{result.w_norm_ratio:.3f}" in docs
 
 
 def test_admitted_filters_are_loop_filters_and_the_verifier_is_not():
@@ -177,3 +183,17 @@ def test_bad_spread_filter_settings_are_refused(tmp_path, override, field):
     message = str(info.value)
     assert field in message and "\n" not in message, message
     assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("preset, filter_", [("p6/pilot", "none"),
+                                             ("p6/pilot_residual", "residual"),
+                                             ("p6/pilot_density_ratio", "density_ratio")])
+def test_p6_pilot_presets(preset, filter_):
+    from conftest import compose_cfg
+    cfg = compose_cfg("loop", f"experiment={preset}")
+    app = load_app_config(cfg, needs_loop=True)
+    assert (app.task.d, app.task.k, app.task.noise_std, app.loop.filter) == (3, 8, 0.25, filter_)
+    assert (app.train.steps, app.train.batch_size, app.loop.init) == (6000, 64, "from_scratch")
+    assert list(cfg.members.seeds) == [9701, 9702] and cfg.seed == 9700
+    assert list(cfg.members.labellers) == ["model", "oracle"]
+    assert list(cfg.members.real_fractions) == [0]
