@@ -79,7 +79,8 @@ def fit_verifier(real: PromptSet, noise_var: float, *, w_var: float | None = Non
     in the loop, so that it works at lambda = 0, or the current real part).
 
     noise_var: the label noise it assumes (the task's noise_std^2). w_var: the prior variance
-    per coordinate; None estimates it from the implied w's (needs 2 prompts). label_noise_std /
+    per coordinate; None reads it off the implied w's less the label noise's share
+    (`estimate_w_var`; needs 2 prompts). label_noise_std /
     centre_noise_std degrade it (drawn from `gen`, which they require).
     """
     count = len(real) if n_real is None else n_real
