@@ -25,8 +25,9 @@ INIT_MODES = ("from_scratch", "warm_start")
 LABEL_MODES = ("sample", "context", "mean")
 LEARNERS = ("transformer", "gaussian_prior")
 LABELLERS = ("model", "oracle")
-FILTERS = ("none", "confidence", "verifier")  # icl_stl/loop/filters.py
+FILTERS = ("none", "confidence", "verifier", "residual", "density_ratio")  # loop/filters.py
 VERIFIER_SOURCES = ("s0", "real")
+VERIFIER_W_VARS = ("known", "s0")
 STEPS_SCALES = ("fixed", "per_prompt")
 
 
@@ -81,7 +82,9 @@ class LoopConfig:
     # Filters on synthetic data (icl_stl/loop/filters.py): label ceil(m / filter_keep) prompts
     # and keep the m the filter scores best (or, with filter_threshold, the first m scoring
     # <= it). confidence: the Gaussian head's predicted variance; verifier: ridge centred on
-    # the tasks of real prompts (icl_stl/loop/verifier.py).
+    # the tasks of real prompts (icl_stl/loop/verifier.py). residual and density_ratio keep the
+    # task spread (icl_stl/loop/spread_filters.py): the least-squares residual over all k
+    # positions; acceptance by the verifier's density over the generator's.
     filter: Choice(FILTERS) = "none"
     filter_keep: Float(0.0, 1.0, lo_open=True) = 1.0
     filter_threshold: Float(0.0) | None = None  # null: keep the best fraction
@@ -89,6 +92,9 @@ class LoopConfig:
     verifier_n_real: Int(1) | None = None  # fit on this many real prompts (null: all)
     verifier_label_noise_std: Float(0.0) = 0.0  # degrade: noise on the labels it reads
     verifier_centre_noise_std: Float(0.0) = 0.0  # degrade: noise on its knowledge centre
+    # The verifier's prior variance: known (task.w_scale^2) or read off its real prompts (s0).
+    # density_ratio always reads it off them.
+    verifier_w_var: Choice(VERIFIER_W_VARS) = "known"
 
     @model_validator(mode="after")
     def _check(self) -> LoopConfig:
@@ -108,7 +114,31 @@ class LoopConfig:
         if self.filter == "confidence" and self.learner == "gaussian_prior":
             fail("loop.filter", self.filter, "'none' or 'verifier' with "
                  "loop.learner=gaussian_prior (its predictive variance ignores the labels)")
+        self._check_spread_filters()
         return self
+
+    def _check_spread_filters(self) -> None:
+        """What the filters that keep the task spread need of the loop settings alone."""
+        if self.verifier_w_var != "known" and self.filter != "verifier":
+            fail("loop.verifier_w_var", self.verifier_w_var,
+                 f"'known' with loop.filter={self.filter} (only the verifier filter reads it; "
+                 f"density_ratio always estimates w_var from its real prompts)")
+        if self.filter != "density_ratio":
+            return
+        if self.filter_keep >= 1.0:
+            fail("loop.filter_keep", self.filter_keep,
+                 "a number in (0, 1) with loop.filter=density_ratio (the pool must be larger "
+                 "than the prompts kept)")
+        if self.filter_threshold is not None:
+            fail("loop.filter_threshold", self.filter_threshold,
+                 "null with loop.filter=density_ratio (its acceptance bound comes from the pool)")
+        if self.label_mode == "mean":
+            fail("loop.label_mode", self.label_mode,
+                 "'sample' or 'context' with loop.filter=density_ratio (it divides by the "
+                 "generator's density)")
+        if self.learner == "gaussian_prior":
+            fail("loop.filter", self.filter, "'none', 'verifier' or 'residual' with "
+                 "loop.learner=gaussian_prior")
 
     def check_oracle_settings(self, why: str, path: str = "loop") -> None:
         """What an oracle-labelled loop needs of the loop settings alone; `why` says where the
@@ -138,7 +168,13 @@ class LoopConfig:
                               "set of n prompts), got None")
         real_count(self.real_fraction, n, self.rounding, path)  # also with no generation
         reals = self.real_counts(self.real_fraction, n, path)
-        if self.filter == "verifier":
+        if self.filter == "residual" and task.k <= task.d:
+            fail("task.k", task.k, f"> task.d={task.d} with {path}.filter=residual (with k <= d "
+                 f"every least-squares residual is 0)")
+        if self.filter == "density_ratio" and not task.noise_std > 0:
+            fail("task.noise_std", task.noise_std, f"> 0 with {path}.filter=density_ratio (a "
+                 f"noiseless task has no label density to divide by)")
+        if self.filter in ("verifier", "density_ratio"):
             available = min(reals, default=n) if self.verifier_source == "real" else n
             if self.verifier_source == "real" and available == 0:
                 fail(f"{path}.verifier_source", self.verifier_source,
@@ -196,7 +232,8 @@ EXTENSION_DEFAULTS = {
     "loop": {"steps_scale": "fixed", "real_schedule": "constant", "real_schedule_rate": 0.0,
              "real_schedule_floor": 0.0, "filter": "none", "filter_keep": 1.0,
              "filter_threshold": None, "verifier_source": "s0", "verifier_n_real": None,
-             "verifier_label_noise_std": 0.0, "verifier_centre_noise_std": 0.0},
+             "verifier_label_noise_std": 0.0, "verifier_centre_noise_std": 0.0,
+             "verifier_w_var": "known"},
 }
 
 

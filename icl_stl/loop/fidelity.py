@@ -37,9 +37,25 @@ def label_var_ratio_per_position(synthetic: PromptSet, real: PromptSet) -> list[
     return (syn_var / real_var).tolist()
 
 
+def task_spread(synthetic: PromptSet, real: PromptSet) -> dict[str, float]:
+    """How widely the tasks of `synthetic` spread against those of `real` (the same x's).
+
+    `w_cov_ratio`: tr Cov(w_hat) over tr Cov(w_hat) of real, w_hat the least-squares task of
+    each whole prompt (`implied_weights`); `w_norm_ratio`: mean ||w_hat|| over real's. Both are
+    computed from the prompts alone, and both are 1 up to O(1 / m) sampling error for an
+    unfiltered oracle-labelled set (its prompts are distributed as real ones; label noise enters
+    w_hat the same way on both sides). A filter that selects on the task pulls them below 1.
+    """
+    syn, ref = implied_weights(synthetic), implied_weights(real)  # (m, d) each
+    trace = ref.var(0).sum().clamp(min=1e-30)
+    return {"w_cov_ratio": (syn.var(0).sum() / trace).item(),
+            "w_norm_ratio": (syn.norm(dim=-1).mean()
+                             / ref.norm(dim=-1).mean().clamp(min=1e-30)).item()}
+
+
 NO_SYNTHETIC = {"syn_label_var": None, "real_label_var": None, "syn_label_var_ratio": None,
                 "syn_label_var_ratio_per_position": None, "syn_w_norm": None,
-                "real_w_norm": None, "syn_label_w1": None}
+                "real_w_norm": None, "syn_label_w1": None, "syn_w_cov_ratio": None}
 
 
 def generator_fidelity(synthetic: PromptSet, real: PromptSet) -> dict:
@@ -47,7 +63,8 @@ def generator_fidelity(synthetic: PromptSet, real: PromptSet) -> dict:
 
     `syn_label_var_ratio` is the mean over positions of the per-position ratio; `syn_w_norm` and
     `real_w_norm` are the mean norms of the w least squares reads off whole prompts (real:
-    about w_scale sqrt(d)); `syn_label_w1` is the W1 distance of the label marginals.
+    about w_scale sqrt(d)); `syn_label_w1` is the W1 distance of the label marginals;
+    `syn_w_cov_ratio` the tasks' covariance-trace ratio (`task_spread`).
     """
     if len(synthetic) < 2:
         return dict(NO_SYNTHETIC)
@@ -62,5 +79,6 @@ def generator_fidelity(synthetic: PromptSet, real: PromptSet) -> dict:
         "syn_w_norm": implied_weights(synthetic).norm(dim=-1).mean().item(),
         "real_w_norm": implied_weights(real).norm(dim=-1).mean().item(),
         "syn_label_w1": wasserstein_1d(synthetic.ys, real.ys),
+        "syn_w_cov_ratio": task_spread(synthetic, real)["w_cov_ratio"],
     }
 

@@ -28,12 +28,19 @@ from torch import Tensor
 
 from icl_stl.config import ConfigError
 from icl_stl.data.prompts import PromptSet
-from icl_stl.loop.fidelity import implied_weights, label_var_ratio_per_position, wasserstein_1d
+from icl_stl.loop.fidelity import (
+    implied_weights,
+    label_var_ratio_per_position,
+    task_spread,
+    wasserstein_1d,
+)
 
-__all__ = ["FILTERS", "Selection", "check_keep", "disagreement_scores", "filter_record",
+__all__ = ["DRIFT_KEYS", "FILTERS", "Selection", "check_keep", "disagreement_scores", "filter_record",
            "label_drift", "pool_size", "select", "variance_scores"]
 
-FILTERS = ("none", "confidence", "verifier")
+FILTERS = ("none", "confidence", "verifier", "residual", "density_ratio")
+# What `label_drift` returns, in its order.
+DRIFT_KEYS = ("label_w1", "label_var_ratio", "w_shift2", "w_cov_ratio", "w_norm_ratio")
 
 
 def check_keep(keep: object, path: str = "loop.filter_keep") -> float:
@@ -125,16 +132,17 @@ def label_drift(synthetic: PromptSet, real: PromptSet) -> dict[str, float]:
     measures them: `label_w1` (W1 of the label marginals, 0: real-like), `label_var_ratio`
     (mean over positions of the variance ratio, 1: real-like) and `w_shift2`
     (||mean implied w of synthetic - mean implied w of real||^2: the loop-side analogue of the
-    reference learner's drift ||mu_i - mu*||^2). NaN with fewer than 2 prompts."""
+    reference learner's drift ||mu_i - mu*||^2), and the tasks' spread (`fidelity.task_spread`:
+    `w_cov_ratio`, `w_norm_ratio`, 1: real-like). NaN with fewer than 2 prompts."""
     if len(synthetic) < 2:
-        return {"label_w1": math.nan, "label_var_ratio": math.nan, "w_shift2": math.nan}
+        return dict.fromkeys(DRIFT_KEYS, math.nan)
     if synthetic.xs.shape != real.xs.shape or not torch.equal(synthetic.xs, real.xs):
         raise ValueError("label drift compares labels of the same x's")
     ratios = label_var_ratio_per_position(synthetic, real)
     shift = implied_weights(synthetic).mean(0) - implied_weights(real).mean(0)  # (d,)
     return {"label_w1": wasserstein_1d(synthetic.ys, real.ys),
             "label_var_ratio": sum(ratios) / len(ratios),
-            "w_shift2": shift.pow(2).sum().item()}
+            "w_shift2": shift.pow(2).sum().item(), **task_spread(synthetic, real)}
 
 
 def filter_record(selection: Selection, pool: PromptSet, real: PromptSet) -> dict[str, float]:

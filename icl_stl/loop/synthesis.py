@@ -11,7 +11,7 @@ import logging
 import torch
 
 from icl_stl.data.prompts import PromptSet
-from icl_stl.loop.filtering import filter_members
+from icl_stl.loop.filtering import filter_members, generator_moments
 from icl_stl.loop.mixing import synthetic_inputs
 from icl_stl.loop.oracle import oracle_synthesize
 from icl_stl.persistence import CorruptCheckpointError, load_state, save_state
@@ -50,9 +50,12 @@ class LoopSynthesis:
         state = {}
         if self.s.loop.filter != "none":
             with self.clock.phase("labelling"):  # filtering is part of making S_i's labels
+                moments = (generator_moments(self.learner, self.members, labelled,
+                                             self.s.loop, self.s.task)
+                           if self.s.loop.filter == "density_ratio" else None)
                 labelled, state["filter"] = filter_members(self.s.loop, self.s.task, self.task,
                                                            self.members, self.s0s, plans,
-                                                           self.k, labelled, variances)
+                                                           self.k, labelled, variances, moments)
             self._filtered[i] = state["filter"]
         with self.clock.phase("checkpoints"):
             save_state(path, {"members": [s.state_dict() for s in labelled], **state})

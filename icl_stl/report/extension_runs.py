@@ -36,6 +36,7 @@ FIELDS = {"filter": "loop.filter", "filter_keep": "loop.filter_keep",
           "verifier_source": "loop.verifier_source", "verifier_n_real": "loop.verifier_n_real",
           "verifier_label_noise": "loop.verifier_label_noise_std",
           "verifier_centre_noise": "loop.verifier_centre_noise_std",
+          "verifier_w_var": "loop.verifier_w_var",
           "schedule": "loop.real_schedule", "rate": "loop.real_schedule_rate",
           "floor": "loop.real_schedule_floor", "n_tasks": "task.n_tasks"}
 

@@ -82,6 +82,11 @@ class ReportConfig:
     v2_p5_curvature: float = 0.05
     v2_p5_trend_margin: float = 0.5
     v2_p5_grid_max: float = 3.0  # the grid must reach this m / n
+    # P6, version 2 (docs/proposed/p6-theory.md, provisional until its pilot): per seed, the
+    # filter x labeller interaction on log excess risk, mean over generations 1..G, must fall
+    # below -delta_6 (the admitted filter removes at least half of P1's collapse margin)
+    v2_p6_delta: float = 0.24
+    v2_p6_seeds: int | None = 10
     failure_gap: float = 0.5  # a later generation closing less of the gap failed to train
     failure_train_ratio: float = 3.0  # ... or whose own training risk is this x the oracle's
     bootstrap: int = 2000  # seed-bootstrap replicates (P4, P5)
@@ -118,7 +123,7 @@ class ReportConfig:
                              f"or real_gen_gap, got {self.p4_metric!r}")
         if self.rules not in ("v1", "v2"):
             raise ValueError(f"report setting rules must be v1 or v2, got {self.rules!r}")
-        for name in ("v2_delta1", "v2_delta2", "v2_p5_depth", "v2_p5_curvature",
+        for name in ("v2_delta1", "v2_delta2", "v2_p6_delta", "v2_p5_depth", "v2_p5_curvature",
                      "v2_p5_trend_margin", "v2_p5_grid_max"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
@@ -132,7 +137,7 @@ class ReportConfig:
         if self.v2_p3_horizon < 1:
             raise ValueError(f"report setting v2_p3_horizon must be >= 1, "
                              f"got {self.v2_p3_horizon!r}")
-        for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p3_seeds", "v2_p5_seeds"):
+        for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p3_seeds", "v2_p5_seeds", "v2_p6_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 2:
                 raise ValueError(f"report setting {name} must be null or >= 2, "
                                  f"got {getattr(self, name)!r}")

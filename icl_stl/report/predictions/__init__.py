@@ -16,8 +16,10 @@ regenerate. Version 2 judges P3 as a dose-response against a chaos twin (`p3_dos
 version 1's `p3_stability` reads the one-prompt stability probe), and P4 and P5 by their own
 version-2 modules (`p4_decay_v2`: early stopping, every fitted n learning in context, fits
 listed in advance, "no decay on [a, b]"; `p5_augmentation_v2`: compute growing with m, a
-quadratic in m / n per seed, the oracle-augmented arm beside it). P6-P8 are judged by the same
-modules under both.
+quadratic in m / n per seed, the oracle-augmented arm beside it), and P6 by
+`p6_matched_filters` (provisional: admitted filters only, the filter x labeller interaction
+against the oracle-labelled loop under the same filter; version 1's `p6_filters` reads the
+ranking verifier's plateau). P7 and P8 are judged by the same modules under both.
 """
 
 from __future__ import annotations
@@ -36,15 +38,16 @@ from icl_stl.report.predictions import (
     p5_augmentation,
     p5_augmentation_v2,
     p6_filters,
+    p6_matched_filters,
     p7_schedules,
     p8_pools,
 )
 
-_AFTER_P5: list[ModuleType] = [p6_filters, p7_schedules, p8_pools]
+_AFTER_P6: list[ModuleType] = [p7_schedules, p8_pools]
 REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_dose_response,
-                              p4_decay_v2, p5_augmentation_v2, *_AFTER_P5]
+                              p4_decay_v2, p5_augmentation_v2, p6_matched_filters, *_AFTER_P6]
 REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, p3_stability, p4_decay,
-                                 p5_augmentation, *_AFTER_P5]
+                                 p5_augmentation, p6_filters, *_AFTER_P6]
 
 
 def registry(rules: str) -> list[ModuleType]:
