@@ -20,7 +20,13 @@ from icl_stl.config.schedules import SCHEDULES as REAL_SCHEDULES
 from icl_stl.config.sections import GAUSSIAN_PRIOR_TASKS, ModelConfig, TaskConfig
 
 REAL_SOURCES = ("reuse", "fresh")
-SYNTHETIC_MODES = ("replace", "accumulate")
+# How S_i holds synthetic data (docs/accumulation.md). replace: generation i-1's new prompts;
+# accumulate: every generation's so far, beside the real part (at lambda = 0 without S_0);
+# accumulate_s0: S_0 kept whole plus every generation's (Gerstgrasser et al., 2024);
+# volume_matched: S_0 plus i times the synthetic count, all labelled by generation i-1.
+SYNTHETIC_MODES = ("replace", "accumulate", "accumulate_s0", "volume_matched")
+KEEPS_S0 = ("accumulate_s0", "volume_matched")  # their real part is all of S_0
+ACCUMULATES = ("accumulate", "accumulate_s0")  # S_i keeps earlier generations' prompts
 INIT_MODES = ("from_scratch", "warm_start")
 LABEL_MODES = ("sample", "context", "mean")
 LEARNERS = ("transformer", "gaussian_prior")
@@ -40,7 +46,7 @@ class LoopConfig:
     rounding: Choice(ROUNDINGS) = "exact"  # how lambda n becomes a count; exact: a whole number
     real_source: Choice(REAL_SOURCES) = "reuse"  # reuse: a subset of S_0; fresh: new prompts
     redraw_real: Bool = False  # reuse only: draw a new subset of S_0 every generation
-    synthetic: Choice(SYNTHETIC_MODES) = "replace"  # replace: generation i-1's; accumulate: all
+    synthetic: Choice(SYNTHETIC_MODES) = "replace"  # what S_i holds (SYNTHETIC_MODES)
     augment: Int(0) = 0  # m extra synthetic prompts on top of n
     init: Choice(INIT_MODES) = "from_scratch"  # or warm_start from generation i-1
     # Generations >= 1 have their own budget: with init=warm_start it is what a generation
@@ -140,6 +146,15 @@ class LoopConfig:
             fail("loop.filter", self.filter, "'none', 'verifier' or 'residual' with "
                  "loop.learner=gaussian_prior")
 
+    def _check_keeps_s0(self, path: str) -> None:
+        """An arm that keeps all of S_0 is defined at lambda = 0 (every member's lambda): S_0
+        is its real data, so a real share of each generation would count real prompts twice."""
+        why = f"with {path}.synthetic={self.synthetic} (its real data is all of S_0)"
+        if self.real_fraction != 0:
+            fail(f"{path}.real_fraction", self.real_fraction, f"0 {why}")
+        if self.real_schedule != "constant":
+            fail(f"{path}.real_schedule", self.real_schedule, f"'constant' {why}")
+
     def check_oracle_settings(self, why: str, path: str = "loop") -> None:
         """What an oracle-labelled loop needs of the loop settings alone; `why` says where the
         oracle was asked for (loop.labeller=oracle, or an oracle member of members.labellers)."""
@@ -167,6 +182,8 @@ class LoopConfig:
             raise ConfigError("data.n must be a positive integer for the loop (S_0 is a finite "
                               "set of n prompts), got None")
         real_count(self.real_fraction, n, self.rounding, path)  # also with no generation
+        if self.synthetic in KEEPS_S0:
+            self._check_keeps_s0(path)
         reals = self.real_counts(self.real_fraction, n, path)
         if self.filter == "residual" and task.k <= task.d:
             fail("task.k", task.k, f"> task.d={task.d} with {path}.filter=residual (with k <= d "

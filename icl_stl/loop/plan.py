@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from icl_stl.config import LoopConfig, TrainConfig
+from icl_stl.config.loop import ACCUMULATES, KEEPS_S0
 from icl_stl.config.schedules import RealSchedule
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.seeding import derive_seed
@@ -70,7 +71,8 @@ class GenerationPlan:
     generation: int
     real_fraction: float  # lambda_i
     n_real: int  # lambda_i n, rounded by loop.rounding
-    n_synthetic: int  # new synthetic prompts S_i keeps: (1 - lambda_i) n + m
+    n_synthetic: int  # new synthetic prompts S_i keeps: (1 - lambda_i) n + m (i x that when
+    # loop.synthetic=volume_matched)
     n_labelled: int  # prompts generation i-1 labels: n_synthetic, or the filter's larger pool
 
 
@@ -80,6 +82,8 @@ def _plan(loop: LoopConfig, schedule: RealSchedule, member: MemberSpec,
     if generation == 0:
         return GenerationPlan(0, schedule.fraction(0), n_real, 0, 0)
     n_synthetic = member.n - n_real + member.augment
+    if loop.synthetic == "volume_matched":  # i sets' worth, all from generation i-1
+        n_synthetic *= generation
     n_labelled = (n_synthetic if loop.filter == "none"
                   else pool_size(n_synthetic, loop.filter_keep))
     return GenerationPlan(generation, schedule.fraction(generation), n_real, n_synthetic,
@@ -103,13 +107,14 @@ def plan_generation(loop: LoopConfig, member: MemberSpec, generation: int) -> Ge
 
 
 def train_sizes(loop: LoopConfig, plans: list[GenerationPlan]) -> list[int]:
-    """|S_i| of generations 0..len(plans) - 1 of one member: its real part and the synthetic
-    prompts it trains on (the new ones, or with `loop.synthetic=accumulate` every generation's
-    so far)."""
+    """|S_i| of generations 0..len(plans) - 1 of one member: its real part (all of S_0 for the
+    arms that keep it) and the synthetic prompts it trains on (the new ones, or with
+    `loop.synthetic` accumulate or accumulate_s0 every generation's so far)."""
     sizes, synthetic = [], 0
     for plan in plans:
-        synthetic = (synthetic if loop.synthetic == "accumulate" else 0) + plan.n_synthetic
-        sizes.append(plan.n_real + synthetic)
+        synthetic = (synthetic if loop.synthetic in ACCUMULATES else 0) + plan.n_synthetic
+        real = plans[0].n_real if loop.synthetic in KEEPS_S0 else plan.n_real
+        sizes.append(real + synthetic)
     return sizes
 
 

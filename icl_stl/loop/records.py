@@ -42,7 +42,7 @@ class LoopRecords:
             rec = {"member": m, **member.describe(), **self.loop_fields[m], "generation": i,
                    "real_fraction_i": plan.real_fraction,
                    "n_real": plan.n_real, "n_synthetic_new": plan.n_synthetic,
-                   "train_size": len(sets[m]),
+                   "train_size": len(sets[m]), **self._arm_record(m, reals),
                    **generation_record(test_errors[m], train_risks[m], real_risks[m],
                                        ridge_risk, zero_risk, excess[m]),
                    **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
@@ -61,6 +61,13 @@ class LoopRecords:
         if i in self._filtered:  # the kept prompts' real counterparts
             real = real[self._filtered[i][m]["index"].to(real.xs.device)]
         return generator_fidelity(synthetic, real)
+
+    def _arm_record(self, m: int, reals) -> dict:
+        """How S_i holds synthetic data where it is not replace (left out then, so that a
+        default run's records stay as they were): the arm, and the real prompts it trains on
+        (all of S_0 for the arms that keep it). |S_i| is `train_size`."""
+        arm = self.s.loop.synthetic
+        return {} if arm == "replace" else {"synthetic": arm, "n_real": len(reals[m])}
 
     def _filter_record(self, i: int, m: int) -> dict:
         if self.s.loop.filter == "none":

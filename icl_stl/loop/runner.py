@@ -29,6 +29,7 @@ from icl_stl.config import (
     TaskConfig,
     TrainConfig,
 )
+from icl_stl.config.loop import ACCUMULATES, KEEPS_S0
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.early_stopping import STOPPING_FILE, early_stopping_splits
@@ -193,11 +194,12 @@ class LoopRun(LoopRecords, LoopSynthesis):
             return self.s0s, self.s0s, [PromptSet(s.xs[:0], s.ys[:0]) for s in self.s0s]
         new = self._synthetic(i)
         sets, reals = [], []
+        arm = self.s.loop.synthetic
         for m, member in enumerate(self.members):
-            real, _ = real_part(self.s.loop, member, self.s0s[m], self.plans[m][i], self.task,
-                                self.k)
-            synthetic = (PromptSet.concat(history[m] + [new[m]])
-                         if self.s.loop.synthetic == "accumulate" else new[m])
+            real = (self.s0s[m] if arm in KEEPS_S0 else  # S_0 whole (lambda = 0: config.loop)
+                    real_part(self.s.loop, member, self.s0s[m], self.plans[m][i], self.task,
+                              self.k)[0])
+            synthetic = PromptSet.concat(history[m] + [new[m]]) if arm in ACCUMULATES else new[m]
             sets.append(PromptSet.concat([real, synthetic]))
             reals.append(real)
         return sets, reals, new

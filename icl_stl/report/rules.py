@@ -87,6 +87,16 @@ class ReportConfig:
     # below -delta_6 (the admitted filter removes at least half of P1's collapse margin)
     v2_p6_delta: float = 0.24
     v2_p6_seeds: int | None = 10
+    # P9, version 2 (docs/proposed/p9-theory.md, provisional until its pilot): P2's joint test
+    # on log(E_acc / E_oracle-acc), the window from where the reference learner's drift with
+    # S_0 kept rises by at most window_share x delta_2 per generation (i_0 = 6), at least
+    # min_window generations long. Horizon 12: with the version-2 pilot's noise a bounded loop
+    # is confirmed in 98% of simulations at 20 seeds, against 1.5% at G = 8 (window 6-8)
+    # (docs/results/p9-calibration/calibration.json).
+    v2_p9_seeds: int | None = 20
+    v2_p9_horizon: int = 12
+    v2_p9_window_share: float = 0.2
+    v2_p9_min_window: int = 3
     failure_gap: float = 0.5  # a later generation closing less of the gap failed to train
     failure_train_ratio: float = 3.0  # ... or whose own training risk is this x the oracle's
     bootstrap: int = 2000  # seed-bootstrap replicates (P4, P5)
@@ -137,7 +147,15 @@ class ReportConfig:
         if self.v2_p3_horizon < 1:
             raise ValueError(f"report setting v2_p3_horizon must be >= 1, "
                              f"got {self.v2_p3_horizon!r}")
-        for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p3_seeds", "v2_p5_seeds", "v2_p6_seeds"):
+        if not (0.0 < self.v2_p9_window_share <= 1.0):
+            raise ValueError(f"report setting v2_p9_window_share must be in (0, 1], "
+                             f"got {self.v2_p9_window_share!r}")
+        if self.v2_p9_min_window < 2 or self.v2_p9_horizon < 1:
+            raise ValueError(f"report settings v2_p9_min_window must be >= 2 and "
+                             f"v2_p9_horizon >= 1, got {self.v2_p9_min_window!r} and "
+                             f"{self.v2_p9_horizon!r}")
+        for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p3_seeds", "v2_p5_seeds",
+                     "v2_p6_seeds", "v2_p9_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 2:
                 raise ValueError(f"report setting {name} must be null or >= 2, "
                                  f"got {getattr(self, name)!r}")

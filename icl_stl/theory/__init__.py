@@ -9,11 +9,19 @@ Pure numpy/scipy, so they can be used (and tested) without torch. One module per
 - `decay`: the decay fit ``y = E_inf + A n^b`` and the verdict on prediction 4;
 - `reference`: closed forms of the exactly solvable reference learner of docs/THEORY.md
   (the drift of its fitted task mean, the shrinkage of its fitted covariance);
-- `filters`: the same learner with a verifier filter on its synthetic data.
+- `filters`: the same learner with a verifier filter on its synthetic data;
+- `accumulation`: the same learner under each way S_i holds synthetic data (replace,
+  accumulate with or without S_0, volume-matched) and P9's window.
 
 Every public name is re-exported here, so callers import from `icl_stl.theory`.
 """
 
+from icl_stl.theory.accumulation import (
+    accumulation_drift,
+    oracle_twin_drift,
+    reference_contrast,
+    window_start,
+)
 from icl_stl.theory.bound import as_sample_sizes, bound_basis, bound_shape
 from icl_stl.theory.decay import DECAY_EXPONENT_RANGE, decay_verdict, fit_decay
 from icl_stl.theory.filters import (
@@ -49,6 +57,7 @@ __all__ = [
     "BoundFit",
     "LineFit",
     "PowerLawFit",
+    "accumulation_drift",
     "as_sample_sizes",
     "best_fraction_threshold",
     "bound_basis",
@@ -69,7 +78,10 @@ __all__ = [
     "mean_drift_plateau",
     "mean_drift_reuse",
     "mean_drift_scheduled",
+    "oracle_twin_drift",
+    "reference_contrast",
     "residual_keep_fraction",
     "simulate_drift",
     "step_drift",
+    "window_start",
 ]

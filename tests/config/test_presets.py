@@ -48,7 +48,8 @@ PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop"
            "pilot/v2_d2": "loop", "pilot/p3v2_d2": "probe", "pilot/p4v2_d2": "probe",
            "pilot/p5_v2_d2": "loop",
            **{f"reproduce_v2/{setting}_{loops}": "loop" for setting in ("d2", "gpu_d20")
-              for loops in ("p1", "p2", "lambda1")}}
+              for loops in ("p1", "p2", "lambda1")},
+           "p9/cpu_pilot": "loop", "p9/gpu": "loop"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n",
              "filters_verifier", "filters_confidence", "schedules", "task_pools")
 

@@ -20,6 +20,7 @@ quadratic in m / n per seed, the oracle-augmented arm beside it), and P6 by
 `p6_matched_filters` (provisional: admitted filters only, the filter x labeller interaction
 against the oracle-labelled loop under the same filter; version 1's `p6_filters` reads the
 ranking verifier's plateau). P7 and P8 are judged by the same modules under both.
+P9 (accumulation with S_0 kept, `p9_accumulation`) is version 2 only.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ from icl_stl.report.predictions import (
     p6_matched_filters,
     p7_schedules,
     p8_pools,
+    p9_accumulation,
 )
 
 _AFTER_P6: list[ModuleType] = [p7_schedules, p8_pools]
 REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_dose_response,
-                              p4_decay_v2, p5_augmentation_v2, p6_matched_filters, *_AFTER_P6]
+                              p4_decay_v2, p5_augmentation_v2, p6_matched_filters, *_AFTER_P6,
+                              p9_accumulation]
 REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, p3_stability, p4_decay,
                                  p5_augmentation, p6_filters, *_AFTER_P6]
 

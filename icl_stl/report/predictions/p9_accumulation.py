@@ -1,0 +1,227 @@
+"""Prediction 9 (version 2, provisional): accumulation as Gerstgrasser et al. (2024) state it.
+
+S_0 kept and every generation's synthetic prompts added (`loop.synthetic=accumulate_s0`, at
+lambda = 0): the loop's excess risk stays bounded against its oracle-labelled twin (the same
+arm, its synthetic prompts labelled by their true task: the same S_0, initialisation, batch
+order, synthetic x's, data volume and steps). The test is P2's joint test
+(`p2_matched_core`) on log(E_acc / E_oracle-acc): per seed, the slope over a window lies within
++-delta_2 (TOST) and the mean log contrast over generations 1..G lies significantly below
+delta_1. The window starts at the generation from which the reference learner's own drift
+rises by at most `v2_p9_window_share` x delta_2 per generation (`theory.accumulation.
+window_start`: i_0 = 6 at delta_2 = 0.06) and must hold `v2_p9_min_window` generations.
+
+Beside the verdict, not deciding it: the oracle twin's own trend over the window (the reference
+learner's twin keeps gaining from the growing volume, so there the contrast is not bounded:
+`theory.accumulation.reference_contrast`), the reference learner's contrast slope, and the other
+arms (replace, accumulate without S_0, volume-matched) with their own oracle twins, matched by
+seed, n and regime. Margins and seed count wait for P9's pilot: rules_version v2-provisional.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from icl_stl.report.document import Document
+from icl_stl.report.evidence import Evidence
+from icl_stl.report.groups import describe_group, group_by
+from icl_stl.report.matched import (
+    MatchedLoop,
+    base_config,
+    labeller_of,
+    matched_loops,
+    readable,
+)
+from icl_stl.report.predictions.p1_matched_collapse import judged_window, v2_fields
+from icl_stl.report.predictions.p2_matched_bounded import p2_matched_core
+from icl_stl.report.rules import ReportConfig
+from icl_stl.report.stats import CODES, slopes
+from icl_stl.report.verdict import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    NOT_APPLICABLE,
+    NOT_TESTED,
+    PROVISIONAL,
+    REFUTED,
+    UNDERPOWERED,
+    GroupResult,
+    Prediction,
+    describe_test,
+    fields_of,
+    finalise,
+    fmt,
+    largest,
+)
+from icl_stl.theory.accumulation import ARMS, reference_contrast, window_start
+
+PRIMARY_ARM = "accumulate_s0"
+CONTROL = ("the oracle-labelled twin of the same arm (S_0 kept, every generation's synthetic "
+           "prompts labelled by their true task; same seed, S_0, initialisation, batch order, "
+           "synthetic x's, data volume and steps)")
+# The loops P9 counts: the transformer learning in context, no filter, schedule or task pool.
+COUNTED_SETTING = {"model.arch": "gpt2", "loop.learner": "transformer",
+                   "loop.real_schedule": "constant", "loop.filter": "none",
+                   "task.n_tasks": None}
+
+
+def rule(cfg: ReportConfig) -> str:
+    i0 = p9_window_start(cfg)
+    return (
+        "Version 2, provisional (no pilot yet). Per group (configuration, regime, n) of loops "
+        "that keep S_0 and accumulate every generation's synthetic prompts (lambda = 0, m = 0), "
+        "the log contrast log(excess risk / the oracle-labelled twin's) per seed and "
+        f"generation. The window starts at i_0 = {i0}, where the reference learner's drift "
+        f"rises by at most {cfg.v2_p9_window_share:g} x delta_2 per generation, and ends at "
+        f"G >= {cfg.v2_p9_horizon}, with at least {cfg.v2_p9_min_window} generations. "
+        f"**Confirmed** (bounded) only when both hold at {cfg.alpha:g}: the "
+        f"{1 - 2 * cfg.alpha:.0%} interval of the mean per-seed slope over the window lies "
+        f"inside +-delta_2 = {cfg.v2_delta2:g} per generation (TOST), and the mean log "
+        f"contrast over generations 1..G is significantly below delta_1 = {cfg.v2_delta1:g}. "
+        "**Refuted** when either part is significantly on the wrong side (Bonferroni over the "
+        "two). The oracle twin's own trend and the other arms are shown, not decisive.")
+
+
+def p9_window_start(cfg: ReportConfig) -> int:
+    """i_0 of P9's window (module doc)."""
+    return window_start(cfg.v2_delta2, cfg.v2_p9_window_share, PRIMARY_ARM)
+
+
+def p9_window(cfg: ReportConfig, horizon: list[int]) -> list[int] | None:
+    """The generations of P9's window within `horizon` (1..G), or None when it is too short."""
+    i0 = p9_window_start(cfg)
+    window = [g for g in horizon if g >= i0]
+    return window if len(window) >= cfg.v2_p9_min_window else None
+
+
+def arm_of(record: dict, settings: dict[str, dict]) -> str:
+    """How the record's loop holds synthetic data: its own field, else its run's setting."""
+    flat = settings.get(record.get("run", ""), {})
+    return str(record.get("synthetic") or flat.get("loop.synthetic") or "replace")
+
+
+def arm_loops(evidence: Evidence, cfg: ReportConfig) -> dict[str, list[MatchedLoop]]:
+    """Matched loops (lambda = 0, m = 0) of each arm, paired with their own oracle twins."""
+    out = {}
+    for arm in ARMS:
+        records = [r for r in evidence.records if arm_of(r, evidence.settings) == arm]
+        loops = matched_loops(records, evidence.settings, cfg.gate_tolerance, cfg.failure_gap,
+                              cfg.failure_train_ratio)
+        out[arm] = [lp for lp in loops if lp.augment == 0 and lp.real_fraction == 0]
+    return out
+
+
+def _counted(evidence: Evidence, arm: str, config: str) -> bool:
+    """Whether every run holding the group's loops (`arm`, base configuration `config`) is in
+    the setting P9 counts (`COUNTED_SETTING`)."""
+    runs = {r.get("run", "") for r in evidence.records
+            if arm_of(r, evidence.settings) == arm and labeller_of(r) == "model"
+            and base_config(r.get("config", "")) == config}
+    flats = [evidence.settings.get(run, {}) for run in runs]
+    return bool(flats) and all(flat.get(k, v) == v for flat in flats
+                               for k, v in COUNTED_SETTING.items())
+
+
+def _oracle_trend(loops: list[MatchedLoop], window: list[int]) -> dict:
+    """The twin's own slope of log excess risk over the window (it gains from the volume?)."""
+    logs = np.array([[np.log(lp.control[lp.generations.index(g)]) for g in window]
+                     for lp in loops])
+    per_seed = slopes(window, logs)
+    ref = np.diff(reference_contrast(max(window), PRIMARY_ARM)[window[0]:])
+    return {"estimate": float(per_seed.mean()), "per_seed": [float(s) for s in per_seed],
+            "reference_learner_contrast_slope": float(ref.mean()),
+            "meaning": "slope of the oracle twin's own log excess risk over the window; the "
+                       "reference learner's twin falls as 1/(i+1), so its contrast rises "
+                       "(reference_learner_contrast_slope)"}
+
+
+def _other_arms(by_arm: dict[str, list[MatchedLoop]], key: tuple, cfg: ReportConfig,
+                window: list[int]) -> dict:
+    """Each other arm's mean log contrast over 1..G and slope over the window (shown only)."""
+    regime, n = key
+    out = {}
+    for arm, loops in by_arm.items():
+        mine = [lp for lp in loops if arm != PRIMARY_ARM and (lp.regime, lp.n) == key]
+        group = readable(mine, cfg.v2_p9_seeds)
+        horizon = judged_window(group)
+        if not group.loops or not set(window) <= set(horizon):
+            continue
+        level = group.matrix(horizon).mean(-1)
+        trend = slopes(window, group.matrix(window))
+        out[arm] = {"seeds": len(group.loops), "mean_log_contrast": float(level.mean()),
+                    "slope_over_window": float(trend.mean()), "left_out": group.left_out}
+    return out
+
+
+def _fields(res: GroupResult, group, cfg: ReportConfig, margins: dict) -> GroupResult:
+    """The version-2 fields (`v2_fields`), with P9's control."""
+    res = v2_fields(res, group, cfg, margins)
+    res.control = CONTROL
+    return res
+
+
+def _group(name: str, loops: list[MatchedLoop], cfg: ReportConfig) -> GroupResult:
+    group = readable(loops, cfg.v2_p9_seeds)
+    horizon = judged_window(group)
+    i0 = p9_window_start(cfg)
+    margins = {"delta_1": cfg.v2_delta1, "delta_2": cfg.v2_delta2, "i_0": i0,
+               "window_share": cfg.v2_p9_window_share}
+    G = max(horizon, default=0)
+    if not group.loops or G < cfg.v2_p9_horizon:
+        res = GroupResult(name, NOT_TESTED, n_seeds=len(group.loops), numbers=(
+            f"{len(group.loops)} readable loop(s), generations 1..{G}: needs a horizon of "
+            f"{cfg.v2_p9_horizon}"))
+        return _fields(res, group, cfg, margins)
+    window = p9_window(cfg, horizon)
+    if window is None:
+        res = GroupResult(name, NOT_APPLICABLE, n_seeds=len(group.loops), numbers=(
+            f"window from i_0 = {i0} to G = {G} holds fewer than {cfg.v2_p9_min_window} "
+            "generations"))
+        return _fields(res, group, cfg, margins)
+    test = p2_matched_core(group.matrix(window), window, group.matrix(horizon), cfg)
+    f = fields_of(test)
+    res = GroupResult(name, CODES[int(test["code"])], f["estimate"], f["interval"],
+                      cfg.v2_delta2, int(test["n_seeds"]), f["min_detectable_effect"],
+                      float(test["p_refute"]), statistic="slope of log(E_acc / E_oracle-acc)")
+    below = fields_of(test["below"])
+    res.parts["p1_statistic_below_delta_1"] = {**below, "margin": cfg.v2_delta1,
+                                               "verdict": CODES[int(test["below"]["code"])]}
+    res.parts["oracle_twin_trend"] = _oracle_trend(group.loops, window)
+    res.numbers = (f"window generations {window[0]}-{window[-1]}; "
+                   + describe_test(res, "/gen") + f"; mean log contrast "
+                   f"{fmt(below['estimate'])} [{fmt(below['interval'][0])}, "
+                   f"{fmt(below['interval'][1])}] against delta_1 = {cfg.v2_delta1:g}; oracle "
+                   f"twin's own trend {fmt(res.parts['oracle_twin_trend']['estimate'])}/gen")
+    return _fields(res, group, cfg, margins)
+
+
+def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
+    pred = Prediction(9, "Accumulation with S_0 kept (Gerstgrasser et al., 2024): excess risk "
+                      "stays bounded against the oracle-labelled twin of the same arm.",
+                      rule(cfg), (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED,
+                                  NOT_APPLICABLE),
+                      rules_version=PROVISIONAL,
+                      primary_rule=f"the counted group of regime {cfg.v2_regime} with the "
+                                   "largest n")
+    by_arm = arm_loops(evidence, cfg)
+    grouped = group_by(by_arm[PRIMARY_ARM], lambda lp: (lp.config, lp.regime, lp.n))
+    for (config, regime, n), loops in grouped.items():
+        res = _group(describe_group(config, regime=regime, n=n), loops, cfg)
+        res.counted = _counted(evidence, PRIMARY_ARM, config)
+        res.key = {"n": n, "primary_regime": regime == cfg.v2_regime}
+        if res.margins.get("i_0") is not None and res.verdict not in (NOT_TESTED,
+                                                                      NOT_APPLICABLE):
+            horizon = judged_window(readable(loops, cfg.v2_p9_seeds))
+            window = p9_window(cfg, horizon) or []
+            res.parts["other_arms"] = _other_arms(by_arm, (regime, n), cfg, window)
+        pred.groups.append(res)
+    return finalise(pred, cfg, lambda gs: largest(
+        [g for g in gs if g.key.get("primary_regime")] or gs, "n"))
+
+
+def section(doc: Document, evidence: Evidence, pred: Prediction) -> None:
+    """P9's groups (the matched figures of each run are Prediction 1's)."""
+    doc.add("## Prediction 9: accumulation with S_0 kept", "",
+            "Provisional rules (no pilot yet): margins and seed count are P2's until P9's "
+            "pilot fixes its own. The oracle twin of an accumulating loop trains on a growing "
+            "volume of real-like prompts; its own trend over the window is listed beside each "
+            "verdict.", "")
+    doc.verdict_table(pred)
