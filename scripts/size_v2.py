@@ -24,7 +24,9 @@ What it does, in order (docs/THEORY.md section 8.1 states the outcome):
 A pilot after d = 2 (its pilot.json names its `setting`) also gets, in sizing.json: the setting,
 its floor, the fewest seeds with 80% power before the floor (`seeds_for_power`: what P1 and P2
 need), each rule's minimum detectable effect at the chosen counts (`planned_mde`, as the
-programme reports it) and the share of the pilot's loops that were readable (for the spares).
+programme reports it), whether the two truths are apart at all (`truths_separated`), the share
+of the pilot's loops that were readable, and the seeds to list so that the count is readable
+with 95% chance at that share (`seeds_to_list`: the count and its spares).
 The d = 2 sizing.json predates those fields and is kept as committed.
 """
 
@@ -146,12 +148,35 @@ def extended_sizing(pilot: dict, sizing: dict, cfg: ReportConfig, noise: Noise, 
         at = replace(cfg, v2_p1_seeds=counts["p1"], v2_p2_seeds=counts["p2"])
         planned = planned_mde(noise, at, counts["p1"], counts["p2"], lam=LAMBDA)
     gate = pilot["gate_passed"]
+    share = gate["readable"] / gate["loops"] if gate["loops"] else None
+    truths = sizing["p1_statistic_truth"]
     return {"setting": pilot["setting"]["name"], "seeds_floor": floor,
             "seeds_for_power": {"p1": min(p1_enough) if p1_enough else None,
                                 "p2": min(p2_enough) if p2_enough else None,
                                 "power": POWER, "max_seeds": MAX_SEEDS},
             "planned_mde": planned,
-            "readable_share": gate["readable"] / gate["loops"] if gate["loops"] else None}
+            # the margins mean something only when the pilot's collapse rises above its bounded
+            # loop; otherwise the setting is not testable at this budget
+            "truths_separated": truths["lambda_0"] > truths[f"lambda_{LAMBDA:g}"],
+            "readable_share": share,
+            "seeds_to_list": {rule: seeds_to_list(count, share)
+                              for rule, count in counts.items()} | {"chance": LIST_CHANCE}}
+
+
+LIST_CHANCE = 0.95
+
+
+def seeds_to_list(count: int | None, share: float | None) -> int | None:
+    """The fewest seeds N to list (count and spares) such that at least `count` of them are
+    readable with probability LIST_CHANCE, each readable with the pilot's share."""
+    if count is None or not share:
+        return None
+    for n in range(count, 20 * count + 1):
+        reach = sum(math.comb(n, r) * share ** r * (1 - share) ** (n - r)
+                    for r in range(count, n + 1))
+        if reach >= LIST_CHANCE:
+            return n
+    return None
 
 
 def calibrate(sizing: dict, cfg: ReportConfig) -> list[dict]:

@@ -147,6 +147,13 @@ def test_the_second_setting_is_sized_with_its_own_floor(tmp_path):
         counted = sizing[f"seeds_{rule}"]
         assert counted is None if need[rule] is None else counted == max(6, need[rule])
     assert sizing["readable_share"] == 5 / 8
+    listed = sizing["seeds_to_list"]["p1"]
+    if listed is not None:  # at least the count readable in 95% of draws, not in fewer seeds
+        tail = lambda n: sum(math.comb(n, r) * (5 / 8) ** r * (3 / 8) ** (n - r)  # noqa: E731
+                             for r in range(sizing["seeds_p1"], n + 1))
+        assert tail(listed) >= 0.95 > tail(listed - 1)
+    assert size_v2.seeds_to_list(6, 1.0) == 6 and size_v2.seeds_to_list(6, 0.5) > 12
+    assert isinstance(sizing["truths_separated"], bool)
     if sizing["planned_mde"] is not None:
         assert sizing["planned_mde"]["P1"]["seeds"] == sizing["seeds_p1"]
         assert sizing["planned_mde"]["P1"]["margin"] == sizing["delta_1"] == cfg.v2_delta1
