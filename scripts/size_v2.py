@@ -1,7 +1,9 @@
-"""Size and calibrate the version-2 rules from the pilot (docs/results/pilot-v2/pilot.json).
+"""Size and calibrate the version-2 rules from a pilot (docs/results/pilot-v2/pilot.json, or
+another setting's: --pilot docs/results/pilot-v2-d3).
 
     .venv/bin/python scripts/size_v2.py            # writes sizing.json and calibration.json
     .venv/bin/python scripts/size_v2.py --check    # exit 1 if either is stale
+    .venv/bin/python scripts/size_v2.py --pilot docs/results/pilot-v2-d3   # the second setting
 
 What it does, in order (docs/THEORY.md section 8.1 states the outcome):
 1. Noise: sigma (one generation's log contrast, retrain to retrain) and tau (a seed's
@@ -14,9 +16,18 @@ What it does, in order (docs/THEORY.md section 8.1 states the outcome):
    both sides of the joint test have the same room; delta_2 = delta_1 / (2 (G - i_0)): within
    P2's window a bounded loop may not rise by more than half of the collapse margin.
 4. Seeds: the smallest count at which P1 at lambda = 0 and P2 at lambda = 0.5 both reach 80%
-   power against those truths (at most MAX_SEEDS); then the calibration at that count: every
+   power against those truths (at most MAX_SEEDS), and at least the setting's floor
+   (MIN_SEEDS: 10 at d = 2, 6 in the second setting); then the calibration at that count: every
    rule at its margin (false-confirm rate), at its truth (power), a bounded loop still in its
    transient, a collapsing loop offered to P2, and flat truths.
+
+A pilot after d = 2 (its pilot.json names its `setting`) also gets, in sizing.json: the setting,
+its floor, the fewest seeds with 80% power before the floor (`seeds_for_power`: what P1 and P2
+need), each rule's minimum detectable effect at the chosen counts (`planned_mde`, as the
+programme reports it), whether the two truths are apart at all (`truths_separated`), the share
+of the pilot's loops that were readable, and the seeds to list so that the count is readable
+with 95% chance at that share (`seeds_to_list`: the count and its spares).
+The d = 2 sizing.json predates those fields and is kept as committed.
 """
 
 from __future__ import annotations
@@ -44,12 +55,23 @@ from icl_stl.report.simulate_v2 import (
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs/results/pilot-v2"
 HORIZON, LAMBDA, MAX_SEEDS, POWER = 8, 0.5, 24, 0.80
-MIN_SEEDS = 10  # the confirmatory reproduction's floor, whatever the power
+# The confirmatory reproduction's floor per setting, whatever the power (issue 29): at least 10
+# seeds at d = 2, at least 6 in the second setting.
+MIN_SEEDS = {"d2": 10, "d3": 6}
 DRAWS = 20_000
+
+
+def setting_of(pilot: dict) -> str:
+    """The pilot's setting: named by pilots after d = 2, which predates the field."""
+    return pilot["setting"]["name"] if "setting" in pilot else "d2"
 
 
 def noise_of(pilot: dict) -> Noise:
     rows = list(pilot["lambdas"].values())
+    short = [lam for lam, r in pilot["lambdas"].items() if "sigma" not in r]
+    if short:
+        raise SystemExit(f"scripts/size_v2.py: lambda {short[0]}: fewer than 2 readable pilot "
+                         "seeds, so no noise estimate; the pilot cannot size the rules")
     return Noise(float(np.sqrt(np.mean([r["sigma"] ** 2 for r in rows]))),
                  float(np.sqrt(np.mean([r["tau"] ** 2 for r in rows]))))
 
@@ -97,16 +119,64 @@ def size(pilot: dict) -> tuple[dict, ReportConfig]:
         powers[seeds] = {"p1": p1, "p2": p2}
     p1_enough = [s for s, p in powers.items() if p["p1"] >= POWER]
     p2_enough = [s for s, p in powers.items() if p["p2"] >= POWER]
+    floor = MIN_SEEDS[setting_of(pilot)]
     sizing = {"noise": {"sigma": noise.sigma, "tau": noise.tau},
               "collapse_beta": beta, "bounded_level": level,
               "p1_statistic_truth": {"lambda_0": p1_collapse, f"lambda_{LAMBDA:g}": p1_bounded},
               "delta_1": delta1, "delta_2": delta2, "i_0": i0, "horizon": HORIZON,
               "power_by_seeds": powers,
               "test_prompts_needed": test_prompts_needed(pilot, delta2, HORIZON - i0 + 1),
-              # P1 and P2 each at the fewest seeds with 80% power, and at least MIN_SEEDS
-              "seeds_p1": max(MIN_SEEDS, min(p1_enough)) if p1_enough else None,
-              "seeds_p2": max(MIN_SEEDS, min(p2_enough)) if p2_enough else None}
+              # P1 and P2 each at the fewest seeds with 80% power, and at least the floor
+              "seeds_p1": max(floor, min(p1_enough)) if p1_enough else None,
+              "seeds_p2": max(floor, min(p2_enough)) if p2_enough else None}
+    if "setting" in pilot:
+        sizing.update(extended_sizing(pilot, sizing, cfg, noise, floor, p1_enough, p2_enough))
     return sizing, cfg
+
+
+def extended_sizing(pilot: dict, sizing: dict, cfg: ReportConfig, noise: Noise, floor: int,
+                    p1_enough: list[int], p2_enough: list[int]) -> dict:
+    """What a pilot after d = 2 adds: its setting and floor, what each rule needs before the
+    floor, the planned minimum detectable effects and the readable share of its loops."""
+    from dataclasses import replace
+
+    from icl_stl.report.simulate_v2 import planned_mde
+
+    counts = {"p1": sizing["seeds_p1"], "p2": sizing["seeds_p2"]}
+    planned = None
+    if None not in counts.values():
+        at = replace(cfg, v2_p1_seeds=counts["p1"], v2_p2_seeds=counts["p2"])
+        planned = planned_mde(noise, at, counts["p1"], counts["p2"], lam=LAMBDA)
+    gate = pilot["gate_passed"]
+    share = gate["readable"] / gate["loops"] if gate["loops"] else None
+    truths = sizing["p1_statistic_truth"]
+    return {"setting": pilot["setting"]["name"], "seeds_floor": floor,
+            "seeds_for_power": {"p1": min(p1_enough) if p1_enough else None,
+                                "p2": min(p2_enough) if p2_enough else None,
+                                "power": POWER, "max_seeds": MAX_SEEDS},
+            "planned_mde": planned,
+            # the margins mean something only when the pilot's collapse rises above its bounded
+            # loop; otherwise the setting is not testable at this budget
+            "truths_separated": truths["lambda_0"] > truths[f"lambda_{LAMBDA:g}"],
+            "readable_share": share,
+            "seeds_to_list": {rule: seeds_to_list(count, share)
+                              for rule, count in counts.items()} | {"chance": LIST_CHANCE}}
+
+
+LIST_CHANCE = 0.95
+
+
+def seeds_to_list(count: int | None, share: float | None) -> int | None:
+    """The fewest seeds N to list (count and spares) such that at least `count` of them are
+    readable with probability LIST_CHANCE, each readable with the pilot's share."""
+    if count is None or not share:
+        return None
+    for n in range(count, 20 * count + 1):
+        reach = sum(math.comb(n, r) * share ** r * (1 - share) ** (n - r)
+                    for r in range(count, n + 1))
+        if reach >= LIST_CHANCE:
+            return n
+    return None
 
 
 def calibrate(sizing: dict, cfg: ReportConfig) -> list[dict]:
@@ -145,7 +215,9 @@ def calibrate(sizing: dict, cfg: ReportConfig) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--pilot", "--results", dest="results", type=Path, default=RESULTS,
+                        help="the pilot's results folder: reads pilot.json, writes sizing.json "
+                             "and calibration.json there (default: %(default)s)")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     pilot = json.loads((args.results / "pilot.json").read_text())

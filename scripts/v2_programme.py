@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 
 import v2_schedule as schedule
+from v2_settings import SETTING_RULES, ProgrammeError, setting_rules, shown  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "conf" / "experiment" / "reproduce_v2"
 PROGRAMME = "programme.json"
-SIZING = REPO / "docs" / "results" / "pilot-v2" / "sizing.json"
 ARMS = ("p1", "p2", "lambda1")
 COUNT_SETTING = {"p1": "v2_p1_seeds", "p2": "v2_p2_seeds"}
 # Seconds per optimizer step of one worker (one thread, two workers at once) by the members it
@@ -37,10 +37,6 @@ COUNT_SETTING = {"p1": "v2_p1_seeds", "p2": "v2_p2_seeds"}
 # (docs/bench/v2-workers-cpu-2026-12-06.json, two one-thread processes at once).
 PRIOR_STEP_SECONDS = {4: 870.0 / 6000, 8: 910.0 / 6000, 16: 1.72 * 910.0 / 6000}
 RULE_FILES = ("docs/THEORY.md", "icl_stl/report")
-
-
-class ProgrammeError(Exception):
-    """Bad settings or a programme that cannot resume as asked: one line, exit code 2."""
 
 
 def settings_available() -> list[str]:
@@ -119,11 +115,17 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
     from icl_stl.report.rules import ReportConfig
     from icl_stl.report.simulate_v2 import Noise, planned_mde
 
+    rules, sizing = setting_rules(args.setting)
     arms, shape = compose_arms(args.setting, args.overrides)
     try:
-        cfg = ReportConfig.from_overrides(args.report_overrides)
+        cfg = ReportConfig.from_overrides([*rules.report_overrides(sizing),
+                                           *args.report_overrides])
     except ValueError as err:
         raise ProgrammeError(str(err)) from None
+    confirmatory = not (args.overrides or counts or args.report_overrides)
+    if confirmatory and rules.from_sizing and shape["horizon"] != cfg.v2_horizon:
+        raise ProgrammeError(f"loop.generations of {args.setting}'s presets is "
+                             f"{shape['horizon']}, its sizing's horizon {cfg.v2_horizon}")
     for arm, key in COUNT_SETTING.items():
         seeds = arms[arm]["seeds"]
         if seeds != sorted(set(seeds)):
@@ -133,17 +135,19 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
             raise ProgrammeError(f"members.labellers of {arm} must be [model, oracle], got "
                                  f"{arms[arm]['labellers']}")
         count = (counts or {}).get(arm, getattr(cfg, key))
+        if confirmatory and rules.from_sizing and count > len(seeds):
+            raise ProgrammeError(f"{arms[arm]['preset']}: the rules read {count} seeds for "
+                                 f"{arm.upper()}, the preset lists {len(seeds)}; list the "
+                                 "count and 4 spares in members.seeds")
         arms[arm]["count"] = min(count, len(seeds))
         setattr(cfg, key, arms[arm]["count"])
     arms["lambda1"]["count"] = None
     if args.overrides and 3 <= shape["horizon"] < cfg.v2_horizon:
         cfg.v2_horizon = shape["horizon"]  # a smoke run: judged at its own (shorter) horizon
-    sizing = json.loads(SIZING.read_text())
     noise = Noise(sizing["noise"]["sigma"], sizing["noise"]["tau"])
     design = planned_mde(noise, cfg, arms["p1"]["count"], arms["p2"]["count"],
                          lam=arms["p2"]["lambda"])
-    design["noise_source"] = str(SIZING.relative_to(REPO))
-    confirmatory = not (args.overrides or counts or args.report_overrides)
+    design["noise_source"] = shown(rules.sizing)
     return {"setting": args.setting, "presets": {a: arms[a]["preset"] for a in ARMS},
             "arms": arms, **shape, "block_seeds": args.block_seeds,
             "overrides": list(args.overrides), "confirmatory": confirmatory,

@@ -6,7 +6,8 @@ verdicts: the programme's `rules_commit` (top level of verdicts.json), what it p
 (`programme`), and for P1 and P2 the minimum detectable effect of the rule at its seed count
 (`verdicts[N].design`). P3, P4 and P5, which the rules state not testable on this CPU
 (icl_stl/report/untestable.py), are given that verdict with their pilots' reasons on a CPU
-setting, and "not run" on a GPU one (their pilots at that scale are still to come). Everything
+setting, and "not run" on a GPU one (their pilots at that scale are still to come) and in the
+second setting (which judges P1 and P2 only). Everything
 is read from runs/, so a copy of runs/ regenerates it.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from v2_programme import PROGRAMME, copy_tree_files
 
 DESIGN = {"1": "P1", "2": "P2"}
+SECOND_SETTINGS = ("d3",)  # label noise at d >= 3: P1 and P2 only (issue 29)
 
 
 def programme_summary(prog: dict, records: list[dict]) -> dict:
@@ -48,6 +50,12 @@ def untested_verdicts(setting: str) -> dict[str, dict]:
     """The verdicts of the predictions this programme does not run, by number."""
     from icl_stl.report.untestable import NOT_TESTABLE_ON_CPU
 
+    if setting in SECOND_SETTINGS:
+        return {number: {"verdict": "not run", "statement": f"{u.prediction} is not run in the "
+                         "second setting, which judges P1 and P2 only (docs/THEORY.md section "
+                         "8.7); its verdict is the primary setting's",
+                         "why": "the second setting judges P1 and P2 only", "pilot": None}
+                for number, u in NOT_TESTABLE_ON_CPU.items()}
     if not setting.startswith("gpu"):
         return {number: u.to_json() for number, u in NOT_TESTABLE_ON_CPU.items()}
     return {number: {"verdict": "not run", "statement": f"{u.prediction} is not run by this "

@@ -77,6 +77,90 @@ def test_the_d2_presets_are_the_rules_primary_groups():
     assert set(seeds["p1"]) | set(seeds["p2"]) <= set(seeds["lambda1"])
 
 
+def test_the_d3_presets_are_the_second_setting():
+    """Label noise at d = 3 (docs/proposed/d3-theory.md, section 8.7): d = 3, k = 8, noise
+    0.25, n = 10,000, tiny GPT-2, from scratch, G = 8; its own seeds 21001-21014 (test set
+    21000) in ascending order, each P1 and P2 loop beside its oracle twin, and every such
+    seed's lambda = 1 loop."""
+    seeds = {}
+    for loops, lam in (("p1", 0.0), ("p2", 0.5), ("lambda1", 1.0)):
+        app = arm("d3", loops)
+        assert (app.task.d, app.task.k, app.task.noise_std, app.data.n) == (3, 8, 0.25, 10_000)
+        assert app.model.n_layer == 3 and app.loop.init == "from_scratch"
+        assert app.loop.generations == 8 and app.seed == 21000
+        assert app.runtime.compile and app.runtime.fused_adam
+        assert {m.real_fraction for m in members_from_config(app)} == {lam}
+        seeds[loops] = list(app.members.seeds)
+        assert seeds[loops] == list(range(21001, 21015))
+        assert app.members.labellers == (None if loops == "lambda1" else ["model", "oracle"])
+    assert set(seeds["p1"]) | set(seeds["p2"]) <= set(seeds["lambda1"])
+
+
+FIXTURE = REPO / "tests" / "fixtures" / "programme_d2_compared.json"
+
+
+def test_the_running_d2_programme_still_resumes():
+    """A d2 programme resumes only when new_programme gives, on the keys in COMPARED, what its
+    runs/programme.json stored when it started. The fixture is the programme started at
+    rules_commit ce3b2b2 (outputs/reproduce_v2/d2/runs/programme.json), copied before the
+    second setting was added: setting d2 must plan exactly that, design included."""
+    stored = json.loads(FIXTURE.read_text())
+    fresh = programme.new_programme(_script().parse_args(["--setting", "d2"]))
+    for key in programme.COMPARED:
+        assert json.dumps(fresh[key], sort_keys=True) == json.dumps(stored[key],
+                                                                     sort_keys=True), key
+    assert fresh["design"] == stored["design"]
+
+
+def _d3_sizing(tmp_path: Path, monkeypatch, **changes) -> Path:
+    sizing = {"noise": {"sigma": 0.3, "tau": 0.05}, "delta_1": 0.41, "delta_2": 0.051,
+              "horizon": 8, "seeds_p1": 6, "seeds_p2": 12, "test_prompts_needed": 20000,
+              **changes}
+    path = tmp_path / "sizing.json"
+    path.write_text(json.dumps(sizing))
+    monkeypatch.setitem(programme.SETTING_RULES, "d3",
+                        programme.SETTING_RULES["d3"].__class__(path, from_sizing=True))
+    return path
+
+
+def test_the_d3_programme_takes_its_rules_and_noise_from_its_own_sizing(tmp_path, monkeypatch):
+    path = _d3_sizing(tmp_path, monkeypatch)
+    prog = programme.new_programme(_args(tmp_path / "out", "--setting", "d3"))
+    rules = prog["report_settings"]
+    assert (rules["v2_delta1"], rules["v2_delta2"], rules["v2_horizon"]) == (0.41, 0.051, 8)
+    assert (rules["v2_p1_seeds"], rules["v2_p2_seeds"]) == (6, 12)
+    assert prog["arms"]["p1"]["count"] == 6 and prog["arms"]["p2"]["count"] == 12
+    assert prog["design"]["noise_source"] == str(path)
+    assert prog["design"]["noise"] == {"sigma": 0.3, "tau": 0.05}
+    assert prog["design"]["P1"]["margin"] == 0.41 and prog["design"]["P2"]["seeds"] == 12
+    assert prog["presets"]["p2"] == "reproduce_v2/d3_p2" and prog["confirmatory"]
+    d2 = programme.new_programme(_args(tmp_path / "d2"))  # d2 keeps its own rules
+    assert d2["report_settings"]["v2_delta1"] == ReportConfig().v2_delta1
+    assert d2["design"]["noise_source"] == "docs/results/pilot-v2/sizing.json"
+
+
+def test_the_d3_programme_refuses_rules_it_cannot_run(tmp_path, monkeypatch):
+    _d3_sizing(tmp_path, monkeypatch, seeds_p2=20)
+    with pytest.raises(programme.ProgrammeError, match="rules read 20 seeds for P2, the "
+                                                        "preset lists 14"):
+        programme.new_programme(_args(tmp_path / "out", "--setting", "d3"))
+    _d3_sizing(tmp_path, monkeypatch, seeds_p2=None)
+    with pytest.raises(programme.ProgrammeError, match="seeds_p2 is None"):
+        programme.new_programme(_args(tmp_path / "out", "--setting", "d3"))
+    _d3_sizing(tmp_path, monkeypatch, horizon=6)
+    with pytest.raises(programme.ProgrammeError, match="its sizing's horizon 6"):
+        programme.new_programme(_args(tmp_path / "out", "--setting", "d3"))
+    monkeypatch.setitem(programme.SETTING_RULES, "d3", programme.SETTING_RULES["d3"].__class__(
+        tmp_path / "none.json", from_sizing=True))
+    with pytest.raises(programme.ProgrammeError, match="^--setting d3: .*none.json does not "
+                                                        "exist; run its pilot"):
+        programme.new_programme(_args(tmp_path / "out", "--setting", "d3"))
+
+
+def test_every_setting_has_its_rules():
+    assert set(programme.settings_available()) == set(programme.SETTING_RULES)
+
+
 def _seeds_in(value, key: str = "") -> set[int]:
     """Every integer under a key naming a seed (seed, seeds, run_seed, ...) in a JSON/YAML tree,
     and the values of a swept `seed` (hydra.sweeper.params)."""
@@ -108,13 +192,15 @@ def test_the_seeds_are_fresh():
             used |= {int(x) for x in re.findall(r"seed\w*\W{1,4}(\d{3,})", path.read_text())}
     used |= set(range(9100, 9303))
     assert {0, 1, 2, 3, 4, 9000, 9004} <= used  # the scan finds what earlier runs used
-    ours = set()
-    for setting in ("d2", "gpu_d20"):
+    ours, by_setting = set(), {}
+    for setting in ("d2", "gpu_d20", "d3"):
         for loops in ("p1", "p2", "lambda1"):
             app = arm(setting, loops)
             ours |= set(app.members.seeds) | {app.seed}
+            by_setting.setdefault(setting, set()).update({*app.members.seeds, app.seed})
             assert app.seed not in app.members.seeds  # the test set's own stream
     assert ours and not ours & used, sorted(ours & used)
+    assert not by_setting["d3"] & by_setting["d2"]  # the second setting's seeds are its own
 
 
 def test_the_gpu_preset_is_the_same_programme_at_garg_size():

@@ -1,0 +1,76 @@
+"""Where each setting of the confirmatory reproduction takes its rules (used by
+scripts/v2_programme.py).
+
+The primary setting (d = 2, and the same programme at Garg et al.'s size on a GPU) is judged by
+`ReportConfig`'s defaults, docs/THEORY.md section 8.1, sized by the d = 2 pilot. The second
+setting (label noise at d = 3, section 8.7) is judged by the margins, horizon and seed counts of
+its own pilot's sizing.json (scripts/size_v2.py --pilot docs/results/pilot-v2-d3), which its
+programme records in runs/programme.json when it starts (`report_settings`), so a resume with a
+different sizing is refused. Each setting's planned minimum detectable effects use its own
+pilot's noise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+D2_SIZING = REPO / "docs" / "results" / "pilot-v2" / "sizing.json"
+
+
+class ProgrammeError(Exception):
+    """Bad settings or a programme that cannot resume as asked: one line, exit code 2."""
+
+
+# The report settings a setting's sizing fixes (a rule's setting: the sizing.json key).
+RULES_FROM_SIZING = {"v2_delta1": "delta_1", "v2_delta2": "delta_2", "v2_horizon": "horizon",
+                     "v2_p1_seeds": "seeds_p1", "v2_p2_seeds": "seeds_p2"}
+
+
+@dataclass(frozen=True)
+class SettingRules:
+    """Where a setting's rules come from. d = 2 (and its GPU preset): `ReportConfig`'s
+    defaults, which are docs/THEORY.md section 8.1 and equal the d = 2 pilot's sizing
+    (tests/report/test_calibration_v2.py). The second setting: its own pilot's sizing.json
+    (section 8.7), read when its programme starts and stored in runs/programme.json."""
+
+    sizing: Path  # the pilot's sizing.json: the noise behind the planned MDEs
+    from_sizing: bool  # the margins and seed counts are the sizing's, not the defaults
+
+    def report_overrides(self, sizing: dict) -> list[str]:
+        if not self.from_sizing:
+            return []
+        missing = [key for key in RULES_FROM_SIZING.values() if sizing.get(key) is None]
+        if missing:
+            raise ProgrammeError(f"{shown(self.sizing)}: {missing[0]} is "
+                                 f"{sizing.get(missing[0])!r}; the pilot fixed no such number, "
+                                 "so the rules of this setting are not complete")
+        return [f"{name}={sizing[key]}" for name, key in RULES_FROM_SIZING.items()]
+
+
+SETTING_RULES = {
+    "d2": SettingRules(D2_SIZING, from_sizing=False),
+    "gpu_d20": SettingRules(D2_SIZING, from_sizing=False),
+    "d3": SettingRules(REPO / "docs" / "results" / "pilot-v2-d3" / "sizing.json",
+                       from_sizing=True),
+}
+
+
+def shown(path: Path) -> str:
+    """A path as the programme records it: relative to the repository where it lies inside."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def setting_rules(setting: str) -> tuple[SettingRules, dict]:
+    """The setting's rule source and its sizing.json (ProgrammeError when it has none yet)."""
+    if setting not in SETTING_RULES:
+        raise ProgrammeError(f"--setting {setting}: no rules are stated for it (known: "
+                             f"{', '.join(sorted(SETTING_RULES))})")
+    rules = SETTING_RULES[setting]
+    if not rules.sizing.exists():
+        raise ProgrammeError(f"--setting {setting}: {shown(rules.sizing)} does not "
+                             "exist; run its pilot and scripts/size_v2.py first "
+                             "(docs/reproduce.md)")
+    return rules, json.loads(rules.sizing.read_text())
