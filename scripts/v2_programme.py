@@ -158,6 +158,17 @@ COMPARED = ("setting", "presets", "arms", "horizon", "steps", "later_steps", "bl
             "overrides", "report_settings")
 
 
+def comparable(key: str, stored, fresh):
+    """`fresh` as a resume compares it with `stored`. A report setting added to ReportConfig
+    after the programme started (the rule of a later prediction, with its default) is not a
+    change to the programme's settings: only the settings it stored are compared, and one it
+    stored that no longer exists still counts as a change."""
+    if key != "report_settings" or not isinstance(stored, dict):
+        return fresh
+    return {name: fresh[name] for name in stored if name in fresh} | {
+        name: None for name in stored if name not in fresh}
+
+
 def start_or_resume(args, started: bool = True, counts: dict[str, int] | None = None) -> dict:
     """The stored programme, checked against this invocation's settings; or a new one, written
     when `started` (not for --plan)."""
@@ -167,12 +178,12 @@ def start_or_resume(args, started: bool = True, counts: dict[str, int] | None = 
     if path.exists():
         stored = json.loads(path.read_text())
         for key in COMPARED:
-            if json.dumps(stored.get(key), sort_keys=True) != json.dumps(fresh[key],
-                                                                          sort_keys=True):
+            then, now = stored.get(key), comparable(key, stored.get(key), fresh[key])
+            if json.dumps(then, sort_keys=True) != json.dumps(now, sort_keys=True):
                 raise ProgrammeError(
                     f"{key}: the programme in {args.out} was started with "
-                    f"{json.dumps(stored.get(key))[:200]}, this command gives "
-                    f"{json.dumps(fresh[key])[:200]}; resume with the same settings or use "
+                    f"{json.dumps(then)[:200]}, this command gives "
+                    f"{json.dumps(now)[:200]}; resume with the same settings or use "
                     "another --out")
         if stored["confirmatory"] and stored["rules_commit"]:
             then = _git("show", f"{stored['rules_commit']}:docs/THEORY.md")

@@ -107,9 +107,19 @@ def test_the_running_d2_programme_still_resumes():
     stored = json.loads(FIXTURE.read_text())
     fresh = programme.new_programme(_script().parse_args(["--setting", "d2"]))
     for key in programme.COMPARED:
-        assert json.dumps(fresh[key], sort_keys=True) == json.dumps(stored[key],
-                                                                     sort_keys=True), key
+        now = programme.comparable(key, stored[key], fresh[key])
+        assert json.dumps(now, sort_keys=True) == json.dumps(stored[key], sort_keys=True), key
     assert fresh["design"] == stored["design"]
+
+
+def test_a_report_setting_added_later_does_not_stop_a_resume_but_a_changed_one_does():
+    stored = {"v2_delta1": 0.48, "v2_p1_seeds": 10}
+    assert programme.comparable("report_settings", stored,
+                                {**stored, "v2_p9_seeds": 20}) == stored
+    assert programme.comparable("report_settings", stored, {**stored, "v2_delta1": 0.5}) \
+        != stored
+    assert programme.comparable("report_settings", stored, {"v2_delta1": 0.48}) != stored
+    assert programme.comparable("arms", {"a": 1}, {"a": 1, "b": 2}) == {"a": 1, "b": 2}
 
 
 def _d3_sizing(tmp_path: Path, monkeypatch, **changes) -> Path:
