@@ -17,7 +17,9 @@ version 1's `p3_stability` reads the one-prompt stability probe), and P4 and P5 
 version-2 modules (`p4_decay_v2`: early stopping, every fitted n learning in context, fits
 listed in advance, "no decay on [a, b]"; `p5_augmentation_v2`: compute growing with m, a
 quadratic in m / n per seed, the oracle-augmented arm beside it). P6-P8 are judged by the same
-modules under both.
+modules under both. P10 (`p10_real_weight`: the weight of real data, fresh against reused) is a
+version-2 prediction only. Numbers may skip (a registry lists its predictions in ascending
+order, each module named by its number).
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ from icl_stl.report.predictions import (
     p6_filters,
     p7_schedules,
     p8_pools,
+    p10_real_weight,
 )
 
 _AFTER_P5: list[ModuleType] = [p6_filters, p7_schedules, p8_pools]
 REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_dose_response,
-                              p4_decay_v2, p5_augmentation_v2, *_AFTER_P5]
+                              p4_decay_v2, p5_augmentation_v2, *_AFTER_P5, p10_real_weight]
 REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, p3_stability, p4_decay,
                                  p5_augmentation, *_AFTER_P5]
 
