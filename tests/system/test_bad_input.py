@@ -72,6 +72,8 @@ def test_cli_bad_value_exits_2_with_one_clear_line(tmp_path):
 @pytest.mark.parametrize("script,args,line", [
     ("train", ["task.d=-1"], "task.d must be an integer in [1, 4096], got -1"),
     ("loop", ["loop.real_fraction=1.5"], "loop.real_fraction must be a number <= 1.0, got 1.5"),
+    ("loop", ["loop.real_fraction=0", "loop.real_weight=0.5"],
+     "loop.real_weight must be 0 or null when a generation has no real prompt"),
     ("probe", ["probe=stability", "probe.replaced_indices=[0,999]"], "probe.replaced_indices"),
     ("eval", ["checkpoint=/no/such/run"], "checkpoint must be an existing file or directory"),
 ])
