@@ -40,7 +40,7 @@ class LoopConfig:
     real_source: Choice(REAL_SOURCES) = "reuse"  # reuse: a subset of S_0; fresh: new prompts
     redraw_real: Bool = False  # reuse only: draw a new subset of S_0 every generation
     # The real part's share of every training batch of generations >= 1, by stratified
-    # sampling with an unweighted loss (icl_stl/training/engine.py `stratified_indices`; P10,
+    # sampling with an unweighted loss (icl_stl/training/batches.py `stratified_indices`; P10,
     # docs/real_weight.md). null: batches drawn uniformly over S_i, so the real share is
     # lambda (the loop as it was; identities, records and results unchanged).
     real_weight: Float(0.0, 1.0) | None = None

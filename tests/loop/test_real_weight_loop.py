@@ -18,7 +18,8 @@ from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.theory.real_weight import weighted_drift
 from icl_stl.theory.reference import mean_drift_fresh
-from icl_stl.training.engine import BatchSampler, MemberData, stratified_indices
+from icl_stl.training.batches import BatchSampler, stratified_indices
+from icl_stl.training.engine import MemberData
 
 D, K_PAIRS, N, GENERATIONS, SEEDS = 2, 4, 20, 4, 300
 Z_TOL = 4.0
