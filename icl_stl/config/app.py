@@ -115,7 +115,20 @@ class AppConfig:
                 for lam in self.members.real_fractions or [self.loop.real_fraction]:
                     dataclasses.replace(self.loop, real_fraction=lam).validate(
                         "loop", n, self.task, self.model, self.members.labellers)
+            self._check_real_weight()
         return self
+
+    def _check_real_weight(self) -> None:
+        """loop.real_weight for every member's lambda, n and augmentation m (a member whose
+        S_i has no real, or no synthetic, part cannot weigh it)."""
+        loop = self.loop
+        if loop.real_weight is None or not self.members.augments:
+            return  # with loop.augment alone, LoopConfig.validate has checked it
+        for n in self.members.ns or [self.data.n]:
+            for lam in self.members.real_fractions or [loop.real_fraction]:
+                for m in self.members.augments:
+                    member = dataclasses.replace(loop, real_fraction=lam, augment=m)
+                    member._check_real_weight("loop", n, member.real_counts(lam, n))
 
     def _check_steps_scale(self) -> None:
         """loop.steps_scale=per_prompt scales a transformer's steps with |S_i|: refused for a

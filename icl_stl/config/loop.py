@@ -46,6 +46,11 @@ class LoopConfig:
     rounding: Choice(ROUNDINGS) = "exact"  # how lambda n becomes a count; exact: a whole number
     real_source: Choice(REAL_SOURCES) = "reuse"  # reuse: a subset of S_0; fresh: new prompts
     redraw_real: Bool = False  # reuse only: draw a new subset of S_0 every generation
+    # The real part's share of every training batch of generations >= 1, by stratified
+    # sampling with an unweighted loss (icl_stl/training/batches.py `stratified_indices`; P10,
+    # docs/real_weight.md). null: batches drawn uniformly over S_i, so the real share is
+    # lambda (the loop as it was; identities, records and results unchanged).
+    real_weight: Float(0.0, 1.0) | None = None
     synthetic: Choice(SYNTHETIC_MODES) = "replace"  # what S_i holds (SYNTHETIC_MODES)
     augment: Int(0) = 0  # m extra synthetic prompts on top of n
     init: Choice(INIT_MODES) = "from_scratch"  # or warm_start from generation i-1
@@ -185,6 +190,8 @@ class LoopConfig:
         if self.synthetic in KEEPS_S0:
             self._check_keeps_s0(path)
         reals = self.real_counts(self.real_fraction, n, path)
+        if self.real_weight is not None:
+            self._check_real_weight(path, n, reals)
         if self.filter == "residual" and task.k <= task.d:
             fail("task.k", task.k, f"> task.d={task.d} with {path}.filter=residual (with k <= d "
                  f"every least-squares residual is 0)")
@@ -211,6 +218,17 @@ class LoopConfig:
                          else ("members.labellers", labellers))
         for labeller in dict.fromkeys(labellers or [self.labeller]):
             self._check_labeller(labeller, path, source, value, task, model)
+
+    def _check_real_weight(self, path: str, n: int, reals: list[int]) -> None:
+        """A real weight needs a real part to weigh (unless it is 0) and, below 1, a synthetic
+        part, in every generation >= 1 (the real counts `reals` of S_1..S_G)."""
+        w = self.real_weight
+        if w > 0 and any(r == 0 for r in reals):
+            fail(f"{path}.real_weight", w, f"0 or null when a generation has no real prompt "
+                 f"(real_fraction={self.real_fraction}, real_schedule={self.real_schedule})")
+        if w < 1 and any(n - r + self.augment == 0 for r in reals):
+            fail(f"{path}.real_weight", w, f"1 or null when a generation has no synthetic "
+                 f"prompt (real_fraction={self.real_fraction}, augment={self.augment})")
 
     def _check_labeller(self, labeller: str, path: str, source: str, value: object,
                         task: TaskConfig, model: ModelConfig) -> None:
@@ -246,7 +264,7 @@ class LoopConfig:
 EXTENSION_DEFAULTS = {
     "task": {"n_tasks": None},
     "members": {"labellers": None},
-    "loop": {"steps_scale": "fixed", "real_schedule": "constant", "real_schedule_rate": 0.0,
+    "loop": {"real_weight": None, "steps_scale": "fixed", "real_schedule": "constant", "real_schedule_rate": 0.0,
              "real_schedule_floor": 0.0, "filter": "none", "filter_keep": 1.0,
              "filter_threshold": None, "verifier_source": "s0", "verifier_n_real": None,
              "verifier_label_noise_std": 0.0, "verifier_centre_noise_std": 0.0,

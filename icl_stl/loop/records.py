@@ -46,6 +46,7 @@ class LoopRecords:
                    **generation_record(test_errors[m], train_risks[m], real_risks[m],
                                        ridge_risk, zero_risk, excess[m]),
                    **self._fidelity(i, m, new[m]), **self._filter_record(i, m),
+                   **self._weight_record(),
                    **prior_risks[m], **calibration[m],
                    "train_loss": train_info["train_loss"][m], "steps": steps[m],
                    **(train_info["early_stopping"][m] if "early_stopping" in train_info else {}),
@@ -68,6 +69,14 @@ class LoopRecords:
         (all of S_0 for the arms that keep it). |S_i| is `train_size`."""
         arm = self.s.loop.synthetic
         return {} if arm == "replace" else {"synthetic": arm, "n_real": len(reals[m])}
+
+    def _weight_record(self) -> dict:
+        """With `loop.real_weight` set, the weight and the real source (the P10 report groups
+        loops by them); nothing otherwise, so records of runs without it are unchanged."""
+        loop = self.s.loop
+        if loop.real_weight is None:
+            return {}
+        return {"real_weight": loop.real_weight, "real_source": loop.real_source}
 
     def _filter_record(self, i: int, m: int) -> dict:
         if self.s.loop.filter == "none":

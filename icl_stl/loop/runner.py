@@ -204,6 +204,13 @@ class LoopRun(LoopRecords, LoopSynthesis):
             reals.append(real)
         return sets, reals, new
 
+    def _real_sizes(self, i: int, reals: list[PromptSet]) -> dict:
+        """`fit`'s `real_sizes` (each S_i's real prefix, which `loop.real_weight` weighs) from
+        generation 1 on; nothing without a real weight (S_0 is all real)."""
+        if self.s.loop.real_weight is None or i == 0:
+            return {}
+        return {"real_sizes": [len(r) for r in reals]}
+
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -304,7 +311,8 @@ class LoopRun(LoopRecords, LoopSynthesis):
                                                                     for h in self.held_out]})
             on_log = stopping.callback(lambda: self.learner.ensemble, on_log)
         with clock.phase("training"):  # its mid-training checkpoints count as checkpoints
-            info = self.learner.fit(i, sets, TimedSlot(self.gen_dir(i), "train", clock), on_log)
+            info = self.learner.fit(i, sets, TimedSlot(self.gen_dir(i), "train", clock), on_log,
+                                    **self._real_sizes(i, reals))
             if stopping is not None:
                 stopping.restore(self.learner.ensemble)
                 info["early_stopping"] = [{**h.record(), **r} for h, r in

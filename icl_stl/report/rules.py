@@ -97,6 +97,14 @@ class ReportConfig:
     v2_p9_horizon: int = 12
     v2_p9_window_share: float = 0.2
     v2_p9_min_window: int = 3
+    # P10, version 2 (docs/proposed/p10-theory.md): log excess risk at the last generation
+    # against the real weight v (loop.real_weight), P5's quadratic and end contrasts per seed;
+    # direction: the resolution of the change, fresh against reused real data, of the w = 1
+    # end's contrast (how far w* moves). Provisional until the pilot sizes them.
+    v2_p10_seeds: int | None = 20
+    v2_p10_depth: float = 0.20
+    v2_p10_curvature: float = 0.05
+    v2_p10_direction: float = 0.20
     failure_gap: float = 0.5  # a later generation closing less of the gap failed to train
     failure_train_ratio: float = 3.0  # ... or whose own training risk is this x the oracle's
     bootstrap: int = 2000  # seed-bootstrap replicates (P4, P5)
@@ -134,7 +142,8 @@ class ReportConfig:
         if self.rules not in ("v1", "v2"):
             raise ValueError(f"report setting rules must be v1 or v2, got {self.rules!r}")
         for name in ("v2_delta1", "v2_delta2", "v2_p6_delta", "v2_p5_depth", "v2_p5_curvature",
-                     "v2_p5_trend_margin", "v2_p5_grid_max"):
+                     "v2_p5_trend_margin", "v2_p5_grid_max", "v2_p10_depth",
+                     "v2_p10_curvature", "v2_p10_direction"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"report setting {name} must be a number > 0, got {v!r}")
@@ -155,7 +164,8 @@ class ReportConfig:
                              f"v2_p9_horizon >= 1, got {self.v2_p9_min_window!r} and "
                              f"{self.v2_p9_horizon!r}")
         for name in ("v2_p1_seeds", "v2_p2_seeds", "v2_p3_seeds", "v2_p5_seeds",
-                     "v2_p6_seeds", "v2_p9_seeds"):
+                     "v2_p6_seeds", "v2_p9_seeds",
+                     "v2_p10_seeds"):
             if getattr(self, name) is not None and getattr(self, name) < 2:
                 raise ValueError(f"report setting {name} must be null or >= 2, "
                                  f"got {getattr(self, name)!r}")

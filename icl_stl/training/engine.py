@@ -24,13 +24,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from icl_stl.config import ConfigError, TrainConfig
-from icl_stl.data.prompts import PromptSet, sample_prompts
+from icl_stl.data.prompts import PromptSet
 from icl_stl.data.seeding import derive_seed
 from icl_stl.data.tasks import Task
 from icl_stl.models.ensemble import Ensemble
 from icl_stl.persistence import CheckpointSlot, save_state
 from icl_stl.persistence.faults import fault_point, poison
 from icl_stl.persistence.identity import describe_differences
+from icl_stl.training.batches import BatchSampler
 from icl_stl.training.compiled import CompiledClipping, compiled_forward, fusable_forms
 from icl_stl.training.losses import member_losses
 from icl_stl.training.optim import configure_optimizer, lr_at
@@ -48,6 +49,11 @@ class MemberData:
 
     batch_seed: int  # seeds the member's batch order (or its stream of prompts)
     dataset: PromptSet | None = None
+    # Stratified batches (`loop.real_weight`): the first `real_size` prompts of `dataset` are
+    # its real part, and a share `real_weight` of every batch is drawn from them in expectation
+    # (`stratified_indices`). None: uniform draws over the whole set.
+    real_size: int | None = None
+    real_weight: float | None = None
 
 
 @dataclass
@@ -75,48 +81,6 @@ def curriculum_at(step: int, cfg: TrainConfig, d: int, k: int) -> tuple[int, int
         return d, k
     grown = step // cur.interval
     return min(d, cur.d_start + grown * cur.d_step), min(k, cur.k_start + grown * cur.k_step)
-
-
-class BatchSampler:
-    """Draws (K, B, k, d) batches: member i from its own set or stream, with its own generator."""
-
-    def __init__(self, members: list[MemberData], task: Task, k: int, batch_size: int,
-                 device: torch.device):
-        self.task, self.k, self.batch_size, self.device = task, k, batch_size, device
-        self.datasets = [None if m.dataset is None else m.dataset.to(device) for m in members]
-        # Index draws happen on the CPU so batch order is the same on every device.
-        self.gens = []
-        for m in members:
-            on = "cpu" if m.dataset is not None else device
-            g = torch.Generator(device=on)
-            g.manual_seed(m.batch_seed)
-            self.gens.append(g)
-
-    def sample(self, d_cur: int, k_cur: int) -> tuple[Tensor, Tensor]:
-        xs, ys = [], []
-        for data, gen in zip(self.datasets, self.gens):
-            if data is None:
-                batch = sample_prompts(self.task, self.batch_size, self.k, gen)
-                bx = batch.xs
-                if d_cur < self.task.d:  # the curriculum hides the last coordinates of x
-                    bx = torch.cat([bx[..., :d_cur], torch.zeros_like(bx[..., d_cur:])], -1)
-                    by = self.task.add_noise(self.task.f(batch.params, bx), gen)
-                else:
-                    by = batch.ys
-            else:
-                idx = torch.randint(len(data), (self.batch_size,), generator=gen)
-                idx = idx.to(self.device, non_blocking=True)
-                bx, by = data.xs[idx], data.ys[idx]
-            xs.append(bx[:, :k_cur])
-            ys.append(by[:, :k_cur])
-        return torch.stack(xs), torch.stack(ys)
-
-    def state(self) -> list[Tensor]:
-        return [g.get_state() for g in self.gens]
-
-    def load_state(self, states: list[Tensor]) -> None:
-        for g, s in zip(self.gens, states):
-            g.set_state(s)
 
 
 def train_ensemble(

@@ -75,6 +75,8 @@ def test_cli_bad_value_exits_2_with_one_clear_line(tmp_path):
     ("loop", ["loop.synthetic=accumulate_s0", "loop.real_fraction=0.5"],
      "loop.real_fraction must be 0 with loop.synthetic=accumulate_s0 (its real data is all of "
      "S_0), got 0.5"),
+    ("loop", ["loop.real_fraction=0", "loop.real_weight=0.5"],
+     "loop.real_weight must be 0 or null when a generation has no real prompt"),
     ("probe", ["probe=stability", "probe.replaced_indices=[0,999]"], "probe.replaced_indices"),
     ("eval", ["checkpoint=/no/such/run"], "checkpoint must be an existing file or directory"),
 ])

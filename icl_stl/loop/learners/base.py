@@ -38,8 +38,12 @@ class Learner(ABC):
 
     @abstractmethod
     def fit(self, generation: int, datasets: list[PromptSet], checkpoint: CheckpointSlot | None,
-            on_log: Callable[[dict], None] | None = None) -> dict:
-        """Train generation `generation` of every member on its set; return training info."""
+            on_log: Callable[[dict], None] | None = None,
+            real_sizes: list[int] | None = None) -> dict:
+        """Train generation `generation` of every member on its set; return training info.
+
+        real_sizes: with `loop.real_weight`, the size of each set's real part (its first
+        prompts), which the fit gives the weight `loop.real_weight`; None: unweighted."""
 
     @abstractmethod
     def synthesize(self, generation: int, inputs: list[SyntheticInputs],

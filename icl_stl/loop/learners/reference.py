@@ -100,15 +100,29 @@ class GaussianPriorLearner(Learner):
     def noise_var(self) -> float:
         return float(self.ctx.task.noise_std) ** 2
 
-    def fit(self, generation, datasets, checkpoint, on_log=None) -> dict:
-        """Maximum-likelihood prior from the w's read off each prompt (instant: no checkpoint)."""
+    def fit(self, generation, datasets, checkpoint, on_log=None, real_sizes=None) -> dict:
+        """Maximum-likelihood prior from the w's read off each prompt (instant: no checkpoint).
+
+        With `loop.real_weight` = v (`real_sizes` given: each set's real prefix), the fit
+        maximises v x (mean log-likelihood over the real w's) + (1 - v) x (that over the
+        synthetic w's): what stratified batches with a real share v and an unweighted loss
+        optimise in expectation. For a Gaussian that is the weighted mean
+        mu = v mean(real w) + (1 - v) mean(synthetic w), and the weighted covariance
+        v cov_real + (1 - v) cov_synthetic, each part's second moment taken about mu (divisor
+        its own count). Without it every prompt weighs 1 / |S_i| (mu = mean of all w's)."""
         losses = []
+        weight = self.ctx.loop.real_weight if real_sizes is not None else None
         for m, data in enumerate(datasets):
             w = implied_weights(data)  # (n_m, d) float64
-            self.mu[m] = w.mean(0)
+            parts = ([w] if weight is None else
+                     [w[:real_sizes[m]], w[real_sizes[m]:]])
+            shares = [1.0] if weight is None else [weight, 1.0 - weight]
+            self.mu[m] = sum(share * part.mean(0) for share, part in zip(shares, parts)
+                             if share > 0)
             if self.ctx.loop.prior_covariance:
-                centred = w - self.mu[m]
-                self.sigma[m] = centred.T @ centred / w.shape[0]  # MLE: divisor n
+                self.sigma[m] = sum(share * (part - self.mu[m]).T @ (part - self.mu[m])
+                                    / part.shape[0]
+                                    for share, part in zip(shares, parts) if share > 0)
             else:
                 self.sigma[m] = self.known_sigma()
             fitted = torch.einsum("nkd,nd->nk", data.xs.double(), w)

@@ -91,10 +91,10 @@ class TransformerLearner(Learner):
         return [generation_steps(self.ctx.loop, self.ctx.train, generation, member.n, len(s))
                 for member, s in zip(self.members, datasets)]
 
-    def fit(self, generation, datasets, checkpoint, on_log=None) -> dict:
+    def fit(self, generation, datasets, checkpoint, on_log=None, real_sizes=None) -> dict:
         steps = self.member_steps(generation, datasets)
         if len(set(steps)) == 1:
-            return self._fit(generation, datasets, checkpoint, on_log, steps[0])
+            return self._fit(generation, datasets, checkpoint, on_log, steps[0], real_sizes)
         # One ensemble trains every member for one step count: members whose counts differ
         # (loop.steps_scale=per_prompt with several m) train as one ensemble per count, each
         # with its own resume point. A member's numbers do not depend on its ensemble.
@@ -118,7 +118,8 @@ class TransformerLearner(Learner):
                     for j, m in enumerate(group):
                         loss[m] = record["loss"][j]
                     on_log({**record, "loss": loss})
-            out = part._fit(generation, [datasets[m] for m in group], slot, log_fn, count)
+            out = part._fit(generation, [datasets[m] for m in group], slot, log_fn, count,
+                            None if real_sizes is None else [real_sizes[m] for m in group])
             for j, m in enumerate(group):
                 full.load_member_(m, part.ensemble.member(j))
                 losses[m] = out["train_loss"][j]
@@ -127,7 +128,8 @@ class TransformerLearner(Learner):
         self.ensemble = full
         return {"train_loss": losses, "steps": max(steps), "member_steps": steps, **info}
 
-    def _fit(self, generation, datasets, checkpoint, on_log, steps: int) -> dict:
+    def _fit(self, generation, datasets, checkpoint, on_log, steps: int,
+             real_sizes: list[int] | None = None) -> dict:
         ctx = self.ctx
         fresh = (generation == 0 and not self._untouched) or (
             generation > 0 and ctx.loop.init == "from_scratch")
@@ -150,7 +152,9 @@ class TransformerLearner(Learner):
                      len(trained), len(datasets))
             model = (self._fresh(generation, [self.members[u] for u in trained]) if fresh
                      else self.ensemble.select(trained))  # untouched: generation 0's init
-        data = [MemberData(self.members[u].batch_seed(generation), datasets[u])
+        weight = None if real_sizes is None else ctx.loop.real_weight
+        data = [MemberData(self.members[u].batch_seed(generation), datasets[u],
+                           None if weight is None else real_sizes[u], weight)
                 for u in trained]
 
         def expand(values: list) -> list:

@@ -21,6 +21,7 @@ quadratic in m / n per seed, the oracle-augmented arm beside it), and P6 by
 against the oracle-labelled loop under the same filter; version 1's `p6_filters` reads the
 ranking verifier's plateau). P7 and P8 are judged by the same modules under both.
 P9 (accumulation with S_0 kept, `p9_accumulation`) is version 2 only.
+P10 (`p10_real_weight`: the weight of real data, fresh against reused) is version 2 only.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ from icl_stl.report.predictions import (
     p7_schedules,
     p8_pools,
     p9_accumulation,
+    p10_real_weight,
 )
 
 _AFTER_P6: list[ModuleType] = [p7_schedules, p8_pools]
 REGISTRY: list[ModuleType] = [p1_matched_collapse, p2_matched_bounded, p3_dose_response,
                               p4_decay_v2, p5_augmentation_v2, p6_matched_filters, *_AFTER_P6,
-                              p9_accumulation]
+                              p9_accumulation, p10_real_weight]
 REGISTRY_V1: list[ModuleType] = [p1_collapse, p2_bounded, p3_stability, p4_decay,
                                  p5_augmentation, p6_filters, *_AFTER_P6]
 
