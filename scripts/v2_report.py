@@ -38,8 +38,11 @@ def programme_summary(prog: dict, records: list[dict]) -> dict:
                     "seeds_listed": spec["seeds"], "seeds_run": seeds,
                     "seeds_finished": finished}
     # Finished when every arm has its count of seeds through the last generation (spares
-    # included when some seeds were unreadable): until then the report is an interim one.
-    done = all(len(a["seeds_finished"]) >= a["count"] for a in ran.values())
+    # included when some seeds were unreadable), and the lambda = 1 loops (no count: one per
+    # seed P1 or P2 ran) every such seed: until then the report is an interim one.
+    matched = set().union(*(a["seeds_finished"] for a in ran.values() if a["count"] is not None))
+    done = all(len(a["seeds_finished"]) >= a["count"] if a["count"] is not None
+               else matched <= set(a["seeds_finished"]) for a in ran.values())
     return {"finished": done, "setting": prog["setting"], "presets": prog["presets"],
             "confirmatory": prog["confirmatory"], "overrides": prog["overrides"],
             "started": prog.get("started"), "horizon": prog["horizon"],

@@ -167,6 +167,21 @@ def test_the_d3_programme_refuses_rules_it_cannot_run(tmp_path, monkeypatch):
         programme.new_programme(_args(tmp_path / "out", "--setting", "d3"))
 
 
+def test_a_programme_is_finished_when_its_lambda_1_loops_are_too():
+    """The lambda = 1 arm has no count (a loop for each seed P1 or P2 ran): the programme is
+    finished once both counts are through the horizon and so are those seeds' lambda = 1 loops."""
+    report = importlib.import_module("v2_report")
+    prog = {"arms": {"p1": {"lambda": 0.0, "count": 1, "seeds": [1, 2]},
+                     "p2": {"lambda": 0.5, "count": 1, "seeds": [1, 2]},
+                     "lambda1": {"lambda": 1.0, "count": None, "seeds": [1, 2]}},
+            "setting": "d2", "presets": {}, "confirmatory": False, "overrides": [],
+            "horizon": 3, "steps": 24}
+    rec = lambda seed, lam: {"seed": seed, "real_fraction": lam, "generation": 3}  # noqa: E731
+    records = [rec(1, 0.0), rec(2, 0.5), rec(1, 1.0)]
+    assert not report.programme_summary(prog, records)["finished"]  # seed 2 at lambda 1 to go
+    assert report.programme_summary(prog, [*records, rec(2, 1.0)])["finished"]
+
+
 def test_every_setting_has_its_rules():
     assert set(programme.settings_available()) == set(programme.SETTING_RULES)
 
