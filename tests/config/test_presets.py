@@ -46,10 +46,12 @@ PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop"
            "reproduce/schedules_floor": "loop", "reproduce/schedules_zero": "loop",
            "reproduce/pools_below": "loop", "reproduce/pools_above": "loop",
            "pilot/v2_d2": "loop", "pilot/p3v2_d2": "probe", "pilot/p4v2_d2": "probe",
-           "pilot/p5_v2_d2": "loop",
-           **{f"reproduce_v2/{setting}_{loops}": "loop" for setting in ("d2", "gpu_d20")
+           "pilot/p5_v2_d2": "loop", "pilot/v2_d3": "loop",
+           **{f"reproduce_v2/{setting}_{loops}": "loop" for setting in ("d2", "d3", "gpu_d20")
               for loops in ("p1", "p2", "lambda1")},
-           "p9/cpu_pilot": "loop", "p9/gpu": "loop"}
+           "p6/pilot": "loop", "p6/pilot_residual": "loop", "p6/pilot_density_ratio": "loop",
+           "p9/cpu_pilot": "loop", "p9/gpu": "loop",
+           "p10/pilot_d2": "loop", "p10/gpu_d20": "loop"}
 FULL_SIZE = ("collapse_vs_lambda", "augmentation", "modes", "stability_vs_n", "decay_vs_n",
              "filters_verifier", "filters_confidence", "schedules", "task_pools")
 
@@ -262,7 +264,7 @@ def test_demo_script_runs_every_part_and_writes_the_report(tmp_path):
     out = tmp_path / "demo"
     assert demo.main(["--out", str(out), "--figures", str(tmp_path / "figs"),
                       *(arg for o in tiny for arg in ("--set", o))]) == 0
-    assert set(verdicts_of(out)) == set(range(1, 9))  # P6-P8 read "not tested" there
+    assert set(verdicts_of(out)) == set(range(1, 11))  # P6-P10 read "not tested" there
     for part in ("collapse", "reference"):
         assert (out / part / "summary.json").exists()
     assert (out / "figures" / "reference.png").exists()
