@@ -577,3 +577,18 @@ def test_the_k_scaling_rows_are_the_committed_runs(d):
     for K in (1, 8, 32, 64):
         ref, fast = rows[""][K]["member_steps_per_s"], rows["-compiled"][K]["member_steps_per_s"]
         assert f"| {K} | {ref:.1f} | {fast:.1f} | {fast / ref:.2f}× |" in BENCHMARKS
+
+
+def test_the_second_settings_gate_scan_is_the_committed_scan():
+    """BENCHMARKS.md's table of the d = 3 gate scan quotes docs/bench/gate-scan-d3-*.json."""
+    (path,) = sorted((REPO / "docs" / "bench").glob("gate-scan-d3-cpu-*.json"))
+    scans = json.loads(path.read_text())["scans"]
+    section = _flat(BENCHMARKS[BENCHMARKS.index("### The second setting: the gate at d = 3"):])
+    for scan in scans:
+        closed = ", ".join(f"{100 * loop['gap_closed']:.1f}%" for loop in scan["loops"])
+        row = f"| {scan['steps']:,} | {scan['members']} | {closed} | {scan['seconds']:,.0f} s |"
+        assert row in section, row
+        assert all("task.d=3" in scan["overrides"] and "task.noise_std=0.25" in scan["overrides"]
+                   for scan in scans)
+    passed = [loop["gap_closed"] >= 0.9 for scan in scans for loop in scan["loops"]]
+    assert 0 < sum(passed) < len(passed)
