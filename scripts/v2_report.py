@@ -86,7 +86,7 @@ def design_section(prog: dict, verdicts: dict) -> list[str]:
              *([] if verdicts["programme"]["finished"] else [
                  "**Interim report**: the programme has not finished; seeds through the last "
                  "generation so far: " + ", ".join(
-                     f"{arm} {len(a['seeds_finished'])} of {a['count']}"
+                     f"{arm} {len(a['seeds_finished'])}" + (f" of {a['count']}" if a["count"] else "")
                      for arm, a in verdicts["programme"]["arms"].items())
                  + ". Its verdicts are not the confirmatory ones.", ""]),
              "Each rule's minimum detectable effect at its seed count, planned before any "
