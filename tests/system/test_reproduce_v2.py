@@ -204,11 +204,13 @@ def _seeds_in(value, key: str = "") -> set[int]:
 
 
 def test_the_seeds_are_fresh():
-    """No committed result, preset (the programme's own aside) or script used a run seed or
-    the test-set seed of the programme; the helpers' measurements of the day took 9100-9302."""
+    """No committed result, preset or script (the programme's own aside) used a run seed or the
+    test-set seed of the programme; the helpers' measurements of the day took 9100-9302."""
     used: set[int] = set()
+    own = REPO / "docs" / "results" / "cpu-v2"  # the programme's own (interim) results
     for path in (REPO / "docs" / "results").rglob("*.json"):
-        used |= _seeds_in(json.loads(path.read_text()))
+        if own not in path.parents:
+            used |= _seeds_in(json.loads(path.read_text()))
     for path in (REPO / "conf").rglob("*.yaml"):
         if "reproduce_v2" not in path.parts:
             used |= _seeds_in(yaml.safe_load(path.read_text()) or {})
