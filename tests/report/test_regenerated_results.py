@@ -116,7 +116,9 @@ def regenerate(folder: str, out: Path) -> tuple[dict, dict]:
 
 def test_every_results_folder_is_regenerated_here_or_says_why_not():
     folders = {p.name for p in RESULTS.iterdir() if (p / "verdicts.json").exists()}
-    assert folders == {"cpu", "generator-cpu", *NO_RUNS}
+    # cpu-v2 (the confirmatory programme, interim until it finishes) regenerates through its own
+    # script: tests/system/test_cpu_v2_results.py
+    assert folders == {"cpu", "generator-cpu", "cpu-v2", *NO_RUNS}
     for folder in NO_RUNS:
         assert not (RESULTS / folder / "runs").exists(), folder
 
