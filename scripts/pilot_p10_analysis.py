@@ -37,6 +37,10 @@ KAPPAS = (1.0, 0.3)  # the reference curves in full and at a third (docs/propose
 COPIED = ("summary.json", "timing.json", "done.json")
 
 
+class PilotInputError(ValueError):
+    """Records the pilot cannot be read from (one line, exit 2)."""
+
+
 def collect(work: Path, results: Path) -> list[str]:
     """Each finished run's records, copied from work/<point>/ to results/runs/<point>/."""
     copied = []
@@ -137,12 +141,12 @@ def analyse(results: Path) -> dict:
     cfg = ReportConfig()
     items = weighted_loops(collect_evidence([results / "runs"]), cfg)
     if not items:
-        raise SystemExit(f"scripts/pilot_p10.py: no loop with a real weight and an oracle twin "
-                         f"under {results / 'runs'}")
+        raise PilotInputError(f"no loop with a real weight and an oracle twin under "
+                              f"{results / 'runs'}")
     groups = {(lp.config, lp.regime, lp.real_fraction, lp.n) for _, _, lp in items}
     if len(groups) > 1:
-        raise SystemExit(f"scripts/pilot_p10.py: the runs form {len(groups)} groups "
-                         f"(configuration, regime, lambda, n), the pilot one: {sorted(groups)}")
+        raise PilotInputError(f"the runs under {results / 'runs'} form {len(groups)} groups "
+                              "(configuration, regime, lambda, n); the pilot is one")
     (config, regime, lam, n), = groups
     gates, table = loop_table(items)
     curves = _curves(items, cfg)
@@ -242,7 +246,11 @@ def analyse_work(work: Path, results: Path, draws: int) -> int:
               file=sys.stderr)
         return 2
     print(f"[analyse] copied {', '.join(copied)} from {work}")
-    pilot = analyse(results)
+    try:
+        pilot = analyse(results)
+    except PilotInputError as err:
+        print(f"scripts/pilot_p10.py: {err}", file=sys.stderr)
+        return 2
     (results / "pilot.json").write_text(json.dumps(pilot, indent=2) + "\n")
     sizing = size(pilot, draws) if "noise" in pilot else None
     if sizing is not None:

@@ -61,8 +61,9 @@ def write_readme(results: Path, pilot: dict, sizing: dict | None) -> None:
         "    .venv/bin/python scripts/pilot_p10.py run --work outputs/pilot_p10",
         "    .venv/bin/python scripts/pilot_p10.py analyse --work outputs/pilot_p10 "
         "--results docs/results/pilot-p10", "",
-        f"Preset `conf/experiment/p10/pilot_d2.yaml`: group {group['config'] or '(one run)'}, "
-        f"{group['regime']}, λ = {group['lambda']:g}, n = {group['n']}.", "",
+        f"Preset `conf/experiment/p10/pilot_d2.yaml`: {group['regime']}, "
+        f"λ = {group['lambda']:g}, n = {group['n']}"
+        + (f" ({group['config']})." if group["config"] else "."), "",
         "- Machine: " + ("; ".join(
             f"{m['cpu']} ({m['cores']} cores, host {m['host']})"
             for m in map(json.loads, machines)) or "not recorded (no done.json)"),

@@ -160,6 +160,18 @@ def test_a_missing_or_empty_work_dir_is_one_line_and_exit_2(tmp_path, capsys, ma
     assert len(err.splitlines()) == 1 and str(work) in err
 
 
+def test_runs_without_a_real_weight_are_one_line_and_exit_2(tmp_path, capsys):
+    work, results, runs = planted(tmp_path, seeds=range(2))
+    for path in work.glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        for r in summary["generations"]:
+            del r["real_weight"]
+        path.write_text(json.dumps(summary))
+    assert pilot_p10.main(["analyse", "--work", str(work), "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no loop with a real weight" in err
+
+
 TOY = ["members.seeds=[9601]", "train.steps=20", "train.warmup_steps=5", "loop.steps=20",
        "loop.generations=1", "data.n=100", "eval.n_prompts=100", "eval.batch_size=100",
        "loop.label_batch_size=100", "train.log_every=10", "train.checkpoint_every=10",
