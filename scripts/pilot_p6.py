@@ -29,8 +29,10 @@ skips the finished ones; the plan (gate per seed, the seeds continued) is in <wo
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -158,10 +160,28 @@ def run_queue(jobs: list[Job], work: Path, overrides: list[str], workers: int) -
     return worst
 
 
+def machine() -> dict:
+    """Where the pilot ran (the results folder's README names it)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in
+              (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+              if line.startswith("model name")]
+    return {"host": platform.node(), "cpu": models[0] if models else platform.processor(),
+            "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def now() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
 def run(work: Path, overrides: list[str], workers: int, max_seeds: int) -> int:
     """Screen every listed seed's generation 0, then continue the first gated ones."""
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    old = json.loads((work / "plan.json").read_text()) if (work / "plan.json").exists() else {}
+    invocation = {"command": " ".join(["scripts/pilot_p6.py run --work", str(work), "--workers",
+                                       str(workers), "--max-seeds", str(max_seeds),
+                                       *overrides]), "started": now()}
     plan = preset(ARMS[SCREEN_ARM], overrides)
     # a continued seed: every arm's later generations, and the filtered arms' own generation 0
     per_seed = plan["steps"] * (len(ARMS) * plan["generations"] * plan["labellers"]
@@ -175,13 +195,17 @@ def run(work: Path, overrides: list[str], workers: int, max_seeds: int) -> int:
     continued = [s for s in plan["seeds"] if gates[s]["gated"]][:max_seeds]
     state = {"seeds": plan["seeds"], "generations": plan["generations"], "gate": gates,
              "continued": continued, "max_seeds": max_seeds, "overrides": overrides,
-             "member_steps_per_continued_seed": per_seed}
+             "member_steps_per_continued_seed": per_seed, "machine": machine(),
+             "invocations": [*old.get("invocations", []), invocation]}
     (work / "plan.json").write_text(json.dumps(state, indent=2, default=str) + "\n")
     passed = [s for s, g in gates.items() if g["gated"]]
     print(f"[pilot_p6] gate passed by {passed} of {plan['seeds']}; continuing {continued}",
           flush=True)
     jobs = [Job(arm, s, plan["generations"]) for s in continued for arm in ARMS]
-    return max(code, run_queue(jobs, work, overrides, workers))
+    code = max(code, run_queue(jobs, work, overrides, workers))
+    invocation.update(ended=now(), exit_code=code)
+    (work / "plan.json").write_text(json.dumps(state, indent=2, default=str) + "\n")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
