@@ -194,6 +194,6 @@ def test_p6_pilot_presets(preset, filter_):
     app = load_app_config(cfg, needs_loop=True)
     assert (app.task.d, app.task.k, app.task.noise_std, app.loop.filter) == (3, 8, 0.25, filter_)
     assert (app.train.steps, app.train.batch_size, app.loop.init) == (6000, 64, "from_scratch")
-    assert list(cfg.members.seeds) == [9701, 9702] and cfg.seed == 9700
+    assert list(cfg.members.seeds) == list(range(9701, 9709)) and cfg.seed == 9700
     assert list(cfg.members.labellers) == ["model", "oracle"]
     assert list(cfg.members.real_fractions) == [0]
