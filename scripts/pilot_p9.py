@@ -30,11 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -81,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="run: extra settings (KEY=VALUE)")
     args = parser.parse_intermixed_args(argv)
     args.work = args.work.resolve()
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     args.arm_list = [a for a in args.arms.split(",") if a]
     return args
 
@@ -187,6 +191,15 @@ def estimate(plan: dict[str, object], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def machine() -> dict:
+    """Where a process ran (for the results' README)."""
+    from importlib.metadata import version
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": version("torch"),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
 def record_invocation(work: Path, lock: threading.Lock, row: dict) -> None:
     from icl_stl.persistence import atomic_write_json
 
@@ -234,7 +247,8 @@ def run(args: argparse.Namespace) -> int:
             record_invocation(args.work, lock, {
                 "arm": arm, "command": cmd, "started_at": start, "ended_at": time.time(),
                 "seconds": round(time.time() - start, 2), "returncode": code,
-                "generations": target[arm]})
+                "generations": target[arm], "machine": machine(),
+                "pilot_command": " ".join(["scripts/pilot_p9.py", *args.argv])})
             print(f"[pilot_p9] {arm}: exit {code} after {time.time() - start:.0f} s "
                   f"(log {args.work / f'{arm}.log'})", flush=True)
 
@@ -246,14 +260,47 @@ def run(args: argparse.Namespace) -> int:
     return max(codes.values())
 
 
+def analyse(args: argparse.Namespace) -> int:
+    """pilot.json, sizing.json and README.md under --results from the arms' records."""
+    from pilot_p9_analysis import AnalysisError, collect, public
+    from pilot_p9_analysis import analyse as analyse_records
+    from pilot_p9_sizing import readme, sizing
+
+    if args.draws < 100:
+        raise UsageError(f"--draws must be at least 100, got {args.draws}")
+    if not args.work.is_dir() and not (args.results / "runs").is_dir():
+        raise UsageError(f"--work {args.work} does not exist and --results {args.results} "
+                         "holds no runs/")
+    if args.work.is_dir():
+        print(f"[pilot_p9] copied {', '.join(collect(args.work, args.results)) or 'no runs'} "
+              f"from {args.work}")
+    try:
+        pilot = analyse_records(args.results)
+    except AnalysisError as err:
+        raise UsageError(str(err)) from None
+    from icl_stl.persistence import atomic_write_json
+
+    atomic_write_json(args.results / "pilot.json", public(pilot))
+    atomic_write_json(args.results / "sizing.json", sizing(pilot, args.draws))
+    (args.results / "README.md").write_text(readme(args.results, pilot))
+    for arm, part in pilot["arms"].items():
+        sigma = (part["noise"]["log_contrast"] or {}).get("sigma")
+        twin = part["oracle_twin_trend"]
+        print(f"[pilot_p9] {arm}: seeds read {part['seeds_read']}, mean log contrast by "
+              f"generation {np.round(part['log_contrast_mean'] or [], 3).tolist()}, sigma "
+              f"{sigma if sigma is None else round(sigma, 3)}, twin's slope "
+              f"{twin['estimate'] if twin['estimate'] is None else round(twin['estimate'], 3)}"
+              f"/gen over {twin['generations']}")
+    print(f"[pilot_p9] wrote pilot.json, sizing.json and README.md to {args.results}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.step == "run":
             return run(args)
-        from pilot_p9_analysis import analyse_step
-
-        return analyse_step(args)
+        return analyse(args)
     except UsageError as err:
         print(f"scripts/pilot_p9.py: {err}", file=sys.stderr)
         return 2
