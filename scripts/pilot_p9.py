@@ -146,15 +146,17 @@ def finished_generations(work: Path, arm: str) -> int | None:
     return max((r["generation"] for r in records), default=None)
 
 
-def member_steps(app) -> int:
-    """One run's member steps: generation 0 once per seed (shared by a loop and its twin),
-    then every member's later generations (the loop's rule: loop.steps, else train.steps)."""
+def member_steps(app, done: int | None = None) -> int:
+    """The member steps left to a run that has finished generations 0..done (None: none):
+    generation 0 once per seed (shared by a loop and its twin), then every member's later
+    generations (the loop's rule: loop.steps, else train.steps)."""
     seeds = len(app.members.seeds)
     loops = seeds * len(app.members.labellers or [app.loop.labeller])
     later = app.loop.steps if app.loop.steps is not None else app.train.steps
     if app.loop.steps_scale != "fixed":
         raise UsageError(f"loop.steps_scale={app.loop.steps_scale}: the estimate assumes fixed")
-    return seeds * app.train.steps + loops * app.loop.generations * later
+    first = seeds * app.train.steps if done is None else 0
+    return first + loops * (app.loop.generations - (done or 0)) * later
 
 
 def measured_rate(work: Path) -> float | None:
@@ -178,11 +180,12 @@ def estimate(plan: dict[str, object], args: argparse.Namespace) -> str:
     source = ("given" if args.member_steps_per_s else "measured here" if rate else
               "assumed (scripts/pilot_p9.py ASSUMED_MEMBER_STEPS_PER_S)")
     rate = rate or ASSUMED_MEMBER_STEPS_PER_S
-    steps = {arm: member_steps(app) for arm, app in plan.items()}
+    steps = {arm: member_steps(app, finished_generations(args.work, arm))
+             for arm, app in plan.items()}
     queues = [0.0] * min(args.workers, len(steps))
     for arm in steps:  # each arm to the queue that frees first, as the workers take them
         queues[queues.index(min(queues))] += steps[arm] / rate
-    lines = [f"[pilot_p9] {arm}: {s:,} member steps, about {s / rate / 60:.0f} min of training"
+    lines = [f"[pilot_p9] {arm}: {s:,} member steps to train, about {s / rate / 60:.0f} min of training"
              for arm, s in steps.items()]
     lines.append(f"[pilot_p9] at {rate:.1f} member steps/s per one-thread worker ({source}): "
                  f"about {max(queues) / 3600:.1f} h of training with {len(queues)} workers "

@@ -186,7 +186,7 @@ def test_the_run_step_prints_its_commands_and_its_estimate(tmp_path, capsys):
     commands = [line for line in out.splitlines() if "icl-stl-loop" in line]
     assert [c.split(": ")[0] for c in commands] == [f"[pilot_p9] {a}" for a in pilot_p9.ORDER]
     for arm in pilot_p9.ORDER:
-        assert f"[pilot_p9] {arm}: {steps:,} member steps" in out
+        assert f"[pilot_p9] {arm}: {steps:,} member steps to train" in out
         cmd = pilot_p9.command(arm, pilot_p9.parse_args(["run", "--work", str(tmp_path)]))
         for part in (f"loop.synthetic={arm}", "runtime.compile=true", "runtime.fused_adam=true",
                      "runtime.threads=1", f"hydra.run.dir={tmp_path / arm}",
@@ -221,6 +221,12 @@ def test_generations_below_a_finished_arm_are_refused(tmp_path, capsys):
     assert pilot_p9.main(["run", "--work", str(work), "--dry-run", "--generations", "8",
                           "--arms", "replace,accumulate_s0"]) == 0
     assert capsys.readouterr().out.count("not started again") == 2
+    # extended to 12: only generations 9-12 of every loop and its twin are left to train
+    assert pilot_p9.main(["run", "--work", str(work), "--dry-run", "--generations", "12",
+                          "--arms", "replace"]) == 0
+    app = pilot_p9.compose("replace", pilot_p9.parse_args(["run", "--work", str(work)]))
+    left = len(app.members.seeds) * 2 * (12 - 8) * app.train.steps
+    assert f"[pilot_p9] replace: {left:,} member steps to train" in capsys.readouterr().out
 
 
 TOY = ["train.steps=10", "train.warmup_steps=2", "train.log_every=5", "train.checkpoint_every=5",
