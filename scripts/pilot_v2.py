@@ -1,6 +1,6 @@
 """The pilots that size the version-2 rules (docs/THEORY.md section 8.1), on seeds outside any
 confirmatory set: the primary setting's (d = 2, `pilot/v2_d2`) and the second setting's (label
-noise at d = 3, `pilot/v2_d3`; docs/proposed/d3-theory.md).
+noise at d = 3, `pilot/v2_d3`; docs/THEORY.md section 8.7).
 
     .venv/bin/python scripts/pilot_v2.py run       # d = 2: both arms, one process each (resumable)
     .venv/bin/python scripts/pilot_v2.py evaluate  # d = 2: excess over Bayes from the checkpoints

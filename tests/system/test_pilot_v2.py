@@ -34,6 +34,47 @@ def test_the_d2_pilot_json_regenerates_from_its_committed_runs():
     assert json.dumps(regenerated, indent=2) + "\n" == committed.read_text()
 
 
+def test_the_d3_pilot_json_regenerates_from_its_committed_runs():
+    committed = REPO / "docs/results/pilot-v2-d3/pilot.json"
+    regenerated = analysis.analyse(REPO / "docs/results/pilot-v2-d3", "d3")
+    assert json.dumps(regenerated, indent=2) + "\n" == committed.read_text()
+
+
+def test_the_d3_sizing_and_calibration_regenerate_from_the_committed_pilot():
+    assert size_v2.main(["--pilot", str(REPO / "docs/results/pilot-v2-d3"), "--check"]) == 0
+
+
+def test_theory_section_8_7_quotes_the_d3_pilot_and_its_sizing():
+    """docs/THEORY.md section 8.7, the pilot's README and docs/reproduce.md state the numbers
+    of docs/results/pilot-v2-d3's pilot.json and sizing.json."""
+    results = REPO / "docs/results/pilot-v2-d3"
+    pilot = json.loads((results / "pilot.json").read_text())
+    sizing = json.loads((results / "sizing.json").read_text())
+    theory = " ".join((REPO / "docs/THEORY.md").read_text().split("### 8.7")[1].split())
+    readme = " ".join((results / "README.md").read_text().split())
+    usage = " ".join((REPO / "docs/reproduce.md").read_text().split())
+    contrast = {lam: ", ".join(f"{c:.3f}" for c in pilot["lambdas"][lam]["contrast_mean_by_generation"])
+                for lam in ("0", "0.5")}
+    gates = [g["gap_closed"]["model"] for g in pilot["gate"]]
+    gate = f"{100 * min(gates):.1f}-{100 * max(gates):.1f}% of the gap closed"
+    for text in (theory, readme):
+        assert contrast["0"] in text and contrast["0.5"] in text and gate in text
+        assert f"sigma = {sizing['noise']['sigma']:.3f}" in text
+        assert f"tau = {sizing['noise']['tau']:.3f}" in text
+    assert f"delta_1 = {sizing['delta_1']:.2f}" in theory
+    assert f"delta_2 = delta_1 / (2 (G − i_0)) = {sizing['delta_2']:.3f}" in theory
+    assert f"Seeds: P1 {sizing['seeds_p1']}, P2 {sizing['seeds_p2']}." in theory
+    stated = (f"δ₁ = {sizing['delta_1']:.2f}, δ₂ = {sizing['delta_2']:.3f} per generation, "
+              f"{sizing['seeds_p1']} seeds for P1 and {sizing['seeds_p2']} for P2")
+    assert stated in readme and stated in usage
+    power = sizing["power_by_seeds"]
+    assert f"{100 * power['10']['p2']:.1f}% at 10 seeds" in theory
+    assert f"beta = {sizing['collapse_beta']:.3f}" in theory
+    assert f"{sizing['test_prompts_needed']:,} make the test-set error" in theory
+    for row in json.loads((results / "calibration.json").read_text()):
+        assert f"| {row['truth']} | {row['seeds']} | {row['reads']} | {100 * row['rate']:.1f}% " in theory
+
+
 def test_the_d3_pilot_is_the_second_setting_on_its_own_seeds():
     pilot, conf = app("pilot/v2_d3"), app("reproduce_v2/d3_p1")
     assert pilot.members.seeds == [9411, 9412, 9413, 9414, 9415, 9416] and pilot.seed == 9410

@@ -78,8 +78,8 @@ def test_the_d2_presets_are_the_rules_primary_groups():
 
 
 def test_the_d3_presets_are_the_second_setting():
-    """Label noise at d = 3 (docs/proposed/d3-theory.md, section 8.7): d = 3, k = 8, noise
-    0.25, n = 10,000, tiny GPT-2, from scratch, G = 8; its own seeds 21001-21014 (test set
+    """Label noise at d = 3 (docs/THEORY.md section 8.7): d = 3, k = 8, noise
+    0.25, n = 10,000, tiny GPT-2, from scratch, G = 8; its own seeds 21001-21030 (test set
     21000) in ascending order, each P1 and P2 loop beside its oracle twin, and every such
     seed's lambda = 1 loop."""
     seeds = {}
@@ -91,7 +91,7 @@ def test_the_d3_presets_are_the_second_setting():
         assert app.runtime.compile and app.runtime.fused_adam
         assert {m.real_fraction for m in members_from_config(app)} == {lam}
         seeds[loops] = list(app.members.seeds)
-        assert seeds[loops] == list(range(21001, 21015))
+        assert seeds[loops] == list(range(21001, 21031))
         assert app.members.labellers == (None if loops == "lambda1" else ["model", "oracle"])
     assert set(seeds["p1"]) | set(seeds["p2"]) <= set(seeds["lambda1"])
 
@@ -150,9 +150,9 @@ def test_the_d3_programme_takes_its_rules_and_noise_from_its_own_sizing(tmp_path
 
 
 def test_the_d3_programme_refuses_rules_it_cannot_run(tmp_path, monkeypatch):
-    _d3_sizing(tmp_path, monkeypatch, seeds_p2=20)
-    with pytest.raises(programme.ProgrammeError, match="rules read 20 seeds for P2, the "
-                                                        "preset lists 14"):
+    _d3_sizing(tmp_path, monkeypatch, seeds_p2=31)
+    with pytest.raises(programme.ProgrammeError, match="rules read 31 seeds for P2, the "
+                                                        "preset lists 30"):
         programme.new_programme(_args(tmp_path / "out", "--setting", "d3"))
     _d3_sizing(tmp_path, monkeypatch, seeds_p2=None)
     with pytest.raises(programme.ProgrammeError, match="seeds_p2 is None"):
