@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from pilot_v2_analysis import _two_way
+from pilot_v2_analysis import collect as collect_runs
 
 # Seed-paired contrasts between arms (first against second), shown beside the twin contrast.
 ARM_PAIRS = (("accumulate_s0", "replace"), ("volume_matched", "accumulate_s0"),
@@ -31,16 +32,9 @@ class AnalysisError(Exception):
 
 
 def collect(work: Path, results: Path) -> list[str]:
-    """Each arm's summary.json and timing.json, and the pilot's invocations.json, copied from
-    work to results/runs/."""
-    copied = []
-    for summary in sorted(work.glob("*/summary.json")):
-        dest = results / "runs" / summary.parent.name
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.json", "timing.json"):
-            if (summary.parent / name).exists():
-                shutil.copyfile(summary.parent / name, dest / name)
-        copied.append(summary.parent.name)
+    """Each arm's summary.json and timing.json (pilot_v2_analysis.collect), and the pilot's
+    invocations.json, copied from work to results/runs/."""
+    copied = collect_runs(work, results)
     if (work / "invocations.json").exists():
         shutil.copyfile(work / "invocations.json", results / "runs" / "invocations.json")
     return copied
