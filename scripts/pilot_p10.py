@@ -1,4 +1,4 @@
-"""The pilot of P10, the weight of real data (docs/real_weight.md, docs/proposed/p10-theory.md),
+"""The pilot of P10, the weight of real data (docs/real_weight.md, docs/THEORY.md section 8.8),
 on seeds outside any confirmatory set.
 
     .venv/bin/python scripts/pilot_p10.py run --work outputs/pilot_p10

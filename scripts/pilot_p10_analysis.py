@@ -10,7 +10,7 @@ the runs' summary.json, read with the report's own functions.
   source for the model arm and the oracle arm, and the direction (`p10_direction`), on the
   pilot's seeds (min_seeds lowered to 2: the numbers, not a verdict); `testable`: the fresh
   loops' point estimates show a dip (curvature and both end contrasts > 0), the criterion of
-  docs/proposed/p10-theory.md.
+  docs/THEORY.md section 8.8.
 - The noise: sigma, one retrain's noise of one point of a curve, and tau, a seed's persistent
   level, from the additive model y_sj = m_j + u_s + e_sj (weight mean + seed level + noise:
   the model report/simulate_p10.py draws from), fitted per source and arm and pooled over the
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 SEED_COUNTS = (5, 10, 20, 40)
-KAPPAS = (1.0, 0.3)  # the reference curves in full and at a third (docs/proposed/p10-theory.md)
+KAPPAS = (1.0, 0.3)  # the reference curves in full and at a third (docs/THEORY.md section 8.8)
 COPIED = ("summary.json", "timing.json", "done.json")
 
 
@@ -236,6 +236,23 @@ def size(pilot: dict, draws: int) -> dict:
                                 "direction": {k: first(v) for k, v in power_dir.items()}}}
 
 
+def figure(pilot: dict, path: Path) -> Path:
+    """Error against the real weight for both sources and arms, with the reference curves."""
+    from icl_stl.report.real_weight_figure import draw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sources = pilot["sources"]
+    grid = np.array(next(iter(sources.values()))["grid"])
+    curves = {source: {arm: np.array(row[arm]["log_excess"]) for arm in ("model", "oracle")}
+              for source, row in sources.items()}
+    ref = {source: np.array(pilot["reference"][source]["log_relative_to_minimum"])
+           for source in sources}
+    g = pilot["group"]
+    return draw(grid, curves, ref, path, f"P10 pilot: {g['regime']}, λ = {g['lambda']:g}, "
+                f"n = {g['n']:,}, generation {pilot['generation_read']}, seeds "
+                f"{', '.join(map(str, pilot['seeds_read']))}")
+
+
 def analyse_work(work: Path, results: Path, draws: int) -> int:
     """`analyse`: copy, read, write pilot.json, sizing.json and README.md; the exit code."""
     from pilot_p10_readme import write_readme
@@ -255,6 +272,8 @@ def analyse_work(work: Path, results: Path, draws: int) -> int:
     sizing = size(pilot, draws) if "noise" in pilot else None
     if sizing is not None:
         (results / "sizing.json").write_text(json.dumps(sizing, indent=2) + "\n")
+    if pilot.get("sources"):  # a grid too short to read has none to draw
+        figure(pilot, results / "figures" / "real_weight.png")
     write_readme(results, pilot, sizing)
     print(f"[analyse] gate: {pilot['gate_passed']}; testable (fresh dip seen): "
           f"{pilot['testable']}")

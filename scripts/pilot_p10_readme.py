@@ -57,7 +57,7 @@ def write_readme(results: Path, pilot: dict, sizing: dict | None) -> None:
     lines = [
         "# The P10 pilot: the weight of real data (d = 2)", "",
         "Written by `scripts/pilot_p10.py analyse` from the runs' records in `runs/`; the rule "
-        "and what the lead concludes are in docs/proposed/p10-theory.md.", "",
+        "and what the lead concludes are in docs/THEORY.md section 8.8.", "",
         "    .venv/bin/python scripts/pilot_p10.py run --work outputs/pilot_p10",
         "    .venv/bin/python scripts/pilot_p10.py analyse --work outputs/pilot_p10 "
         "--results docs/results/pilot-p10", "",
@@ -79,6 +79,12 @@ def write_readme(results: Path, pilot: dict, sizing: dict | None) -> None:
         lines += ["", "One run's command (the others differ in the weight and source):", "",
                   "    " + " ".join(one)]
     passed = pilot["gate_passed"]
+    if (results / "figures" / "real_weight.png").exists():
+        lines += ["", "![error against the real weight](figures/real_weight.png)", "",
+                  "Log excess risk at the last generation against the real weight, per source: "
+                  "solid the model-labelled loops, dashed their oracle twins (thin lines: the "
+                  "seeds), dotted the reference learner's curve (shape only, drawn through the "
+                  "model arm's mean at its minimum)."]
     lines += ["", "## pilot.json", "",
               f"- Gate: {passed['reached']} of {passed['loops']} loops reached it, "
               f"{passed['readable']} readable; seeds read {pilot['seeds_read']} at generation "

@@ -70,7 +70,7 @@ def untested_verdicts(setting: str) -> dict[str, dict]:
 def untested_section(verdicts: dict) -> list[str]:
     lines = ["", "## Predictions not run", "",
              "| prediction | verdict | why | pilot |", "| --- | --- | --- | --- |"]
-    for number, v in sorted(verdicts["verdicts"].items()):
+    for number, v in sorted(verdicts["verdicts"].items(), key=lambda item: int(item[0])):
         if v.get("verdict") in ("not testable", "not run"):
             lines.append(f"| P{number} | {v['verdict']} | {v['why']} | {v['pilot'] or ''} |")
     return lines

@@ -97,7 +97,7 @@ class ReportConfig:
     v2_p9_horizon: int = 12
     v2_p9_window_share: float = 0.2
     v2_p9_min_window: int = 3
-    # P10, version 2 (docs/proposed/p10-theory.md): log excess risk at the last generation
+    # P10, version 2 (docs/THEORY.md section 8.8): log excess risk at the last generation
     # against the real weight v (loop.real_weight), P5's quadratic and end contrasts per seed;
     # direction: the resolution of the change, fresh against reused real data, of the w = 1
     # end's contrast (how far w* moves). Provisional until the pilot sizes them.

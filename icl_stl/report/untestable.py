@@ -1,5 +1,5 @@
 """Predictions that the version-2 rules state *not testable* on this project's 2-core CPU,
-each with its pilot's reason (docs/THEORY.md, sections 8.4-8.6).
+each with its pilot's reason (docs/THEORY.md, sections 8.4-8.6 and 8.8).
 
 A confirmatory programme does not run them at a size that cannot decide them: its
 verdicts.json gives each the verdict "not testable" with the reason below and the pilot it
@@ -47,4 +47,12 @@ NOT_TESTABLE_ON_CPU: dict[str, Untestable] = {
         "is no interior optimum to size; at the rule's 6,000 steps per n prompts its 20 seeds "
         "would take about 7.7 hours of this CPU for an effect the pilot does not show",
         "docs/results/pilot-p5-v2"),
+    "10": Untestable(
+        "P10",
+        "in the pilot the fresh loops show no dip: their error is lowest at w = 1, whose end lies "
+        "below the interior's mean by 0.55 and 0.16 in log excess risk (seeds 9601 and 9602), "
+        "with a mean curvature of -1.68; the transformer's own labels cost more than the "
+        "synthetic part saves (0.37-0.68 above the oracle twin at w <= 0.75), so there is no "
+        "interior optimum for the rule to size",
+        "docs/results/pilot-p10"),
 }

@@ -12,6 +12,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -592,3 +593,45 @@ def test_the_second_settings_gate_scan_is_the_committed_scan():
                    for scan in scans)
     passed = [loop["gap_closed"] >= 0.9 for scan in scans for loop in scan["loops"]]
     assert 0 < sum(passed) < len(passed)
+
+
+def test_p10_version_2_pilot_numbers_are_the_committed_pilot():
+    """THEORY.md section 8.8 and the "not testable" reason quote the P10 pilot's pilot.json and
+    sizing.json, and the pilot's own reading is the pre-stated "no dip"."""
+    results = REPO / "docs/results/pilot-p10"
+    pilot = json.loads((results / "pilot.json").read_text())
+    sizing = json.loads((results / "sizing.json").read_text())
+    theory, reason = _theory_section("### 8.8 P10, version 2"), _testability("10")
+    assert pilot["testable"] is False
+    fresh = pilot["sources"]["fresh"]
+    model = np.array(fresh["model"]["log_excess"])
+    oracle = np.array(fresh["oracle"]["log_excess"])
+    curve = [f"{v:.2f}" for v in model.mean(0)]
+    assert ", ".join(curve[:-1]) + " and " + curve[-1] in theory
+    assert int(np.argmin(model.mean(0))) == len(curve) - 1  # "lowest at w = 1"
+    ends = fresh["model"]["high_end_per_seed"]
+    assert all(e < 0 for e in ends)
+    for text in (theory, reason):
+        assert " and ".join(f"{-e:.2f}" for e in ends) in text
+        assert f"{fresh['model']['curvature']:.2f}" in text
+        gap = (model.mean(0) - oracle.mean(0))[:-1]  # w <= 0.75
+        assert f"{gap.min():.2f}-{gap.max():.2f} above" in text
+    assert "seeds 9601 and 9602" in reason and pilot["seeds_read"] == [9601, 9602]
+    gates = sorted({g["gap_closed"]["model"] for g in pilot["gate"]})
+    assert " and ".join(f"{100 * g:.1f}%" for g in gates) in theory
+    assert pilot["gate_passed"] == {"loops": 20, "reached": 20, "readable": 20}
+    reuse = pilot["sources"]["reuse"]["model"]["high_end_per_seed"]
+    assert f"w = 1 end\n  {-reuse[0]:.2f}".replace("\n  ", " ") in theory
+    assert f"{-reuse[1]:.2f} below" in theory
+    assert f"{pilot['kappa']['reuse']['model']:.2f} times the reference's" in theory
+    direction = pilot["direction"]
+    assert f"{direction['estimate']:.3f} (90% interval {direction['interval'][0]:.2f} to " \
+           f"{direction['interval'][1]:.2f})" in theory
+    assert f"sigma = {sizing['sigma']:.3f}" in theory
+    rates = sizing["interior_optimum_confirmed"]
+    assert f"{100 * rates['stated_effect']['10']:.1f}% of draws" in theory
+    assert f"flat truth in {100 * rates['flat']['10']:.2f}%" in theory
+    assert all(v == 0.0 for v in rates["pilot_fresh_curve"].values())
+    times = [float(t) for t in re.findall(r"^\| (?:fresh|reuse)_w[\d.]+ \| (\d+) \|", (results / "README.md")
+                                          .read_text(), flags=re.M)]
+    assert len(times) == 10 and f"{min(times) / 60:.0f}-{max(times) / 60:.0f} minutes" in theory

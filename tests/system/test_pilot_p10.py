@@ -198,3 +198,13 @@ def test_a_toy_pilot_through_the_loop_cli_runs_resumes_and_analyses(tmp_path, ca
     readme = (results / "README.md").read_text()
     done = json.loads((work / "fresh_w0.5" / "done.json").read_text())
     assert f"| fresh_w0.5 | {done['wall_s']:.0f} |" in readme and done["machine"]["cpu"] in readme
+
+
+def test_the_committed_pilot_regenerates_from_its_records():
+    """docs/results/pilot-p10/pilot.json is what the analysis reads from the runs committed
+    beside it, and the figure the README shows is there."""
+    results = REPO / "docs/results/pilot-p10"
+    committed = json.loads((results / "pilot.json").read_text())
+    assert json.loads(json.dumps(analysis.analyse(results))) == committed
+    assert committed["testable"] is False  # the stated outcome THEORY.md 8.8 rests on
+    assert (results / "figures" / "real_weight.png").exists()

@@ -402,7 +402,7 @@ def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_pat
         (out / "runs" / "programme.json").read_text())["rules_commit"]
     assert verdicts["programme"]["confirmatory"] is False
     assert verdicts["verdicts"]["1"]["design"]["seeds"] == 2
-    for number in ("3", "4", "5"):  # stated not testable by the rules: never run, never judged
+    for number in ("3", "4", "5", "10"):  # stated not testable by the rules: never run, never judged
         assert verdicts["verdicts"][number]["verdict"] == "not testable"
         assert (REPO / verdicts["verdicts"][number]["pilot"] / "pilot.json").exists()
     assert "## Predictions not run" in (out / "REPORT.md").read_text()
