@@ -80,25 +80,21 @@ def arm_selection(listed: list[int], count: int, passed: dict[int, bool],
 
 def next_candidates(arms: dict, passed: dict[int, bool], pending: set[int],
                     selections: dict[str, Selection]) -> list[int]:
-    """The fewest next candidates (ascending) that give every undecided arm its target if all
-    of them and those still being gated pass."""
-    wanted = {}
+    """The candidates to gate next (ascending): for each undecided arm, those its list reaches
+    before its target if every candidate not yet known passed (`passed`: the finished ones;
+    `pending`: those being gated)."""
+    out: set[int] = set()
     for arm, sel in selections.items():
-        listed = arms[arm]["seeds"]
-        hopeful = sum(passed.get(s, False) or s in pending for s in listed)
-        wanted[arm] = 0 if sel.decided else sel.target - hopeful
-    out = []
-    for seed in sorted({s for arm in selections for s in arms[arm]["seeds"]}):
-        if all(w <= 0 for w in wanted.values()):
-            break
-        if seed in passed or seed in pending:
-            continue
-        short = [arm for arm, w in wanted.items() if w > 0 and seed in arms[arm]["seeds"]]
-        if short:
-            out.append(seed)
-            for arm in wanted:
-                wanted[arm] -= seed in arms[arm]["seeds"]
-    return out
+        found = 0
+        for seed in arms[arm]["seeds"] if not sel.decided else ():
+            if found >= sel.target:
+                break
+            if passed.get(seed) is False:
+                continue
+            found += 1
+            if seed not in passed and seed not in pending:
+                out.add(seed)
+    return sorted(out)
 
 
 def outcomes(summaries: list[tuple[str, dict]], tolerance: float) -> dict[int, dict]:

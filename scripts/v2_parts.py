@@ -238,7 +238,12 @@ def progress_line(prog: dict, part: dict, out: Path, est: schedule.Estimator, st
                 last = max(last, (metrics / "metrics.json").stat().st_mtime)
     pace = (last - started) / max(now_done.values()) if now_done else 1.0
     basis = f"at this part's pace, {pace:.2g} x the estimate" if now_done else "estimated"
-    all_left, _ = _left(prog, out, list(made.values()), est)
+    later = []
+    if prog.get("gate_first"):  # the loops the gate stage has still to make, if all passed
+        import v2_gate
+
+        later = v2_gate.provisional_blocks(prog, load_state(out), list(made.values()))
+    all_left, _ = _left(prog, out, list(made.values()) + later, est)
     elapsed = datetime.datetime.now().timestamp() - started
     return (f"[part {part['index']} {datetime.datetime.now():%H:%M}] {done} of {total} "
             f"generations done, {elapsed / 60:.0f} min elapsed, about "

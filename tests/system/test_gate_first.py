@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import json
 import random
 import shutil
@@ -63,6 +64,12 @@ def test_a_gate_round_asks_only_for_the_seeds_still_missing():
     sels = gate.selections({"arms": arms}, passed, {})
     assert sels["p1"].chosen == [1, 3, 6] and sels["p2"].chosen == [1, 3, 6, 7, 8]
     assert gate.next_candidates(arms, passed, set(), sels) == []
+    # lists that differ: P2's seed 3 was gated before P1 needed its seed 2; P1's loop of seed 1
+    # failed to train, so P1 needs 2 gated, although a seed of its list after 2 passed
+    arms = {"p1": {"seeds": [1, 2, 3], "count": 1}, "p2": {"seeds": [3], "count": 1}}
+    passed = {1: True, 3: True}
+    sels = gate.selections({"arms": arms}, passed, {"p1": {1}})
+    assert not sels["p1"].decided and gate.next_candidates(arms, passed, set(), sels) == [2]
 
 
 def _run_through(listed: list[int], count: int, missed: set[int]) -> list[int]:
@@ -164,7 +171,7 @@ def test_the_blocks_follow_the_gate_and_a_failed_seed_takes_the_next_that_passed
 TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
        "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64", "runtime.compile=false",
        "runtime.fused_adam=false"]
-SEEDS = [1, 2, 3, 4, 5]
+SEEDS = [1, 2, 3, 4, 5, 6, 7, 8]
 # A wrapper that gives the d3 setting a toy sizing (its own pilot's is not committed yet).
 WRAPPER = """
 import json, sys
@@ -191,15 +198,15 @@ def _gaps(tmp_path: Path) -> dict[int, float]:
             for r in records if r["labeller"] == "model"}
 
 
-def _command(tmp_path: Path, tolerance: float, *extra: str) -> list[str]:
+def _command(tmp_path: Path, seeds: list[int], tolerance: float, *extra: str) -> list[str]:
     sizing = tmp_path / "sizing.json"
     sizing.write_text(json.dumps({"noise": {"sigma": 0.3, "tau": 0.05}, "delta_1": 0.41,
                                   "delta_2": 0.051, "horizon": 8, "seeds_p1": 2,
-                                  "seeds_p2": 2}))
-    argv = ["--setting", "d3", "--out", str(tmp_path / "out"), "--seed-counts", "2", "2",
-            "--block-seeds", "1", "--part-minutes", "600", "--progress-every", "1",
+                                  "seeds_p2": 3}))
+    argv = ["--setting", "d3", "--out", str(tmp_path / "out"), "--seed-counts", "2", "3",
+            "--block-seeds", "3", "--part-minutes", "600", "--progress-every", "1",
             "--no-figures", *(a for o in [*TOY, "loop.generations=1",
-                                          f"members.seeds=[{','.join(map(str, SEEDS))}]"]
+                                          f"members.seeds=[{','.join(map(str, seeds))}]"]
                               for a in ("--set", o)),
             *(a for o in (f"gate_tolerance={tolerance!r}", "failure_gap=0.0",
                           "failure_train_ratio=1e9") for a in ("--report-set", o)), *extra]
@@ -209,20 +216,19 @@ def _command(tmp_path: Path, tolerance: float, *extra: str) -> list[str]:
 
 
 def test_a_toy_gate_first_programme_skips_a_seed_that_missed_and_counts_it(tmp_path):
-    """Seed 1 or 2 (the lower gap closed) made to miss by the toy threshold: its loops never
-    run, yet P1 and P2 list it as a loop that missed and `ridge_gate` counts its model and
-    oracle arms in both, and its lambda = 1 loop; killed in the gate stage, the programme
-    resumes; its report regenerates from a copy of runs/."""
+    """Four toy seeds a < b < c < d, the first with the lowest gap closed, and the threshold
+    between it and the others: a misses. P1 reads 2 seeds, P2 3. a's loops never run, yet P1
+    and P2 list it as a loop that missed, and `ridge_gate` counts its model and oracle arms in
+    both and its lambda = 1 loop; killed in the gate stage, the programme resumes; the loops'
+    generation 0 is the gate runs'; the report regenerates from a copy of runs/."""
     gaps = _gaps(tmp_path)
-    low, high = sorted(gaps[s] for s in SEEDS[:2])
-    assert low < high, gaps
-    above = min((g for g in gaps.values() if g > low), default=high)
-    tolerance = 1.0 - (low + above) / 2  # closed >= 1 - tolerance passes: all but the lowest
-    missed = sorted(s for s, g in gaps.items() if g <= low)
-    assert any(s in missed for s in SEEDS[:2])
+    a, b, c, d = next(t for t in itertools.combinations(SEEDS, 4)
+                      if gaps[t[0]] < min(gaps[s] for s in t[1:]))
+    tolerance = 1.0 - (gaps[a] + min(gaps[s] for s in (b, c, d))) / 2  # passes: >= 1 - tol
     out = tmp_path / "out"
-    proc = subprocess.Popen(_command(tmp_path, tolerance), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(_command(tmp_path, [a, b, c, d], tolerance), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     deadline = time.time() + 600
     while not list((out / "checkpoints").glob("v2-d3-gate-*/gen_000/train*.pt")):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
@@ -230,44 +236,38 @@ def test_a_toy_gate_first_programme_skips_a_seed_that_missed_and_counts_it(tmp_p
     proc.send_signal(signal.SIGTERM)
     text = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130 and "stage: gate" in text, text
-    done = subprocess.run(_command(tmp_path, tolerance, "--parts", "20"), cwd=REPO,
+    done = subprocess.run(_command(tmp_path, [a, b, c, d], tolerance, "--parts", "20"), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "(resumed)" in done.stdout and "every loop of the programme has finished" in done.stdout
     state = json.loads((out / "state.json").read_text())
-    first = state["parts"][0]
-    assert first["stage"] == "gate" and len(first["invocations"]) == 2 and first["finished"]
-    assert all(p["segments"][0]["block"].startswith("gate-") for p in state["parts"]
-               if p["stage"] == "gate")
+    stages = [p["stage"] for p in state["parts"]]
+    assert stages[:2] == ["gate", "gate and loops"], stages  # P1 starts while P2's gate runs
+    assert len(state["parts"][0]["invocations"]) == 2 and state["parts"][0]["finished"]
+    assert [p["segments"][0]["block"] for p in state["parts"][:2]] == [
+        schedule.Block("gate", (a, b, c), True).name, f"gate-{d}"]
     record = state["gate"]["candidates"]
-    assert {int(s) for s, r in record.items() if not r["passed"]} == {
-        s for s in missed if str(s) in record}
-    passed = [s for s in SEEDS if str(s) in record and record[str(s)]["passed"]]
+    assert {s: r["passed"] for s, r in record.items()} == {
+        str(a): False, str(b): True, str(c): True, str(d): True}
     made = [schedule.Block.from_json(b) for b in state["blocks"]]
-    loops = {arm: sorted(s for b in made if b.arm == arm for s in b.seeds)
+    loops = {arm: [s for blk in made if blk.arm == arm for s in blk.seeds]
              for arm in ("p1", "p2", "lambda1")}
-    for arm in ("p1", "p2"):  # the first two that passed, then one for each that failed
-        assert loops[arm][:2] == passed[:2] and set(loops[arm]) <= set(passed), loops
-    assert not set(missed) & {s for b in made if b.arm != "gate" for s in b.seeds}
+    assert loops["p1"][:2] == [b, c] and loops["p2"][:3] == [b, c, d]  # the first that passed
+    assert a not in {s for blk in made if blk.arm != "gate" for s in blk.seeds}
     verdicts = json.loads((out / "verdicts.json").read_text())
-    counted = verdicts["programme"]["gate_stage"]["counted_misses"]
-    exhausted = state["gate"]["arms"]["p1"]["exhausted"]  # fewer passed than it needed
-    shown = [s for s in missed if str(s) in record and (exhausted or s < max(loops["p1"]))]
-    assert counted["p1"] == shown and counted["lambda1"] == sorted(
-        set(counted["p1"]) | set(counted["p2"]))
-    p1 = verdicts["verdicts"]["1"]["groups"][0]["left_out"]
-    assert p1["missed_gate"] == len(shown)
-    assert all(any(f"seed {s}," in line and "gate missed" in line for line in p1["loops"])
-               for s in shown)
-    gate_runs = {r for r in verdicts["runs"] if "/gate/" in r}
-    assert len(gate_runs) == len({b.name for b in made if b.arm == "gate"})
+    stage = verdicts["programme"]["gate_stage"]
+    assert stage["counted_misses"] == {"p1": [a], "p2": [a], "lambda1": [a]}
+    for number, lam in (("1", 0), ("2", 0.5)):
+        left_out = verdicts["verdicts"][number]["groups"][0]["left_out"]
+        assert left_out["missed_gate"] == 1
+        assert f"seed {a}, λ={lam:g}, n=64: gate missed" in left_out["loops"][0]
     ridge = verdicts["ridge_gate"]
-    misses = 2 * len(counted["p1"]) + 2 * len(counted["p2"]) + len(counted["lambda1"])
-    assert ridge["loops_missed"] == misses  # every other loop passed its own generation 0
-    assert ridge["loops"] == misses + 2 * (len(loops["p1"]) + len(loops["p2"])) + len(
-        loops["lambda1"])
-    agreement = verdicts["programme"]["gate_stage"]["generation_0_agreement"]
-    assert agreement["loops"] >= 2 * len(passed[:2]) and agreement["max_abs_difference"] == 0.0
+    assert ridge["loops_missed"] == 5  # a's P1 and P2 loops (both arms) and lambda = 1 loop
+    assert ridge["loops"] == 5 + 2 * (len(loops["p1"]) + len(loops["p2"])) + len(
+        loops["lambda1"]) and ridge["loops_reached"] == ridge["loops"] - 5
+    agreement = stage["generation_0_agreement"]
+    assert agreement["loops"] >= 2 * (2 + 3) + 3 and agreement["max_abs_difference"] == 0.0
+    assert len(stage["blocks"]) == 2 and all(b["seconds"] > 0 for b in stage["blocks"])
     assert "## The gate-first stage" in (out / "REPORT.md").read_text()
     sys.path.insert(0, str(REPO / "tests" / "report"))
     from test_regenerated_results import differences
