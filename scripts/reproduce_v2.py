@@ -13,7 +13,9 @@ the rules read, then spares, run only when a seed already run missed the gate or
 train. The work is cut into *parts* (scripts/v2_schedule.py): each invocation runs one part of
 at most --part-minutes on --workers processes of one thread each, prints its progress and the
 expected time left, and writes the report over everything finished. Killed, the same command
-resumes the same part from its checkpoints. The first invocation records the plan in
+resumes the same part from its checkpoints. A setting with the gate-first stage (d3;
+scripts/v2_gate.py) first trains only generation 0 of candidate seeds, then runs the loops of
+the first seeds that passed. The first invocation records the plan in
 <out>/runs/programme.json: the rules' commit (`rules_commit`, which verdicts.json copies), the
 seeds, and each rule's minimum detectable effect at its seed count. `--report-only` rewrites
 the report from runs/ alone (`--runs` a copy of it), so a results folder regenerates.
@@ -33,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import v2_gate  # noqa: E402
 import v2_parts as parts  # noqa: E402
 import v2_programme as programme_mod  # noqa: E402
 import v2_schedule as schedule  # noqa: E402
@@ -95,9 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def segment_command(prog: dict, block: schedule.Block, last: int, out: Path,
                     threads: int) -> list[str]:
-    preset = prog["presets"][block.arm]
+    """One segment's `icl-stl-loop`. A gate block runs P1's preset (the arms differ only in
+    their members) with every arm's lambda and both labellers (scripts/v2_gate.py)."""
+    gate = block.arm == schedule.GATE
+    preset = prog["presets"][schedule.MATCHED[0] if gate else block.arm]
+    members = v2_gate.member_overrides(prog) if gate else []
     return [sys.executable, "-m", "icl_stl.cli.loop", f"experiment={preset}", *prog["overrides"],
-            f"members.seeds=[{','.join(map(str, block.seeds))}]",
+            *members, f"members.seeds=[{','.join(map(str, block.seeds))}]",
             f"loop.generations={last}", f"runtime.threads={threads}",
             f"run.name={programme_mod.run_name(prog, block)}",
             f"run.checkpoint_root={out / 'checkpoints'}",
@@ -181,6 +188,7 @@ def run_parts(args: argparse.Namespace, prog: dict) -> int:
         planned = part["estimate_s"] / 60
         print(f"[reproduce_v2] part {part['index']}: {len(part['segments'])} segments on "
               f"{part['workers']} workers, planned {planned:.0f} min"
+              + (f", stage: {part['stage']}" if "stage" in part else "")
               + (" (resumed)" if part.get("invocations") else ""), flush=True)
         for seg in part["segments"]:
             print(f"    worker {seg['worker']}: {seg['block']} generations {seg['first']}-"

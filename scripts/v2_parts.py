@@ -32,9 +32,10 @@ from v2_programme import (
     atomic_write,
     blocks,
     finished_generations,
+    first_unfinished,
     load_state,
-    next_generation,
     pending,
+    pending_order,
     run_dir,
     run_name,
     save_state,
@@ -53,10 +54,11 @@ def estimator(prog: dict, state: dict, out: Path, args) -> schedule.Estimator:
     est = schedule.Estimator(prior, prog["later_steps"], args.speedup, prior_label=label)
     for block in blocks(prog, out, state):
         path = run_dir(out, block) / "timing.json"
+        table = est.gate_measured if block.arm == schedule.GATE else est.measured
         if path.exists():
             for row in json.loads(path.read_text()).get("generations", []):
                 if not row.get("resumed"):
-                    est.measured.setdefault(int(row["trained_members"]), []).append(
+                    table.setdefault(int(row["trained_members"]), []).append(
                         float(row["seconds"]))
     return est
 
@@ -121,6 +123,10 @@ def open_part(prog: dict, state: dict, out: Path, args) -> dict | None:
             "estimate_s": schedule.makespan(segments, args.workers),
             "estimate_source": est.source(), "created": _now(), "finished": False,
             "invocations": []}
+    if prog.get("gate_first"):
+        import v2_gate
+
+        part["stage"] = v2_gate.stage_of(part["segments"])
     state["parts"].append(part)
     save_state(out, state)
     return part
@@ -198,8 +204,8 @@ def _left(prog, out, made, est) -> tuple[float, int]:
     """(seconds of training left over all unfinished blocks, summed; generations left)."""
     total, gens = 0.0, 0
     for block, first in pending(prog, out, made):
-        for g in range(first, prog["horizon"] + 1):
-            total += est.seconds(block.trained_members(g))
+        for g in range(first, block.last_generation(prog["horizon"]) + 1):
+            total += est.block_seconds(block, g)
             gens += 1
     return total, gens
 
@@ -221,7 +227,7 @@ def progress_line(prog: dict, part: dict, out: Path, est: schedule.Estimator, st
         finished = finished_generations(prog, out, block)
         for g in range(seg["first"], seg["last"] + 1):
             total += 1
-            cost = est.seconds(block.trained_members(g))
+            cost = est.block_seconds(block, g)
             if g not in finished:
                 left[w] = left.get(w, 0.0) + cost
                 continue
@@ -232,7 +238,12 @@ def progress_line(prog: dict, part: dict, out: Path, est: schedule.Estimator, st
                 last = max(last, (metrics / "metrics.json").stat().st_mtime)
     pace = (last - started) / max(now_done.values()) if now_done else 1.0
     basis = f"at this part's pace, {pace:.2g} x the estimate" if now_done else "estimated"
-    all_left, _ = _left(prog, out, list(made.values()), est)
+    later = []
+    if prog.get("gate_first"):  # the loops the gate stage has still to make, if all passed
+        import v2_gate
+
+        later = v2_gate.provisional_blocks(prog, load_state(out), list(made.values()))
+    all_left, _ = _left(prog, out, list(made.values()) + later, est)
     elapsed = datetime.datetime.now().timestamp() - started
     return (f"[part {part['index']} {datetime.datetime.now():%H:%M}] {done} of {total} "
             f"generations done, {elapsed / 60:.0f} min elapsed, about "
@@ -247,7 +258,13 @@ def plan_text(prog: dict, out: Path, args) -> str:
     state = load_state(out)
     made = blocks(prog, out, state)
     est = estimator(prog, state, out, args)
-    progress = {b.name: next_generation(prog, out, b) for b in made}
+    provisional = []
+    if prog.get("gate_first"):  # the loops the gate stage has not made yet, if all passed
+        import v2_gate
+
+        provisional = v2_gate.provisional_blocks(prog, state, made)
+        made = made + provisional
+    progress = {b.name: first_unfinished(prog, out, b) for b in made}
     lines = [f"programme {prog['setting']} in {out}: rules_commit {prog.get('rules_commit')}; "
              f"estimates from {est.source()}; parts of at most {args.part_minutes:g} min on "
              f"{args.workers} workers"]
@@ -257,8 +274,10 @@ def plan_text(prog: dict, out: Path, args) -> str:
                      "resumes it")
     index, total = len(state["parts"]) + (0 if unfinished else 1), 0.0
     while True:
-        todo = [(b, progress[b.name]) for b in [x for x in made if x.matched]
-                + [x for x in made if not x.matched] if progress[b.name] <= prog["horizon"]]
+        todo = [(b, progress[b.name]) for b in pending_order(made)
+                if progress[b.name] <= b.last_generation(prog["horizon"])]
+        gate = [row for row in todo if row[0].arm == schedule.GATE]
+        todo = gate if provisional and gate else todo  # the loops wait for the gate stage
         segments = schedule.pack(todo, prog["horizon"], args.workers, 60 * args.part_minutes,
                                  est)
         if not segments:
@@ -266,10 +285,15 @@ def plan_text(prog: dict, out: Path, args) -> str:
         span = schedule.makespan(segments, args.workers)
         total += span
         lines.append(f"part {index}: ~{span / 60:.0f} min: " + ", ".join(
-            f"{s.block.name} gen {s.first}-{s.last}" for s in segments))
+            f"{s.block.name}{' (provisional)' if s.block in provisional else ''} gen "
+            f"{s.first}-{s.last}" for s in segments))
         for s in segments:
             progress[s.block.name] = s.last + 1
         index += 1
     lines.append(f"total about {total / 3600:.1f} h in {index - len(state['parts']) - 1} "
                  "parts (spares, if the gate needs them, come after)")
+    if provisional:
+        lines.append("gate-first stage: the loops' blocks marked provisional are made once "
+                     "the gate stage has decided their seeds (planned as if every candidate "
+                     "passed; further gate rounds, for the candidates that miss, come after)")
     return "\n".join(lines)

@@ -8,7 +8,9 @@ Files under --out:
 - runs/<arm>/<block>/: each ensemble's run directory (summary.json; timing.json holds the wall
   time of every generation it trained, over all invocations).
 - state.json: the blocks made so far (spares appended when needed) and every part: its
-  segments, planned and measured wall time, each invocation's command and machine.
+  segments, planned and measured wall time, each invocation's command and machine. A setting
+  with the gate-first stage (scripts/v2_gate.py) also records `gate` (each candidate's gap
+  closed and verdict, each arm's seeds) and each part's `stage`; its gate runs are runs/gate/.
 - checkpoints/, logs/ (one log per block), and the report: REPORT.md, verdicts.json, runs.csv.
 """
 
@@ -16,18 +18,25 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import v2_schedule as schedule
-from v2_settings import SETTING_RULES, ProgrammeError, setting_rules, shown  # noqa: F401
+from v2_settings import (  # noqa: F401
+    ARMS,
+    SETTING_RULES,
+    ProgrammeError,
+    changed_sections,
+    compose_arms,
+    setting_rules,
+    shown,
+    theory_sections,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "conf" / "experiment" / "reproduce_v2"
 PROGRAMME = "programme.json"
-ARMS = ("p1", "p2", "lambda1")
 COUNT_SETTING = {"p1": "v2_p1_seeds", "p2": "v2_p2_seeds"}
 # Seconds per optimizer step of one worker (one thread, two workers at once) by the members it
 # trains, for the estimates until this programme has timed a generation of its own. K = 4 and
@@ -65,49 +74,6 @@ def rules_state() -> tuple[str | None, list[str]]:
     head = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--", *RULE_FILES)
     return head, [line[3:] for line in (dirty or "").splitlines()]
-
-
-def theory_sections(text: str) -> dict[str, str]:
-    """docs/THEORY.md's sections: each heading line, with the text up to the next heading."""
-    sections: dict[str, list[str]] = {"(preamble)": []}
-    current = "(preamble)"
-    for line in text.splitlines():
-        if line.startswith("#"):
-            current = line.strip()
-            sections.setdefault(current, [])
-        else:
-            sections[current].append(line)
-    return {head: "\n".join(body).strip() for head, body in sections.items()}
-
-
-def changed_sections(then: str, now: str) -> list[str]:
-    """The sections of `then` that `now` changed or dropped. A section added later (the rules
-    of another setting or prediction, committed before *its* runs) leaves the rules in force
-    when a programme started unchanged, so it does not count."""
-    before, after = theory_sections(then), theory_sections(now)
-    return [head for head, body in before.items() if after.get(head) != body]
-
-
-def compose_arms(setting: str, overrides: list[str]) -> tuple[dict, dict]:
-    """Each arm's preset, lambda, seeds and labellers, and the setting's horizon and steps."""
-    from hydra import compose, initialize_config_dir
-
-    from icl_stl.cli.common import CONFIG_DIR, load_app_config
-
-    arms, shape = {}, {}
-    for arm in ARMS:
-        preset = f"reproduce_v2/{setting}_{arm}"
-        with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-            cfg = compose("loop", overrides=[f"experiment={preset}", *overrides])
-        app = load_app_config(cfg, needs_loop=True)
-        (lam,) = app.members.real_fractions
-        arms[arm] = {"preset": preset, "lambda": lam, "seeds": list(app.members.seeds),
-                     "labellers": list(app.members.labellers or [app.loop.labeller])}
-        shape = {"horizon": app.loop.generations, "steps": app.train.steps,
-                 "later_steps": app.loop.steps or app.train.steps}
-    if sorted(set(arms["lambda1"]["seeds"])) != arms["lambda1"]["seeds"]:
-        raise ProgrammeError("members.seeds of the lambda = 1 loops must be ascending")
-    return arms, shape
 
 
 def new_programme(args, counts: dict[str, int] | None = None) -> dict:
@@ -151,7 +117,8 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
     return {"setting": args.setting, "presets": {a: arms[a]["preset"] for a in ARMS},
             "arms": arms, **shape, "block_seeds": args.block_seeds,
             "overrides": list(args.overrides), "confirmatory": confirmatory,
-            "report_settings": cfg.to_dict(), "design": design}
+            "report_settings": cfg.to_dict(), "design": design,
+            **({"gate_first": True} if rules.gate_first else {})}
 
 
 COMPARED = ("setting", "presets", "arms", "horizon", "steps", "later_steps", "block_seeds",
@@ -208,8 +175,7 @@ def start_or_resume(args, started: bool = True, counts: dict[str, int] | None = 
         atomic_write(path, fresh)
         state = load_state(args.out)
         if not state["blocks"]:
-            state["blocks"] = [b.to_json() for b in schedule.primary_blocks(
-                fresh["arms"], fresh["block_seeds"])]
+            state["blocks"] = [b.to_json() for b in first_blocks(fresh)]
             save_state(args.out, state)
     return fresh
 
@@ -231,10 +197,19 @@ def save_state(out: Path, state: dict) -> None:
     atomic_write(out / "state.json", state)
 
 
+def first_blocks(prog: dict) -> list[schedule.Block]:
+    """A new programme's blocks: the primary seeds' loops, or the first gate round's."""
+    if prog.get("gate_first"):
+        import v2_gate
+
+        return v2_gate.initial_blocks(prog)
+    return schedule.primary_blocks(prog["arms"], prog["block_seeds"])
+
+
 def blocks(prog: dict, out: Path, state: dict | None = None) -> list[schedule.Block]:
     state = state or load_state(out)
     made = [schedule.Block.from_json(b) for b in state["blocks"]]
-    return made or schedule.primary_blocks(prog["arms"], prog["block_seeds"])
+    return made or first_blocks(prog)
 
 
 def finished_generations(prog: dict, out: Path, block: schedule.Block) -> set[int]:
@@ -256,7 +231,8 @@ def matched_state(runs: Path, prog: dict) -> list:
     from icl_stl.report.matched import matched_loops
     from icl_stl.report.rules import ReportConfig
 
-    found = [p.parent for p in runs.rglob("summary.json")]
+    found = [p.parent for p in runs.rglob("summary.json")
+             if p.relative_to(runs).parts[0] != schedule.GATE]  # the gate stage's: not loops
     if not found:
         return []
     cfg = ReportConfig.from_settings(prog["report_settings"])
@@ -266,21 +242,30 @@ def matched_state(runs: Path, prog: dict) -> list:
 
 
 def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
-    """Spares for the seeds that missed the gate or failed to train, and lambda = 1 loops for
+    """Spares for the seeds that missed the gate or failed to train (with the gate-first stage:
+    the next gate round, and the loops of the seeds that passed), and lambda = 1 loops for
     every seed that ran; returns what was added, in words."""
     loops = matched_state(out / "runs", prog)
+    unreadable = {arm: {lp.seed for lp in loops if lp.real_fraction == prog["arms"][arm]["lambda"]
+                        and (not lp.gated or lp.failures)} for arm in schedule.MATCHED}
     added = []
-    for arm in schedule.MATCHED:
+    if prog.get("gate_first"):
+        import v2_gate
+
+        from icl_stl.report.rules import ReportConfig
+
+        tolerance = ReportConfig.from_settings(prog["report_settings"]).gate_tolerance
+        found = v2_gate.outcomes(v2_gate.gate_summaries(out / "runs"), tolerance)
+        added += v2_gate.update(prog, state, found, unreadable)
+    for arm in () if prog.get("gate_first") else schedule.MATCHED:  # spares (the gate's: above)
         spec = prog["arms"][arm]
-        unreadable = {lp.seed for lp in loops if lp.real_fraction == spec["lambda"]
-                      and (not lp.gated or lp.failures)}
-        new = schedule.spares_needed(spec, unreadable, state["spares"][arm])
+        new = schedule.spares_needed(spec, unreadable[arm], state["spares"][arm])
         if new:
             state["spares"][arm] += new
             state["blocks"].append(schedule.Block(arm, tuple(new), True).to_json())
-            added.append(f"{arm} spares {new} (unreadable: {sorted(unreadable)})")
+            added.append(f"{arm} spares {new} (unreadable: {sorted(unreadable[arm])})")
     made = [schedule.Block.from_json(b) for b in state["blocks"]]
-    ran = {s for b in made if b.matched for s in b.seeds}
+    ran = {s for b in made if b.matched and b.arm != schedule.GATE for s in b.seeds}
     covered = {s for b in made if not b.matched for s in b.seeds}
     extra = sorted(s for s in ran - covered if s in prog["arms"]["lambda1"]["seeds"])
     for chunk in schedule.chunks(extra, 2 * prog["block_seeds"]):
@@ -289,11 +274,24 @@ def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
     return added
 
 
+def first_unfinished(prog: dict, out: Path, block: schedule.Block) -> int:
+    """The block's first generation not finished. A gate block is finished when its run wrote
+    summary.json (which the next gate round reads): its generation 0 alone is not enough."""
+    if block.arm == schedule.GATE and not (run_dir(out, block) / "summary.json").exists():
+        return 0
+    return next_generation(prog, out, block)
+
+
+def pending_order(made: list[schedule.Block]) -> list[schedule.Block]:
+    """The gate stage's blocks first, then the rules' loops, then the lambda = 1 loops."""
+    rank = {schedule.GATE: 0}
+    return sorted(made, key=lambda b: rank.get(b.arm, 1 if b.matched else 2))
+
+
 def pending(prog: dict, out: Path, made: list[schedule.Block]) -> list[tuple]:
-    """(block, first generation not finished) of unfinished blocks: the rules' loops first."""
-    order = [b for b in made if b.matched] + [b for b in made if not b.matched]
-    rows = [(b, next_generation(prog, out, b)) for b in order]
-    return [(b, g) for b, g in rows if g <= prog["horizon"]]
+    """(block, first generation not finished) of unfinished blocks, in `pending_order`."""
+    rows = [(b, first_unfinished(prog, out, b)) for b in pending_order(made)]
+    return [(b, g) for b, g in rows if g <= b.last_generation(prog["horizon"])]
 
 
 def write_results(runs: Path, out: Path, results: Path | None, figures: bool = True) -> None:
@@ -302,13 +300,3 @@ def write_results(runs: Path, out: Path, results: Path | None, figures: bool = T
     import v2_report
 
     v2_report.write(runs, out, results, figures)
-
-
-def copy_tree_files(src: Path, dest: Path, names: tuple[str, ...]) -> None:
-    for path in sorted(src.rglob("*")):
-        if path.name in names and path.is_file():
-            target = dest / path.relative_to(src)
-            if target.resolve() == path.resolve():
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)

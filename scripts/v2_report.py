@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from v2_programme import PROGRAMME, copy_tree_files
+from v2_programme import PROGRAMME
 
 DESIGN = {"1": "P1", "2": "P2"}
 SECOND_SETTINGS = ("d3",)  # label noise at d >= 3: P1 and P2 only (issue 29)
@@ -118,9 +118,16 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
         print("[reproduce_v2] no finished run to report on yet")
         return
     cfg = ReportConfig.from_settings(prog["report_settings"])
-    report = write_report(finished, out, cfg, figures=figures)
+    gate = None
+    if prog.get("gate_first"):  # the gate runs' records of the seeds that missed, as loops
+        import v2_gate_report
+
+        evidence, records, gate = v2_gate_report.collect(finished, runs, prog, cfg)
+        report = write_report(finished, out, cfg, figures=figures, evidence=evidence)
+    else:
+        report = write_report(finished, out, cfg, figures=figures)
+        records = collect(finished).records
     verdicts = json.loads((out / "verdicts.json").read_text())
-    records = collect(finished).records
     for number, rule in DESIGN.items():
         if number in verdicts["verdicts"]:
             verdicts["verdicts"][number]["design"] = prog["design"][rule]
@@ -128,10 +135,12 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
         rule = verdicts["verdicts"].get(number, {}).get("rule")
         verdicts["verdicts"][number] = {**untested, "rule": rule}
     verdicts = {"rules_commit": prog.get("rules_commit"), **verdicts,
-                "programme": programme_summary(prog, records)}
+                "programme": {**programme_summary(prog, records),
+                              **({"gate_stage": gate} if gate is not None else {})}}
     atomic_write_json(out / "verdicts.json", verdicts)
     with open(report.path, "a") as fh:
-        fh.write("\n".join(design_section(prog, verdicts) + untested_section(verdicts)) + "\n")
+        fh.write("\n".join(design_section(prog, verdicts) + untested_section(verdicts)
+                           + (v2_gate_report.section(gate) if gate is not None else [])) + "\n")
     print(f"[reproduce_v2] report: {report.path}")
     print("[reproduce_v2] verdicts: " + json.dumps(
         {f"P{k}": v["verdict"] for k, v in verdicts["verdicts"].items() if k in DESIGN}))
@@ -148,3 +157,13 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
         shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)
     copy_tree_files(runs, results / "runs", (*RUN_FILES, PROGRAMME))
     print(f"[reproduce_v2] copied to {results}")
+
+
+def copy_tree_files(src: Path, dest: Path, names: tuple[str, ...]) -> None:
+    for path in sorted(src.rglob("*")):
+        if path.name in names and path.is_file():
+            target = dest / path.relative_to(src)
+            if target.resolve() == path.resolve():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)

@@ -8,7 +8,9 @@ Words:
 - a *segment* is the generations of one block that a part trains (loop.generations grows: a
   later part continues the same loops from their checkpoints);
 - a *part* is what one invocation runs: segments spread over the workers (processes), sized to
-  fit `part_minutes` at the estimated seconds per generation.
+  fit `part_minutes` at the estimated seconds per generation;
+- a *gate block* (arm `gate`, settings with the gate-first stage: scripts/v2_gate.py) trains
+  only generation 0 of candidate seeds, before the loops' blocks are made from those that pass.
 
 Blocks are fixed once made (a block's members are its identity): the primary seeds' blocks when
 the programme starts, a block of spares when the rules need them, a lambda = 1 block for the
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 MATCHED = ("p1", "p2")  # arms with an oracle twin (the loops the rules read)
 SECONDARY = "lambda1"
+GATE = "gate"  # the gate-first stage's blocks: generation 0 only
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class Block:
     def trained_members(self, generation: int) -> int:
         """Members trained in a generation: generation 0 once per seed (shared by the twins)."""
         return len(self.seeds) * (2 if self.matched and generation > 0 else 1)
+
+    def last_generation(self, horizon: int) -> int:
+        """The block's last generation: the programme's horizon, 0 for a gate block."""
+        return 0 if self.arm == GATE else horizon
 
     def to_json(self) -> dict:
         return {"arm": self.arm, "seeds": list(self.seeds), "matched": self.matched}
@@ -98,6 +105,8 @@ class Estimator:
     speedup: float = 1.0
     measured: dict[int, list[float]] = field(default_factory=dict)  # members -> seconds
     prior_label: str = "the prior"
+    # gate blocks' generations (more members evaluated per member trained): members -> seconds
+    gate_measured: dict[int, list[float]] = field(default_factory=dict)
 
     def prior(self, members: int) -> float:
         return per_step(self.prior_step_seconds, members) * self.steps / self.speedup
@@ -107,6 +116,17 @@ class Estimator:
             return statistics.median(self.measured[members])
         ratios = [statistics.median(v) / self.prior(k) for k, v in self.measured.items() if v]
         return self.prior(members) * (statistics.median(ratios) if ratios else 1.0)
+
+    def block_seconds(self, block: Block, generation: int) -> float:
+        """Seconds for `generation` of `block`. A gate block's from the gate blocks timed so
+        far, scaled like `seconds` (their ratio to the loops' estimate) where its size is new."""
+        members = block.trained_members(generation)
+        if block.arm != GATE or not self.gate_measured:
+            return self.seconds(members)
+        if self.gate_measured.get(members):
+            return statistics.median(self.gate_measured[members])
+        ratios = [statistics.median(v) / self.seconds(k) for k, v in self.gate_measured.items()]
+        return self.seconds(members) * statistics.median(ratios)
 
     def source(self) -> str:
         sizes = ", ".join(f"{k} members: {len(v)}" for k, v in sorted(self.measured.items()))
@@ -152,8 +172,8 @@ def pack(pending: list[tuple[Block, int]], horizon: int, workers: int, budget_s:
     for block, first in pending:
         w = min(range(workers), key=lambda i: (clocks[i], i))
         last, spent = first - 1, 0.0
-        for g in range(first, horizon + 1):
-            cost = estimate.seconds(block.trained_members(g))
+        for g in range(first, block.last_generation(horizon) + 1):
+            cost = estimate.block_seconds(block, g)
             if clocks[w] + spent + cost > budget_s and (out or last >= first):
                 break
             last, spent = g, spent + cost

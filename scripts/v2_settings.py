@@ -1,5 +1,5 @@
-"""Where each setting of the confirmatory reproduction takes its rules (used by
-scripts/v2_programme.py).
+"""Where each setting of the confirmatory reproduction takes its rules, its arms' presets, and
+the guard on the rules' text (used by scripts/v2_programme.py).
 
 The primary setting (d = 2, and the same programme at Garg et al.'s size on a GPU) is judged by
 `ReportConfig`'s defaults, docs/THEORY.md section 8.1, sized by the d = 2 pilot. The second
@@ -8,6 +8,11 @@ its own pilot's sizing.json (scripts/size_v2.py --pilot docs/results/pilot-v2-d3
 programme records in runs/programme.json when it starts (`report_settings`), so a resume with a
 different sizing is refused. Each setting's planned minimum detectable effects use its own
 pilot's noise.
+
+A setting whose generation 0 misses the gate for many seeds (d = 3: about half) runs the
+*gate-first stage* (`gate_first`, scripts/v2_gate.py): generation 0 of candidate seeds first,
+then the loops of the first seeds that passed. Off for d = 2 and its GPU preset, whose
+programmes plan, run and record exactly as before.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 D2_SIZING = REPO / "docs" / "results" / "pilot-v2" / "sizing.json"
+
+
+ARMS = ("p1", "p2", "lambda1")  # the programme's kinds of loop (scripts/v2_schedule.py)
 
 
 class ProgrammeError(Exception):
@@ -38,6 +46,7 @@ class SettingRules:
 
     sizing: Path  # the pilot's sizing.json: the noise behind the planned MDEs
     from_sizing: bool  # the margins and seed counts are the sizing's, not the defaults
+    gate_first: bool = False  # generation 0 of candidate seeds before the loops (v2_gate)
 
     def report_overrides(self, sizing: dict) -> list[str]:
         if not self.from_sizing:
@@ -54,7 +63,7 @@ SETTING_RULES = {
     "d2": SettingRules(D2_SIZING, from_sizing=False),
     "gpu_d20": SettingRules(D2_SIZING, from_sizing=False),
     "d3": SettingRules(REPO / "docs" / "results" / "pilot-v2-d3" / "sizing.json",
-                       from_sizing=True),
+                       from_sizing=True, gate_first=True),
 }
 
 
@@ -74,3 +83,46 @@ def setting_rules(setting: str) -> tuple[SettingRules, dict]:
                              "exist; run its pilot and scripts/size_v2.py first "
                              "(docs/reproduce.md)")
     return rules, json.loads(rules.sizing.read_text())
+
+
+def theory_sections(text: str) -> dict[str, str]:
+    """docs/THEORY.md's sections: each heading line, with the text up to the next heading."""
+    sections: dict[str, list[str]] = {"(preamble)": []}
+    current = "(preamble)"
+    for line in text.splitlines():
+        if line.startswith("#"):
+            current = line.strip()
+            sections.setdefault(current, [])
+        else:
+            sections[current].append(line)
+    return {head: "\n".join(body).strip() for head, body in sections.items()}
+
+
+def changed_sections(then: str, now: str) -> list[str]:
+    """The sections of `then` that `now` changed or dropped. A section added later (the rules
+    of another setting or prediction, committed before *its* runs) leaves the rules in force
+    when a programme started unchanged, so it does not count."""
+    before, after = theory_sections(then), theory_sections(now)
+    return [head for head, body in before.items() if after.get(head) != body]
+
+
+def compose_arms(setting: str, overrides: list[str]) -> tuple[dict, dict]:
+    """Each arm's preset, lambda, seeds and labellers, and the setting's horizon and steps."""
+    from hydra import compose, initialize_config_dir
+
+    from icl_stl.cli.common import CONFIG_DIR, load_app_config
+
+    arms, shape = {}, {}
+    for arm in ARMS:
+        preset = f"reproduce_v2/{setting}_{arm}"
+        with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+            cfg = compose("loop", overrides=[f"experiment={preset}", *overrides])
+        app = load_app_config(cfg, needs_loop=True)
+        (lam,) = app.members.real_fractions
+        arms[arm] = {"preset": preset, "lambda": lam, "seeds": list(app.members.seeds),
+                     "labellers": list(app.members.labellers or [app.loop.labeller])}
+        shape = {"horizon": app.loop.generations, "steps": app.train.steps,
+                 "later_steps": app.loop.steps or app.train.steps}
+    if sorted(set(arms["lambda1"]["seeds"])) != arms["lambda1"]["seeds"]:
+        raise ProgrammeError("members.seeds of the lambda = 1 loops must be ascending")
+    return arms, shape

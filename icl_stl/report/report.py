@@ -187,12 +187,14 @@ def _headline_rows(preds: list[Prediction]) -> list[list[str]]:
 
 
 def write_report(paths: list[Path], out_dir: Path, cfg: ReportConfig | None = None,
-                 figures: bool = True) -> ReportResult:
+                 figures: bool = True, evidence: Evidence | None = None) -> ReportResult:
     """Read everything under `paths`; write REPORT.md, verdicts.json, runs.csv and (unless
-    `figures` is False: the verdicts are the same) figures/ in out_dir."""
+    `figures` is False: the verdicts are the same) figures/ in out_dir. `evidence`: what was
+    read from `paths`, collected by the caller (a programme that chooses which records of its
+    runs count, scripts/v2_gate.py), instead of `collect(paths)`."""
     cfg = cfg or ReportConfig()
     cfg.validate()
-    evidence = collect(paths)
+    evidence = evidence if evidence is not None else collect(paths)
     runs, records = evidence.runs, evidence.records
     if not runs:
         raise FileNotFoundError(f"no summary.json, stability.json, decay.json or in_context.json "
