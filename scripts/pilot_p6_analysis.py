@@ -1,7 +1,8 @@
 """The analysis of the P6 pilot (used by scripts/pilot_p6.py analyse): pilot.json from the runs'
 records with the report's own functions (`report.matched.matched_loops` for the gate and the
 training failures, `p6_matched_filters.filter_groups` for the pairs P6 reads), then sizing.json
-(`pilot_p6_sizing`) and the results folder's README section (`pilot_p6_readme`).
+(`pilot_p6_sizing`), figures/arms.png (`report.arms_figure`: each readable arm beside its
+oracle twin, with the head's z²) and the results folder's README section (`pilot_p6_readme`).
 """
 
 from __future__ import annotations
@@ -236,7 +237,35 @@ def analyse(results: Path) -> dict:
                   "tau": float(np.sqrt(np.mean([r["tau"] ** 2 for r in pooled])))
                   if pooled else None,
                   "filters": [k for k, r in inter.items() if r["sigma"] is not None]},
+        "_arm_loops": loops,  # for the figure; not written to pilot.json
     }
+
+
+def figure(results: Path, pilot: dict, loops: list[tuple[str, object]]) -> Path | None:
+    """figures/arms.png: unfiltered and each admitted filter, their readable loops beside their
+    oracle twins, and the head's z² where the records carry it; None (and no figure) when no
+    arm has a readable loop."""
+    from icl_stl.loop.admission import ADMITTED_FILTERS
+    from icl_stl.report.arms_figure import draw
+    from icl_stl.report.matched import readable
+
+    path = results / "figures" / "arms.png"
+    path.unlink(missing_ok=True)  # a figure of earlier records would outlive them
+    # a gated seed beyond --max-seeds has only its screen (generation 0): nothing to follow
+    arms = {arm: readable([lp for a, lp in loops if a == arm and len(lp.generations) > 1]).loops
+            for arm in ("unfiltered", *ADMITTED_FILTERS)}
+    arms = {arm: read for arm, read in arms.items() if read}
+    if not arms:
+        return None
+    z2 = {arm: {lab: {int(seed): dict(zip(row["generations"], row["head_z2"], strict=True))
+                      for seed, row in seeds.items()}
+                for lab, seeds in pilot["curves"][arm].items()} for arm in arms}
+    seen = any(v is not None for arm, read in arms.items() for by_seed in z2[arm].values()
+               for lp in read for v in by_seed.get(lp.seed, {}).values())
+    first = next(iter(arms.values()))[0]
+    return draw(arms, path, f"P6 pilot: each arm beside its oracle twin (λ = "
+                f"{first.real_fraction:g}, n = {first.n:,}; readable seeds only)",
+                z2 if seen else None)
 
 
 def write_results(work: Path, results: Path, draws: int) -> int:
@@ -247,10 +276,13 @@ def write_results(work: Path, results: Path, draws: int) -> int:
     except PilotInputError as err:
         print(f"pilot_p6 analyse: {err}")
         return 2
+    loops = pilot.pop("_arm_loops")
     (results / "pilot.json").write_text(json.dumps(pilot, indent=2) + "\n")
     sizing = size(pilot, draws)
     (results / "sizing.json").write_text(json.dumps(sizing, indent=2) + "\n")
+    drawn = figure(results, pilot, loops)
     write_readme(results, pilot, sizing)
+    print(f"[pilot_p6] figure: {drawn or 'none (no arm has a readable loop)'}")
     print(f"[pilot_p6] gate: {pilot['gate_passed']}")
     for arm, row in pilot["interaction"].items():
         print(f"[pilot_p6] {arm}: seeds read {row['seeds_read']}, interaction by generation "

@@ -77,8 +77,23 @@ def section(results: Path, pilot: dict, sizing: dict) -> str:
               f"{_fmt(sizing['noise']['tau'])} (filters {sizing['noise']['filters']}).",
               f"- **Proposed delta_6:** {sizing['delta_6']} (placeholder "
               f"{sizing['placeholder_delta_6']}); readable share {sizing['readable_share']}.",
-              "", END]
+              *_figure(results), "", END]
     return "\n".join(lines) + "\n"
+
+
+def _figure(results: Path) -> list[str]:
+    """The figure and its caption, when `analyse` could draw it."""
+    if not (results / "figures" / "arms.png").exists():
+        return []
+    return ["", "![each arm beside its oracle twin](figures/arms.png)", "",
+            "Each arm (unfiltered and each admitted filter, one colour each) over its readable "
+            "seeds. Left: excess risk over the Bayes predictor against generation, the mean over "
+            "seeds, solid for the loop labelled by its own model, dashed for the same seeds' "
+            "oracle-labelled twin. Middle: the log contrast log(E / E_oracle), the mean of the "
+            "seeds' contrasts with its 90% t-interval (from 3 seeds on); a filter that prevents "
+            "collapse holds its line below the unfiltered one. Right, when the records carry it: "
+            "the head's z² (1 when calibrated), the co-primary scale, solid and dashed as on "
+            "the left."]
 
 
 def _fmt(value: float | None) -> str:

@@ -22,7 +22,8 @@ Every process's start, end and exit code go to <work>/invocations.json, its outp
 `analyse` (scripts/pilot_p9_analysis.py) copies each arm's summary.json and timing.json to
 <results>/runs/<arm>/ and reads them with the report's own functions: pilot.json (curves,
 contrasts, noise, the oracle twin's trend, the reference learner's curves) and sizing.json
-(the P9 rule's power at the pilot's noise by seed count, for each control considered).
+(the P9 rule's power at the pilot's noise by seed count, for each control considered) and
+figures/arms.png (each arm's readable loops beside their oracle twins, report/arms_figure.py).
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
 
 def analyse(args: argparse.Namespace) -> int:
     """pilot.json, sizing.json and README.md under --results from the arms' records."""
-    from pilot_p9_analysis import AnalysisError, collect, public
+    from pilot_p9_analysis import AnalysisError, collect, figure, public
     from pilot_p9_analysis import analyse as analyse_records
     from pilot_p9_sizing import readme, sizing
 
@@ -285,6 +286,8 @@ def analyse(args: argparse.Namespace) -> int:
 
     atomic_write_json(args.results / "pilot.json", public(pilot))
     atomic_write_json(args.results / "sizing.json", sizing(pilot, args.draws))
+    drawn = figure(args.results, pilot)
+    print(f"[pilot_p9] figure: {drawn or 'none (no arm has a readable loop)'}")
     (args.results / "README.md").write_text(readme(args.results, pilot))
     for arm, part in pilot["arms"].items():
         sigma = (part["noise"]["log_contrast"] or {}).get("sigma")

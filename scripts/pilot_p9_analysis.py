@@ -24,6 +24,7 @@ from pilot_v2_analysis import collect as collect_runs
 # Seed-paired contrasts between arms (first against second), shown beside the twin contrast.
 ARM_PAIRS = (("accumulate_s0", "replace"), ("volume_matched", "accumulate_s0"),
              ("accumulate", "accumulate_s0"))
+FIGURE_ARMS = ("replace", "accumulate_s0", "accumulate", "volume_matched")  # in this order
 LEVEL = 0.90  # the two-sided interval of a per-seed mean (the rules' TOST level)
 
 
@@ -163,7 +164,8 @@ def arm_part(summary: dict, arm: str, cfg) -> dict:
     out["_matrices"] = {"contrast": contrast, "own": own, "seeds": [lp.seed for lp in
                                                                     group.loops],
                         "model": {lp.seed: lp.excess for lp in group.loops},
-                        "oracle": {lp.seed: lp.control for lp in group.loops}}
+                        "oracle": {lp.seed: lp.control for lp in group.loops},
+                        "loops": group.loops}
     return out
 
 
@@ -226,6 +228,22 @@ def analyse(results: Path) -> dict:
                     "and P9 against the twin is not testable: choose another control",
         "twin_trend": primary["oracle_twin_trend"]}
     return out
+
+
+def figure(results: Path, pilot: dict) -> Path | None:
+    """figures/arms.png: each arm's readable loops beside their oracle twins
+    (`report.arms_figure`); None (and no figure) when no arm has a readable loop."""
+    from icl_stl.report.arms_figure import draw
+
+    path = results / "figures" / "arms.png"
+    path.unlink(missing_ok=True)  # a figure of earlier records would outlive them
+    arms = {arm: pilot["arms"][arm]["_matrices"]["loops"] for arm in FIGURE_ARMS
+            if arm in pilot["arms"] and pilot["arms"][arm]["_matrices"]["loops"]}
+    if not arms:
+        return None
+    first = next(iter(arms.values()))[0]
+    return draw(arms, path, f"P9 pilot: each arm beside its oracle twin (λ = "
+                f"{first.real_fraction:g}, n = {first.n:,}; readable seeds only)")
 
 
 def public(pilot: dict) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -227,6 +228,8 @@ def test_analyse_follows_the_records(tmp_path):
     readme = (results / "README.md").read_text()
     # every unfiltered run: 3 arms' worth of generation 0 once, 2 x 3 later generations
     assert "| unfiltered | 5 | 174,000 | 600 |" in readme
+    assert (results / "figures" / "arms.png").stat().st_size > 10_000
+    assert "![each arm beside its oracle twin](figures/arms.png)" in readme
     (results / "README.md").write_text("# kept\n\nnotes\n" + readme.split("\n", 1)[1])
     assert pilot_p6.main(["analyse", "--work", str(tmp_path / "work"), "--results",
                           str(results), "--draws", "400"]) == 0
@@ -261,4 +264,33 @@ def test_a_pilot_with_no_readable_seed_says_so_and_sizes_nothing(tmp_path):
     assert sizing["delta_6"] is None and sizing["power"] is None
     assert sizing["readable_share"] == 0 and "no readable unfiltered pair" in \
         sizing["why_no_delta"]
-    assert "none (fewer than 2 readable seeds)" in (results / "README.md").read_text()
+    readme = (results / "README.md").read_text()
+    assert "none (fewer than 2 readable seeds)" in readme
+    assert not (results / "figures" / "arms.png").exists() and "arms.png" not in readme
+
+
+def test_the_figure_follows_the_readable_loops_past_their_screen(tmp_path, monkeypatch):
+    """Seed 5 passed its screen but was beyond --max-seeds: only its unfiltered generation 0
+    exists, and the figure leaves it out rather than cutting every loop to generation 0."""
+    from icl_stl.report import arms_figure
+
+    work = tmp_path / "work"
+    fake_work(work, np.random.default_rng(3), missed=(2,))
+    for arm in ("residual", "density_ratio"):
+        shutil.rmtree(work / arm / "5")
+    path = work / "unfiltered" / "5" / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["generations"] = [r for r in summary["generations"] if r["generation"] == 0]
+    path.write_text(json.dumps(summary))
+    drawn = {}
+    monkeypatch.setattr(arms_figure, "draw", lambda arms, p, title, calibration=None:
+                        drawn.update(arms=arms, calibration=calibration) or p)
+    assert pilot_p6.main(["analyse", "--work", str(work), "--results", str(tmp_path / "r"),
+                          "--draws", "100"]) == 0
+    seeds = {arm: [lp.seed for lp in loops] for arm, loops in drawn["arms"].items()}
+    assert seeds == {"unfiltered": [1, 3, 4], "residual": [1, 3], "density_ratio": [1, 3, 4]}
+    assert all(lp.generations == list(GENS) for loops in drawn["arms"].values()
+               for lp in loops)
+    pilot = json.loads((tmp_path / "r" / "pilot.json").read_text())
+    assert drawn["calibration"]["residual"]["oracle"][3] == dict(enumerate(
+        pilot["curves"]["residual"]["oracle"]["3"]["head_z2"]))

@@ -145,6 +145,24 @@ def test_analyse_follows_the_records(tmp_path):
     assert twin_rates["bounded"]["rates_by_seeds"]["20"]["confirmed"] > 0.9
     text = (tmp_path / "README.md").read_text()
     assert "| accumulate_s0 | abc1234 |" in text
+    assert (tmp_path / "figures" / "arms.png").stat().st_size > 10_000
+    assert "![each arm beside its oracle twin](figures/arms.png)" in text
+
+
+def test_a_pilot_with_no_readable_loop_draws_no_figure(tmp_path):
+    plant(tmp_path, 3)
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "arms.png").write_bytes(b"an earlier figure")
+    for path in (tmp_path / "runs").glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        for r in summary["generations"]:
+            if r["generation"] == 0:
+                r["test_risk"] = 0.1 + 0.2 * 0.9  # every loop misses the gate
+        path.write_text(json.dumps(summary))
+    code, pilot, _ = analyse(tmp_path)
+    assert code == 0 and all(not p["seeds_read"] for p in pilot["arms"].values())
+    assert not (tmp_path / "figures" / "arms.png").exists()
+    assert "arms.png" not in (tmp_path / "README.md").read_text()
 
 
 def test_a_pilot_at_the_rules_horizon_is_sized_at_its_own_curve(tmp_path):
