@@ -34,8 +34,8 @@ from icl_stl.cli.common import CONFIG_DIR, load_app_config, runtime_options
 from icl_stl.cli.loop import loop_settings
 from icl_stl.cli.probe import headline, probe_config
 from icl_stl.data.tasks import make_task
+from icl_stl.loop.identity import member_records
 from icl_stl.loop.mixing import draw_s0
-from icl_stl.loop.runner import member_records
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.decay import decay_members, decay_result
 from icl_stl.probes.stability import run_pool, stability_result, twin_members

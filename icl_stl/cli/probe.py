@@ -27,6 +27,7 @@ from icl_stl.cli.common import (
 )
 from icl_stl.cli.loop import loop_settings, write_loop_outputs
 from icl_stl.config import AppConfig, ConfigError, ProbeConfig, from_container
+from icl_stl.config.fields import fail
 from icl_stl.persistence import RunLock
 from icl_stl.probes import RUNNERS, prior_drift_metrics
 from icl_stl.training.early_stopping import check_held_out
@@ -46,6 +47,12 @@ def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
         raise ConfigError("members.* is not used by icl-stl-probe (it builds its own members); "
                           "set probe.seeds and probe.ns instead, got members="
                           f"{members}")
+    if members.labellers is not None:
+        # Each probe pairs its own members (twins, grid over n, doses); a model- and an
+        # oracle-labelled copy of each would be paired across labellers. loop.labeller applies.
+        fail("members.labellers", members.labellers,
+             "null for icl-stl-probe (its probes build and pair their own members; "
+             "loop.labeller labels them all: run the probe once per labeller)")
     ns = probe.ns or [app.data.n]
     probe.validate(ns)
     if app.task.n_tasks is not None and probe.kind not in POOL_KINDS:

@@ -1,13 +1,7 @@
 """Run K self-consuming loops together, generation by generation, resumably.
 
-Checkpoint layout (`checkpoint_dir`):
-    loop.json               what this loop is (settings and members); checked on resume
-    gen_003/synthetic.pt    generation 3's labelled synthetic prompts (written before training)
-    gen_003/train.pt        mid-training state (resume point inside a generation)
-    gen_003/model.pt        the trained generation
-    gen_003/metrics.json    written last: its presence marks generation 3 as finished
-
-A loop killed at any moment and started again with the same settings resumes at the last
+Each generation is checkpointed under `checkpoint_dir` (layout: icl_stl/loop/checkpoints.py). A
+loop killed at any moment and started again with the same settings resumes at the last
 finished generation (or mid-training checkpoint) and ends with the same numbers.
 """
 
@@ -32,9 +26,10 @@ from icl_stl.config import (
 from icl_stl.config.loop import ACCUMULATES, KEEPS_S0
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.tasks import make_task
+from icl_stl.loop.checkpoints import LoopCheckpoints
 from icl_stl.loop.early_stopping import STOPPING_FILE, early_stopping_splits
 from icl_stl.loop.held_out import loop_test_sets
-from icl_stl.loop.identity import check_checkpoint_identity, member_records, member_settings
+from icl_stl.loop.identity import member_settings
 from icl_stl.loop.learners import Learner, LearnerContext, make_learner
 from icl_stl.loop.metrics import log_gate, loop_fields
 from icl_stl.loop.mixing import (
@@ -51,15 +46,7 @@ from icl_stl.loop.progress import (
 from icl_stl.loop.records import LoopRecords
 from icl_stl.loop.synthesis import LoopSynthesis
 from icl_stl.loop.timing import PhaseTimer, TimedSlot
-from icl_stl.persistence import (
-    CorruptCheckpointError,
-    MissingCheckpointError,
-    RunLock,
-    atomic_write_json,
-    load_state,
-    read_json,
-    save_state,
-)
+from icl_stl.persistence import RunLock, atomic_write_json, save_state
 from icl_stl.persistence.faults import fault_point
 from icl_stl.persistence.identity import loop_checkpoint_identity
 from icl_stl.runs.logger import RunLogger
@@ -104,7 +91,7 @@ class LoopSettings:
                                         self.loop, self.seed)
 
 
-class LoopRun(LoopRecords, LoopSynthesis):
+class LoopRun(LoopCheckpoints, LoopRecords, LoopSynthesis):
     """One execution of K loops; `run()` returns the summary dict written to summary.json."""
 
     def __init__(self, settings: LoopSettings, members: list[MemberSpec], checkpoint_dir: Path,
@@ -162,30 +149,6 @@ class LoopRun(LoopRecords, LoopSynthesis):
     def _plans(self, i: int) -> list[GenerationPlan]:
         """Every member's plan of generation i."""
         return [plans[i] for plans in self.plans]
-
-    # -- checkpoint bookkeeping --------------------------------------------------------------
-    def gen_dir(self, i: int) -> Path:
-        return self.checkpoint_dir / f"gen_{i:03d}"
-
-    def _members(self) -> list[dict]:
-        return member_records(self.members, self.s0s, self.s.loop.labeller)
-
-    def _check_identity(self) -> None:
-        check_checkpoint_identity(self.checkpoint_dir,
-                                  {"settings": self.s.identity(), "members": self._members()})
-
-    def _finished(self, i: int) -> dict | None:
-        """Generation i's stored metrics if it finished and its model loads, else None."""
-        metrics = self.gen_dir(i) / "metrics.json"
-        if not metrics.exists():
-            return None
-        try:
-            load_state(self.gen_dir(i) / "model.pt")
-        except (CorruptCheckpointError, MissingCheckpointError) as err:
-            log.warning("generation %d is marked finished but its model is unusable (%s); it "
-                        "will be recomputed", i, err)
-            return None
-        return read_json(metrics)
 
     # -- one generation ----------------------------------------------------------------------
     def _datasets(self, i: int, history: list[list[PromptSet]]) -> tuple[list, list, list]:
@@ -265,22 +228,6 @@ class LoopRun(LoopRecords, LoopSynthesis):
                 return None
         return self._train_generation(i, history, all_records, timings, ridge_risk, zero_risk,
                                       bar)
-
-    def _resume(self, i: int, done: dict, history: list[list[PromptSet]],
-                all_records: list[dict]) -> None:
-        """Take in finished generation i: its records, its synthetic prompts, its model."""
-        log.info("generation %d already finished; loaded from %s", i, self.gen_dir(i))
-        # Records written before a loop's labeller, regime, S_0 and pair were recorded gain
-        # them (its bayes_excess would need the model's predictions: left out).
-        loaded = [{"labeller": self.members[r["member"]].labeller,
-                   **self.loop_fields[r["member"]], **r} for r in done["records"]]
-        all_records += loaded
-        self._log_generation(i, loaded)  # if a kill came before it was logged
-        if i < self.s.loop.generations:  # later generations need it to label and warm-start
-            if i > 0:  # read (or relabel) with generation i-1 still loaded
-                for m, syn in enumerate(self._synthetic(i)):
-                    history[m].append(syn)
-            self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
 
     def _train_generation(self, i: int, history: list[list[PromptSet]], all_records: list[dict],
                           timings: list, ridge_risk: float, zero_risk: float,

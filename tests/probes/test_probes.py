@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import BIN, run_cli
 from hydra import compose, initialize_config_dir
 
 import icl_stl.loop.learners.transformer as learners_module
@@ -288,6 +289,29 @@ def test_probe_config_errors_name_the_field(tmp_path, override, field):
     cfg = compose_probe(tmp_path, [*TINY, override])
     with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
         probe_from_config(cfg, tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", ["stability", "decay", "in_context", "dose_response"])
+def test_members_labellers_is_refused_naming_it_before_anything_trains(tmp_path, kind):
+    """The probes pair their own members, so `members.labellers` (which icl-stl-loop honours)
+    is refused, not silently dropped: one line with the setting and its value, nothing written."""
+    cfg = compose_probe(tmp_path, [*TINY, f"probe={kind}", "members.labellers=[model,oracle]"])
+    with pytest.raises(ConfigError) as info:
+        probe_from_config(cfg, tmp_path / "out")
+    message = str(info.value)
+    assert message.startswith("members.labellers must be null"), message
+    assert "['model', 'oracle']" in message and "loop.labeller" in message and "\n" not in message
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
+
+
+def test_members_labellers_exits_2_through_the_cli_before_anything_is_written(tmp_path):
+    proc = run_cli(str(BIN / "icl-stl-probe"), *TINY, "members.labellers=[model,oracle]",
+                   f"run.checkpoint_root={tmp_path}/ck", f"hydra.run.dir={tmp_path}/out")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    stderr = proc.stderr.strip()
+    assert "\n" not in stderr and "members.labellers" in stderr, stderr
+    assert "['model', 'oracle']" in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("redraw", [False, True])

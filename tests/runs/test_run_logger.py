@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import select
@@ -525,8 +526,17 @@ def test_online_on_terminal_without_credentials_does_not_prompt(tmp_path: Path) 
 
 
 def test_subprocess_script_is_valid() -> None:
-    # Guard against the format template above silently breaking (braces are doubled).
-    compile(textwrap.dedent(_ONLINE.format(timeout=1.0)), "<online>", "exec")
+    """The template above doubles its literal braces: formatted, it must be Python that passes
+    the timeout to RunLogger and builds real (empty) dicts, with no brace left doubled."""
+    script = textwrap.dedent(_ONLINE.format(timeout=7.25))
+    tree = compile(script, "<online>", "exec", ast.PyCF_ONLY_AST)
+    assert "{{" not in script and "}}" not in script, script
+    calls = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr: node
+             for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    keywords = {k.arg: k.value for k in calls["RunLogger"].keywords}
+    assert ast.literal_eval(keywords["init_timeout_s"]) == 7.25
+    assert ast.literal_eval(keywords["config"]) == {}
+    assert ast.literal_eval(calls["open_member_runs"].args[1]) == [{}, {}]
 
 
 # ---------------------------------------------------------------------------------------------
