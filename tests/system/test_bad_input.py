@@ -78,6 +78,8 @@ def test_cli_bad_value_exits_2_with_one_clear_line(tmp_path):
     ("loop", ["loop.real_fraction=0", "loop.real_weight=0.5"],
      "loop.real_weight must be 0 or null when a generation has no real prompt"),
     ("probe", ["probe=stability", "probe.replaced_indices=[0,999]"], "probe.replaced_indices"),
+    ("probe", ["probe=stability", "members.labellers=[model,oracle]"],
+     "members.labellers must be null for icl-stl-probe"),
     ("eval", ["checkpoint=/no/such/run"], "checkpoint must be an existing file or directory"),
 ])
 def test_cli_bad_value_is_refused_before_hydra_writes_anything(tmp_path, script, args, line):
