@@ -11,27 +11,18 @@ import itertools
 import json
 import random
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "reproduce_v2.py"
+from programme_checks import REPO, kill_once_written, report_only_over_a_copy
+from programme_checks import load_script as _script
+
 sys.path.insert(0, str(REPO / "scripts"))
 schedule = importlib.import_module("v2_schedule")
 programme = importlib.import_module("v2_programme")
 parts = importlib.import_module("v2_parts")
 gate = importlib.import_module("v2_gate")
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("reproduce_v2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _arms(seeds: list[int], p1: int, p2: int) -> dict:
@@ -228,16 +219,9 @@ def test_a_toy_gate_first_programme_skips_a_seed_that_missed_and_counts_it(tmp_p
                       if gaps[t[0]] < min(gaps[s] for s in t[1:]))
     tolerance = 1.0 - (gaps[a] + min(gaps[s] for s in (b, c, d))) / 2  # passes: >= 1 - tol
     out = tmp_path / "out"
-    proc = subprocess.Popen(_command(tmp_path, [a, b, c, d], tolerance), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    deadline = time.time() + 600
-    while not list((out / "checkpoints").glob("v2-d3-gate-*/gen_000/train*.pt")):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    text = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130 and "stage: gate" in text, text
+    text = kill_once_written(_command(tmp_path, [a, b, c, d], tolerance),
+                             out / "checkpoints", "v2-d3-gate-*/gen_000/train*.pt", 600)
+    assert "stage: gate" in text, text
     done = subprocess.run(_command(tmp_path, [a, b, c, d], tolerance, "--parts", "20"), cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -271,17 +255,7 @@ def test_a_toy_gate_first_programme_skips_a_seed_that_missed_and_counts_it(tmp_p
     assert agreement["loops"] >= 2 * (2 + 3) + 3 and agreement["max_abs_difference"] == 0.0
     assert len(stage["blocks"]) == 2 and all(b["seconds"] > 0 for b in stage["blocks"])
     assert "## The gate-first stage" in (out / "REPORT.md").read_text()
-    sys.path.insert(0, str(REPO / "tests" / "report"))
-    from test_regenerated_results import differences
-
-    copy = tmp_path / "copy"
-    shutil.copytree(out / "runs", copy / "runs")
-    again = subprocess.run([sys.executable, str(SCRIPT), "--report-only", "--runs",
-                            str(copy / "runs"), "--out", str(tmp_path / "again"),
-                            "--no-figures"], cwd=REPO, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
-    regenerated = json.loads((tmp_path / "again" / "verdicts.json").read_text())
-    assert differences(verdicts, regenerated) == []
+    report_only_over_a_copy(out, tmp_path)
 
 
 def _trainings(rng: random.Random, counts: dict[str, int], p: float) -> tuple[int, int]:

@@ -10,17 +10,16 @@ import importlib.util
 import json
 import math
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from conftest import compose_cfg
+from programme_checks import REPO, SCRIPT, kill_once_written, report_only_over_a_copy
+from programme_checks import load_script as _script
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.cli.loop import members_from_config
@@ -28,20 +27,11 @@ from icl_stl.report.rules import ReportConfig
 from icl_stl.report.simulate_v2 import Noise, draw, planned_mde
 from icl_stl.report.stats import rates, t_quantile
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "reproduce_v2.py"
 sys.path.insert(0, str(REPO / "scripts"))
 schedule = importlib.import_module("v2_schedule")
 programme = importlib.import_module("v2_programme")
 parts = importlib.import_module("v2_parts")
 SIZING = json.loads((REPO / "docs/results/pilot-v2/sizing.json").read_text())
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("reproduce_v2", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def arm(setting: str, loops: str):
@@ -361,19 +351,8 @@ def _command(out: Path, *extra: str) -> list[str]:
 
 
 def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_path):
-    sys.path.insert(0, str(REPO / "tests" / "report"))
-    from test_regenerated_results import differences
-
     out = tmp_path / "out"
-    proc = subprocess.Popen(_command(out), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + 300
-    while not list((out / "checkpoints").glob("*/gen_001/metrics.json")):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    text = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, text
+    text = kill_once_written(_command(out), out / "checkpoints", "*/gen_001/metrics.json", 300)
     assert "interrupted; the same command resumes it" in text
     state = json.loads((out / "state.json").read_text())
     assert [p["finished"] for p in state["parts"]] == [False]
@@ -408,14 +387,7 @@ def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_pat
     assert "## Predictions not run" in (out / "REPORT.md").read_text()
     assert verdicts["programme"]["finished"] is True  # every arm's seeds through generation 3
     assert "Interim report" not in (out / "REPORT.md").read_text()
-    copy = tmp_path / "copy"
-    shutil.copytree(out / "runs", copy / "runs")
-    again = subprocess.run([sys.executable, str(SCRIPT), "--report-only", "--runs",
-                            str(copy / "runs"), "--out", str(tmp_path / "again"),
-                            "--no-figures"], cwd=REPO, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr
-    regenerated = json.loads((tmp_path / "again" / "verdicts.json").read_text())
-    assert differences(verdicts, regenerated) == []
+    regenerated = report_only_over_a_copy(out, tmp_path)
     assert regenerated["rules_commit"] == verdicts["rules_commit"]
     profile = subprocess.run([sys.executable, str(REPO / "scripts" / "profile_part.py"),
                               str(out), "--part", "1", "--json", str(tmp_path / "p.json")],
