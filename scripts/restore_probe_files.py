@@ -38,7 +38,8 @@ from icl_stl.loop.identity import member_records
 from icl_stl.loop.mixing import draw_s0
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.decay import decay_members, decay_result
-from icl_stl.probes.stability import run_pool, stability_result, twin_members
+from icl_stl.probes.stability import stability_result
+from icl_stl.probes.twins import run_pool, twin_members
 
 REPO = Path(__file__).resolve().parents[1]
 # probe part -> the file its probe writes beside summary.json

@@ -1,6 +1,8 @@
 """Probes of the self-consuming loop, callable from Python and from `icl-stl-probe`.
 
 - `stability`: empirical recursive stability gamma_i of twin loops (S_0 vs S_0').
+- `twins`: stability's twin loops (S_0, S_0', chaos control), and the probe prompts and task
+  pool the probes share.
 - `decay`: final-generation risk (and gap, gamma) against n, fitted against n^-1/4 and the bound.
 - `dose_response`: a fraction q of S_0 replaced, read against a chaos twin (P3, version 2).
 - `in_context`: change of later losses when the first in-context example is flipped.
@@ -26,14 +28,11 @@ from icl_stl.probes.in_context import (
 )
 from icl_stl.probes.stability import (
     StabilityHook,
-    TwinPair,
     aggregate_stability,
     combine_hooks,
-    neighbour_set,
-    probe_set,
     run_stability,
-    twin_members,
 )
+from icl_stl.probes.twins import TwinPair, neighbour_set, probe_set, twin_members
 
 RUNNERS = {"stability": run_stability, "decay": run_decay, "in_context": run_in_context,
            "dose_response": run_dose_response}

@@ -29,14 +29,8 @@ from icl_stl.loop.mixing import MemberSpec
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.plots import plot_decay
-from icl_stl.probes.stability import (
-    StabilityHook,
-    check_same_pool,
-    combine_hooks,
-    probe_set,
-    run_pool,
-    twin_members,
-)
+from icl_stl.probes.stability import StabilityHook, combine_hooks
+from icl_stl.probes.twins import check_same_pool, probe_set, run_pool, twin_members
 from icl_stl.runs.logger import RunLogger
 from icl_stl.theory import decay_verdict, fit_bound, fit_power_law
 

@@ -14,7 +14,7 @@ The replaced prompts are nested across q: the first q n of one permutation of S_
 other q, lambda or order the run holds.
 
 At every generation `DoseHook` reads each loop's predictive distribution on fixed probe prompts
-(`stability.probe_set`) and writes, on every non-base member's record, its distance to its
+(`twins.probe_set`) and writes, on every non-base member's record, its distance to its
 base (the same order's base loop for a replaced loop; order 0's base for a chaos twin):
     sq_dist = mean over prompts and positions of (mu - mu')^2
     abs_dist = mean |mu - mu'|  (version 1's gamma_mean)
@@ -41,7 +41,8 @@ from icl_stl.loop.mixing import MemberSpec, draw_s0, real_prompts
 from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.dose_fit import dose_rows
-from icl_stl.probes.stability import check_same_pool, combine_hooks, probe_set, run_pool
+from icl_stl.probes.stability import combine_hooks
+from icl_stl.probes.twins import check_same_pool, probe_set, run_pool
 from icl_stl.runs.logger import RunLogger
 
 ROLES = ("base", "dose", "chaos")

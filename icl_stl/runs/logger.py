@@ -10,7 +10,8 @@ falls back to offline W&B files, to be uploaded later with ``wandb sync``. Any o
 (not installed, unwritable directory, a crash mid-run) is reported once, as a logged warning,
 and the run continues with local files only: logging never kills or hangs a run. A failure to
 write the *local* files is not swallowed (:class:`icl_stl.persistence.PersistenceError`), since then the
-run's results would be lost.
+run's results would be lost. The job's W&B run is started and given up in
+:mod:`icl_stl.runs.job_run`.
 
 Two step axes are defined so that training and the self-consuming loop can share one W&B run:
 training metrics are logged as ``train/<name>`` against ``train/global_step`` (optimizer steps
@@ -28,7 +29,6 @@ every finished generation once (:mod:`icl_stl.runs.member_runs`).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,16 +36,9 @@ from types import TracebackType
 from typing import Any
 
 from icl_stl.persistence import append_jsonl, atomic_write_json
+from icl_stl.runs.job_run import JobRun
 from icl_stl.runs.member_runs import LoopRuns, MemberRuns
-from icl_stl.runs.wandb_util import (
-    cause,
-    could_prompt,
-    finish_quietly,
-    plain,
-    wandb_settings,
-)
-
-logger = logging.getLogger(__name__)
+from icl_stl.runs.wandb_util import plain
 
 MODES = ("offline", "online", "disabled")
 
@@ -55,7 +48,7 @@ MODES = ("offline", "online", "disabled")
 MEMBER_RUNS_DEFAULT = 50
 
 
-class RunLogger(MemberRuns):
+class RunLogger(JobRun, MemberRuns):
     """Write a run's metrics and summary to `run_dir`, and to W&B unless disabled or failing.
 
     Args:
@@ -132,118 +125,6 @@ class RunLogger(MemberRuns):
                                else Path(resume_file), self.run_dir / "wandb")
         if mode != "disabled":
             self._start_wandb(resume_id=resume_id or self._loops.job_id)
-
-    # -----------------------------------------------------------------------------------------
-    # W&B plumbing
-
-    @property
-    def wandb_active(self) -> bool:
-        """Whether metrics are currently forwarded to W&B."""
-        return self._run is not None
-
-    @property
-    def wandb_mode(self) -> str:
-        """The mode W&B actually runs in: ``mode``, or ``"offline"`` after the online fallback."""
-        return self._wandb_mode
-
-    @property
-    def run_id(self) -> str | None:
-        """The W&B run id (to pass as `resume_id` when resuming), or None without W&B."""
-        return None if self._run is None else str(self._run.id)
-
-    def _init_run(self, mode: str, *, name: str | None, tags: list[str],
-                  config: dict[str, Any], resume_id: str | None = None) -> Any:
-        wandb = self._wandb
-        run = wandb.init(
-            project=self.project,
-            config=config,
-            mode=mode,
-            dir=str(self.run_dir),
-            name=name,
-            group=self.group,
-            job_type=self.job_type,
-            tags=tags or None,
-            id=resume_id,
-            resume="allow" if resume_id else None,
-            # Each run is its own: the default would hand back a still-open run from an earlier
-            # RunLogger in the same process, and member runs are open at the same time.
-            reinit="create_new",
-            settings=wandb_settings(wandb, self._init_timeout_s),
-        )
-        run.define_metric("train/global_step")
-        run.define_metric("train/*", step_metric="train/global_step")
-        run.define_metric("generation")
-        run.define_metric("gen/*", step_metric="generation")
-        return run
-
-    def _start_wandb(self, *, resume_id: str | None) -> None:
-        try:
-            import wandb
-
-            self._wandb = wandb
-        except Exception as exc:
-            self._give_up_wandb("import", exc)
-            return
-        kwargs = dict(name=self.name, tags=self.tags, config=self.config,
-                      resume_id=resume_id)
-        try:
-            if self.mode == "online" and could_prompt():
-                # Where it can prompt, wandb.init without credentials asks for an API key and
-                # waits forever, outside init_timeout; check for credentials without prompting.
-                if not wandb.login(prompt=False, verify=False):
-                    raise RuntimeError(
-                        "no W&B API key configured (run `wandb login` or set WANDB_API_KEY)"
-                    )
-            self._run = self._init_run(self.mode, **kwargs)
-        except Exception as exc:
-            if self.mode != "online":
-                self._give_up_wandb("init", exc)
-                return
-            online_error = exc
-        else:
-            return
-        # Online could not start: keep the run's W&B data on disk so that it can be uploaded.
-        try:
-            self._run = self._init_run("offline", **kwargs)
-        except Exception as exc:
-            self._give_up_wandb("init", exc)
-            return
-        self._wandb_mode = "offline"
-        logger.warning(
-            "wandb unavailable online (init failed: %s); logging offline instead, upload later "
-            "with: wandb sync %s",
-            cause(online_error),
-            self.run_dir / "wandb" / "offline-run-*",
-        )
-
-    def _warn_once(self, message: str) -> None:
-        # One path only: a logged warning reaches the console (Python's last-resort handler
-        # when logging is not configured) and the run's log file; warnings.warn as well
-        # printed every message twice.
-        if not self._warned:
-            self._warned = True
-            logger.warning(message)
-
-    def _give_up_wandb(self, stage: str, exc: BaseException) -> None:
-        """Stop using W&B after a failure, warning once; local files carry on."""
-        run, self._run = self._run, None
-        self._warn_once(
-            f"wandb unavailable ({stage} failed: {cause(exc)}); continuing with local files "
-            f"only in {self.run_dir}"
-        )
-        if run is not None and stage != "finish":
-            finish_quietly(run, 1)
-
-    def _to_wandb(self, stage: str, data: dict[str, Any]) -> None:
-        if self._run is None:
-            return
-        try:
-            self._run.log(data)
-        except Exception as exc:
-            self._give_up_wandb(stage, exc)
-
-    # -----------------------------------------------------------------------------------------
-    # Public API
 
     def _check_open(self) -> None:
         if self._closed:

@@ -86,7 +86,8 @@ class LoopRuns:
 class MemberRuns:
     """RunLogger's per-loop W&B runs: opening them, routing per-loop values, logging generations.
 
-    A mixin of :class:`icl_stl.runs.logger.RunLogger`, which provides the attributes below.
+    A mixin of :class:`icl_stl.runs.logger.RunLogger`, which provides the attributes below (the
+    W&B methods through its other mixin, :class:`icl_stl.runs.job_run.JobRun`).
     """
 
     config: dict[str, Any]

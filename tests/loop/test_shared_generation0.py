@@ -22,7 +22,7 @@ from icl_stl.loop.plan import plan_generation
 from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.models import build_ensemble
 from icl_stl.persistence import load_state
-from icl_stl.probes.stability import twin_members
+from icl_stl.probes.twins import twin_members
 from icl_stl.training.engine import RuntimeOptions
 
 D, K, N = 2, 5, 16

@@ -30,7 +30,7 @@ from icl_stl.probes.dose_response import (
     replaced_set,
     run_dose_response,
 )
-from icl_stl.probes.stability import probe_set
+from icl_stl.probes.twins import probe_set
 
 D, K, N = 2, 5, 100
 FRACTIONS = [0.02, 0.05, 0.1]
