@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from icl_stl.config import LoopConfig
+from icl_stl.config import CHAOS_CONTROLS, LoopConfig
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.seeding import derive_seed, make_generator
 from icl_stl.data.task_pool import POOL_STREAM, TaskPool, draw_pool
@@ -37,8 +37,6 @@ from icl_stl.data.tasks import Task
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_part, real_prompts
 from icl_stl.loop.plan import plan_generations
 from icl_stl.loop.runner import LoopRun, LoopSettings
-
-CHAOS_CONTROLS = ("batch_order", "seed", "none")
 
 
 @dataclass(frozen=True)
