@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from icl_stl.runs.provenance import machine
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = "p10/pilot_d2"
@@ -117,16 +118,6 @@ def finished(run_dir: Path, cmd: list[str]) -> bool:
         return False
     record = json.loads(done.read_text())
     return record.get("command") == cmd and record.get("returncode") == 0
-
-
-def machine() -> dict:
-    """Where the runs trained (README.md's machine line)."""
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) \
-        if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"host": platform.node(), "cpu": model, "cores": os.cpu_count(),
-            "platform": platform.platform()}
 
 
 def run_one(name: str, cmd: list[str], work: Path) -> int:

@@ -32,12 +32,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from icl_stl.runs.provenance import machine
 
 REPO = Path(__file__).resolve().parents[1]
 LOOP = REPO / ".venv/bin/icl-stl-loop"
@@ -158,16 +159,6 @@ def run_queue(jobs: list[Job], work: Path, overrides: list[str], workers: int) -
             print(f"[pilot_p6] {job.arm} seed {job.seed}: exit {proc.returncode} after "
                   f"{time.monotonic() - start:.0f} s", flush=True)
     return worst
-
-
-def machine() -> dict:
-    """Where the pilot ran (the results folder's README names it)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in
-              (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
-              if line.startswith("model name")]
-    return {"host": platform.node(), "cpu": models[0] if models else platform.processor(),
-            "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def now() -> str:

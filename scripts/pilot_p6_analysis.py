@@ -194,8 +194,9 @@ def unfiltered_contrast(loops: list[tuple[str, object]]) -> dict:
             "contrast_mean_by_generation": table.mean(0).tolist() if read and gens else []}
 
 
-def analyse(results: Path) -> dict:
-    """pilot.json: curves per arm, labeller and seed; the gate; the interaction and its noise."""
+def analyse(results: Path) -> tuple[dict, list[tuple[str, object]]]:
+    """pilot.json (curves per arm, labeller and seed; the gate; the interaction and its noise)
+    and the (arm, matched loop) pairs it was read from, which the figure draws."""
     from icl_stl.report.rules import ReportConfig
 
     cfg = ReportConfig()
@@ -237,8 +238,7 @@ def analyse(results: Path) -> dict:
                   "tau": float(np.sqrt(np.mean([r["tau"] ** 2 for r in pooled])))
                   if pooled else None,
                   "filters": [k for k, r in inter.items() if r["sigma"] is not None]},
-        "_arm_loops": loops,  # for the figure; not written to pilot.json
-    }
+    }, loops
 
 
 def figure(results: Path, pilot: dict, loops: list[tuple[str, object]]) -> Path | None:
@@ -272,11 +272,10 @@ def write_results(work: Path, results: Path, draws: int) -> int:
     try:
         copied = collect(work, results) if work.exists() else []
         print(f"[pilot_p6] copied {len(copied)} runs from {work}")
-        pilot = analyse(results)
+        pilot, loops = analyse(results)
     except PilotInputError as err:
         print(f"pilot_p6 analyse: {err}")
         return 2
-    loops = pilot.pop("_arm_loops")
     (results / "pilot.json").write_text(json.dumps(pilot, indent=2) + "\n")
     sizing = size(pilot, draws)
     (results / "sizing.json").write_text(json.dumps(sizing, indent=2) + "\n")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -39,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from icl_stl.runs.provenance import machine
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -195,15 +196,6 @@ def estimate(plan: dict[str, object], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    """Where a process ran (for the results' README)."""
-    from importlib.metadata import version
-
-    return {"platform": platform.platform(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "torch": version("torch"),
-            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
-
-
 def record_invocation(work: Path, lock: threading.Lock, row: dict) -> None:
     from icl_stl.persistence import atomic_write_json
 
@@ -251,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
             record_invocation(args.work, lock, {
                 "arm": arm, "command": cmd, "started_at": start, "ended_at": time.time(),
                 "seconds": round(time.time() - start, 2), "returncode": code,
-                "generations": target[arm], "machine": machine(),
+                "generations": target[arm],
+                "machine": {**machine(), "date": time.strftime("%Y-%m-%d %H:%M %Z")},
                 "pilot_command": " ".join(["scripts/pilot_p9.py", *args.argv])})
             print(f"[pilot_p9] {arm}: exit {code} after {time.time() - start:.0f} s "
                   f"(log {args.work / f'{arm}.log'})", flush=True)

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from icl_stl.report.matched import MatchedLoop
-from icl_stl.report.matched_figure import _mean_band
+from icl_stl.report.matched_figure import mean_band
 from icl_stl.runs.plots import plt, readable_log_axis
 
 LABELLER_STYLES = {"model": ("-", "model labels"), "oracle": ("--", "oracle twin")}
@@ -105,7 +105,7 @@ def draw(arms: dict[str, list[MatchedLoop]], path: Path, title: str,
                   label=f"{arm} ({len(c.seeds)} seeds)")
         left.plot(c.generations, c.control.mean(0), "--", color=colour, marker="o", ms=3,
                   mfc="none")
-        mean, half = _mean_band(list(c.contrast))
+        mean, half = mean_band(list(c.contrast))
         middle.plot(c.generations, mean, "-", color=colour, marker="o", ms=3, label=arm)
         if len(c.seeds) >= 3:
             middle.fill_between(c.generations, mean - half, mean + half, color=colour,

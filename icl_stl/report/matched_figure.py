@@ -19,7 +19,7 @@ from icl_stl.report.matched import MatchedLoop
 from icl_stl.runs.plots import lambda_colours, plt
 
 
-def _mean_band(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def mean_band(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Mean over seeds and the half-width of its 90% t-interval (0 with one seed)."""
     mat = np.array(rows, dtype=float)
     mean = mat.mean(0)
@@ -46,11 +46,11 @@ def draw(loops: list[MatchedLoop], path: Path, title: str) -> Path:
         for values, style, label in (
                 ([pick(lp, lp.excess) for lp in group], "-", f"λ = {lam:g}, model labels"),
                 ([pick(lp, lp.control) for lp in group], "--", f"λ = {lam:g}, oracle labels")):
-            mean, half = _mean_band(values)
+            mean, half = mean_band(values)
             left.plot(gens, mean, style, color=colour, marker="o", ms=3,
                       label=f"{label} ({len(group)} seeds)")
             left.fill_between(gens, mean - half, mean + half, color=colour, alpha=0.15)
-        mean, half = _mean_band([pick(lp, lp.contrast) for lp in group])
+        mean, half = mean_band([pick(lp, lp.contrast) for lp in group])
         right.plot(gens, mean, "-", color=colour, marker="o", ms=3, label=f"λ = {lam:g}")
         right.fill_between(gens, mean - half, mean + half, color=colour, alpha=0.15)
     left.set(xlabel="generation", ylabel="excess risk over the Bayes predictor",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from icl_stl.report.matched_figure import _mean_band
+from icl_stl.report.matched_figure import mean_band
 from icl_stl.runs.plots import plt
 
 SOURCE_TITLES = {"fresh": "fresh real data every generation",
@@ -49,7 +49,7 @@ def draw(grid: np.ndarray, log_excess: dict[str, dict[str, np.ndarray]],
             rows = np.asarray(values, dtype=float)
             if rows.shape[1] != len(grid):
                 raise ValueError(f"{source} {arm}: {rows.shape[1]} weights, grid has {len(grid)}")
-            mean, half = _mean_band(list(rows))
+            mean, half = mean_band(list(rows))
             model_mean = mean if arm == "model" else model_mean
             for row in rows:
                 axis.plot(grid, row, style, color=colour, lw=0.6, alpha=0.35)

@@ -38,3 +38,22 @@ def code_provenance() -> dict:
     status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     return {"package_version": version, "results_version": RESULTS_VERSION, "git_commit": commit,
             "git_dirty": None if status is None else bool(status)}
+
+
+def machine() -> dict:
+    """Where a result was computed: {"host", "cpu" (the model name), "cores", "platform",
+    "python", "torch"}, for the machine line of a results folder's README."""
+    import os
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in
+              (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+              if line.startswith("model name")]
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    return {"host": platform.node(), "cpu": models[0] if models else platform.processor(),
+            "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch_version}
