@@ -1,0 +1,70 @@
+"""Rules before data, per prediction: a rule that records its own `rules_commit` was committed
+before the runs it speaks about (the pilot's, for a rule whose pre-stated outcome made the
+prediction "not testable").
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from icl_stl.report.untestable import NOT_TESTABLE_ON_CPU
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+
+def _full_history() -> bool:
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        return False
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=REPO,
+                             capture_output=True, text=True).stdout.strip()
+    return shallow == "false"
+
+
+needs_history = pytest.mark.skipif(not _full_history(),
+                                   reason="needs the repository's full git history")
+
+
+def _is_ancestor(older: str, newer: str) -> bool:
+    run = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], cwd=REPO,
+                         capture_output=True, text=True)
+    assert run.returncode in (0, 1), f"git merge-base {older} {newer}: {run.stderr.strip()}"
+    return run.returncode == 0
+
+
+def _runs_commit(pilot: str) -> str:
+    readme = (REPO / pilot / "README.md").read_text()
+    found = re.search(r"Commit of the runs: ([0-9a-f]{40})", readme)
+    assert found, f"{pilot}/README.md names no commit of its runs"
+    return found.group(1)
+
+
+@needs_history
+@pytest.mark.parametrize("number", sorted(n for n, u in NOT_TESTABLE_ON_CPU.items()
+                                          if u.rules_commit))
+def test_a_not_testable_rule_was_committed_before_its_pilot_ran(number):
+    entry = NOT_TESTABLE_ON_CPU[number]
+    runs = _runs_commit(entry.pilot)
+    assert _is_ancestor(entry.rules_commit, runs), \
+        f"P{number}: rules_commit {entry.rules_commit[:12]} is not an ancestor of the pilot's " \
+        f"runs' commit {runs[:12]}"
+    assert not _is_ancestor(runs, entry.rules_commit) or runs == entry.rules_commit
+    assert entry.to_json()["rules_commit"] == entry.rules_commit
+
+
+@needs_history
+def test_the_ancestry_check_can_fail():
+    """The check above reads history in the right direction: a commit is not an ancestor of its
+    own parent."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
+    parent = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    if not parent:
+        pytest.skip("a single-commit checkout")
+    assert _is_ancestor(parent, head) and not _is_ancestor(head, parent)
