@@ -19,6 +19,8 @@ from pathlib import Path
 
 from v2_programme import PROGRAMME
 
+from icl_stl.report.rule_commits import RULES_COMMITS
+
 DESIGN = {"1": "P1", "2": "P2"}
 SECOND_SETTINGS = ("d3",)  # label noise at d >= 3: P1 and P2 only (issue 29)
 
@@ -134,6 +136,9 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
     for number, untested in untested_verdicts(prog["setting"]).items():
         rule = verdicts["verdicts"].get(number, {}).get("rule")
         verdicts["verdicts"][number] = {**untested, "rule": rule}
+    for number, commit in RULES_COMMITS.items():
+        if number in verdicts["verdicts"]:
+            verdicts["verdicts"][number]["rules_commit"] = commit
     verdicts = {"rules_commit": prog.get("rules_commit"), **verdicts,
                 "programme": {**programme_summary(prog, records),
                               **({"gate_stage": gate} if gate is not None else {})}}

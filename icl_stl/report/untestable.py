@@ -21,17 +21,10 @@ class Untestable:
     prediction: str
     reason: str
     pilot: str  # the committed pilot folder the reason rests on
-    # The commit that fixed the rule, and with it the outcome that makes it not testable, before
-    # the pilot ran (P10); None where the rule predates per-prediction commits (P3-P5, whose
-    # rules came with the confirmatory programme's own rules_commit).
-    rules_commit: str | None = None
 
     def to_json(self) -> dict:
-        out = {"verdict": NOT_TESTABLE, "statement": f"{self.prediction} is not testable on "
-               "this CPU budget: " + self.reason, "why": self.reason, "pilot": self.pilot}
-        if self.rules_commit:
-            out["rules_commit"] = self.rules_commit
-        return out
+        return {"verdict": NOT_TESTABLE, "statement": f"{self.prediction} is not testable on "
+                "this CPU budget: " + self.reason, "why": self.reason, "pilot": self.pilot}
 
 
 NOT_TESTABLE_ON_CPU: dict[str, Untestable] = {
@@ -61,6 +54,5 @@ NOT_TESTABLE_ON_CPU: dict[str, Untestable] = {
         "with a mean curvature of -1.68; the transformer's own labels cost more than the "
         "synthetic part saves (0.37-0.68 above the oracle twin at w <= 0.75), so there is no "
         "interior optimum for the rule to size",
-        "docs/results/pilot-p10",
-        rules_commit="4a792f65c4613379f863b42d65fdb084c9130955"),
+        "docs/results/pilot-p10"),
 }
