@@ -1,4 +1,4 @@
-"""The pilot of P6, version 2 (docs/proposed/p6-theory.md): filters that keep the task spread,
+"""The pilot of P6, version 2 (docs/THEORY.md section 8.9): filters that keep the task spread,
 at d = 3, k = 8, label noise 0.25, on seeds outside any confirmatory set.
 
     .venv/bin/python scripts/pilot_p6.py run --work outputs/pilot_p6      # resumable: same command

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from pilot_p6_coprimary import coprimary_block
 from pilot_p6_readme import write_readme
 from pilot_p6_sizing import size
 from pilot_v2_analysis import _two_way as two_way
@@ -232,6 +233,8 @@ def analyse(results: Path) -> tuple[dict, list[tuple[str, object]]]:
         "curves": curves(evidence),
         "unfiltered_pair": unfiltered_contrast(loops),
         "interaction": inter,
+        # the co-primary scales (calibration, spread), decisive in the rule (THEORY 8.9)
+        "coprimary": coprimary_block(evidence, cfg, ARM_OF_FILTER, two_way),
         # pooled over the filters with a noise estimate: sqrt of the mean variance
         "noise": {"sigma": float(np.sqrt(np.mean([r["sigma"] ** 2 for r in pooled])))
                   if pooled else None,

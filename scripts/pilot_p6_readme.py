@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 BEGIN, END = "<!-- pilot_p6 analyse: begin -->", "<!-- pilot_p6 analyse: end -->"
-TITLE = "# The P6 pilot (version 2, provisional): filters that keep the task spread\n"
+TITLE = "# The P6 pilot (version 2): filters that keep the task spread\n"
 
 
 def invocation_seconds(timing: dict) -> float:

@@ -17,6 +17,12 @@ simulation with the report's own function (`report.simulate_p6.p6_rates`) at the
 - Truths simulated at 5, 10 and 20 seeds: exactly at the margin (the false-confirm rate), the
   filter doing nothing, removing the collapse, and each filter as the pilot shows it
   (log(1 + beta_f g) - log(1 + beta g), beta_f fitted to its own loop's contrast).
+- The joint rule with its co-primary scales (`joint`, by `simulate_p6.p6_joint_rates` at the
+  co-primary interactions' own pilot noise): removing the collapse at no cost on either scale;
+  removing it with each co-primary interaction exactly at its margin (the false-confirm rate);
+  and removing it at each filter's co-primary cost as the pilot shows it (its mean over the
+  pilot's generations, held constant: the pilot's interactions grow with the generation, so
+  this understates the cost).
 """
 
 from __future__ import annotations
@@ -83,8 +89,34 @@ def size(pilot: dict, draws: int) -> dict:
                                       draws=draws) for s in SEED_COUNTS}
              for label, truth in _truths(out["collapse_beta"], filters, cfg.v2_p6_delta).items()}
     out["power"] = power
+    out["joint"] = _joint(pilot, out["collapse_beta"], noise, cfg, draws)
     out["seeds_for_80_percent"] = {
         label: min((s for s in SEED_COUNTS if rates[str(s)]["confirmed"] >= POWER),
                    default=None)
         for label, rates in power.items() if "margin" not in label and "nothing" not in label}
     return out
+
+
+def _joint(pilot: dict, beta: float, noise: dict, cfg, draws: int) -> dict | None:
+    """Rates of the joint rule (excess risk and the two co-primary scales) by seed count."""
+    from icl_stl.report.simulate_p6 import p6_joint_rates
+    from icl_stl.report.simulate_v2 import Noise, constant
+
+    co = pilot.get("coprimary")
+    if not co or any(co["noise"][s]["sigma"] is None for s in ("calibration", "spread")):
+        return None
+    noises = (Noise(noise["sigma"], noise["tau"]),
+              *(Noise(co["noise"][s]["sigma"], co["noise"][s]["tau"])
+                for s in ("calibration", "spread")))
+    removes = lambda g: -np.log1p(beta * g)  # noqa: E731
+    truths = {"removes the collapse, no co-primary cost": (removes, constant(0.0),
+                                                           constant(0.0)),
+              "removes the collapse, co-primary at the margins": (
+                  removes, constant(cfg.v2_p6_calibration), constant(-cfg.v2_p6_spread))}
+    for name, row in co["filters"].items():
+        if row["calibration"] and row["spread"]:
+            truths[f"removes the collapse at {name}'s co-primary cost"] = (
+                removes, constant(row["calibration"]["mean"]), constant(row["spread"]["mean"]))
+    return {"noise": co["noise"],
+            "rates": {label: {str(s): p6_joint_rates(t, noises, s, cfg, draws=draws)
+                              for s in SEED_COUNTS} for label, t in truths.items()}}

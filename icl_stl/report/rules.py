@@ -82,11 +82,17 @@ class ReportConfig:
     v2_p5_curvature: float = 0.05
     v2_p5_trend_margin: float = 0.5
     v2_p5_grid_max: float = 3.0  # the grid must reach this m / n
-    # P6, version 2 (docs/proposed/p6-theory.md, provisional until its pilot): per seed, the
-    # filter x labeller interaction on log excess risk, mean over generations 1..G, must fall
-    # below -delta_6 (the admitted filter removes at least half of P1's collapse margin)
-    v2_p6_delta: float = 0.24
+    # P6, version 2 (docs/THEORY.md section 8.9, fixed from its pilot, docs/results/pilot-p6):
+    # per seed, the filter x labeller interaction on log excess risk, mean over generations
+    # 1..G, must fall below -delta_6 (halfway between "the filter does nothing" and "the filter
+    # removes the pilot's collapse"); and on the co-primary scales, the same interaction of the
+    # head's log z^2 must stay below +calibration and that of the kept tasks' log covariance-
+    # trace ratio above -spread (a filter may not move the collapse to another scale).
+    v2_p6_delta: float = 0.57
+    v2_p6_calibration: float = 0.22  # log 1.25: a quarter more z^2 than the unfiltered pair
+    v2_p6_spread: float = 0.22  # log 1.25: the kept covariance trace at least 0.8 of it
     v2_p6_seeds: int | None = 10
+    v2_p6_primary_filter: str = "residual"  # the primary group's filter (the largest n first)
     # P9, version 2 (docs/proposed/p9-theory.md, provisional until its pilot): P2's joint test
     # on log(E_acc / E_oracle-acc), the window from where the reference learner's drift with
     # S_0 kept rises by at most window_share x delta_2 per generation (i_0 = 6), at least
@@ -141,9 +147,9 @@ class ReportConfig:
                              f"or real_gen_gap, got {self.p4_metric!r}")
         if self.rules not in ("v1", "v2"):
             raise ValueError(f"report setting rules must be v1 or v2, got {self.rules!r}")
-        for name in ("v2_delta1", "v2_delta2", "v2_p6_delta", "v2_p5_depth", "v2_p5_curvature",
-                     "v2_p5_trend_margin", "v2_p5_grid_max", "v2_p10_depth",
-                     "v2_p10_curvature", "v2_p10_direction"):
+        for name in ("v2_delta1", "v2_delta2", "v2_p6_delta", "v2_p6_calibration",
+                     "v2_p6_spread", "v2_p5_depth", "v2_p5_curvature", "v2_p5_trend_margin",
+                     "v2_p5_grid_max", "v2_p10_depth", "v2_p10_curvature", "v2_p10_direction"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"report setting {name} must be a number > 0, got {v!r}")
@@ -169,6 +175,12 @@ class ReportConfig:
             if getattr(self, name) is not None and getattr(self, name) < 2:
                 raise ValueError(f"report setting {name} must be null or >= 2, "
                                  f"got {getattr(self, name)!r}")
+        from icl_stl.loop.admission import ADMITTED_FILTERS
+
+        if self.v2_p6_primary_filter not in ADMITTED_FILTERS:
+            raise ValueError(f"report setting v2_p6_primary_filter must be an admitted filter "
+                             f"({', '.join(sorted(ADMITTED_FILTERS))}), got "
+                             f"{self.v2_p6_primary_filter!r}")
         if self.v2_horizon < 3:
             raise ValueError(f"report setting v2_horizon must be >= 3, got {self.v2_horizon!r}")
         if self.v2_regime not in ("from_scratch", "warm_start"):

@@ -1,5 +1,9 @@
 """Simulated filter x labeller interactions with known truths: the calibration of P6, version 2.
 
+`p6_rates` draws the excess-risk interaction alone (the rule's first part); `p6_joint_rates`
+draws the three interactions of the rule (excess risk, calibration, spread), independently, each
+with its own truth and noise, and applies the joint rule.
+
 A seed's interaction at generation g is the difference of two log contrasts from independent
 runs (the filtered pair and the unfiltered pair), each drawn as in `simulate_v2` with the P1/P2
 pilot's noise (docs/results/pilot-v2/sizing.json: sigma per generation, tau per seed), so the
@@ -39,3 +43,14 @@ def p6_rates(truth: Truth, seeds: int, noise: Noise, cfg: ReportConfig, draws: i
 def removes_collapse(beta: float = 0.259) -> Truth:
     """A filter that removes the pilot's collapse entirely: -log(1 + beta g)."""
     return lambda g: -np.log1p(beta * g)
+
+
+def p6_joint_rates(truths: tuple[Truth, Truth, Truth], noises: tuple[Noise, Noise, Noise],
+                   seeds: int, cfg: ReportConfig, draws: int = 20_000,
+                   seed: int = 0) -> dict[str, float]:
+    """Share of each joint P6 verdict: (excess, calibration, spread) truths and noises."""
+    gens = np.arange(1, cfg.v2_horizon + 1)
+    rng = np.random.default_rng(seed)
+    excess, calibration, spread = (draw(t, gens, seeds, n, draws, rng)
+                                   for t, n in zip(truths, noises))
+    return rates(p6_matched_core(excess, cfg, calibration, spread)["code"])

@@ -180,20 +180,27 @@ def outside_test(per_seed: npt.ArrayLike, margin: float, levels: Levels) -> dict
 
 
 def conjunction(a: dict, b: dict, levels: Levels) -> tuple[np.ndarray, Array]:
-    """Two parts of one claim: (codes, p_refute). Confirmed when both parts confirm (each at
-    alpha: an intersection-union test keeps alpha); refuted when either refutes, Bonferroni
-    over the two (p_refute = 2 x the smaller p); underpowered when either part is. A part on
+    """Two parts of one claim: `conjunction_of([a, b], levels)`."""
+    return conjunction_of([a, b], levels)
+
+
+def conjunction_of(parts: list[dict], levels: Levels) -> tuple[np.ndarray, Array]:
+    """Parts of one claim: (codes, p_refute). Confirmed when every part confirms (each at
+    alpha: an intersection-union test keeps alpha); refuted when any refutes, Bonferroni over
+    the k parts (p_refute = k x the smallest p); underpowered when any part is. A part on
     fewer than min_seeds seeds cannot refute (its p-value is left out)."""
     def p_of(part):
         p = np.asarray(part["p_refute"], dtype=float)
         return p if part["n_seeds"] >= levels.min_seeds else np.full(p.shape, np.nan)
 
-    ca, cb = np.asarray(a["code"]), np.asarray(b["code"])
-    ca, cb = np.broadcast_arrays(ca, cb)
-    p_refute = np.minimum(1.0, 2 * np.fmin(p_of(a), p_of(b)))
-    code = np.full(ca.shape, C_INCONCLUSIVE, dtype=np.int8)
-    code[(ca == C_UNDERPOWERED) | (cb == C_UNDERPOWERED)] = C_UNDERPOWERED
-    code[(ca == C_CONFIRMED) & (cb == C_CONFIRMED)] = C_CONFIRMED
+    codes = np.broadcast_arrays(*(np.asarray(part["code"]) for part in parts))
+    smallest = p_of(parts[0])
+    for part in parts[1:]:
+        smallest = np.fmin(smallest, p_of(part))
+    p_refute = np.minimum(1.0, len(parts) * smallest)
+    code = np.full(codes[0].shape, C_INCONCLUSIVE, dtype=np.int8)
+    code[np.logical_or.reduce([c == C_UNDERPOWERED for c in codes])] = C_UNDERPOWERED
+    code[np.logical_and.reduce([c == C_CONFIRMED for c in codes])] = C_CONFIRMED
     code[np.asarray(p_refute) < levels.alpha] = C_REFUTED
     return code, p_refute
 

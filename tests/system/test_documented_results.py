@@ -635,3 +635,57 @@ def test_p10_version_2_pilot_numbers_are_the_committed_pilot():
     times = [float(t) for t in re.findall(r"^\| (?:fresh|reuse)_w[\d.]+ \| (\d+) \|", (results / "README.md")
                                           .read_text(), flags=re.M)]
     assert len(times) == 10 and f"{min(times) / 60:.0f}-{max(times) / 60:.0f} minutes" in theory
+
+
+def test_p6_version_2_pilot_numbers_are_the_committed_pilot():
+    """THEORY.md section 8.9 and the rule's settings quote the P6 pilot's pilot.json and
+    sizing.json."""
+    from icl_stl.report.rules import ReportConfig
+
+    results = REPO / "docs/results/pilot-p6"
+    pilot = json.loads((results / "pilot.json").read_text())
+    sizing = json.loads((results / "sizing.json").read_text())
+    theory = _theory_section("### 8.9 P6, version 2")
+    cfg = ReportConfig()
+    assert cfg.v2_p6_delta == sizing["delta_6"] and f"-δ_6 = -{sizing['delta_6']:.2f}" in theory
+
+    def seq(values):
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    assert seq(pilot["unfiltered_pair"]["contrast_mean_by_generation"]) in theory
+    assert f"log(1 + {sizing['collapse_beta']:.3f} g)" in theory
+    inter = pilot["interaction"]
+    assert seq(inter["residual"]["interaction_mean_by_generation"]) in theory
+    assert seq(inter["residual"]["interaction_per_seed"]) in theory
+    assert seq(inter["density_ratio"]["interaction_mean_by_generation"]) in theory
+    co = pilot["coprimary"]["filters"]
+    for scale in ("calibration", "spread"):
+        for name in ("residual", "density_ratio"):
+            assert seq(co[name][scale]["mean_by_generation"]) in theory
+    assert f"{co['residual']['calibration']['mean']:.2f} and " \
+           f"{co['residual']['spread']['mean']:.2f}" in theory
+    noise, joint = sizing["noise"], sizing["joint"]
+    assert f"σ = {noise['sigma']:.3f} and τ = {noise['tau']:.3f}" in theory
+    for scale in ("calibration", "spread"):
+        n = joint["noise"][scale]
+        assert f"σ = {n['sigma']:.3f}, τ = {n['tau']:.3f} ({scale})" in theory
+    ten = str(cfg.v2_p6_seeds)
+    power = sizing["power"]
+    beta = f"{sizing['collapse_beta']:.3g}"
+    assert f"{100 * power[f'removes the collapse (-log(1 + {beta} g))'][ten]['confirmed']:.1f}%" \
+        in theory
+    assert f"{100 * power['at the margin (-delta_6)'][ten]['confirmed']:.1f}%" in theory
+    rates = joint["rates"]
+    at_margins = rates["removes the collapse, co-primary at the margins"][ten]["confirmed"]
+    residual_cost = rates["removes the collapse at residual's co-primary cost"][ten]["refuted"]
+    assert f"in {100 * at_margins:.2f}%" in theory
+    assert f"refuted in {100 * residual_cost:.1f}%" in theory
+    assert f"({sizing['readable_share']}) {sizing['seeds_to_list'][ten]} seeds" in theory
+    last = {arm: pilot["curves"][arm]["model"] for arm in ("residual", "unfiltered")}
+    z2 = np.mean([last["residual"][s]["head_z2"][3] for s in ("9701", "9702", "9704", "9705")])
+    cov = np.mean([last["residual"][s]["kept_cov_ratio"][3] for s in ("9701", "9702", "9704",
+                                                                        "9705")])
+    assert f"z^2 {z2:.1f}" in theory and f"{cov:.2f} of real's covariance trace" in theory
+    gates = {g["seed"]: g for g in pilot["gate"] if g["arm"] == "unfiltered"}
+    assert f"closed {100 * gates[9703]['gap_closed']['model']:.1f}% of the gap" in theory
+    assert sum(g["readable"] for g in gates.values()) == 7 and "7 of 8 passed" in theory
