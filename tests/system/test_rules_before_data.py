@@ -74,3 +74,46 @@ def test_the_ancestry_check_can_fail():
     if not parent:
         pytest.skip("a single-commit checkout")
     assert _is_ancestor(parent, head) and not _is_ancestor(head, parent)
+
+
+# Where each rule fixed by its own commit is stated: the THEORY section holding its "**The
+# rule**" paragraph, and the ReportConfig settings that carry its numbers.
+RULE_TEXT = {"6": ("### 8.9 P6, version 2", "v2_p6_")}
+
+
+def _rule_paragraph(theory: str, heading: str) -> str:
+    section = theory[theory.index(heading):]
+    start = section.index("**The rule**")
+    following = re.search(r"^\*\*", section[start + 2:], flags=re.M)
+    return section[start:start + 2 + following.start()] if following else section[start:]
+
+
+def _settings_lines(source: str, prefix: str) -> list[str]:
+    return [line.strip() for line in source.splitlines() if line.strip().startswith(prefix)]
+
+
+@needs_history
+@pytest.mark.parametrize("number", sorted(RULE_TEXT))
+def test_a_rule_is_unchanged_since_its_commit(number):
+    heading, prefix = RULE_TEXT[number]
+    commit = RULES_COMMITS[number]
+
+    def at(path: str) -> str:
+        return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout
+
+    now_theory = (REPO / "docs" / "THEORY.md").read_text()
+    assert _rule_paragraph(at("docs/THEORY.md"), heading) == \
+        _rule_paragraph(now_theory, heading), f"P{number}: the rule's text changed since {commit}"
+    rules = "icl_stl/report/rules.py"
+    then, now = _settings_lines(at(rules), prefix), _settings_lines((REPO / rules).read_text(),
+                                                                    prefix)
+    assert then and then == now, f"P{number}: its settings changed since {commit[:12]}"
+
+
+def test_the_rule_paragraph_reader_sees_a_change():
+    theory = (REPO / "docs" / "THEORY.md").read_text()
+    heading = RULE_TEXT["6"][0]
+    paragraph = _rule_paragraph(theory, heading)
+    assert "δ_6" in paragraph and "**Why the co-primary" not in paragraph
+    assert _rule_paragraph(theory.replace("-δ_6 = -0.57", "-δ_6 = -0.50"), heading) != paragraph
