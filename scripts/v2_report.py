@@ -17,6 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
+from v2_parts_table import refresh_readme
 from v2_programme import PROGRAMME
 
 from icl_stl.report.rule_commits import RULES_COMMITS
@@ -155,8 +156,13 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
     for name in ("REPORT.md", "verdicts.json", "runs.csv"):
         if (out / name).resolve() != (results / name).resolve():
             shutil.copy2(out / name, results / name)
-    if (out / "state.json").exists():
-        shutil.copy2(out / "state.json", results / "parts.json")
+    # the programme's state: beside the report, or beside runs/ (`--report-only --runs`)
+    state = next((p for p in (out / "state.json", runs.parent / "state.json") if p.exists()),
+                 None)
+    if state is not None:
+        shutil.copy2(state, results / "parts.json")
+        if (results / "README.md").exists():
+            refresh_readme(results / "README.md", json.loads(state.read_text()))
     if (out / "figures").exists() and (out / "figures").resolve() != (
             results / "figures").resolve():
         shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)

@@ -112,3 +112,41 @@ def test_report_only_over_a_copy_of_runs_regenerates_verdicts(verdicts, tmp_path
                            str(tmp_path / "out"), "--no-figures"]) == 0
     regenerated = json.loads((tmp_path / "out" / "verdicts.json").read_text())
     assert differences(verdicts, regenerated) == []
+
+
+def _parts_table_module():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import v2_parts_table
+
+    return v2_parts_table
+
+
+def test_the_readmes_parts_table_is_parts_json():
+    """docs/results/cpu-v2/README.md's wall times are parts.json's, row for row."""
+    module = _parts_table_module()
+    state = json.loads((RESULTS / "parts.json").read_text())
+    text = (RESULTS / "README.md").read_text()
+    table = text.split(module.BEGIN, 1)[1].split(module.END, 1)[0].strip().splitlines()
+    assert table == module.parts_table(state)
+    finished = [p for p in state["parts"] if p.get("finished")]
+    assert f"**{len(finished)} finished**" in table[-1]
+    for part in finished:  # a finished part has a measured wall time in its row
+        row = next(r for r in table if r.startswith(f"| {part['index']} |"))
+        seconds = sum(i["seconds"] for i in part["invocations"])
+        assert f"| {seconds / 60:.1f} |" in row
+
+
+def test_the_parts_table_follows_its_state(tmp_path):
+    module = _parts_table_module()
+    state = json.loads((RESULTS / "parts.json").read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{module.BEGIN}\nold\n{module.END}\nafter\n")
+    state["parts"][0]["invocations"][0]["seconds"] += 600.0
+    assert module.refresh_readme(readme, state)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
+    first = state["parts"][0]
+    assert f"| {sum(i['seconds'] for i in first['invocations']) / 60:.1f} |" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not module.refresh_readme(plain, state) and plain.read_text() == "no markers\n"
