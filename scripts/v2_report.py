@@ -17,6 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
+import results_table_v2
 from v2_parts_table import refresh_readme
 from v2_programme import PROGRAMME
 
@@ -163,6 +164,8 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
         shutil.copy2(state, results / "parts.json")
         if (results / "README.md").exists():
             refresh_readme(results / "README.md", json.loads(state.read_text()))
+    if (results / "README.md").exists():
+        results_table_v2.refresh_readme(results / "README.md", results)
     if (out / "figures").exists() and (out / "figures").resolve() != (
             results / "figures").resolve():
         shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)

@@ -150,3 +150,39 @@ def test_the_parts_table_follows_its_state(tmp_path):
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")
     assert not module.refresh_readme(plain, state) and plain.read_text() == "no markers\n"
+
+
+def _results_table_module():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import results_table_v2
+
+    return results_table_v2
+
+
+def test_the_readmes_results_table_is_verdicts_json():
+    module = _results_table_module()
+    text = (RESULTS / "README.md").read_text()
+    table = text.split(module.BEGIN, 1)[1].split(module.END, 1)[0].strip().splitlines()
+    assert table == module.results_table(RESULTS)
+    verdicts = json.loads(VERDICTS.read_text())["verdicts"]
+    assert len(table) == 2 + len(verdicts)
+    for number, v in verdicts.items():
+        row = next(r for r in table if r.startswith(f"| P{number} |"))
+        assert f"**{v['verdict']}**" in row
+
+
+def test_a_judged_row_quotes_its_numbers(tmp_path):
+    """A planted confirmed verdict: the row carries the estimate, interval, margin, seeds and
+    MDE as verdicts.json holds them; a changed estimate changes the row."""
+    module = _results_table_module()
+    verdict = {"verdict": "confirmed", "rules_version": "v2", "estimate": 0.6123,
+               "interval": [0.5011, 0.7235], "margin": 0.48, "n_seeds": 10,
+               "min_detectable_effect": 0.0953, "statistic": "mean log contrast",
+               "primary_group": "regime=from_scratch, n=10000"}
+    (tmp_path / "verdicts.json").write_text(json.dumps({"verdicts": {"1": verdict}}))
+    (row,) = module.results_table(tmp_path)[2:]
+    assert "**confirmed**" in row and "regime=from_scratch, n=10000" in row
+    assert "mean log contrast 0.612 [0.501, 0.724] against 0.48, 10 seeds, MDE 0.0953" in row
+    verdict["estimate"] = 0.7
+    (tmp_path / "verdicts.json").write_text(json.dumps({"verdicts": {"1": verdict}}))
+    assert module.results_table(tmp_path)[2:] != [row]
