@@ -689,3 +689,20 @@ def test_p6_version_2_pilot_numbers_are_the_committed_pilot():
     gates = {g["seed"]: g for g in pilot["gate"] if g["arm"] == "unfiltered"}
     assert f"closed {100 * gates[9703]['gap_closed']['model']:.1f}% of the gap" in theory
     assert sum(g["readable"] for g in gates.values()) == 7 and "7 of 8 passed" in theory
+
+
+def test_the_d3_gate_pass_counts_in_benchmarks_are_the_pilots():
+    """BENCHMARKS.md's later screens of the d = 3 recipe quote the two pilots' gates."""
+    d3 = json.loads((REPO / "docs/results/pilot-v2-d3/pilot.json").read_text())["gate"]
+    p6 = [g for g in json.loads((REPO / "docs/results/pilot-p6/pilot.json").read_text())["gate"]
+          if g["arm"] == "unfiltered"]
+    closed_d3 = {g["seed"]: g["gap_closed"]["model"] for g in d3}
+    closed_p6 = {g["seed"]: g["gap_closed"]["model"] for g in p6}
+    text = _flat((REPO / "BENCHMARKS.md").read_text())
+    passed_d3 = sum(v >= 0.9 for v in closed_d3.values())
+    passed_p6 = sum(v >= 0.9 for v in closed_p6.values())
+    assert passed_d3 == len(closed_d3) == 6 and f"{len(closed_d3)} seeds" in text
+    assert f"{100 * min(closed_d3.values()):.1f}-{100 * max(closed_d3.values()):.1f}%" in text
+    assert f"passed {passed_p6} of {len(closed_p6)}" in text
+    assert f"{100 * min(closed_p6.values()):.1f}-{100 * max(closed_p6.values()):.1f}%" in text
+    assert f"{passed_d3 + passed_p6} of {len(closed_d3) + len(closed_p6)}" in text
