@@ -42,11 +42,12 @@ def probe_config(app: AppConfig) -> tuple[ProbeConfig, list[int], list[int]]:
     """The validated probe settings, its seeds and its grid of n."""
     probe = from_container(ProbeConfig, app.probe, "probe")
     members = app.members
-    if any(v is not None for v in (members.seeds, members.real_fractions, members.ns,
-                                   members.augments)):
-        raise ConfigError("members.* is not used by icl-stl-probe (it builds its own members); "
-                          "set probe.seeds and probe.ns instead, got members="
-                          f"{members}")
+    for key, instead in (("seeds", "probe.seeds"), ("ns", "probe.ns"),
+                         ("real_fractions", "loop.real_fraction or probe.real_fractions"),
+                         ("augments", "loop.augment")):
+        if getattr(members, key) is not None:
+            fail(f"members.{key}", getattr(members, key),
+                 f"null for icl-stl-probe (it builds its own members: set {instead})")
     if members.labellers is not None:
         # Each probe pairs its own members (twins, grid over n, doses); a model- and an
         # oracle-labelled copy of each would be paired across labellers. loop.labeller applies.

@@ -63,6 +63,22 @@ GATE_LINES_PER_LOOP = 8  # up to this many loops, the gate is reported loop by l
 ExtraMetrics = Callable[[int, Learner, list[PromptSet], list[PromptSet]], list[dict]]
 
 
+def combine_hooks(*hooks: ExtraMetrics | None) -> ExtraMetrics | None:
+    """One `extra_metrics` hook merging the per-member dicts of several (None entries skipped)."""
+    active = [h for h in hooks if h is not None]
+    if not active:
+        return None
+
+    def combined(generation, learner, datasets, new_synthetic):
+        merged: list[dict] = [{} for _ in datasets]
+        for hook in active:
+            for record, extra in zip(merged, hook(generation, learner, datasets, new_synthetic)):
+                record.update(extra)
+        return merged
+
+    return combined
+
+
 @dataclass
 class LoopSettings:
     task: TaskConfig

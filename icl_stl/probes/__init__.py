@@ -29,7 +29,6 @@ from icl_stl.probes.in_context import (
 from icl_stl.probes.stability import (
     StabilityHook,
     aggregate_stability,
-    combine_hooks,
     run_stability,
 )
 from icl_stl.probes.twins import TwinPair, neighbour_set, probe_set, twin_members
@@ -47,7 +46,6 @@ __all__ = [
     "aggregate_in_context",
     "aggregate_stability",
     "bayes_predictions",
-    "combine_hooks",
     "decay_members",
     "fit_quantity",
     "in_context_prompts",

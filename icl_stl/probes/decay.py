@@ -26,10 +26,10 @@ import numpy as np
 from icl_stl.config import ProbeConfig
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.mixing import MemberSpec
-from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
+from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings, combine_hooks
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.plots import plot_decay
-from icl_stl.probes.stability import StabilityHook, combine_hooks
+from icl_stl.probes.stability import StabilityHook
 from icl_stl.probes.twins import check_same_pool, probe_set, run_pool, twin_members
 from icl_stl.runs.logger import RunLogger
 from icl_stl.theory import decay_verdict, fit_bound, fit_power_law

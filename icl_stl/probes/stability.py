@@ -28,7 +28,7 @@ from icl_stl.data.prompts import PromptSet
 from icl_stl.data.task_pool import TaskPool
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.learners import Learner
-from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings
+from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings, combine_hooks
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.twins import TwinPair, check_same_pool, probe_set, run_pool, twin_members
 from icl_stl.runs.logger import RunLogger
@@ -64,22 +64,6 @@ class StabilityHook:
                 if label_diff is not None and label_diff.numel() else None,
             })
         return out
-
-
-def combine_hooks(*hooks: ExtraMetrics | None) -> ExtraMetrics | None:
-    """One `extra_metrics` hook merging the per-member dicts of several (None entries skipped)."""
-    active = [h for h in hooks if h is not None]
-    if not active:
-        return None
-
-    def combined(generation, learner, datasets, new_synthetic):
-        merged: list[dict] = [{} for _ in datasets]
-        for hook in active:
-            for record, extra in zip(merged, hook(generation, learner, datasets, new_synthetic)):
-                record.update(extra)
-        return merged
-
-    return combined
 
 
 def spread(values: Sequence[float], name: str) -> dict:

@@ -8,10 +8,13 @@ seeds' contrasts with its 90% t-interval (from 3 seeds on; with 2 its t-quantile
 hide the curves): where an arm's line stays at 0, its own labels cost nothing over the oracle's.
 Right, when given: calibration against generation (P6: the head's z², 1 when calibrated), the
 mean over the same seeds, solid and dashed as on the left.
+An arm's colour is its own (ARM_COLOURS), whichever other arms a figure has.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,11 @@ from icl_stl.report.matched_figure import mean_band
 from icl_stl.runs.plots import plt, readable_log_axis
 
 LABELLER_STYLES = {"model": ("-", "model labels"), "oracle": ("--", "oracle twin")}
+# A known arm keeps its colour whichever other arms a figure has. P6's and P9's arms never share
+# a figure, so each set starts at C0 (the colours of the pilots' figures drawn before this).
+ARM_COLOURS = {"unfiltered": "C0", "residual": "C1", "density_ratio": "C2",
+               "replace": "C0", "accumulate_s0": "C1", "accumulate": "C2", "volume_matched": "C3"}
+SPARE_COLOURS = [f"C{i}" for i in range(10) if f"C{i}" not in ARM_COLOURS.values()]
 # {arm: {labeller: {seed: {generation: value or None}}}}
 Calibration = dict[str, dict[str, dict[int, dict[int, float | None]]]]
 
@@ -81,6 +89,13 @@ def arm_curves(arm: str, loops: list[MatchedLoop], calibration: Calibration | No
                      curves)
 
 
+def arm_colours(arms: Sequence[str]) -> dict[str, str]:
+    """Each arm's colour: a known arm's own; the others, in the given order, the colours no
+    known arm has (cycling when there are more of them than colours)."""
+    spare = itertools.cycle(SPARE_COLOURS)
+    return {arm: ARM_COLOURS[arm] if arm in ARM_COLOURS else next(spare) for arm in arms}
+
+
 def _nan_mean(values: np.ndarray) -> np.ndarray:
     """Mean over seeds of the values present; NaN (a gap in the line) where none is."""
     present = np.isfinite(values).sum(0)
@@ -99,8 +114,9 @@ def draw(arms: dict[str, list[MatchedLoop]], path: Path, title: str,
     panels = 3 if calibration is not None else 2
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
     left, middle = axes[0], axes[1]
-    for i, (arm, c) in enumerate(curves.items()):
-        colour = f"C{i}"
+    colours = arm_colours(list(curves))
+    for arm, c in curves.items():
+        colour = colours[arm]
         left.plot(c.generations, c.excess.mean(0), "-", color=colour, marker="o", ms=3,
                   label=f"{arm} ({len(c.seeds)} seeds)")
         left.plot(c.generations, c.control.mean(0), "--", color=colour, marker="o", ms=3,

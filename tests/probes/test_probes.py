@@ -30,12 +30,11 @@ from icl_stl.data.prompts import sample_prompts
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.mixing import MemberSpec
-from icl_stl.loop.runner import LoopRun, LoopSettings
+from icl_stl.loop.runner import LoopRun, LoopSettings, combine_hooks
 from icl_stl.probes import (
     StabilityHook,
     TwinPair,
     aggregate_decay,
-    combine_hooks,
     neighbour_set,
     perturb_first_pair,
     probe_set,
@@ -280,7 +279,7 @@ def test_perturb_first_pair_flips_only_the_first_example():
 
 
 @pytest.mark.parametrize("override, field", [
-    ("members.seeds=[0,1]", "members"),
+    ("members.seeds=[0,1]", "members.seeds"),
     ("probe.replaced_indices=[16]", "probe.replaced_indices[0]"),
     ("probe.replacement=swap", "probe.replacement"),
     ("+probe.typo=1", "probe has unknown setting"),
@@ -304,13 +303,39 @@ def test_members_labellers_is_refused_naming_it_before_anything_trains(tmp_path,
     assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
 
 
-def test_members_labellers_exits_2_through_the_cli_before_anything_is_written(tmp_path):
-    proc = run_cli(str(BIN / "icl-stl-probe"), *TINY, "members.labellers=[model,oracle]",
+# members.<key>=<override>, the value as the refusal prints it, and the setting it points to.
+MEMBERS_LISTS = [("seeds", "[0,1]", "[0, 1]", "probe.seeds"),
+                 ("ns", "[16,32]", "[16, 32]", "probe.ns"),
+                 ("real_fractions", "[0,0.5]", "[0, 0.5]", "probe.real_fractions"),
+                 ("augments", "[0,4]", "[0, 4]", "loop.augment")]
+
+
+@pytest.mark.parametrize("kind", ["stability", "dose_response"])
+@pytest.mark.parametrize("key, override, shown, instead", MEMBERS_LISTS)
+def test_each_members_list_is_refused_naming_its_key_and_value(tmp_path, kind, key, override,
+                                                               shown, instead):
+    """members.seeds, .ns, .real_fractions and .augments (which icl-stl-loop honours) are each
+    refused by their own name and value, one line, before anything is written."""
+    cfg = compose_probe(tmp_path, [*TINY, f"probe={kind}", f"members.{key}={override}"])
+    with pytest.raises(ConfigError) as info:
+        probe_from_config(cfg, tmp_path / "out")
+    message = str(info.value)
+    assert message.startswith(f"members.{key} must be null for icl-stl-probe"), message
+    assert message.endswith(f", got {shown}") and instead in message and "\n" not in message
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "out").exists()
+
+
+# Through the CLI (about 4 s of CPU each): labellers and the last list probe_config checks.
+@pytest.mark.parametrize("key, value, shown", [
+    ("labellers", "[model,oracle]", "['model', 'oracle']"), MEMBERS_LISTS[-1][:3]])
+def test_members_lists_exit_2_through_the_cli_before_anything_is_written(tmp_path, key, value,
+                                                                         shown):
+    proc = run_cli(str(BIN / "icl-stl-probe"), *TINY, f"members.{key}={value}",
                    f"run.checkpoint_root={tmp_path}/ck", f"hydra.run.dir={tmp_path}/out")
     assert proc.returncode == 2, proc.stderr[-2000:]
     stderr = proc.stderr.strip()
-    assert "\n" not in stderr and "members.labellers" in stderr, stderr
-    assert "['model', 'oracle']" in stderr, stderr
+    assert "\n" not in stderr and f"members.{key} must be null" in stderr, stderr
+    assert shown in stderr, stderr
     assert list(tmp_path.iterdir()) == []
 
 

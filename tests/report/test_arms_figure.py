@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
 
 from icl_stl.report import arms_figure
 from icl_stl.report.arms_figure import arm_curves, draw
@@ -58,6 +60,46 @@ def test_the_lines_drawn_are_each_arms_means(tmp_path, monkeypatch):
             np.mean([lp.contrast for lp in loops], 0))
         assert right.lines[2 * i].get_ydata() == pytest.approx(1.5 * (1 + np.array(gens)))
     assert len(middle.collections) == 1  # a band for replace's 3 seeds, none for 2
+
+
+def drawn_colours(tmp_path, monkeypatch, arms: list[str]) -> dict[str, str]:
+    """Each arm's colour as drawn: its solid and dashed lines and its contrast share it."""
+    figures = []
+    monkeypatch.setattr(arms_figure.plt, "close", figures.append)
+    monkeypatch.setattr(Figure, "savefig", lambda *args, **kwargs: None)  # colours only
+    draw({arm: [loop(s, [0, 1], 0.1) for s in (1, 2)] for arm in arms},
+         tmp_path / "arms.png", "toy")
+    left, middle = figures[0].axes
+    colours = {}
+    for i, arm in enumerate(arms):
+        solid, dashed, contrast = left.lines[2 * i], left.lines[2 * i + 1], middle.lines[i]
+        assert solid.get_label().startswith(f"{arm} (") and contrast.get_label() == arm
+        shown = {to_hex(line.get_color()) for line in (solid, dashed, contrast)}
+        assert len(shown) == 1, (arm, shown)
+        colours[arm] = shown.pop()
+    return colours
+
+
+@pytest.mark.parametrize("every", [["unfiltered", "residual", "density_ratio"],
+                                   ["replace", "accumulate_s0", "accumulate", "volume_matched"]])
+def test_an_arms_colour_does_not_depend_on_the_other_arms_drawn(tmp_path, monkeypatch, every):
+    full = drawn_colours(tmp_path, monkeypatch, every)
+    assert len(set(full.values())) == len(every)
+    # each arm alone, and the others without it in reverse order
+    for order in [*([arm] for arm in every), *([a for a in every if a != arm][::-1]
+                                               for arm in every)]:
+        assert drawn_colours(tmp_path, monkeypatch, order) == {arm: full[arm] for arm in order}
+
+
+def test_an_unknown_arm_takes_a_colour_no_known_arm_has(tmp_path, monkeypatch):
+    colours = drawn_colours(tmp_path, monkeypatch, ["verifier", "density_ratio", "best_of_k"])
+    known = {to_hex(c) for c in arms_figure.ARM_COLOURS.values()}
+    assert colours["density_ratio"] == to_hex(arms_figure.ARM_COLOURS["density_ratio"])
+    assert colours["verifier"] not in known and colours["best_of_k"] not in known
+    assert colours["verifier"] != colours["best_of_k"]
+    assert drawn_colours(tmp_path, monkeypatch, ["verifier", "residual", "best_of_k"]) == {
+        "verifier": colours["verifier"], "residual": to_hex(arms_figure.ARM_COLOURS["residual"]),
+        "best_of_k": colours["best_of_k"]}
 
 
 def test_a_figure_without_calibration_has_two_panels(tmp_path, monkeypatch):
