@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +28,9 @@ from icl_stl.data.tasks import make_task
 from icl_stl.loop.checkpoints import LoopCheckpoints
 from icl_stl.loop.early_stopping import STOPPING_FILE, early_stopping_splits
 from icl_stl.loop.held_out import loop_test_sets
+from icl_stl.loop.hooks import ExtraMetrics
 from icl_stl.loop.identity import member_settings
-from icl_stl.loop.learners import Learner, LearnerContext, make_learner
+from icl_stl.loop.learners import LearnerContext, make_learner
 from icl_stl.loop.metrics import log_gate, loop_fields
 from icl_stl.loop.mixing import (
     MemberSpec,
@@ -58,26 +58,6 @@ from icl_stl.training.evaluation import baseline_errors, bayes_predictions
 log = logging.getLogger(__name__)
 
 GATE_LINES_PER_LOOP = 8  # up to this many loops, the gate is reported loop by loop
-
-# Hook for probes: (generation, learner, datasets, synthetic) -> extra metrics per member.
-ExtraMetrics = Callable[[int, Learner, list[PromptSet], list[PromptSet]], list[dict]]
-
-
-def combine_hooks(*hooks: ExtraMetrics | None) -> ExtraMetrics | None:
-    """One `extra_metrics` hook merging the per-member dicts of several (None entries skipped)."""
-    active = [h for h in hooks if h is not None]
-    if not active:
-        return None
-
-    def combined(generation, learner, datasets, new_synthetic):
-        merged: list[dict] = [{} for _ in datasets]
-        for hook in active:
-            for record, extra in zip(merged, hook(generation, learner, datasets, new_synthetic)):
-                record.update(extra)
-        return merged
-
-    return combined
-
 
 @dataclass
 class LoopSettings:

@@ -25,8 +25,9 @@ import numpy as np
 
 from icl_stl.config import ProbeConfig
 from icl_stl.data.tasks import make_task
+from icl_stl.loop.hooks import ExtraMetrics, combine_hooks
 from icl_stl.loop.mixing import MemberSpec
-from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings, combine_hooks
+from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.plots import plot_decay
 from icl_stl.probes.stability import StabilityHook

@@ -36,9 +36,10 @@ from icl_stl.data.prompts import PromptSet
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.task_pool import TaskPool
 from icl_stl.data.tasks import Task, make_task
+from icl_stl.loop.hooks import ExtraMetrics, combine_hooks
 from icl_stl.loop.learners import Learner
 from icl_stl.loop.mixing import MemberSpec, draw_s0, real_prompts
-from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings, combine_hooks
+from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.dose_fit import dose_rows
 from icl_stl.probes.twins import check_same_pool, probe_set, run_pool

@@ -26,8 +26,9 @@ from icl_stl.config import ProbeConfig
 from icl_stl.data.prompts import PromptSet, sample_prompts
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import Task, make_task
+from icl_stl.loop.hooks import ExtraMetrics, combine_hooks
 from icl_stl.loop.learners import Learner
-from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings, combine_hooks
+from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.decay import decay_members
 from icl_stl.probes.plots import plot_in_context

@@ -27,8 +27,9 @@ from icl_stl.config import ProbeConfig
 from icl_stl.data.prompts import PromptSet
 from icl_stl.data.task_pool import TaskPool
 from icl_stl.data.tasks import make_task
+from icl_stl.loop.hooks import ExtraMetrics, combine_hooks
 from icl_stl.loop.learners import Learner
-from icl_stl.loop.runner import ExtraMetrics, LoopRun, LoopSettings, combine_hooks
+from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.persistence import atomic_write_json
 from icl_stl.probes.twins import TwinPair, check_same_pool, probe_set, run_pool, twin_members
 from icl_stl.runs.logger import RunLogger

@@ -14,9 +14,10 @@ from conftest import compose_loop
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.config import ConfigError, EvalConfig, LoopConfig, ModelConfig, TaskConfig, TrainConfig
+from icl_stl.loop.hooks import combine_hooks
 from icl_stl.loop.learners.reference import prior_drift_metrics
 from icl_stl.loop.plan import MemberSpec, plan_generations, train_sizes
-from icl_stl.loop.runner import LoopRun, LoopSettings, combine_hooks
+from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.theory.accumulation import accumulation_drift
 
 D, K, N, GENERATIONS = 3, 5, 20, 4

@@ -20,10 +20,11 @@ from icl_stl.data.prompts import sample_prompts
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import make_task
 from icl_stl.loop.fidelity import implied_weights
+from icl_stl.loop.hooks import combine_hooks
 from icl_stl.loop.learners import LearnerContext, make_learner
 from icl_stl.loop.learners.reference import GaussianPriorLearner, prior_drift_metrics
 from icl_stl.loop.mixing import MemberSpec
-from icl_stl.loop.runner import LoopRun, LoopSettings, combine_hooks
+from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.probes.stability import StabilityHook
 from icl_stl.probes.twins import probe_set, twin_members
 from icl_stl.theory import (

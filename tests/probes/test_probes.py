@@ -29,8 +29,9 @@ from icl_stl.config import (
 from icl_stl.data.prompts import sample_prompts
 from icl_stl.data.seeding import make_generator
 from icl_stl.data.tasks import make_task
+from icl_stl.loop.hooks import combine_hooks
 from icl_stl.loop.mixing import MemberSpec
-from icl_stl.loop.runner import LoopRun, LoopSettings, combine_hooks
+from icl_stl.loop.runner import LoopRun, LoopSettings
 from icl_stl.probes import (
     StabilityHook,
     TwinPair,
