@@ -13,6 +13,11 @@ How.
   had. Generation 0 does not depend on lambda or the ensemble (a member's numbers never do), so
   a loop's own generation 0 is this same model: `generation_0_agreement` in verdicts.json
   compares the two for every loop that has both.
+- *Paired arms* (d3's p6, scripts/v2_arms.py): P6's rule reads each seed's p6 and p1 loops, so
+  its selection treats a seed as unreadable when either is, and the p1 arm runs the seeds
+  chosen for P6 as well as P1's own (`v2_arms.run_seeds`). A p6 loop's generation 0 is its p1
+  loop's (the filter starts at generation 1): a gate verdict holds for both, a miss is counted
+  under p1.
 - *Candidates*: the matched arms' listed seeds in ascending order. A round gates the fewest next
   candidates that would give every arm its target if all passed; a further round only when too
   few passed. Each round is cut into blocks of at most 2 x block_seeds seeds, run as parts.
@@ -38,11 +43,11 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from itertools import zip_longest
 from pathlib import Path
 
 import v2_schedule as schedule
-from v2_schedule import GATE, MATCHED, SECONDARY, Block
+from v2_arms import in_family_order, matched_arms, readers, run_seeds, unreadable_for
+from v2_schedule import GATE, SECONDARY, Block
 
 
 def member_overrides(prog: dict) -> list[str]:
@@ -126,8 +131,11 @@ def gate_summaries(runs: Path) -> list[tuple[str, dict]]:
 
 def selections(prog: dict, passed: dict[int, bool],
                unreadable: dict[str, set[int]]) -> dict[str, Selection]:
-    return {arm: arm_selection(prog["arms"][arm]["seeds"], prog["arms"][arm]["count"], passed,
-                               unreadable.get(arm, set())) for arm in MATCHED}
+    """Each matched arm's rule's seeds; a paired arm's unreadable seeds include its partner's."""
+    arms = prog["arms"]
+    return {arm: arm_selection(arms[arm]["seeds"], arms[arm]["count"], passed,
+                               unreadable_for(arms, arm, unreadable))
+            for arm in matched_arms(arms)}
 
 
 def update(prog: dict, state: dict, found: dict[int, dict],
@@ -144,67 +152,76 @@ def update(prog: dict, state: dict, found: dict[int, dict],
         state["blocks"].append(Block(GATE, seeds, True).to_json())
     if new:
         added.append(f"gate: generation 0 of candidates {new}")
-    rows = []
-    for arm in MATCHED:
+    runs = run_seeds(prog["arms"], {arm: sel.chosen for arm, sel in chosen.items()
+                                    if sel.decided})
+    rows = {}
+    for arm in matched_arms(prog["arms"]):
         have = {s for b in made if b.arm == arm for s in b.seeds}
-        fresh = [s for s in chosen[arm].chosen if s not in have] if chosen[arm].decided else []
-        rows.append([Block(arm, c, True) for c in schedule.chunks(fresh, prog["block_seeds"])]
-                    if fresh else [])
+        fresh = [s for s in runs[arm] if s not in have]
+        rows[arm] = [Block(arm, c, True) for c in schedule.chunks(fresh, prog["block_seeds"])
+                     ] if fresh else []
         if fresh:
             added.append(f"{arm} loops for {fresh} (passed the gate)")
         state.setdefault("spares", {}).setdefault(arm, [])
         state["spares"][arm] = chosen[arm].chosen[prog["arms"][arm]["count"]:]
-    for row in zip_longest(*rows):
-        state["blocks"] += [b.to_json() for b in row if b is not None]
+    state["blocks"] += [b.to_json() for b in in_family_order(prog["arms"], rows)]
     state["gate"] = {
         "candidates": {str(s): row for s, row in found.items()},
         "pending": sorted(pending | set(new)),
         "arms": {arm: {"seeds": sel.chosen, "target": sel.target, "decided": sel.decided,
-                       "exhausted": sel.exhausted} for arm, sel in chosen.items()}}
+                       "exhausted": sel.exhausted,
+                       **({"runs": runs[arm]} if len(readers(prog["arms"], arm)) > 1 else {})}
+                 for arm, sel in chosen.items()}}
     return added
 
 
 def initial_blocks(prog: dict) -> list[Block]:
     """The first gate round's blocks (what a new programme starts with)."""
-    state = {"blocks": [], "spares": {arm: [] for arm in MATCHED}, "parts": []}
+    state = {"blocks": [], "spares": {arm: [] for arm in matched_arms(prog["arms"])},
+             "parts": []}
     update(prog, state, {}, {})
     return [Block.from_json(b) for b in state["blocks"]]
 
 
 def provisional_blocks(prog: dict, state: dict, made: list[Block]) -> list[Block]:
-    """For the plan: the blocks the arms not yet decided would get if every candidate not yet
-    gated passed, and their lambda = 1 blocks."""
+    """For the plan: the blocks the arms would still get if every candidate not yet gated
+    passed (an arm already decided gets none, unless an arm paired with it is not), and their
+    lambda = 1 blocks."""
+    arms = prog["arms"]
     record = state.get("gate", {})
     done = {int(s): row["passed"] for s, row in record.get("candidates", {}).items()}
-    optimistic = {s: done.get(s, True) for arm in MATCHED for s in prog["arms"][arm]["seeds"]}
-    out, seeds = [], set()
-    for arm in MATCHED:
-        if record.get("arms", {}).get(arm, {}).get("decided"):
-            continue
+    optimistic = {s: done.get(s, True) for arm in matched_arms(arms) for s in arms[arm]["seeds"]}
+    runs = run_seeds(arms, {arm: sel.chosen for arm, sel in selections(
+        prog, optimistic, {}).items()})
+    rows, seeds = {}, set()
+    for arm in matched_arms(arms):
         have = {s for b in made if b.arm == arm for s in b.seeds}
-        sel = arm_selection(prog["arms"][arm]["seeds"], prog["arms"][arm]["count"], optimistic,
-                            set())
-        fresh = [s for s in sel.chosen if s not in have]
-        out += [Block(arm, c, True) for c in schedule.chunks(fresh, prog["block_seeds"])
-                ] if fresh else []
+        fresh = [s for s in runs[arm] if s not in have]
+        rows[arm] = [Block(arm, c, True) for c in schedule.chunks(fresh, prog["block_seeds"])
+                     ] if fresh else []
         seeds |= set(fresh)
-    ones = sorted(seeds & set(prog["arms"][SECONDARY]["seeds"]))
-    return out + ([Block(SECONDARY, c, False) for c in schedule.chunks(
+    covered = {s for b in made if b.arm == SECONDARY for s in b.seeds}
+    ones = sorted((seeds & set(arms[SECONDARY]["seeds"])) - covered)
+    return in_family_order(arms, rows) + ([Block(SECONDARY, c, False) for c in schedule.chunks(
         ones, 2 * prog["block_seeds"])] if ones else [])
 
 
 def counted_misses(prog: dict, found: dict[int, dict],
                    unreadable: dict[str, set[int]]) -> dict[str, list[int]]:
-    """Per arm (p1, p2 and lambda1): the seeds that missed in the gate stage and that the arm
-    would have run had every seed been run through (module doc)."""
+    """Per arm (each matched arm and lambda1): the seeds that missed in the gate stage and that
+    the arm would have run had every seed been run through (module doc): up to the last seed
+    that its rule, or a rule paired with it, chose."""
+    arms = prog["arms"]
     passed = {s: row["passed"] for s, row in found.items()}
     missed = {s for s, ok in passed.items() if not ok}
+    sels = selections(prog, passed, unreadable)
     out = {}
-    for arm, sel in selections(prog, passed, unreadable).items():
-        limit = math.inf if sel.exhausted else max(sel.chosen, default=-math.inf)
-        out[arm] = sorted(s for s in missed if s in prog["arms"][arm]["seeds"] and s < limit)
-    ones = set(prog["arms"][SECONDARY]["seeds"])
-    out[SECONDARY] = sorted({s for arm in MATCHED for s in out[arm]} & ones)
+    for arm in matched_arms(arms):
+        limit = max(math.inf if sels[a].exhausted else max(sels[a].chosen, default=-math.inf)
+                    for a in readers(arms, arm))
+        out[arm] = sorted(s for s in missed if s in arms[arm]["seeds"] and s < limit)
+    ones = set(arms[SECONDARY]["seeds"])
+    out[SECONDARY] = sorted({s for arm in matched_arms(arms) for s in out[arm]} & ones)
     return out
 
 

@@ -6,6 +6,7 @@ generation-0 records of the seeds that missed there, as the loops that would hav
 (`v2_gate.counted_misses`): so `ridge_gate` and each prediction's left-out lists count and
 name a seed that missed as a run-through programme would, and nothing a gate run recorded for
 a seed that passed (its loops' own generation 0 is read instead) or that no arm would have run.
+A paired arm's misses (d3's p6, whose generation 0 is p1's) are read as p1's, once.
 Everything is read from runs/, so a copy of runs/ regenerates it.
 """
 
@@ -14,8 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import v2_arms
 import v2_gate
-from v2_schedule import GATE, MATCHED, SECONDARY
+from v2_arms import matched_arms
+from v2_schedule import GATE, SECONDARY
 
 LABELLERS = ("model", "oracle")
 
@@ -34,7 +37,6 @@ def collect(finished: list[Path], runs: Path, prog: dict, cfg) -> tuple:
     )
     from icl_stl.report.evidence import Evidence
     from icl_stl.report.integrity import uneven_groups
-    from icl_stl.report.matched import matched_loops
     from icl_stl.report.pooling import canonical_order
 
     loaded = load_runs(finished)
@@ -43,14 +45,12 @@ def collect(finished: list[Path], runs: Path, prog: dict, cfg) -> tuple:
     copies: list[dict] = []
     loops = loop_records(loop_runs, copies)
     settings = settings_by_path(loaded)
-    matched = matched_loops(loops, settings, cfg.gate_tolerance, cfg.failure_gap,
-                            cfg.failure_train_ratio)
-    unreadable = {arm: {lp.seed for lp in matched if lp.real_fraction == prog["arms"][arm][
-        "lambda"] and (not lp.gated or lp.failures)} for arm in MATCHED}
+    unreadable = v2_arms.unreadable_by_arm(loops, settings, cfg, runs, prog["arms"])
     found = v2_gate.outcomes([(r.path.name, r.summary) for r in gate_runs if r.summary],
                              cfg.gate_tolerance)
     counted = v2_gate.counted_misses(prog, found, unreadable)
-    wanted = {(float(prog["arms"][arm]["lambda"]), seed, labeller) for arm in MATCHED
+    wanted = {(float(prog["arms"][arm]["lambda"]), seed, labeller)
+              for arm in matched_arms(prog["arms"]) if not prog["arms"][arm].get("paired_with")
               for seed in counted[arm] for labeller in LABELLERS}
     wanted |= {(float(prog["arms"][SECONDARY]["lambda"]), seed, "model")
                for seed in counted[SECONDARY]}

@@ -22,13 +22,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import v2_arms
 import v2_schedule as schedule
+from v2_arms import COUNT_SETTING, matched_arms
 from v2_settings import (  # noqa: F401
-    ARMS,
     SETTING_RULES,
     ProgrammeError,
     changed_sections,
     compose_arms,
+    pair_arm,
     setting_rules,
     shown,
     theory_sections,
@@ -37,7 +39,6 @@ from v2_settings import (  # noqa: F401
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "conf" / "experiment" / "reproduce_v2"
 PROGRAMME = "programme.json"
-COUNT_SETTING = {"p1": "v2_p1_seeds", "p2": "v2_p2_seeds"}
 # Seconds per optimizer step of one worker (one thread, two workers at once) by the members it
 # trains, for the estimates until this programme has timed a generation of its own. K = 4 and
 # 8: the pilot's generations of 6,000 steps, labelling and evaluation included (870 s with 4
@@ -77,12 +78,14 @@ def rules_state() -> tuple[str | None, list[str]]:
 
 
 def new_programme(args, counts: dict[str, int] | None = None) -> dict:
-    """The plan this invocation would start (compared with a stored one on resume)."""
+    """The plan this invocation would start (compared with a stored one on resume). `counts`:
+    a smoke run's seed counts instead of the rules' (a P6 count of 0 leaves its arm out)."""
     from icl_stl.report.rules import ReportConfig
     from icl_stl.report.simulate_v2 import Noise, planned_mde
 
     rules, sizing = setting_rules(args.setting)
-    arms, shape = compose_arms(args.setting, args.overrides)
+    names = tuple(a for a in rules.arms if (counts or {}).get(a) != 0)
+    arms, shape = compose_arms(args.setting, args.overrides, names)
     try:
         cfg = ReportConfig.from_overrides([*rules.report_overrides(sizing),
                                            *args.report_overrides])
@@ -92,7 +95,8 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
     if confirmatory and rules.from_sizing and shape["horizon"] != cfg.v2_horizon:
         raise ProgrammeError(f"loop.generations of {args.setting}'s presets is "
                              f"{shape['horizon']}, its sizing's horizon {cfg.v2_horizon}")
-    for arm, key in COUNT_SETTING.items():
+    for arm in matched_arms(arms):
+        key = COUNT_SETTING[arm]
         seeds = arms[arm]["seeds"]
         if seeds != sorted(set(seeds)):
             raise ProgrammeError(f"members.seeds of {arm} must be ascending without repeats, "
@@ -107,6 +111,7 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
                                  "count and 4 spares in members.seeds")
         arms[arm]["count"] = min(count, len(seeds))
         setattr(cfg, key, arms[arm]["count"])
+        pair_arm(arms, arm, rules.gate_first)
     arms["lambda1"]["count"] = None
     if args.overrides and 3 <= shape["horizon"] < cfg.v2_horizon:
         cfg.v2_horizon = shape["horizon"]  # a smoke run: judged at its own (shorter) horizon
@@ -114,7 +119,10 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
     design = planned_mde(noise, cfg, arms["p1"]["count"], arms["p2"]["count"],
                          lam=arms["p2"]["lambda"])
     design["noise_source"] = shown(rules.sizing)
-    return {"setting": args.setting, "presets": {a: arms[a]["preset"] for a in ARMS},
+    if "p6" in arms and arms["p6"]["count"] >= 2:
+        p6_noise = json.loads((REPO / v2_arms.P6_SIZING).read_text())["noise"]
+        design["P6"] = v2_arms.p6_design(cfg, arms["p6"]["count"], p6_noise, v2_arms.P6_SIZING)
+    return {"setting": args.setting, "presets": {a: arms[a]["preset"] for a in arms},
             "arms": arms, **shape, "block_seeds": args.block_seeds,
             "overrides": list(args.overrides), "confirmatory": confirmatory,
             "report_settings": cfg.to_dict(), "design": design,
@@ -225,29 +233,27 @@ def next_generation(prog: dict, out: Path, block: schedule.Block) -> int:
     return g
 
 
-def matched_state(runs: Path, prog: dict) -> list:
-    """The matched loops (`report.matched`) of every finished run under runs/."""
+def unreadable_state(runs: Path, prog: dict) -> dict[str, set[int]]:
+    """Per matched arm, the seeds whose loop (`report.matched`) in a finished run under runs/
+    missed the gate or failed to train."""
     from icl_stl.report.collect import load_runs, loop_records, settings_by_path
-    from icl_stl.report.matched import matched_loops
     from icl_stl.report.rules import ReportConfig
 
     found = [p.parent for p in runs.rglob("summary.json")
              if p.relative_to(runs).parts[0] != schedule.GATE]  # the gate stage's: not loops
     if not found:
-        return []
+        return {arm: set() for arm in matched_arms(prog["arms"])}
     cfg = ReportConfig.from_settings(prog["report_settings"])
     loaded = load_runs(found)
-    return matched_loops(loop_records(loaded), settings_by_path(loaded), cfg.gate_tolerance,
-                         cfg.failure_gap, cfg.failure_train_ratio)
+    return v2_arms.unreadable_by_arm(loop_records(loaded), settings_by_path(loaded), cfg, runs,
+                                     prog["arms"])
 
 
 def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
     """Spares for the seeds that missed the gate or failed to train (with the gate-first stage:
     the next gate round, and the loops of the seeds that passed), and lambda = 1 loops for
     every seed that ran; returns what was added, in words."""
-    loops = matched_state(out / "runs", prog)
-    unreadable = {arm: {lp.seed for lp in loops if lp.real_fraction == prog["arms"][arm]["lambda"]
-                        and (not lp.gated or lp.failures)} for arm in schedule.MATCHED}
+    unreadable = unreadable_state(out / "runs", prog)
     added = []
     if prog.get("gate_first"):
         import v2_gate
@@ -257,7 +263,7 @@ def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
         tolerance = ReportConfig.from_settings(prog["report_settings"]).gate_tolerance
         found = v2_gate.outcomes(v2_gate.gate_summaries(out / "runs"), tolerance)
         added += v2_gate.update(prog, state, found, unreadable)
-    for arm in () if prog.get("gate_first") else schedule.MATCHED:  # spares (the gate's: above)
+    for arm in () if prog.get("gate_first") else matched_arms(prog["arms"]):  # (the gate's: above)
         spec = prog["arms"][arm]
         new = schedule.spares_needed(spec, unreadable[arm], state["spares"][arm])
         if new:

@@ -3,12 +3,13 @@
 The report of `icl_stl.report` over every finished run under runs/, judged with the rules'
 settings that runs/programme.json recorded when the programme started, and then, beside the
 verdicts: the programme's `rules_commit` (top level of verdicts.json), what it planned and ran
-(`programme`), and for P1 and P2 the minimum detectable effect of the rule at its seed count
-(`verdicts[N].design`). P3, P4 and P5, which the rules state not testable on this CPU
-(icl_stl/report/untestable.py), are given that verdict with their pilots' reasons on a CPU
-setting, and "not run" on a GPU one (their pilots at that scale are still to come) and in the
-second setting (which judges P1 and P2 only). Everything
-is read from runs/, so a copy of runs/ regenerates it.
+(`programme`), and for P1, P2 (and P6 where it runs) the minimum detectable effect of the rule
+at its seed count (`verdicts[N].design`). P3, P4, P5 and P10, which the rules state not testable
+on this CPU (icl_stl/report/untestable.py), are given that verdict with their pilots' reasons on
+a CPU setting, and "not run" on a GPU one (their pilots at that scale are still to come) and in
+the second setting (which judges P1, P2 and P6). P6 is judged from its runs where the programme
+has its arm (the second setting: scripts/v2_arms.py), and is "not run" elsewhere, saying where
+it runs. Everything is read from runs/, so a copy of runs/ regenerates it.
 """
 
 from __future__ import annotations
@@ -18,57 +19,80 @@ import shutil
 from pathlib import Path
 
 import results_table_v2
+import v2_arms
+from v2_arms import readers
 from v2_parts_table import refresh_readme
 from v2_programme import PROGRAMME
 
 from icl_stl.report.rule_commits import RULES_COMMITS
 
-DESIGN = {"1": "P1", "2": "P2"}
-SECOND_SETTINGS = ("d3",)  # label noise at d >= 3: P1 and P2 only (issue 29)
+DESIGN = {"1": "P1", "2": "P2", "6": "P6"}  # the rules whose planned MDE a programme may hold
+SECOND_SETTINGS = ("d3",)  # label noise at d >= 3: P1, P2 and P6 (issues 29 and 30)
+
+
+def _of_arm(r: dict, arm: str, spec: dict) -> bool:
+    """A record of `arm`'s loops: its run lies in runs/<arm>/ (p1 and p6 share lambda = 0);
+    a record without its run (a test's) is told by its lambda."""
+    if r.get("run"):
+        return Path(r["run"]).parent.name == arm
+    return float(r["real_fraction"]) == spec["lambda"]
 
 
 def programme_summary(prog: dict, records: list[dict]) -> dict:
-    ran = {}
-    for arm, spec in prog["arms"].items():
-        labeller = "model"
-        seeds = sorted({int(r["seed"]) for r in records
-                        if float(r["real_fraction"]) == spec["lambda"]
-                        and r.get("labeller", "model") == labeller})
-        finished = sorted({int(r["seed"]) for r in records
-                           if float(r["real_fraction"]) == spec["lambda"]
-                           and r.get("labeller", "model") == labeller
-                           and int(r["generation"]) == prog["horizon"]})
+    ran, arms = {}, prog["arms"]
+    for arm, spec in arms.items():
+        mine = [r for r in records if _of_arm(r, arm, spec)
+                and float(r["real_fraction"]) == spec["lambda"]
+                and r.get("labeller", "model") == "model"]
+        seeds = sorted({int(r["seed"]) for r in mine})
+        finished = sorted({int(r["seed"]) for r in mine
+                           if int(r["generation"]) == prog["horizon"]})
         ran[arm] = {"lambda": spec["lambda"], "count": spec["count"],
                     "seeds_listed": spec["seeds"], "seeds_run": seeds,
                     "seeds_finished": finished}
+        if spec["count"] is not None and len(readers(arms, arm)) > 1:  # p1 runs P6's seeds too
+            ran[arm]["seeds_needed"] = max(arms[a]["count"] for a in readers(arms, arm))
     # Finished when every arm has its count of seeds through the last generation (spares
-    # included when some seeds were unreadable), and the lambda = 1 loops (no count: one per
-    # seed P1 or P2 ran) every such seed: until then the report is an interim one.
+    # included when some seeds were unreadable; p1 as many as P6 reads, where P6 runs), and
+    # the lambda = 1 loops (no count: one per seed P1 or P2 ran) every such seed: until then
+    # the report is an interim one.
     matched = set().union(*(a["seeds_finished"] for a in ran.values() if a["count"] is not None))
-    done = all(len(a["seeds_finished"]) >= a["count"] if a["count"] is not None
-               else matched <= set(a["seeds_finished"]) for a in ran.values())
+    done = all(len(a["seeds_finished"]) >= a.get("seeds_needed", a["count"])
+               if a["count"] is not None else matched <= set(a["seeds_finished"])
+               for a in ran.values())
     return {"finished": done, "setting": prog["setting"], "presets": prog["presets"],
             "confirmatory": prog["confirmatory"], "overrides": prog["overrides"],
             "started": prog.get("started"), "horizon": prog["horizon"],
             "steps_per_generation": prog["steps"], "arms": ran}
 
 
-def untested_verdicts(setting: str) -> dict[str, dict]:
-    """The verdicts of the predictions this programme does not run, by number."""
+def untested_verdicts(prog: dict) -> dict[str, dict]:
+    """The verdicts of the predictions this programme does not run, by number: those the rules
+    state not testable on this CPU, and those whose arm this programme lacks (P6 outside the
+    second setting: `v2_arms.RUNS_ELSEWHERE`)."""
     from icl_stl.report.untestable import NOT_TESTABLE_ON_CPU
 
+    setting = prog["setting"]
     if setting in SECOND_SETTINGS:
-        return {number: {"verdict": "not run", "statement": f"{u.prediction} is not run in the "
-                         "second setting, which judges P1 and P2 only (docs/THEORY.md section "
-                         "8.7); its verdict is the primary setting's",
-                         "why": "the second setting judges P1 and P2 only", "pilot": None}
-                for number, u in NOT_TESTABLE_ON_CPU.items()}
-    if not setting.startswith("gpu"):
-        return {number: u.to_json() for number, u in NOT_TESTABLE_ON_CPU.items()}
-    return {number: {"verdict": "not run", "statement": f"{u.prediction} is not run by this "
-                     "programme: its pilot at this scale has not fixed its numbers",
-                     "why": "no pilot at this scale", "pilot": None}
-            for number, u in NOT_TESTABLE_ON_CPU.items()}
+        out = {number: {"verdict": "not run", "statement": f"{u.prediction} is not run in the "
+                        "second setting, which judges P1, P2 and P6 only (docs/THEORY.md "
+                        "sections 8.7 and 8.9); its verdict is the primary setting's",
+                        "why": "the second setting judges P1, P2 and P6 only", "pilot": None}
+               for number, u in NOT_TESTABLE_ON_CPU.items()}
+    elif not setting.startswith("gpu"):
+        out = {number: u.to_json() for number, u in NOT_TESTABLE_ON_CPU.items()}
+    else:
+        out = {number: {"verdict": "not run", "statement": f"{u.prediction} is not run by this "
+                        "programme: its pilot at this scale has not fixed its numbers",
+                        "why": "no pilot at this scale", "pilot": None}
+               for number, u in NOT_TESTABLE_ON_CPU.items()}
+    elsewhere = v2_arms.not_run_verdicts(prog["arms"])
+    if setting in SECOND_SETTINGS:  # its own arm left out of a smoke run (--seed-counts)
+        elsewhere = {number: {**v, "why": "its arm was left out of this (smoke) programme",
+                              "statement": v["statement"].split(":")[0] + ": its arm was left "
+                              "out of this (smoke) programme", "pilot": None}
+                     for number, v in elsewhere.items()}
+    return {**out, **elsewhere}
 
 
 def untested_section(verdicts: dict) -> list[str]:
@@ -98,6 +122,8 @@ def design_section(prog: dict, verdicts: dict) -> list[str]:
              "| rule | verdict | seeds read | margin | minimum detectable effect | meaning |",
              "| --- | --- | ---: | ---: | ---: | --- |"]
     for number, rule in DESIGN.items():
+        if rule not in design:
+            continue
         d = design[rule]
         v = verdicts["verdicts"].get(number, {})
         lines.append(f"| {rule} | {v.get('verdict', 'n/a')} | {d['seeds']} | {d['margin']:g} | "
@@ -106,6 +132,12 @@ def design_section(prog: dict, verdicts: dict) -> list[str]:
     lines.append(f"| P2 (its own P1 statistic below delta_1) | | {design['P2']['seeds']} | "
                  f"{below['margin']:g} | {below['min_detectable_effect']:.3g} | distance below "
                  "delta_1 that the joint test's second part resolves |")
+    if "P6" in design:
+        noise = design["P6"]["noise"]
+        lines += ["", f"P6's from its own pilot's noise of the filter x labeller interaction "
+                  f"({design['P6']['noise_source']}: sigma = {noise['sigma']:.4g}, tau = "
+                  f"{noise['tau']:.4g}); its seeds' unfiltered loops are P1's arm, which runs "
+                  "every seed P6 reads (P1's rule still reads only its own count)."]
     return lines
 
 
@@ -133,9 +165,9 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
         records = collect(finished).records
     verdicts = json.loads((out / "verdicts.json").read_text())
     for number, rule in DESIGN.items():
-        if number in verdicts["verdicts"]:
+        if number in verdicts["verdicts"] and rule in prog["design"]:
             verdicts["verdicts"][number]["design"] = prog["design"][rule]
-    for number, untested in untested_verdicts(prog["setting"]).items():
+    for number, untested in untested_verdicts(prog).items():
         rule = verdicts["verdicts"].get(number, {}).get("rule")
         verdicts["verdicts"][number] = {**untested, "rule": rule}
     for number, commit in RULES_COMMITS.items():
@@ -150,7 +182,8 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
                            + (v2_gate_report.section(gate) if gate is not None else [])) + "\n")
     print(f"[reproduce_v2] report: {report.path}")
     print("[reproduce_v2] verdicts: " + json.dumps(
-        {f"P{k}": v["verdict"] for k, v in verdicts["verdicts"].items() if k in DESIGN}))
+        {f"P{k}": v["verdict"] for k, v in verdicts["verdicts"].items()
+         if DESIGN.get(k) in prog["design"]}))
     if results is None:
         return
     results.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
 Words:
 - an *arm* is a kind of loop of the programme: `p1` (lambda = 0 beside its oracle twin), `p2`
-  (lambda = 0.5 beside its twin), `lambda1` (the secondary lambda = 1 loop, model-labelled);
+  (lambda = 0.5 beside its twin), `lambda1` (the secondary lambda = 1 loop, model-labelled),
+  and in the second setting `p6` (p1's loops under the residual filter; scripts/v2_arms.py);
 - a *block* is one ensemble run of an arm: a few seeds, trained together (one `icl-stl-loop`
   process, one thread), with its own run name, directory and checkpoints;
 - a *segment* is the generations of one block that a part trains (loop.generations grows: a
@@ -22,9 +23,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-MATCHED = ("p1", "p2")  # arms with an oracle twin (the loops the rules read)
-SECONDARY = "lambda1"
-GATE = "gate"  # the gate-first stage's blocks: generation 0 only
+from v2_arms import GATE, SECONDARY, matched_arms  # noqa: F401 (GATE, SECONDARY: re-exported)
+
+MATCHED = ("p1", "p2")  # the arms with an oracle twin that every setting has (v2_arms: all)
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,10 @@ def primary_blocks(arms: dict, block_seeds: int) -> list[Block]:
     """The blocks of the seeds the rules read, P1's and P2's interleaved so that both fill from
     their first seeds, then the lambda = 1 loops of the same seeds."""
     matched = [[Block(arm, c, True) for c in chunks(arms[arm]["seeds"][:arms[arm]["count"]],
-                                                     block_seeds)] for arm in MATCHED]
+                                                     block_seeds)] for arm in matched_arms(arms)]
     order = [b for row in _interleave(*matched) for b in row]
-    seeds = sorted({s for arm in MATCHED for s in arms[arm]["seeds"][:arms[arm]["count"]]})
+    seeds = sorted({s for arm in matched_arms(arms)
+                    for s in arms[arm]["seeds"][:arms[arm]["count"]]})
     return order + [Block(SECONDARY, c, False) for c in chunks(seeds, 2 * block_seeds)]
 
 

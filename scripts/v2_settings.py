@@ -13,6 +13,9 @@ A setting whose generation 0 misses the gate for many seeds (d = 3: about half) 
 *gate-first stage* (`gate_first`, scripts/v2_gate.py): generation 0 of candidate seeds first,
 then the loops of the first seeds that passed. Off for d = 2 and its GPU preset, whose
 programmes plan, run and record exactly as before.
+
+Each setting has its own arms (`SettingRules.arms`; scripts/v2_arms.py): d = 2 and its GPU
+preset p1, p2 and lambda1; the second setting also `p6`, P6's filtered loops, paired with p1.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from v2_arms import DEFAULT_ARMS, PAIRED
+
 REPO = Path(__file__).resolve().parents[1]
 D2_SIZING = REPO / "docs" / "results" / "pilot-v2" / "sizing.json"
 
-
-ARMS = ("p1", "p2", "lambda1")  # the programme's kinds of loop (scripts/v2_schedule.py)
 
 
 class ProgrammeError(Exception):
@@ -47,6 +50,7 @@ class SettingRules:
     sizing: Path  # the pilot's sizing.json: the noise behind the planned MDEs
     from_sizing: bool  # the margins and seed counts are the sizing's, not the defaults
     gate_first: bool = False  # generation 0 of candidate seeds before the loops (v2_gate)
+    arms: tuple[str, ...] = DEFAULT_ARMS  # its kinds of loop (scripts/v2_arms.py)
 
     def report_overrides(self, sizing: dict) -> list[str]:
         if not self.from_sizing:
@@ -63,7 +67,8 @@ SETTING_RULES = {
     "d2": SettingRules(D2_SIZING, from_sizing=False),
     "gpu_d20": SettingRules(D2_SIZING, from_sizing=False),
     "d3": SettingRules(REPO / "docs" / "results" / "pilot-v2-d3" / "sizing.json",
-                       from_sizing=True, gate_first=True),
+                       from_sizing=True, gate_first=True, arms=(*DEFAULT_ARMS[:2], "p6",
+                                                                DEFAULT_ARMS[2])),
 }
 
 
@@ -106,14 +111,16 @@ def changed_sections(then: str, now: str) -> list[str]:
     return [head for head, body in before.items() if after.get(head) != body]
 
 
-def compose_arms(setting: str, overrides: list[str]) -> tuple[dict, dict]:
-    """Each arm's preset, lambda, seeds and labellers, and the setting's horizon and steps."""
+def compose_arms(setting: str, overrides: list[str],
+                 names: tuple[str, ...] = DEFAULT_ARMS) -> tuple[dict, dict]:
+    """Each arm's preset, lambda, seeds and labellers (and its filter, where it has one), and
+    the setting's horizon and steps."""
     from hydra import compose, initialize_config_dir
 
     from icl_stl.cli.common import CONFIG_DIR, load_app_config
 
     arms, shape = {}, {}
-    for arm in ARMS:
+    for arm in names:
         preset = f"reproduce_v2/{setting}_{arm}"
         with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
             cfg = compose("loop", overrides=[f"experiment={preset}", *overrides])
@@ -121,8 +128,29 @@ def compose_arms(setting: str, overrides: list[str]) -> tuple[dict, dict]:
         (lam,) = app.members.real_fractions
         arms[arm] = {"preset": preset, "lambda": lam, "seeds": list(app.members.seeds),
                      "labellers": list(app.members.labellers or [app.loop.labeller])}
+        if app.loop.filter != "none":  # only P6's arm: the other arms' records stay as they were
+            arms[arm].update(filter=app.loop.filter, filter_keep=app.loop.filter_keep)
         shape = {"horizon": app.loop.generations, "steps": app.train.steps,
                  "later_steps": app.loop.steps or app.train.steps}
     if sorted(set(arms["lambda1"]["seeds"])) != arms["lambda1"]["seeds"]:
         raise ProgrammeError("members.seeds of the lambda = 1 loops must be ascending")
     return arms, shape
+
+
+def pair_arm(arms: dict, arm: str, gate_first: bool) -> None:
+    """Mark a paired arm (P6's: its rule reads p1's loops too) in `arms`, after checking that
+    it can be paired: the same lambda and seed list as the arm it reads, and the gate-first
+    stage, which makes an arm's blocks from the seeds its rule decided on (scripts/v2_arms.py)."""
+    other = PAIRED.get(arm)
+    if other is None:
+        return
+    spec, partner = arms[arm], arms.get(other)
+    if partner is None or spec["seeds"] != partner["seeds"] or spec["lambda"] != partner[
+            "lambda"]:
+        raise ProgrammeError(f"{spec['preset']}: members.seeds and real_fractions must be "
+                             f"{other}'s ({partner and partner['preset']}), whose loops of the "
+                             f"same seeds {arm.upper()}'s rule reads")
+    if not gate_first:
+        raise ProgrammeError(f"{spec['preset']}: an arm paired with {other} needs the "
+                             "gate-first stage (SettingRules.gate_first)")
+    spec["paired_with"] = other

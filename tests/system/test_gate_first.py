@@ -165,13 +165,13 @@ TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.che
        "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64", "runtime.compile=false",
        "runtime.fused_adam=false"]
 SEEDS = [1, 2, 3, 4, 5, 6, 7, 8]
-# A wrapper that gives the d3 setting a toy sizing (its own pilot's is not committed yet).
+# A wrapper that gives the d3 setting a toy sizing (its arms, gate stage included, unchanged).
 WRAPPER = """
 import json, sys
 sys.path.insert(0, {scripts!r})
 import v2_settings
-v2_settings.SETTING_RULES["d3"] = v2_settings.SettingRules(__import__("pathlib").Path({sizing!r}),
-                                                           True, True)
+v2_settings.SETTING_RULES["d3"] = __import__("dataclasses").replace(
+    v2_settings.SETTING_RULES["d3"], sizing=__import__("pathlib").Path({sizing!r}))
 import reproduce_v2
 sys.exit(reproduce_v2.main(json.loads({argv!r})))
 """
@@ -191,14 +191,17 @@ def _gaps(tmp_path: Path) -> dict[int, float]:
             for r in records if r["labeller"] == "model"}
 
 
-def _command(tmp_path: Path, seeds: list[int], tolerance: float, *extra: str) -> list[str]:
+def _command(tmp_path: Path, seeds: list[int], tolerance: float, *extra: str,
+             counts: tuple[str, ...] = ("2", "3", "0"), generations: int = 1) -> list[str]:
+    """The toy d3 programme: P1 reads 2 seeds, P2 3, and P6's arm is left out (count 0) unless
+    `counts` gives it some (tests/system/test_p6_arm.py)."""
     sizing = tmp_path / "sizing.json"
     sizing.write_text(json.dumps({"noise": {"sigma": 0.3, "tau": 0.05}, "delta_1": 0.41,
                                   "delta_2": 0.051, "horizon": 8, "seeds_p1": 2,
                                   "seeds_p2": 3}))
-    argv = ["--setting", "d3", "--out", str(tmp_path / "out"), "--seed-counts", "2", "3",
+    argv = ["--setting", "d3", "--out", str(tmp_path / "out"), "--seed-counts", *counts,
             "--block-seeds", "3", "--part-minutes", "600", "--progress-every", "1",
-            "--no-figures", *(a for o in [*TOY, "loop.generations=1",
+            "--no-figures", *(a for o in [*TOY, f"loop.generations={generations}",
                                           f"members.seeds=[{','.join(map(str, seeds))}]"]
                               for a in ("--set", o)),
             *(a for o in (f"gate_tolerance={tolerance!r}", "failure_gap=0.0",

@@ -314,20 +314,14 @@ def test_a_confirmatory_start_needs_the_rules_committed(tmp_path, monkeypatch):
 
 
 def test_update_blocks_adds_spares_and_their_lambda_1_loops(tmp_path, monkeypatch):
-    class Loop:
-        def __init__(self, seed, lam, gated=True, failures=()):
-            self.seed, self.real_fraction, self.gated = seed, lam, gated
-            self.failures = list(failures)
-
     prog = {"arms": {"p1": {"lambda": 0.0, "seeds": [1, 2, 3, 4], "count": 2},
                      "p2": {"lambda": 0.5, "seeds": [1, 2, 3, 4], "count": 2},
                      "lambda1": {"lambda": 1.0, "seeds": [1, 2, 3, 4], "count": None}},
             "block_seeds": 2}
     state = {"blocks": [b.to_json() for b in schedule.primary_blocks(prog["arms"], 2)],
              "spares": {"p1": [], "p2": []}, "parts": []}
-    loops = [Loop(1, 0.0), Loop(2, 0.0, gated=False), Loop(1, 0.5),
-             Loop(2, 0.5, failures=[{"generation": 3}])]
-    monkeypatch.setattr(programme, "matched_state", lambda runs, prog: loops)
+    # seed 2's P1 loop missed the gate, its P2 loop failed to train
+    monkeypatch.setattr(programme, "unreadable_state", lambda runs, prog: {"p1": {2}, "p2": {2}})
     added = programme.update_blocks(prog, state, tmp_path)
     assert state["spares"] == {"p1": [3], "p2": [3]} and len(added) == 3
     names = [schedule.Block.from_json(b).name for b in state["blocks"]]
