@@ -18,6 +18,8 @@ import math
 import sys
 from pathlib import Path
 
+from readme_markers import replace_between
+
 BEGIN = "<!-- results table: begin (scripts/results_table_v2.py) -->"
 END = "<!-- results table: end -->"
 
@@ -72,13 +74,7 @@ def results_table(folder: Path) -> list[str]:
 
 def refresh_readme(readme: Path, folder: Path) -> bool:
     """Replace the table between the markers; False (nothing written) when they are absent."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        return False
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(head + BEGIN + "\n" + "\n".join(results_table(folder)) + "\n" + END + tail)
-    return True
+    return replace_between(readme, BEGIN, END, results_table(folder))
 
 
 if __name__ == "__main__":

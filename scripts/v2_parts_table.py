@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from readme_markers import replace_between
+
 BEGIN = "<!-- parts table: begin (scripts/v2_parts_table.py) -->"
 END = "<!-- parts table: end -->"
 
@@ -41,10 +43,4 @@ def parts_table(state: dict) -> list[str]:
 
 def refresh_readme(readme: Path, state: dict) -> bool:
     """Replace the table between the markers; False (nothing written) when they are absent."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        return False
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(head + BEGIN + "\n" + "\n".join(parts_table(state)) + "\n" + END + tail)
-    return True
+    return replace_between(readme, BEGIN, END, parts_table(state))
