@@ -186,3 +186,15 @@ def test_a_judged_row_quotes_its_numbers(tmp_path):
     verdict["estimate"] = 0.7
     (tmp_path / "verdicts.json").write_text(json.dumps({"verdicts": {"1": verdict}}))
     assert module.results_table(tmp_path)[2:] != [row]
+
+
+def test_the_running_programme_can_resume_under_this_checkout(verdicts):
+    """A resume compares docs/THEORY.md's sections with rules_commit's (a section added later
+    is fine, a changed one refuses): the working tree must keep every section the programme
+    started under, or the d = 2 programme could only resume from an old checkout."""
+    rules = verdicts.get("rules_commit")
+    if not (REPO / ".git").exists() or _git("cat-file", "-e", f"{rules}^{{commit}}").returncode:
+        pytest.skip("needs the repository's history holding rules_commit")
+    then = _git("show", f"{rules}:docs/THEORY.md").stdout
+    now = (REPO / "docs" / "THEORY.md").read_text()
+    assert then and _programme().changed_sections(then, now) == []
