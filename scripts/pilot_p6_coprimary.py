@@ -26,20 +26,21 @@ def _summary(values: np.ndarray | None, two_way) -> dict | None:
 def coprimary_block(evidence, cfg, arm_of_filter: dict, two_way) -> dict:
     """{arm: {"seeds_read", "generations", "calibration": {...}, "spread": {...}}, "noise":
     {scale: {"sigma", "tau"}} pooled over the filters (sqrt of the mean variance)}."""
-    from icl_stl.report.predictions.p6_matched_filters import coprimary, filter_groups
+    from icl_stl.report.predictions.p6_matched_filters import (
+        coprimary,
+        filter_groups,
+        seed_pairs,
+    )
 
     groups, arms = filter_groups(evidence, cfg)
     out: dict = {}
     for key, pairs in sorted(groups.items(), key=str):
         name = json.loads(key[-1])["filter"]
-        both = [lp for lp, plain in pairs if plain is not None and lp.gated and not lp.failures
-                and plain.gated and not plain.failures]
-        partners = {lp.seed: plain for lp, plain in pairs}
-        window = sorted(set.intersection(*(set(lp.generations) & set(partners[lp.seed].generations)
-                                           for lp in both)) - {0}) if both else []
-        calibration, spread = coprimary(arms, both, partners, window) if window else (None, None)
-        out[arm_of_filter[name]] = {"seeds_read": [lp.seed for lp in both],
-                                    "generations": window,
+        chosen = seed_pairs(pairs)
+        calibration, spread = (coprimary(arms, chosen.both, chosen.partners, chosen.window)
+                               if chosen.window else (None, None))
+        out[arm_of_filter[name]] = {"seeds_read": [lp.seed for lp in chosen.both],
+                                    "generations": chosen.window,
                                     "calibration": _summary(calibration, two_way),
                                     "spread": _summary(spread, two_way)}
     noise = {}

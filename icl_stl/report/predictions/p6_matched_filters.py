@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,6 +42,7 @@ from icl_stl.report.evidence import Evidence
 from icl_stl.report.extension_runs import FIELDS
 from icl_stl.report.matched import (
     SCALE,
+    MatchedGroup,
     MatchedLoop,
     base_config,
     labeller_of,
@@ -218,16 +220,36 @@ def _spread_words(spread: dict) -> str:
             f"{fmt(norm['oracle'])}")
 
 
-def _group(name: str, filter_name: str, pairs: list, arms: dict,
-           cfg: ReportConfig) -> GroupResult:
-    margins = {"delta_6": cfg.v2_p6_delta}
+@dataclass(frozen=True)
+class SeedPairs:
+    """The seeds a P6 group reads: each filtered loop with its unfiltered partner."""
+
+    filtered: MatchedGroup  # the filtered loops, readable ones kept (`readable`)
+    partners: dict  # seed -> the same seed's unfiltered matched loop (None when missing)
+    both: list[MatchedLoop]  # the filtered loops whose partner is readable too, seed order
+    window: list[int]  # the generations >= 1 every loop of `both` and its partner have
+
+
+def seed_pairs(pairs: list, count: int | None = None) -> SeedPairs:
+    """The seeds of one filter group (`filter_groups`' pairs) whose filtered loop and unfiltered
+    partner are both readable, the first `count` of them, and their common window. Used by the
+    rule (`_group`) and by the pilot's co-primary scales (scripts/pilot_p6_coprimary.py)."""
     filtered = readable([lp for lp, _ in pairs])
     partners = {lp.seed: plain for lp, plain in pairs}
     both = [lp for lp in filtered.loops if partners.get(lp.seed) is not None
             and partners[lp.seed].gated and not partners[lp.seed].failures]
-    both = both[:cfg.v2_p6_seeds] if cfg.v2_p6_seeds is not None else both
+    both = both[:count] if count is not None else both
     window = sorted(set.intersection(*(set(lp.generations) & set(partners[lp.seed].generations)
                                        for lp in both)) - {0}) if both else []
+    return SeedPairs(filtered, partners, both, window)
+
+
+def _group(name: str, filter_name: str, pairs: list, arms: dict,
+           cfg: ReportConfig) -> GroupResult:
+    margins = {"delta_6": cfg.v2_p6_delta}
+    chosen = seed_pairs(pairs, cfg.v2_p6_seeds)
+    filtered, partners, both, window = (chosen.filtered, chosen.partners, chosen.both,
+                                        chosen.window)
     spread = {f: _side(arms, [lp for lp, _ in pairs], f, window or [1]) for f in SPREAD}
     if filter_name not in ADMITTED_FILTERS:
         res = GroupResult(name, NOT_APPLICABLE, numbers=(
