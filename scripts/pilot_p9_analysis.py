@@ -171,7 +171,8 @@ def arm_part(summary: dict, arm: str, cfg) -> dict:
 
 def between(parts: dict[str, dict], a: str, b: str) -> dict | None:
     """Arm a against arm b, seed-paired over their readable seeds: log(E_a / E_b) of each
-    labeller and the difference of their twin contrasts, by generation."""
+    labeller, the difference of their twin contrasts, and a's loop against b's oracle twin
+    (log(E_a / E_b-oracle)), by generation."""
     from icl_stl.theory.accumulation import accumulation_drift, oracle_twin_drift
 
     if a not in parts or b not in parts:
@@ -183,6 +184,9 @@ def between(parts: dict[str, dict], a: str, b: str) -> dict | None:
     ratio = {lab: np.array([np.log(ma[lab][s][ga] / mb[lab][s][gb]) for s in seeds])
              .reshape(len(seeds), len(gens)) for lab in ("model", "oracle")}
     diff = ratio["model"] - ratio["oracle"]
+    # a's loop against b's oracle twin: for b = replace a control whose real volume stays n
+    against_twin = np.array([np.log(ma["model"][s][ga] / mb["oracle"][s][gb]) for s in seeds]
+                            ).reshape(len(seeds), len(gens))
     last = max(gens)
     later = [i for i, g in enumerate(gens) if g > 0]
     return {"seeds": seeds, "generations": gens,
@@ -190,11 +194,16 @@ def between(parts: dict[str, dict], a: str, b: str) -> dict | None:
             .tolist(), "difference_of_twin_contrasts": diff.tolist(),
             "log_ratio_model_mean": ratio["model"].mean(0).tolist() if seeds else None,
             "noise_log_ratio_model": noise(ratio["model"][:, later]),
+            "log_ratio_against_twin": against_twin.tolist(),
+            "log_ratio_against_twin_mean": against_twin.mean(0).tolist() if seeds else None,
+            "noise_log_ratio_against_twin": noise(against_twin[:, later]),
             "reference_learner": {
                 "log_ratio_model": np.log(accumulation_drift(last, a)
                                           / accumulation_drift(last, b))[gens].tolist(),
                 "log_ratio_oracle": np.log(oracle_twin_drift(last, a)
-                                           / oracle_twin_drift(last, b))[gens].tolist()}}
+                                           / oracle_twin_drift(last, b))[gens].tolist(),
+                "log_ratio_against_twin": np.log(accumulation_drift(last, a)
+                                                 / oracle_twin_drift(last, b))[gens].tolist()}}
 
 
 def analyse(results: Path) -> dict:

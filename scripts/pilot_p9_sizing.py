@@ -6,6 +6,9 @@ Each control is a per-seed statistic by generation that P9's joint test could re
 - oracle_twin: log(E_acc / E_oracle-acc), the accumulate_s0 loop against its own oracle twin
   (the rule as provisionally stated);
 - replace_arm: log(E_acc / E_replace), against the same seed's replace loop (model-labelled);
+- replace_twin: log(E_acc / E_oracle-replace), against the same seed's oracle-labelled loop of
+  the replace arm (lambda = 0, the same compute, its real volume held at n prompts: a
+  stationary control, whose reference learner's D is 1 in every generation);
 - own_window: log(E_acc(g) / E_acc(0)), the arm against its own generation 0.
 Its noise (sigma, tau) is the pilot's (pilot_p9_analysis.noise); each truth is drawn with it and
 judged by `simulate_p9.p9_rates` (the report's own `p2_matched_core` over P9's window at the
@@ -69,6 +72,15 @@ def controls(pilot: dict, horizon: int) -> dict[str, dict]:
                        "bounded": ("log D_g: a bounded drift against a flat control", bounded),
                        "pilot_mean": ("the pilot's mean log ratio", np.array(
                            pair["log_ratio_model_mean"][: horizon + 1]) if reach else None)}}
+        out["replace_twin"] = {
+            "statistic": "log(E_acc / E_oracle-replace): accumulate_s0 against the same seed's "
+                         "oracle-labelled replace loop (real volume n)",
+            "noise": pair["noise_log_ratio_against_twin"],
+            "truths": {"reference_learner": ("log D_g: the reference learner (the control's D "
+                                             "is 1)", bounded),
+                       "pilot_mean": ("the pilot's mean log ratio", np.array(
+                           pair["log_ratio_against_twin_mean"][: horizon + 1])
+                           if reach else None)}}
     return out
 
 

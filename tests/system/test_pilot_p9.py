@@ -128,8 +128,18 @@ def test_analyse_follows_the_records(tmp_path):
          for g in range(9)], rel=1e-9, abs=1e-12)
     assert pair["reference_learner"]["log_ratio_model"] == pytest.approx(
         np.log(accumulation_drift(8, "accumulate_s0") / np.arange(1, 10)).tolist())
+    # the loop against the replace arm's oracle twin (real volume n): model over oracle
+    against = np.array([[math.log(truth["accumulate_s0", s, g][0] / truth["replace", s, g][1])
+                         for g in range(9)] for s in (1, 2, 3)])
+    np.testing.assert_allclose(pair["log_ratio_against_twin"], against, rtol=1e-9, atol=1e-12)
+    sigma, tau = two_way(against[:, 1:])
+    assert pair["noise_log_ratio_against_twin"]["sigma"] == pytest.approx(sigma, rel=1e-9)
+    assert pair["reference_learner"]["log_ratio_against_twin"] == pytest.approx(
+        np.log(accumulation_drift(8, "accumulate_s0")).tolist())
     # sizing: every control the proposal considers, at its own noise
-    assert set(sizing["controls"]) == {"oracle_twin", "replace_arm", "own_window"}
+    assert set(sizing["controls"]) == {"oracle_twin", "replace_arm", "own_window",
+                                       "replace_twin"}
+    assert sizing["controls"]["replace_twin"]["noise"] == pair["noise_log_ratio_against_twin"]
     assert sizing["seed_counts"] == [5, 10, 20] and sizing["horizon"] == 12
     twin_row = sizing["controls"]["oracle_twin"]
     assert twin_row["noise"] == s0["noise"]["log_contrast"]
