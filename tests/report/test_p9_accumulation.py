@@ -1,12 +1,15 @@
 """Prediction 9 (accumulation with S_0 kept) through `icl-stl-report` over planted runs: it reads
-only the accumulate_s0 arm against its oracle twins, over the window the reference learner
-fixes, with the version-2 fields, and never lets an accumulating run count for P1."""
+the accumulate_s0 arm against the same seed's oracle-labelled replace loop, over the window the
+reference learner fixes, with the version-2 fields, shows the contrast against the arm's own
+oracle twin beside, and never lets an accumulating run count for P1."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from test_rules_v2 import judge as judge_v2
-from test_rules_v2 import matched, wobble, write
+from test_rules_v2 import matched, record, wobble, write
 
 from icl_stl.report.predictions.p9_accumulation import p9_window, p9_window_start
 from icl_stl.report.rules import ReportConfig
@@ -24,12 +27,30 @@ def settings(arm: str) -> dict:
 
 
 def plant(tmp, contrast, arm="accumulate_s0", generations=CFG.v2_p9_horizon, name=None,
-          **extra):
+          control=True, **extra):
+    """The arm's loops beside their own oracle twins (`matched`: generation 0 shared, the
+    twin's excess risk 0.03 x a wobble). With `control`, also the same seeds' oracle-only
+    replace run, whose excess risk is `control` x the twin's where a number is given."""
     records = matched(contrast, lams=(0.0,), seeds=SEEDS, generations=generations, **extra)
     if arm != "replace":
         for r in records:
             r["synthetic"] = arm
     write(tmp, records, name or arm, settings(arm))
+    if control is not False and arm == "accumulate_s0":
+        plant_control(tmp, generations, (lambda s, g: 1.0) if control is True else control)
+
+
+def plant_control(tmp, generations, factor, name="replace_oracle"):
+    """An oracle-labelled replace run of the same seeds: its twin-like excess risk (the same
+    formula as `matched`'s oracle arm) times factor(seed, generation) after generation 0."""
+    records = [r for r in matched(lambda lam, s, g: 0.0, lams=(0.0,), seeds=SEEDS,
+                                  generations=generations) if r["labeller"] == "oracle"]
+    for r in records:
+        if r["generation"]:
+            r.update(bayes_excess=r["bayes_excess"] * factor(r["seed"], r["generation"]))
+    oracle_only = settings("replace")
+    oracle_only["loop"]["labeller"] = "oracle"
+    write(tmp, records, name, oracle_only)
 
 
 def p9(data: dict) -> dict:
@@ -62,7 +83,7 @@ def test_a_bounded_accumulating_loop_is_confirmed_with_the_v2_fields(tmp_path):
     out = p9(judge_v2(tmp_path))
     assert out["verdict"] == "confirmed", out["numbers"]
     assert out["rules_version"] == "v2-provisional"
-    assert out["scale"] == "excess_risk" and "oracle-labelled twin" in out["control"]
+    assert out["scale"] == "excess_risk" and "oracle-labelled replace loop" in out["control"]
     assert out["seeds"] == len(SEEDS)
     assert out["margins"]["i_0"] == 6 and out["margins"]["delta_2"] == CFG.v2_delta2
     group = out["groups"][0]
@@ -71,7 +92,49 @@ def test_a_bounded_accumulating_loop_is_confirmed_with_the_v2_fields(tmp_path):
     G = CFG.v2_p9_horizon
     expected = sum(bounded(0, s, g) for s in SEEDS for g in range(1, G + 1)) / (G * len(SEEDS))
     assert part["estimate"] == pytest.approx(expected, rel=1e-9)
-    assert "oracle_twin_trend" in group["parts"]
+    # the control is as flat as the own twin here, so the two contrasts agree
+    own = group["parts"]["own_twin"]
+    assert own["seeds"] == list(SEEDS)
+    assert own["mean_log_contrast"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_control_is_the_replace_loop_not_the_arms_own_twin(tmp_path):
+    """The own twin keeps improving (0.1 per generation in log): against it the loop rises,
+    against the stationary replace control it is bounded. P9 reads the control and shows the
+    own-twin contrast, its slope and the twin's trend beside."""
+    plant(tmp_path, lambda lam, s, g: bounded(lam, s, g) + 0.1 * g,
+          control=lambda s, g: math.exp(0.1 * g))
+    out = p9(judge_v2(tmp_path))
+    assert out["verdict"] == "confirmed", out["numbers"]
+    own = out["groups"][0]["parts"]["own_twin"]
+    assert own["slope_over_window"] == pytest.approx(0.1, abs=0.02)
+    assert own["twin_trend"] == pytest.approx(0.0, abs=0.1)  # `matched`'s twin only wobbles
+    assert "against its own oracle twin (not decisive)" in out["groups"][0]["numbers"]
+
+
+def test_a_loop_rising_against_the_control_is_refuted_whatever_its_own_twin_does(tmp_path):
+    plant(tmp_path, bounded, control=lambda s, g: math.exp(-0.12 * g))
+    assert p9(judge_v2(tmp_path))["verdict"] == "refuted"
+
+
+def test_without_the_replace_control_nothing_is_judged(tmp_path):
+    plant(tmp_path, bounded, control=False)
+    out = p9(judge_v2(tmp_path))
+    assert out["verdict"] == "not tested"
+    assert "replace arm's oracle-labelled loop" in out["groups"][0]["numbers"]
+
+
+def test_a_control_of_other_seeds_or_another_s0_is_not_a_control(tmp_path):
+    plant(tmp_path, bounded, control=False)
+    records = [r for r in matched(lambda lam, s, g: 0.0, lams=(0.0,),
+                                  seeds=tuple(s + 100 for s in SEEDS),
+                                  generations=CFG.v2_p9_horizon) if r["labeller"] == "oracle"]
+    records += [record(s, 0.0, g, "oracle", 0.03, s0="another") for s in SEEDS
+                for g in range(CFG.v2_p9_horizon + 1)]
+    oracle_only = settings("replace")
+    oracle_only["loop"]["labeller"] = "oracle"
+    write(tmp_path, records, "elsewhere", oracle_only)
+    assert p9(judge_v2(tmp_path))["verdict"] == "not tested"
 
 
 def test_a_rising_accumulating_loop_is_refuted(tmp_path):
@@ -88,7 +151,7 @@ def test_a_short_horizon_is_not_tested(tmp_path):
 def test_only_the_primary_arm_is_judged_and_the_others_are_shown(tmp_path):
     """A replace run that collapses and a volume-matched run beside the accumulating one: P9
     judges the accumulating loops, lists the other arms, and P1 reads only the replace run."""
-    plant(tmp_path, bounded)
+    plant(tmp_path, bounded, control=False)  # the replace pair's oracle loop is the control
     plant(tmp_path, rising, arm="replace")
     plant(tmp_path, lambda lam, s, g: 0.05 + wobble(s, g, 0.02), arm="volume_matched")
     data = judge_v2(tmp_path)
