@@ -1,6 +1,6 @@
 """The analysis of the P6 pilot (used by scripts/pilot_p6.py analyse): pilot.json from the runs'
 records with the report's own functions (`report.matched.matched_loops` for the gate and the
-training failures, `p6_matched_filters.filter_groups` for the pairs P6 reads), then sizing.json
+training failures, `report.p6_pairs.filter_groups` for the pairs P6 reads), then sizing.json
 (`pilot_p6_sizing`), figures/arms.png (`report.arms_figure`: each readable arm beside its
 oracle twin, with the head's z²) and the results folder's README section (`pilot_p6_readme`).
 """
@@ -139,7 +139,7 @@ def _noise(values: np.ndarray) -> dict:
 def interactions(evidence, cfg) -> dict:
     """Per admitted or not filter: the seed-paired filter x labeller interaction on log
     excess risk by generation, from the pairs `filter_groups` makes."""
-    from icl_stl.report.predictions.p6_matched_filters import filter_groups
+    from icl_stl.report.p6_pairs import filter_groups
 
     groups, _ = filter_groups(evidence, cfg)
     out = {}

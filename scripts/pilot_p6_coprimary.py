@@ -1,7 +1,7 @@
 """The P6 pilot's co-primary scales (used by scripts/pilot_p6_analysis.py and
 pilot_p6_sizing.py): per filter, the seed-paired filter x labeller interaction of the head's
 log z^2 (calibration) and of the training set's log covariance-trace ratio (spread), computed by
-the report's own function (`p6_matched_filters.coprimary`) over the pairs `filter_groups` makes,
+the report's own function (`report.p6_pairs.coprimary`) over the pairs `filter_groups` makes,
 with their noise (sigma per generation, tau per seed) as for the excess-risk interaction.
 """
 
@@ -26,11 +26,7 @@ def _summary(values: np.ndarray | None, two_way) -> dict | None:
 def coprimary_block(evidence, cfg, arm_of_filter: dict, two_way) -> dict:
     """{arm: {"seeds_read", "generations", "calibration": {...}, "spread": {...}}, "noise":
     {scale: {"sigma", "tau"}} pooled over the filters (sqrt of the mean variance)}."""
-    from icl_stl.report.predictions.p6_matched_filters import (
-        coprimary,
-        filter_groups,
-        seed_pairs,
-    )
+    from icl_stl.report.p6_pairs import coprimary, filter_groups, seed_pairs
 
     groups, arms = filter_groups(evidence, cfg)
     out: dict = {}

@@ -15,6 +15,16 @@ from icl_stl.report.matched import MatchedLoop
 RNG = np.random.default_rng(7)
 
 
+@pytest.fixture
+def kept(monkeypatch):
+    """The figures `draw` closes, kept open to be read, and closed after the test."""
+    close, figures = arms_figure.plt.close, []
+    monkeypatch.setattr(arms_figure.plt, "close", figures.append)
+    yield figures
+    for fig in figures:
+        close(fig)
+
+
 def loop(seed: int, gens: list[int], drift: float, config: str = "c", n: int = 100
          ) -> MatchedLoop:
     control = 0.03 * np.exp(RNG.normal(0, 0.2, len(gens)))
@@ -41,15 +51,14 @@ def test_an_arm_is_read_on_the_generations_all_its_loops_have():
     assert np.isnan(c.calibration["oracle"][:, 0]).all()  # a record without the field
 
 
-def test_the_lines_drawn_are_each_arms_means(tmp_path, monkeypatch):
+def test_the_lines_drawn_are_each_arms_means(tmp_path, kept):
     arms = {"replace": [loop(s, [0, 1, 2, 3], 0.4) for s in (1, 2, 3)],
             "accumulate_s0": [loop(s, [0, 1, 2], 0.05) for s in (1, 2)]}
     calibration = {arm: z2(loops, 1.5) for arm, loops in arms.items()}
-    figures = []
-    monkeypatch.setattr(arms_figure.plt, "close", figures.append)
     path = draw(arms, tmp_path / "figures" / "arms.png", "toy", calibration)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
-    left, middle, right = figures[0].axes
+    (fig,) = kept
+    left, middle, right = fig.axes
     for i, (arm, loops) in enumerate(arms.items()):
         gens = loops[0].generations if arm == "accumulate_s0" else [0, 1, 2, 3]
         solid, dashed = left.lines[2 * i], left.lines[2 * i + 1]
@@ -62,14 +71,14 @@ def test_the_lines_drawn_are_each_arms_means(tmp_path, monkeypatch):
     assert len(middle.collections) == 1  # a band for replace's 3 seeds, none for 2
 
 
-def drawn_colours(tmp_path, monkeypatch, arms: list[str]) -> dict[str, str]:
+def drawn_colours(tmp_path, monkeypatch, kept, arms: list[str]) -> dict[str, str]:
     """Each arm's colour as drawn: its solid and dashed lines and its contrast share it."""
-    figures = []
-    monkeypatch.setattr(arms_figure.plt, "close", figures.append)
     monkeypatch.setattr(Figure, "savefig", lambda *args, **kwargs: None)  # colours only
+    drawn = len(kept)
     draw({arm: [loop(s, [0, 1], 0.1) for s in (1, 2)] for arm in arms},
          tmp_path / "arms.png", "toy")
-    left, middle = figures[0].axes
+    assert len(kept) == drawn + 1
+    left, middle = kept[-1].axes
     colours = {}
     for i, arm in enumerate(arms):
         solid, dashed, contrast = left.lines[2 * i], left.lines[2 * i + 1], middle.lines[i]
@@ -82,31 +91,32 @@ def drawn_colours(tmp_path, monkeypatch, arms: list[str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("every", [["unfiltered", "residual", "density_ratio"],
                                    ["replace", "accumulate_s0", "accumulate", "volume_matched"]])
-def test_an_arms_colour_does_not_depend_on_the_other_arms_drawn(tmp_path, monkeypatch, every):
-    full = drawn_colours(tmp_path, monkeypatch, every)
+def test_an_arms_colour_does_not_depend_on_the_other_arms_drawn(tmp_path, monkeypatch, kept,
+                                                                 every):
+    full = drawn_colours(tmp_path, monkeypatch, kept, every)
     assert len(set(full.values())) == len(every)
     # each arm alone, and the others without it in reverse order
     for order in [*([arm] for arm in every), *([a for a in every if a != arm][::-1]
                                                for arm in every)]:
-        assert drawn_colours(tmp_path, monkeypatch, order) == {arm: full[arm] for arm in order}
+        assert drawn_colours(tmp_path, monkeypatch, kept, order) == {
+            arm: full[arm] for arm in order}
 
 
-def test_an_unknown_arm_takes_a_colour_no_known_arm_has(tmp_path, monkeypatch):
-    colours = drawn_colours(tmp_path, monkeypatch, ["verifier", "density_ratio", "best_of_k"])
+def test_an_unknown_arm_takes_a_colour_no_known_arm_has(tmp_path, monkeypatch, kept):
+    colours = drawn_colours(tmp_path, monkeypatch, kept, ["verifier", "density_ratio", "best_of_k"])
     known = {to_hex(c) for c in arms_figure.ARM_COLOURS.values()}
     assert colours["density_ratio"] == to_hex(arms_figure.ARM_COLOURS["density_ratio"])
     assert colours["verifier"] not in known and colours["best_of_k"] not in known
     assert colours["verifier"] != colours["best_of_k"]
-    assert drawn_colours(tmp_path, monkeypatch, ["verifier", "residual", "best_of_k"]) == {
+    assert drawn_colours(tmp_path, monkeypatch, kept, ["verifier", "residual", "best_of_k"]) == {
         "verifier": colours["verifier"], "residual": to_hex(arms_figure.ARM_COLOURS["residual"]),
         "best_of_k": colours["best_of_k"]}
 
 
-def test_a_figure_without_calibration_has_two_panels(tmp_path, monkeypatch):
-    figures = []
-    monkeypatch.setattr(arms_figure.plt, "close", figures.append)
+def test_a_figure_without_calibration_has_two_panels(tmp_path, kept):
     draw({"unfiltered": [loop(1, [0, 1], 0.2)]}, tmp_path / "a.png", "toy")
-    assert len(figures[0].axes) == 2
+    (fig,) = kept
+    assert len(fig.axes) == 2
 
 
 @pytest.mark.parametrize("arms, calibration, says", [

@@ -39,9 +39,12 @@ CPU = ["loop.filter=confidence, loop.filter_keep=0.5, loop.init=warm_start, "
 
 @pytest.fixture
 def kept(monkeypatch):
-    shown = []
+    """The figures the figure functions close, kept open to be read, and closed after the test."""
+    close, shown = plots.plt.close, []
     monkeypatch.setattr(plots.plt, "close", shown.append)
-    return shown
+    yield shown
+    for fig in shown:
+        close(fig)
 
 
 def _titles(fig) -> list[str]:

@@ -13,10 +13,12 @@ from icl_stl.runs import plots
 
 @pytest.fixture
 def kept(monkeypatch):
-    """Figures the plot functions would close, kept for inspection."""
-    figures = []
+    """Figures the plot functions would close, kept for inspection and closed after the test."""
+    close, figures = plots.plt.close, []
     monkeypatch.setattr(plots.plt, "close", figures.append)
-    return figures
+    yield figures
+    for fig in figures:
+        close(fig)
 
 
 def _records(seeds, lambdas=(0.0, 0.5, 1.0), generations=6, ridge=0.24):

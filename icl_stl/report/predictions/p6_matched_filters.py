@@ -3,7 +3,8 @@
 Four loops per seed: the filtered loop (labelled by its model), its oracle-labelled twin under the
 same filter (the control), and the same seed's unfiltered loop with its oracle twin, all of one
 base configuration, regime, n and lambda (`report.matched` pairs each loop with its twin, the
-unfiltered pair comes from the run without `loop.filter`). The statistic is the seed-paired
+unfiltered pair comes from the run without `loop.filter`; `report.p6_pairs` groups the four and
+computes the co-primary interactions). The statistic is the seed-paired
 filter x labeller interaction on log excess risk,
 
     I(g) = log(E_filtered / E_filtered oracle) - log(E_unfiltered / E_unfiltered oracle),
@@ -31,25 +32,14 @@ the very code the report runs, `report.simulate_p6`).
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from dataclasses import dataclass
 
 import numpy as np
 
 from icl_stl.loop.admission import ADMITTED_FILTERS
 from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
-from icl_stl.report.extension_runs import FIELDS
-from icl_stl.report.matched import (
-    SCALE,
-    MatchedGroup,
-    MatchedLoop,
-    base_config,
-    labeller_of,
-    matched_loops,
-    readable,
-    regime_of,
-)
+from icl_stl.report.matched import SCALE
+from icl_stl.report.p6_pairs import coprimary, filter_groups, labeller_means, seed_pairs
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import conjunction_of, directional_test
 from icl_stl.report.verdict import (
@@ -70,15 +60,8 @@ from icl_stl.report.verdict import (
 
 CONTROL = ("the oracle-labelled loop under the same filter, against the same seed's unfiltered "
            "loop and its oracle twin (the filter x labeller interaction)")
-FILTER_FIELDS = tuple(k for k in FIELDS if k.startswith(("filter", "verifier")))
 SPREAD = ("filter_w_cov_ratio_after", "filter_w_norm_ratio_after")
 V2 = "v2"
-
-
-def _spread_field(filtered: bool) -> str:
-    """The training set's covariance-trace ratio against real (the kept prompts' when filtered;
-    `syn_w_cov_ratio` holds the same number there, the filter's own field says so)."""
-    return "filter_w_cov_ratio_after" if filtered else "syn_w_cov_ratio"
 
 
 def rule(cfg: ReportConfig) -> str:
@@ -121,127 +104,11 @@ def p6_matched_core(interaction: np.ndarray, cfg: ReportConfig,
             "calibration": calib, "spread": kept}
 
 
-def _loop_key(r: dict, settings: dict) -> tuple:
-    run = settings.get(r.get("run", ""), {})
-    return (base_config(r.get("config", "")), regime_of(r, run), int(r["n"]),
-            int(r.get("augment", 0)), float(r["real_fraction"]), int(r["seed"]))
-
-
-def _index(evidence: Evidence) -> tuple[dict, dict]:
-    """{loop key: tagged generation-0 record} and {(loop key, labeller): {generation: record}}."""
-    first, arms = {}, defaultdict(dict)
-    for r in evidence.tagged:
-        key = _loop_key(r, evidence.settings)
-        arms[(key, labeller_of(r, evidence.settings.get(r.get("run", ""), {})))][
-            int(r["generation"])] = r
-        if int(r["generation"]) == 0:
-            first.setdefault(key, r)
-    return first, arms
-
-
-def _key_of(loop: MatchedLoop) -> tuple:
-    return (loop.config, loop.regime, loop.n, loop.augment, loop.real_fraction, loop.seed)
-
-
-def filter_groups(evidence: Evidence, cfg: ReportConfig
-                  ) -> tuple[dict[tuple, list[tuple[MatchedLoop, MatchedLoop | None]]], dict]:
-    """Filtered matched loops grouped by (base, regime, n, lambda, filter settings), each with
-    the same seed's unfiltered matched loop (None when missing), and the record index."""
-    first, arms = _index(evidence)
-    loops = matched_loops(evidence.records, evidence.settings, cfg.gate_tolerance,
-                          cfg.failure_gap, cfg.failure_train_ratio)
-    plain, filtered = {}, defaultdict(list)
-    for loop in loops:
-        tag = first.get(_key_of(loop))
-        if tag is None or loop.augment != 0 or tag.get("schedule", "constant") != "constant":
-            continue
-        where = (tag["base"], loop.regime, loop.n, loop.real_fraction)
-        if tag.get("filter", "none") == "none":
-            plain.setdefault((*where, loop.seed), loop)
-        else:
-            settings = json.dumps({k: tag.get(k) for k in FILTER_FIELDS}, default=str)
-            filtered[(*where, settings)].append(loop)
-    groups = {key: [(lp, plain.get((*key[:4], lp.seed))) for lp in members]
-              for key, members in filtered.items()}
-    return groups, arms
-
-
-def _arm_mean(arms: dict, loop: MatchedLoop, labeller: str, field: str,
-              window: list[int]) -> float | None:
-    values = [arms[(_key_of(loop), labeller)].get(g, {}).get(field) for g in window]
-    values = [float(v) for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
-def _side(arms: dict, loops: list[MatchedLoop], field: str, window: list[int]) -> dict:
-    out = {}
-    for labeller in ("model", "oracle"):
-        vals = [_arm_mean(arms, lp, labeller, field, window) for lp in loops]
-        vals = [v for v in vals if v is not None]
-        out[labeller] = float(np.mean(vals)) if vals else None
-    return out
-
-
-def _log_twin_ratio(arms: dict, loop: MatchedLoop, field: str,
-                    window: list[int]) -> list[float] | None:
-    """log(X_model / X_oracle) of one loop by generation; None when a record lacks X."""
-    model, oracle = arms[(_key_of(loop), "model")], arms[(_key_of(loop), "oracle")]
-    out = []
-    for g in window:
-        a, b = model.get(g, {}).get(field), oracle.get(g, {}).get(field)
-        if a is None or b is None or not (np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0):
-            return None
-        out.append(float(np.log(a / b)))
-    return out
-
-
-def coprimary(arms: dict, both: list[MatchedLoop], partners: dict,
-              window: list[int]) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The calibration and spread interactions (seeds, window), None where a record lacks them
-    (a model without the Gaussian head has no z^2)."""
-    out = []
-    for field_of in (lambda filtered: "head_z2", _spread_field):
-        rows = []
-        for lp in both:
-            own = _log_twin_ratio(arms, lp, field_of(True), window)
-            ref = _log_twin_ratio(arms, partners[lp.seed], field_of(False), window)
-            if own is None or ref is None:
-                rows = None
-                break
-            rows.append(np.subtract(own, ref))
-        out.append(None if rows is None else np.array(rows))
-    return out[0], out[1]
-
-
 def _spread_words(spread: dict) -> str:
     cov, norm = spread["filter_w_cov_ratio_after"], spread["filter_w_norm_ratio_after"]
     return (f"kept spread (model / oracle arm): covariance-trace ratio {fmt(cov['model'])} / "
             f"{fmt(cov['oracle'])}, mean ||w|| ratio {fmt(norm['model'])} / "
             f"{fmt(norm['oracle'])}")
-
-
-@dataclass(frozen=True)
-class SeedPairs:
-    """The seeds a P6 group reads: each filtered loop with its unfiltered partner."""
-
-    filtered: MatchedGroup  # the filtered loops, readable ones kept (`readable`)
-    partners: dict  # seed -> the same seed's unfiltered matched loop (None when missing)
-    both: list[MatchedLoop]  # the filtered loops whose partner is readable too, seed order
-    window: list[int]  # the generations >= 1 every loop of `both` and its partner have
-
-
-def seed_pairs(pairs: list, count: int | None = None) -> SeedPairs:
-    """The seeds of one filter group (`filter_groups`' pairs) whose filtered loop and unfiltered
-    partner are both readable, the first `count` of them, and their common window. Used by the
-    rule (`_group`) and by the pilot's co-primary scales (scripts/pilot_p6_coprimary.py)."""
-    filtered = readable([lp for lp, _ in pairs])
-    partners = {lp.seed: plain for lp, plain in pairs}
-    both = [lp for lp in filtered.loops if partners.get(lp.seed) is not None
-            and partners[lp.seed].gated and not partners[lp.seed].failures]
-    both = both[:count] if count is not None else both
-    window = sorted(set.intersection(*(set(lp.generations) & set(partners[lp.seed].generations)
-                                       for lp in both)) - {0}) if both else []
-    return SeedPairs(filtered, partners, both, window)
 
 
 def _group(name: str, filter_name: str, pairs: list, arms: dict,
@@ -250,7 +117,7 @@ def _group(name: str, filter_name: str, pairs: list, arms: dict,
     chosen = seed_pairs(pairs, cfg.v2_p6_seeds)
     filtered, partners, both, window = (chosen.filtered, chosen.partners, chosen.both,
                                         chosen.window)
-    spread = {f: _side(arms, [lp for lp, _ in pairs], f, window or [1]) for f in SPREAD}
+    spread = {f: labeller_means(arms, [lp for lp, _ in pairs], f, window or [1]) for f in SPREAD}
     if filter_name not in ADMITTED_FILTERS:
         res = GroupResult(name, NOT_APPLICABLE, numbers=(
             f"not applicable: filter not admitted ({filter_name}); " + _spread_words(spread)),
@@ -286,8 +153,8 @@ def _group(name: str, filter_name: str, pairs: list, arms: dict,
                                                        else kept, axis=1)]}
         res.parts["excess_interaction"] = {"verdict": result_of(
             "excess", test["excess"], -cfg.v2_p6_delta, "excess").verdict}
-        z2 = {"filtered": _side(arms, both, "head_z2", window),
-              "unfiltered": _side(arms, [partners[lp.seed] for lp in both], "head_z2", window)}
+        z2 = {"filtered": labeller_means(arms, both, "head_z2", window),
+              "unfiltered": labeller_means(arms, [partners[lp.seed] for lp in both], "head_z2", window)}
         res.parts["filtered_p1_statistic"] = {"estimate": float(own.mean()),
                                               "per_seed": [float(v) for v in own.mean(1)]}
         res.parts["head_z2"] = z2
