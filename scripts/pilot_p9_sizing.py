@@ -24,13 +24,30 @@ from pathlib import Path
 
 import numpy as np
 
-SEED_COUNTS = (5, 10, 20)
+SEED_COUNTS = (5, 10, 15, 20, 25, 30)
 PRIMARY = "accumulate_s0"
 
 
 def _tabulated(values) -> object:
     values = np.asarray(values, dtype=float)
     return lambda g: values[np.asarray(g, dtype=int)]
+
+
+def _margins(horizon: int) -> dict[str, tuple]:
+    """The rule's margins as truths (its false-confirm rates at the pilot's noise)."""
+    from icl_stl.report.predictions.p9_accumulation import p9_window
+    from icl_stl.report.rules import ReportConfig
+
+    cfg = ReportConfig(v2_p9_horizon=horizon)
+    g = np.arange(horizon + 1, dtype=float)
+    i0 = p9_window(cfg, list(range(1, horizon + 1)))[0]
+    after = np.clip(g - i0, 0.0, None)
+    return {"slope_plus_delta_2": (f"flat up to i_0 = {i0}, then +delta_2 per generation",
+                                   cfg.v2_delta2 * after),
+            "slope_minus_delta_2": (f"flat up to i_0 = {i0}, then -delta_2 per generation",
+                                    -cfg.v2_delta2 * after),
+            "flat_at_delta_1": ("flat at delta_1 (the collapse margin)",
+                                np.full(horizon + 1, cfg.v2_delta1))}
 
 
 def controls(pilot: dict, horizon: int) -> dict[str, dict]:
@@ -78,6 +95,7 @@ def controls(pilot: dict, horizon: int) -> dict[str, dict]:
             "noise": pair["noise_log_ratio_against_twin"],
             "truths": {"reference_learner": ("log D_g: the reference learner (the control's D "
                                              "is 1)", bounded),
+                       **_margins(horizon),
                        "pilot_mean": ("the pilot's mean log ratio", np.array(
                            pair["log_ratio_against_twin_mean"][: horizon + 1])
                            if reach else None)}}

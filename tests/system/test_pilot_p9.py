@@ -140,7 +140,11 @@ def test_analyse_follows_the_records(tmp_path):
     assert set(sizing["controls"]) == {"oracle_twin", "replace_arm", "own_window",
                                        "replace_twin"}
     assert sizing["controls"]["replace_twin"]["noise"] == pair["noise_log_ratio_against_twin"]
-    assert sizing["seed_counts"] == [5, 10, 20] and sizing["horizon"] == 12
+    assert sizing["seed_counts"] == [5, 10, 15, 20, 25, 30] and sizing["horizon"] == 12
+    # the replace-twin control is also sized at the rule's margins (false-confirm rates)
+    margins = sizing["controls"]["replace_twin"]["truths"]
+    assert margins["slope_plus_delta_2"]["values"][6:9] == pytest.approx([0.0, 0.06, 0.12])
+    assert margins["flat_at_delta_1"]["values"] == pytest.approx([0.48] * 13)
     twin_row = sizing["controls"]["oracle_twin"]
     assert twin_row["noise"] == s0["noise"]["log_contrast"]
     assert "did not reach" in twin_row["truths"]["pilot_mean"]["not_sized"]  # G = 8 < 12
