@@ -1,4 +1,4 @@
-"""Calibrate P9's provisional rule by simulation (icl_stl/report/simulate_p9.py) and write
+"""Calibrate P9's rule by simulation (icl_stl/report/simulate_p9.py) and write
 docs/results/p9-calibration/calibration.json; --check exits 1 if the committed file is stale.
 
     .venv/bin/python scripts/calibrate_p9.py            # writes calibration.json

@@ -4,7 +4,7 @@ README.md from the runs' records.
 
 Each control is a per-seed statistic by generation that P9's joint test could read:
 - oracle_twin: log(E_acc / E_oracle-acc), the accumulate_s0 loop against its own oracle twin
-  (the rule as provisionally stated);
+  (the control the issue named; the rule reads replace_twin instead);
 - replace_arm: log(E_acc / E_replace), against the same seed's replace loop (model-labelled);
 - replace_twin: log(E_acc / E_oracle-replace), against the same seed's oracle-labelled loop of
   the replace arm (lambda = 0, the same compute, its real volume held at n prompts: a
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 SEED_COUNTS = (5, 10, 15, 20, 25, 30)
+SENSITIVE = "replace_twin"  # the rule's control (docs/THEORY.md section 8.10)
 PRIMARY = "accumulate_s0"
 
 
@@ -137,7 +138,30 @@ def sizing(pilot: dict, draws: int, seed_counts=SEED_COUNTS) -> dict:
             row["truths"][truth_name] = {"truth": what, "values": np.asarray(values).tolist(),
                                          "rates_by_seeds": rates}
         out["controls"][name] = row
+    if out["controls"].get(SENSITIVE, {}).get("noise"):
+        out["sensitivity"] = sensitivity(out["controls"][SENSITIVE], horizon, cfg, draws,
+                                         seed_counts)
     return out
+
+
+def sensitivity(row: dict, horizon: int, cfg, draws: int, seed_counts) -> dict:
+    """The rule's power against the bounded drift when the pilot's sigma is too low: sigma at
+    the upper end of its one-sided 90% chi-square interval ((S - 1)(G - 1) degrees of freedom),
+    tau as measured."""
+    from scipy import stats
+
+    from icl_stl.report.simulate_p9 import p9_rates
+    from icl_stl.report.simulate_v2 import Noise
+    from icl_stl.theory.accumulation import accumulation_drift
+
+    noise = row["noise"]
+    dof = noise["sigma_dof"]
+    upper = noise["sigma"] * float(np.sqrt(dof / stats.chi2.ppf(0.10, dof)))
+    truth = _tabulated(np.log(accumulation_drift(horizon, PRIMARY)))
+    rates = {str(seeds): p9_rates(truth, seeds, Noise(upper, noise["tau"]), cfg, draws,
+                                  10_000 + seeds) for seeds in seed_counts}
+    return {"control": SENSITIVE, "truth": "log D_g: the reference learner's bounded drift",
+            "sigma_upper_90": upper, "tau": noise["tau"], "rates_by_seeds": rates}
 
 
 def readme(results: Path, pilot: dict) -> str:

@@ -93,12 +93,11 @@ class ReportConfig:
     v2_p6_spread: float = 0.22  # log 1.25: the kept covariance trace at least 0.8 of it
     v2_p6_seeds: int | None = 10
     v2_p6_primary_filter: str = "residual"  # the primary group's filter (the largest n first)
-    # P9, version 2 (docs/proposed/p9-theory.md, provisional until its pilot): P2's joint test
-    # on log(E_acc / E_oracle-acc), the window from where the reference learner's drift with
+    # P9, version 2 (docs/THEORY.md section 8.10, fixed from its pilot): P2's joint test on
+    # log(E_acc / E_oracle-replace), the window from where the reference learner's drift with
     # S_0 kept rises by at most window_share x delta_2 per generation (i_0 = 6), at least
-    # min_window generations long. Horizon 12: with the version-2 pilot's noise a bounded loop
-    # is confirmed in 98% of simulations at 20 seeds, against 1.5% at G = 8 (window 6-8)
-    # (docs/results/p9-calibration/calibration.json).
+    # min_window generations long, to the horizon 12. At the pilot's noise 20 seeds confirm the
+    # reference learner's bounded drift in 99% of draws (docs/results/pilot-p9/sizing.json).
     v2_p9_seeds: int | None = 20
     v2_p9_horizon: int = 12
     v2_p9_window_share: float = 0.2

@@ -1,4 +1,4 @@
-"""Simulated log contrasts with known truths: the calibration of P9's provisional rule.
+"""Simulated log contrasts with known truths: the calibration of P9's rule (docs/THEORY.md section 8.10).
 
 The draws are those of `simulate_v2.draw` (truth + a seed's offset tau + a generation's noise
 sigma), judged by the very function P9's report calls (`p2_matched_core`) over P9's window

@@ -99,6 +99,7 @@ def fields_of(result: dict, index=()) -> dict:
 # A version-2 rule whose design is built but whose margins and seed counts still wait for its
 # pilot (docs/THEORY.md section 8.1): its verdicts are reported, labelled as such.
 PROVISIONAL = "v2-provisional"
+V2 = "v2"  # a version-2 rule fixed from its pilot
 
 
 @dataclass

@@ -82,7 +82,7 @@ def test_a_bounded_accumulating_loop_is_confirmed_with_the_v2_fields(tmp_path):
     plant(tmp_path, bounded)
     out = p9(judge_v2(tmp_path))
     assert out["verdict"] == "confirmed", out["numbers"]
-    assert out["rules_version"] == "v2-provisional"
+    assert out["rules_version"] == "v2"
     assert out["scale"] == "excess_risk" and "oracle-labelled replace loop" in out["control"]
     assert out["seeds"] == len(SEEDS)
     assert out["margins"]["i_0"] == 6 and out["margins"]["delta_2"] == CFG.v2_delta2

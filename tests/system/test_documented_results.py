@@ -706,3 +706,70 @@ def test_the_d3_gate_pass_counts_in_benchmarks_are_the_pilots():
     assert f"passed {passed_p6} of {len(closed_p6)}" in text
     assert f"{100 * min(closed_p6.values()):.1f}-{100 * max(closed_p6.values()):.1f}%" in text
     assert f"{passed_d3 + passed_p6} of {len(closed_d3) + len(closed_p6)}" in text
+
+
+def test_p9_version_2_pilot_numbers_are_the_committed_pilot():
+    """THEORY.md section 8.10 and P9's settings quote the P9 pilot's pilot.json and
+    sizing.json."""
+    from icl_stl.report.rules import ReportConfig
+
+    results = REPO / "docs/results/pilot-p9"
+    pilot = json.loads((results / "pilot.json").read_text())
+    sizing = json.loads((results / "sizing.json").read_text())
+    theory = _theory_section("### 8.10 P9, version 2")
+    cfg = ReportConfig()
+
+    def seq(values):  # rounded as the text writes them: no "-0.00"
+        return ", ".join(f"{round(v, 2) + 0.0:.2f}" for v in values)
+
+    primary, replace = pilot["arms"]["accumulate_s0"], pilot["arms"]["replace"]
+    gaps = [lp["gap_closed"]["model"] for lp in primary["loops"]]
+    assert f"{100 * gaps[0]:.1f}% and {100 * gaps[1]:.1f}% of the gap" in theory
+    pair = pilot["between_arms"]["accumulate_s0 vs replace"]
+    assert seq(pair["log_ratio_against_twin_mean"][1:]) in theory
+    assert seq(pair["reference_learner"]["log_ratio_against_twin"][1:]) in theory
+    noise = pair["noise_log_ratio_against_twin"]
+    assert f"σ = {noise['sigma']:.3f} per generation ({noise['sigma_dof']} degrees of freedom)," \
+           f" τ = {noise['tau']:.3f} per seed ({noise['tau_dof']})" in theory
+    assert seq(primary["log_contrast_mean"][1:]) in theory
+    assert f"σ = {primary['noise']['log_contrast']['sigma']:.3f}" in theory
+    trend = primary["oracle_twin_trend"]
+    assert f"{trend['estimate']:.3f} per generation (90% interval {trend['interval'][0]:.2f} " \
+           f"to {trend['interval'][1]:.2f})" in theory
+    contrast = replace["log_contrast_mean"]
+    assert f"{contrast[1]:.2f} to {contrast[-1]:.2f}" in theory
+    model = {arm: np.mean(list(part["bayes_excess"]["model"].values()), axis=0)
+             for arm, part in pilot["arms"].items()}
+    assert f"to {model['replace'][-1]:.3f} at generation 8" in theory
+    assert f"{model['accumulate_s0'][1:].min():.3f}-{model['accumulate_s0'][1:].max():.3f}" \
+        in theory
+    assert f"rose to {model['volume_matched'][-1]:.3f}" in theory
+    assert f"{model['accumulate'][1:].min():.3f}-{model['accumulate'][1:].max():.3f}" in theory
+    between = pilot["between_arms"]
+    assert f"lay {-pair['log_ratio_model_mean'][-1]:.2f} below" in theory
+    assert f"(reference learner {-pair['reference_learner']['log_ratio_model'][-1]:.2f})" \
+        in theory
+    vm = between["volume_matched vs accumulate_s0"]
+    assert f"lay {vm['log_ratio_model_mean'][-1]:.2f} above" in theory
+    assert f"puts it {-vm['reference_learner']['log_ratio_model'][-1]:.2f} below" in theory
+    acc = between["accumulate vs accumulate_s0"]
+    assert f"lay {acc['log_ratio_model_mean'][-1]:.2f} above it (reference learner " \
+           f"{acc['reference_learner']['log_ratio_model'][-1]:.2f})" in theory
+    twin = sizing["controls"]["replace_twin"]["truths"]
+    power = twin["reference_learner"]["rates_by_seeds"]
+    assert f"{100 * power['10']['confirmed']:.1f}% of draws at 10 seeds, " \
+           f"{100 * power['15']['confirmed']:.1f}% at 15 and " \
+           f"{100 * power['20']['confirmed']:.1f}% at 20" in theory
+    margins = [twin[k]["rates_by_seeds"]["20"]["confirmed"]
+               for k in ("slope_plus_delta_2", "slope_minus_delta_2", "flat_at_delta_1")]
+    assert f"{100 * min(margins):.1f}-{100 * max(margins):.1f}% at 20 seeds" in theory
+    sens = sizing["sensitivity"]
+    assert f"({sens['sigma_upper_90']:.3f}), 20 seeds confirm the bounded drift in " \
+           f"{100 * sens['rates_by_seeds']['20']['confirmed']:.1f}%" in theory
+    assert sens["rates_by_seeds"]["20"]["confirmed"] > 0.85 and "above 85%" in theory
+    own = sizing["controls"]["oracle_twin"]["truths"]
+    assert all(r["refuted"] == 1.0 for r in own["reference_learner"]["rates_by_seeds"].values())
+    assert f"only {100 * own['bounded']['rates_by_seeds']['20']['confirmed']:.1f}% at 20 seeds" \
+        in theory
+    assert cfg.v2_p9_seeds == 20 and "with 20 seeds (`v2_p9_seeds`)" in theory
+    assert cfg.v2_p9_horizon == sizing["horizon"] == 12

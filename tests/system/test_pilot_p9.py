@@ -145,6 +145,12 @@ def test_analyse_follows_the_records(tmp_path):
     margins = sizing["controls"]["replace_twin"]["truths"]
     assert margins["slope_plus_delta_2"]["values"][6:9] == pytest.approx([0.0, 0.06, 0.12])
     assert margins["flat_at_delta_1"]["values"] == pytest.approx([0.48] * 13)
+    # and at sigma's one-sided 90% upper bound (chi-square, (S - 1)(G - 1) = 14 dof)
+    from scipy import stats
+    measured = sizing["controls"]["replace_twin"]["noise"]
+    assert sizing["sensitivity"]["sigma_upper_90"] == pytest.approx(
+        measured["sigma"] * math.sqrt(14 / stats.chi2.ppf(0.10, 14)), rel=1e-9)
+    assert set(sizing["sensitivity"]["rates_by_seeds"]) == {"5", "10", "15", "20", "25", "30"}
     twin_row = sizing["controls"]["oracle_twin"]
     assert twin_row["noise"] == s0["noise"]["log_contrast"]
     assert "did not reach" in twin_row["truths"]["pilot_mean"]["not_sized"]  # G = 8 < 12
@@ -303,3 +309,16 @@ def test_the_real_loop_runs_extends_refuses_and_is_analysed(tmp_path, capsys):
     assert pilot["arms"]["replace"]["train_size"] == [16, 16, 16]
     readme = (results / "README.md").read_text()
     assert "scripts/pilot_p9.py run --work" in readme and "| replace |" in readme
+
+
+def test_the_committed_pilot_regenerates_from_its_records():
+    """docs/results/pilot-p9/pilot.json is what the analysis reads from the runs committed
+    beside it, and the control the rule reads is there."""
+    analysis = importlib.import_module("pilot_p9_analysis")
+    results = Path(__file__).resolve().parents[2] / "docs/results/pilot-p9"
+    committed = json.loads((results / "pilot.json").read_text())
+    regenerated = json.loads(json.dumps(analysis.public(analysis.analyse(results)),
+                                        default=float))
+    assert regenerated == committed
+    assert "noise_log_ratio_against_twin" in committed["between_arms"]["accumulate_s0 vs replace"]
+    assert (results / "figures" / "arms.png").exists()

@@ -49,6 +49,7 @@ from icl_stl.report.verdict import (
     NOT_TESTED,
     REFUTED,
     UNDERPOWERED,
+    V2,
     GroupResult,
     Prediction,
     describe_test,
@@ -61,7 +62,6 @@ from icl_stl.report.verdict import (
 CONTROL = ("the oracle-labelled loop under the same filter, against the same seed's unfiltered "
            "loop and its oracle twin (the filter x labeller interaction)")
 SPREAD = ("filter_w_cov_ratio_after", "filter_w_norm_ratio_after")
-V2 = "v2"
 
 
 def rule(cfg: ReportConfig) -> str:

@@ -46,9 +46,9 @@ from icl_stl.report.verdict import (
     INCONCLUSIVE,
     NOT_APPLICABLE,
     NOT_TESTED,
-    PROVISIONAL,
     REFUTED,
     UNDERPOWERED,
+    V2,
     GroupResult,
     Prediction,
     describe_test,
@@ -265,7 +265,7 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                       "stays bounded against the same seed's oracle-labelled replace loop.",
                       rule(cfg), (CONFIRMED, REFUTED, INCONCLUSIVE, UNDERPOWERED,
                                   NOT_APPLICABLE),
-                      rules_version=PROVISIONAL,
+                      rules_version=V2,
                       primary_rule=f"the counted group of regime {cfg.v2_regime} with the "
                                    "largest n")
     by_arm = arm_loops(evidence, cfg)
