@@ -252,7 +252,26 @@ def figure(results: Path, pilot: dict) -> Path | None:
         return None
     first = next(iter(arms.values()))[0]
     return draw(arms, path, f"P9 pilot: each arm beside its oracle twin (λ = "
-                f"{first.real_fraction:g}, n = {first.n:,}; readable seeds only)")
+                f"{first.real_fraction:g}, n = {first.n:,}; readable seeds only)",
+                rule_panel=rule_panel(pilot))
+
+
+def rule_panel(pilot: dict):
+    """The statistic P9's rule reads (docs/THEORY.md section 8.10): accumulate_s0 against the
+    same seed's oracle-labelled replace loop, with the reference learner's log D_g and delta_1;
+    None without both arms."""
+    from icl_stl.report.arms_figure import RulePanel
+
+    pair = pilot["between_arms"].get("accumulate_s0 vs replace")
+    if pair is None or not pair["seeds"]:
+        return None
+    return RulePanel(
+        title="P9's statistic: against the replace loop's oracle twin",
+        ylabel="log(E_acc / E_oracle-replace)", arm="accumulate_s0",
+        generations=pair["generations"], per_seed=np.array(pair["log_ratio_against_twin"]),
+        reference=np.array(pair["reference_learner"]["log_ratio_against_twin"]),
+        reference_label="reference learner, log D_g", margin=pilot["delta_1"],
+        margin_label="δ₁ (the level the mean must stay below)")
 
 
 def public(pilot: dict) -> dict:

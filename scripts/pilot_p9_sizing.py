@@ -205,8 +205,11 @@ def readme(results: Path, pilot: dict) -> str:
                   "Each arm (one colour) over its readable seeds. Left: excess risk over the "
                   "Bayes predictor against generation, the mean over seeds, solid for the loop "
                   "labelled by its own model, dashed for the same seeds' oracle-labelled twin. "
-                  "Right: the log contrast log(E / E_oracle), the mean of the seeds' contrasts "
-                  "with its 90% t-interval (from 3 seeds on): the statistic P9's rule reads for "
-                  "accumulate_s0; a line that levels off is the bounded drift accumulation "
-                  "predicts, one that keeps rising is replace's collapse.", ""]
+                  "Middle: the log contrast log(E / E_oracle), the mean of the seeds' contrasts "
+                  "with its 90% t-interval (from 3 seeds on); a line that levels off is the "
+                  "bounded drift accumulation predicts, one that keeps rising is replace's "
+                  "collapse. Third panel: the statistic P9's rule reads, accumulate_s0 against "
+                  "the same seed's oracle-labelled replace loop (a stationary control), beside "
+                  "the reference learner's log D_g and delta_1, the level its mean over "
+                  "generations 1..G must stay below (docs/THEORY.md section 8.10).", ""]
     return "\n".join(lines)

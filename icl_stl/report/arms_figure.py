@@ -6,8 +6,10 @@ mean over the arm's seeds (solid: labelled by their own model; dashed: the same 
 twins), log scale. Middle: the log contrast log(E / E_oracle) per generation, the mean of the
 seeds' contrasts with its 90% t-interval (from 3 seeds on; with 2 its t-quantile of 6.3 would
 hide the curves): where an arm's line stays at 0, its own labels cost nothing over the oracle's.
-Right, when given: calibration against generation (P6: the head's z², 1 when calibrated), the
-mean over the same seeds, solid and dashed as on the left.
+Then, when given: calibration against generation (P6: the head's z², 1 when calibrated), the
+mean over the same seeds, solid and dashed as on the left; and the statistic a rule reads when
+it is not an arm against its own twin (`RulePanel`; P9: the accumulating loop against the
+replace loop's oracle twin), with the reference learner's curve and the rule's level margin.
 An arm's colour is its own (ARM_COLOURS), whichever other arms a figure has.
 """
 
@@ -49,6 +51,21 @@ class ArmCurves:
     @property
     def contrast(self) -> np.ndarray:
         return np.log(self.excess / self.control)
+
+
+@dataclass
+class RulePanel:
+    """A rule's per-seed statistic by generation, drawn in a panel of its own."""
+
+    title: str
+    ylabel: str
+    arm: str  # whose colour the statistic takes
+    generations: list[int]
+    per_seed: np.ndarray  # (seeds, generations)
+    reference: np.ndarray | None = None  # the reference learner's curve on `generations`
+    reference_label: str = "reference learner"
+    margin: float | None = None  # a level margin, drawn as a dotted line
+    margin_label: str = "margin"
 
 
 def arm_curves(arm: str, loops: list[MatchedLoop], calibration: Calibration | None = None
@@ -103,18 +120,39 @@ def _nan_mean(values: np.ndarray) -> np.ndarray:
     return np.divide(total, present, out=np.full(total.shape, np.nan), where=present > 0)
 
 
+def _rule_panel(axis, panel: RulePanel, colour: str) -> None:
+    mean, half = mean_band(list(panel.per_seed))
+    seeds = len(panel.per_seed)
+    axis.plot(panel.generations, mean, "-", color=colour, marker="o", ms=3,
+              label=f"{panel.arm} ({seeds} seeds)")
+    if seeds >= 3:
+        axis.fill_between(panel.generations, mean - half, mean + half, color=colour, alpha=0.15)
+    if panel.reference is not None:
+        axis.plot(panel.generations, panel.reference, ":", color="black", lw=1.2,
+                  label=panel.reference_label)
+    if panel.margin is not None:
+        axis.axhline(panel.margin, color="grey", ls="--", lw=0.8, label=panel.margin_label)
+    axis.axhline(0.0, color="grey", lw=0.8)
+    axis.set(xlabel="generation", ylabel=panel.ylabel, title=panel.title)
+    axis.legend(fontsize=7, loc="lower right")
+
+
 def draw(arms: dict[str, list[MatchedLoop]], path: Path, title: str,
-         calibration: Calibration | None = None, calibration_label: str = "head z²") -> Path:
+         calibration: Calibration | None = None, calibration_label: str = "head z²",
+         rule_panel: RulePanel | None = None) -> Path:
     """Draw the figure of these arms (in the given order) to `path`; a calibration panel when
-    `calibration` is given."""
+    `calibration` is given, and a panel of the rule's statistic when `rule_panel` is."""
     curves = {arm: arm_curves(arm, loops, calibration) for arm, loops in arms.items()}
     if not curves:
         raise ValueError("no arm to draw")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    panels = 3 if calibration is not None else 2
+    panels = 2 + (calibration is not None) + (rule_panel is not None)
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2))
     left, middle = axes[0], axes[1]
     colours = arm_colours(list(curves))
+    if rule_panel is not None:
+        _rule_panel(axes[-1], rule_panel, colours.get(rule_panel.arm)
+                    or arm_colours([rule_panel.arm])[rule_panel.arm])
     for arm, c in curves.items():
         colour = colours[arm]
         left.plot(c.generations, c.excess.mean(0), "-", color=colour, marker="o", ms=3,

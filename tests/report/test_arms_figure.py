@@ -119,6 +119,25 @@ def test_a_figure_without_calibration_has_two_panels(tmp_path, kept):
     assert len(fig.axes) == 2
 
 
+def test_a_rule_panel_draws_the_rules_statistic_in_the_arms_colour(tmp_path, kept):
+    """P9's third panel: the per-seed statistic's mean (with a band from 3 seeds), the
+    reference learner's curve and the level margin, in the arm's own colour."""
+    per_seed = RNG.normal(0.3, 0.1, (3, 4))
+    panel = arms_figure.RulePanel("P9", "log(E_acc / E_oracle-replace)", "accumulate_s0",
+                                  [0, 1, 2, 3], per_seed, reference=np.array([0, .2, .3, .35]),
+                                  margin=0.48)
+    draw({"replace": [loop(1, [0, 1], 0.4)], "accumulate_s0": [loop(1, [0, 1], 0.0)]},
+         tmp_path / "a.png", "toy", rule_panel=panel)
+    (fig,) = kept
+    assert len(fig.axes) == 3
+    statistic, reference = fig.axes[2].lines[:2]
+    assert statistic.get_ydata() == pytest.approx(per_seed.mean(0))
+    assert to_hex(statistic.get_color()) == to_hex(arms_figure.ARM_COLOURS["accumulate_s0"])
+    assert reference.get_ydata() == pytest.approx([0, .2, .3, .35])
+    assert 0.48 in [line.get_ydata()[0] for line in fig.axes[2].lines[2:]]
+    assert len(fig.axes[2].collections) == 1
+
+
 @pytest.mark.parametrize("arms, calibration, says", [
     ({"replace": []}, None, "arm replace: no loops to draw"),
     ({"replace": [loop(1, [0, 1], 0.1), loop(1, [0, 1], 0.1)]}, None, "seed appears twice"),
