@@ -25,7 +25,10 @@ preset's sweep grid (`hydra.sweeper.params`, as `icl-stl-loop -m` would) as its 
 A killed part resumes from its checkpoints (under --out/checkpoints) with the same command. Each
 invocation's wall time per part is appended to --out/timing.json; the report goes to --out and,
 with --results, is copied there with runs.csv, timing.json and, under runs/, every file the
-report read: `--report-only` with a copy of that runs/ as --out regenerates it.
+report read: `--report-only` with a copy of that runs/ as --out regenerates it. A README.md in
+--results with the markers of scripts/results_table.py gets its results table rewritten from
+the copied verdicts.json (docs/results/cpu/README.md; judged with `--rules v1`, as that folder
+was).
 """
 
 from __future__ import annotations
@@ -257,6 +260,24 @@ def write_results(out: Path, results: Path | None, rules: str = "v2") -> None:
     shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)
     copy_runs(out, finished, results / "runs")
     print(f"[reproduce] copied to {results}")
+    if (results / "README.md").exists():
+        refresh_results_readme(results)
+
+
+def refresh_results_readme(results: Path) -> None:
+    """The results table in results/README.md (docs/results/cpu/README.md: the exploratory
+    reproduction), rewritten from the verdicts.json just copied there; never the repository's
+    README, whose table is the confirmatory programme's (scripts/reproduce_v2.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import results_table
+
+    try:
+        written = results_table.refresh_readme(results / "README.md", results)
+    except (KeyError, ValueError) as err:  # verdicts the table's readings were not written for
+        print(f"[reproduce] {results / 'README.md'}: results table left as it was: {err}")
+        return
+    if written:
+        print(f"[reproduce] results table rewritten in {results / 'README.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:

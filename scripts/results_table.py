@@ -1,12 +1,14 @@
-"""The README's Results table, printed from the committed CPU reproduction's verdicts.json.
+"""The exploratory reproduction's Results table, printed from docs/results/cpu/verdicts.json.
 
     .venv/bin/python scripts/results_table.py docs/results/cpu
 
 One row per prediction: its verdict, a short name for the primary group it was read in, and a
 one-line reading whose every number is formatted from verdicts.json; then the legend that maps
-each short name to the report's full group label, and the training gate's line.
-tests/system/test_documented_results.py checks that every line printed here appears verbatim in
-README.md, so the README cannot quote a verdict or a number the committed result does not hold.
+each short name to the report's full group label, and the training gate's line. `readme_block`
+is all of it; `scripts/reproduce.py --report-only --results FOLDER` writes it into
+FOLDER/README.md between two markers (`refresh_readme`), and
+tests/system/test_documented_results.py checks that docs/results/cpu/README.md holds exactly
+these lines, so it cannot quote a verdict or a number the committed result does not hold.
 The short names and the readings are written for docs/results/cpu: another folder whose primary
 groups differ stops with an error naming the group.
 
@@ -24,6 +26,13 @@ import math
 import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # imported by path, as by the tests
+
+from readme_markers import replace_between  # noqa: E402
+
+BEGIN = "<!-- results table: begin (scripts/results_table.py) -->"
+END = "<!-- results table: end -->"
 
 # Every primary group of the reproduction starts with these settings: generation 0 trained from
 # scratch, every later generation warm-started for 200 steps.
@@ -153,6 +162,18 @@ def gate_line(results: Path) -> str:
     return line
 
 
+def readme_block(results: Path) -> list[str]:
+    """The table, the common settings and the legend, and the gate's line: what the results
+    folder's README holds between the markers."""
+    return [*results_table(results), "", f"Every group also has `{COMMON}`:", "",
+            *legend(results), "", gate_line(results)]
+
+
+def refresh_readme(readme: Path, results: Path) -> bool:
+    """Replace the block between the markers; False (nothing written) when they are absent."""
+    return replace_between(readme, BEGIN, END, readme_block(results))
+
+
 def _risk_by(summary: Path) -> tuple[dict, dict]:
     """({(seed, lambda, generation): test risk} at the largest n, the training settings)."""
     data = json.loads(Path(summary).read_text())
@@ -193,13 +214,7 @@ def regimes_table(warm: Path, scratch: Path) -> list[str]:
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results/cpu")
-    print("\n".join(results_table(folder)))
-    print()
-    print(f"Every group also has `{COMMON}`:")
-    print()
-    print("\n".join(legend(folder)))
-    print()
-    print(gate_line(folder))
+    print("\n".join(readme_block(folder)))
     if len(sys.argv) > 2:
         print()
         print("\n".join(regimes_table(folder, Path(sys.argv[2]))))

@@ -9,6 +9,12 @@ testable). `--report-only` writes it into the results folder's README between tw
 (`refresh_readme`), and tests/system/test_cpu_v2_results.py checks the README holds exactly
 these lines, so the table cannot quote a number the committed verdicts do not hold. An interim
 report's rows say what each prediction still needs.
+
+The repository's README.md leads its Results with the same table, after a status line (which
+parts have finished, from parts.json and verdicts.json's `programme`), between markers of its
+own (`README_BEGIN`, `README_END`). `--report-only --results docs/results/cpu-v2`, the committed
+folder (`README_SOURCE`), rewrites that block too (`refresh_readmes`); any other results folder
+(a copy, a smoke run, another setting) leaves the repository's README alone.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from readme_markers import replace_between
 
 BEGIN = "<!-- results table: begin (scripts/results_table_v2.py) -->"
 END = "<!-- results table: end -->"
+REPO = Path(__file__).resolve().parents[1]
+README_SOURCE = REPO / "docs" / "results" / "cpu-v2"  # the folder README.md's Results quote
+README_BEGIN = "<!-- confirmatory results: begin (scripts/results_table_v2.py) -->"
+README_END = "<!-- confirmatory results: end -->"
+ARM_NAMES = {"p1": "P1", "p2": "P2", "p6": "P6", "lambda1": "the λ = 1 control"}
 
 CLAIMS = {
     "1": "λ = 0: excess risk grows against the oracle twin",
@@ -75,6 +86,81 @@ def results_table(folder: Path) -> list[str]:
 def refresh_readme(readme: Path, folder: Path) -> bool:
     """Replace the table between the markers; False (nothing written) when they are absent."""
     return replace_between(readme, BEGIN, END, results_table(folder))
+
+
+def _spans(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def status_line(folder: Path) -> str:
+    """Where the programme stands: finished or interim, the parts finished (parts.json), and
+    for each arm the seeds run and the last generation every block of it has finished."""
+    report = json.loads((folder / "verdicts.json").read_text())
+    programme = report["programme"]
+    state = folder / "parts.json"
+    parts = json.loads(state.read_text())["parts"] if state.exists() else []
+    done = [p["index"] for p in parts if p.get("finished")]
+    opened = [p["index"] for p in parts if not p.get("finished")]
+    if programme["finished"]:
+        return (f"**Finished** (`programme.finished`: true; parts {_spans(done)}): the "
+                f"confirmatory verdicts, by the rules of {str(report['rules_commit'])[:7]}.")
+    reached: dict[str, int] = {}
+    for part in parts:
+        if part.get("finished"):
+            for seg in part["segments"]:
+                reached[seg["block"]] = max(reached.get(seg["block"], -1), seg["last"])
+    arms = []
+    for arm, spec in programme["arms"].items():
+        seeds = spec["seeds_run"]
+        name = ARM_NAMES.get(arm, arm)
+        if not seeds:
+            arms.append(f"{name} has not started")
+            continue
+        last = min((g for b, g in reached.items() if b.startswith(f"{arm}-")), default=None)
+        count = f", {len(seeds)} of the {spec['count']} it reads" if spec.get("count") else ""
+        through = (f", through generation {last} of {programme['horizon']}"
+                   if last is not None else ", none finished yet")
+        arms.append(f"{name} seeds {min(seeds)}-{max(seeds)}{count}{through}")
+    parts_text = (f"part{'s' if len(done) != 1 else ''} {_spans(done)} finished"
+                  if done else "no part finished")
+    if opened:
+        parts_text += f", part {_spans(opened)} open"
+    return (f"**Interim** (`programme.finished`: false; {parts_text}): "
+            f"{'; '.join(arms)}. Until the last part, no verdict below is the confirmatory one.")
+
+
+def readme_block(folder: Path) -> list[str]:
+    """What the repository's README holds between its markers: the status line, the table."""
+    return [status_line(folder), "", *results_table(folder)]
+
+
+def readmes_for(results: Path) -> list[Path]:
+    """The READMEs `--report-only --results RESULTS` refreshes: the folder's own and, when the
+    folder is the committed one the repository's README quotes, that README too."""
+    readmes = [results / "README.md"]
+    if results.resolve() == README_SOURCE.resolve():
+        readmes.append(REPO / "README.md")
+    return [r for r in readmes if r.exists()]
+
+
+def refresh_readmes(results: Path) -> list[Path]:
+    """Rewrite the generated blocks of `readmes_for(results)`; the READMEs written."""
+    written = []
+    for readme in readmes_for(results):
+        if readme.parent.resolve() == results.resolve():
+            changed = refresh_readme(readme, results)
+        else:
+            changed = replace_between(readme, README_BEGIN, README_END, readme_block(results))
+        if changed:
+            written.append(readme)
+    return written
 
 
 if __name__ == "__main__":

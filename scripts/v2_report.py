@@ -197,8 +197,8 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
         shutil.copy2(state, results / "parts.json")
         if (results / "README.md").exists():
             refresh_readme(results / "README.md", json.loads(state.read_text()))
-    if (results / "README.md").exists():
-        results_table_v2.refresh_readme(results / "README.md", results)
+    for readme in results_table_v2.refresh_readmes(results):
+        print(f"[reproduce_v2] results table rewritten in {readme}")
     if (out / "figures").exists() and (out / "figures").resolve() != (
             results / "figures").resolve():
         shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)

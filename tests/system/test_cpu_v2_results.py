@@ -108,10 +108,20 @@ def test_report_only_over_a_copy_of_runs_regenerates_verdicts(verdicts, tmp_path
     from test_regenerated_results import differences
 
     shutil.copytree(RESULTS / "runs", tmp_path / "runs")
+    # a results folder other than the committed one: its README's table is rewritten, the
+    # repository's README is not
+    table = _results_table_module()
+    copy = tmp_path / "results"
+    copy.mkdir()
+    (copy / "README.md").write_text(f"notes\n{table.BEGIN}\nSTALE ROW\n{table.END}\n")
+    readme_before = (REPO / "README.md").read_text()
     assert _script().main(["--report-only", "--runs", str(tmp_path / "runs"), "--out",
-                           str(tmp_path / "out"), "--no-figures"]) == 0
+                           str(tmp_path / "out"), "--results", str(copy), "--no-figures"]) == 0
     regenerated = json.loads((tmp_path / "out" / "verdicts.json").read_text())
     assert differences(verdicts, regenerated) == []
+    text = (copy / "README.md").read_text()
+    assert "STALE ROW" not in text and table.results_table(copy)[-1] in text
+    assert (REPO / "README.md").read_text() == readme_before
 
 
 def _parts_table_module():
@@ -198,3 +208,53 @@ def test_the_running_programme_can_resume_under_this_checkout(verdicts):
     then = _git("show", f"{rules}:docs/THEORY.md").stdout
     now = (REPO / "docs" / "THEORY.md").read_text()
     assert then and _programme().changed_sections(then, now) == []
+
+
+def test_the_repositorys_readme_leads_with_this_folders_results():
+    """README.md's Results open with the block scripts/results_table_v2.py writes from the
+    committed verdicts.json and parts.json: the status line (interim or finished, the parts
+    finished), then one row per prediction, every verdict as verdicts.json holds it."""
+    module = _results_table_module()
+    readme = (REPO / "README.md").read_text()
+    assert readme.count(module.README_BEGIN) == 1 and readme.count(module.README_END) == 1
+    block = readme.split(module.README_BEGIN, 1)[1].split(module.README_END, 1)[0]
+    lines = block.strip("\n").splitlines()
+    assert lines == module.readme_block(RESULTS)
+    report = json.loads(VERDICTS.read_text())
+    status = lines[0]
+    finished = report["programme"]["finished"]
+    assert status.startswith("**Finished**" if finished else "**Interim**")
+    assert f"`programme.finished`: {str(finished).lower()}" in status
+    parts = json.loads((RESULTS / "parts.json").read_text())["parts"]
+    done = [p["index"] for p in parts if p.get("finished")]
+    assert done and f"{min(done)}-{max(done)} finished" in status
+    assert lines[2:] == module.results_table(RESULTS)
+    assert len(lines[4:]) == len(report["verdicts"])  # one row per prediction
+    for number, v in report["verdicts"].items():
+        row = next(r for r in lines if r.startswith(f"| P{number} |"))
+        assert f"**{v['verdict']}**" in row
+    results = readme.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    paragraphs = results.strip().split("\n\n")
+    assert paragraphs[1].startswith(module.README_BEGIN)  # after one intro, before the rest
+    assert "](docs/results/cpu-v2/README.md)" in results
+
+
+def test_only_the_committed_folder_rewrites_the_repositorys_readme(tmp_path):
+    """`--report-only --results X` refreshes X/README.md, and README.md only when X is
+    docs/results/cpu-v2; the status line follows the programme's state."""
+    module = _results_table_module()
+    assert module.readmes_for(RESULTS) == [RESULTS / "README.md", REPO / "README.md"]
+    copy = tmp_path / "cpu-v2"
+    copy.mkdir()
+    for name in ("verdicts.json", "parts.json"):
+        shutil.copy2(RESULTS / name, copy / name)
+    (copy / "README.md").write_text(f"notes\n{module.BEGIN}\nSTALE ROW\n{module.END}\n")
+    assert module.readmes_for(copy) == [copy / "README.md"]
+    assert module.refresh_readmes(copy) == [copy / "README.md"]
+    text = (copy / "README.md").read_text()
+    assert "STALE ROW" not in text and module.results_table(copy)[-1] in text
+    report = json.loads(VERDICTS.read_text())
+    report["programme"]["finished"] = True
+    (copy / "verdicts.json").write_text(json.dumps(report))
+    assert module.status_line(copy).startswith("**Finished**")
+    assert module.status_line(copy) != module.status_line(RESULTS)

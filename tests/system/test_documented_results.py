@@ -1,8 +1,10 @@
 """Numbers quoted in README.md, docs/ and BENCHMARKS.md are the committed results they came from.
 
-Each test names the page a number is quoted on: README.md (the results table), docs/usage.md
-(training and the loop), docs/reproduce.md (the demo, the reproduction's prose, the generator
-run) and docs/report.md (the report's settings)."""
+Each test names the page a number is quoted on: README.md (the version-2 rules and pilot; its
+confirmatory results table is tests/system/test_cpu_v2_results.py's), docs/results/cpu/README.md
+(the exploratory reproduction's results table and notes), docs/usage.md (training and the loop),
+docs/reproduce.md (the demo, the reproduction's prose, the generator run) and docs/report.md
+(the report's settings)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import importlib.util
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -271,37 +274,97 @@ def _data_show() -> str:
     return _section(REPRODUCE, "### What the data show")
 
 
-def test_readme_results_are_the_committed_reproduction():
-    """Every verdict and number of the README's Results table, its legend and the gate's line
-    are verdicts.json's."""
+def _cpu_notes() -> str:
+    return (CPU / "README.md").read_text()
+
+
+def test_the_exploratory_results_are_the_committed_reproduction():
+    """docs/results/cpu/README.md's Results block (table, legend, gate line) is exactly what
+    scripts/results_table.py prints from verdicts.json, which `--report-only` writes there."""
     module = _script("results_table")
-    lines = module.results_table(CPU) + module.legend(CPU)
-    for line in lines:
-        assert line in README, line
-    assert module.gate_line(CPU) in README
-    assert f"`{module.COMMON}`" in README
-    assert "](docs/results/cpu/REPORT.md)" in README
+    notes = _cpu_notes()
+    assert notes.count(module.BEGIN) == 1 and notes.count(module.END) == 1
+    block = notes.split(module.BEGIN, 1)[1].split(module.END, 1)[0].strip("\n").splitlines()
+    assert block == module.readme_block(CPU)
+    for line in module.results_table(CPU) + module.legend(CPU) + [module.gate_line(CPU)]:
+        assert line in block, line
+    assert f"`{module.COMMON}`" in notes
+    assert "](REPORT.md)" in _section(notes, "## Results")
 
 
-def test_the_readme_results_are_short_and_said_once():
-    """At most about 200 lines, no paragraph twice, and no group label over 40 characters."""
+def test_the_exploratory_table_follows_its_verdicts(tmp_path):
+    """refresh_readme rewrites only the block, from the folder's verdicts.json: a changed
+    estimate changes the row; a README without the markers is left alone."""
+    module = _script("results_table")
+    shutil.copy2(CPU / "verdicts.json", tmp_path / "verdicts.json")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{module.BEGIN}\nold\n{module.END}\nafter\n")
+    assert module.refresh_readme(readme, tmp_path)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("before\n") and text.endswith("after\n")
+    assert text.split(module.BEGIN)[1].split(module.END)[0].strip().splitlines() == \
+        module.readme_block(CPU)
+    report = json.loads((CPU / "verdicts.json").read_text())
+    report["verdicts"]["7"]["estimate"] = -0.5
+    (tmp_path / "verdicts.json").write_text(json.dumps(report))
+    assert module.readme_block(tmp_path) != module.readme_block(CPU)
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not module.refresh_readme(plain, tmp_path) and plain.read_text() == "no markers\n"
+
+
+def test_reproduce_report_only_writes_the_table_into_its_results_folder(tmp_path, capsys):
+    """scripts/reproduce.py's --results step rewrites the table in that folder's README (never
+    the repository's); verdicts the readings were not written for leave it as it was, saying
+    so."""
+    module, reproduce = _script("results_table"), _script("reproduce")
+    shutil.copy2(CPU / "verdicts.json", tmp_path / "verdicts.json")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"notes\n{module.BEGIN}\nSTALE ROW\n{module.END}\n")
+    before = (REPO / "README.md").read_text()
+    reproduce.refresh_results_readme(tmp_path)
+    assert readme.read_text() == (f"notes\n{module.BEGIN}\n"
+                                  + "\n".join(module.readme_block(CPU)) + f"\n{module.END}\n")
+    assert (REPO / "README.md").read_text() == before
+    report = json.loads((CPU / "verdicts.json").read_text())
+    report["verdicts"]["1"]["primary_group"] = "another setting"
+    (tmp_path / "verdicts.json").write_text(json.dumps(report))
+    kept = readme.read_text()
+    reproduce.refresh_results_readme(tmp_path)
+    assert readme.read_text() == kept and "left as it was" in capsys.readouterr().out
+
+
+def test_the_readme_and_the_exploratory_results_are_short_and_said_once():
+    """README.md at most 200 lines, no paragraph twice in it or in the exploratory notes, and
+    no group label of the exploratory table over 40 characters."""
     module = _script("results_table")
     assert len(README.splitlines()) <= 200
-    paragraphs = [_flat(p) for p in README.split("\n\n") if p.strip()]
-    repeated = {p for p in paragraphs if paragraphs.count(p) > 1}
-    assert not repeated, repeated
+    for text in (README, _cpu_notes()):
+        paragraphs = [_flat(p) for p in text.split("\n\n") if p.strip()]
+        repeated = {p for p in paragraphs if paragraphs.count(p) > 1}
+        assert not repeated, repeated
     rows = module.results_table(CPU)[2:]
     assert len(rows) == len(module.PREDICTIONS) == 8  # one row per prediction
     for row in rows:
         group = row.split(" | ")[3]
         assert len(group) <= module.SHORT_NAME_LIMIT == 40, group
-    assert README.count("Training gate:") == 1
+    assert _cpu_notes().count("Training gate:") == 1
+    assert "Training gate:" not in README  # the exploratory table lives in its folder
 
 
-def test_the_readme_says_the_reproduction_is_exploratory():
+def test_the_exploratory_reproduction_is_labelled_and_linked():
+    """README.md leads with the confirmatory programme and links the exploratory reproduction
+    in one labelled paragraph; that folder's notes say at the top that they are exploratory and
+    why, linking docs/THEORY.md section 8."""
     results = _section(README, "## Results")
-    assert "**Exploratory.**" in results and "Evidence design, version 2" in results
-    assert "confirmatory" in results
+    assert "confirmatory" in results.split("**Exploratory")[0]
+    assert results.count("**Exploratory: the first CPU reproduction**") == 1
+    assert "](docs/results/cpu/README.md)" in results
+    assert "| P1 | λ = 0: risk grows (collapse) |" not in README
+    top = _flat(_cpu_notes().split("\n## ", 1)[0])
+    assert "**Exploratory.**" in top and "Evidence design, version 2" in top
+    assert "](../../THEORY.md#8-evidence-design-version-2)" in top
+    assert "](../cpu-v2/README.md)" in top and "confirmatory" in top
 
 
 def test_results_prose_quotes_the_committed_verdicts():
@@ -397,10 +460,10 @@ def test_results_prose_of_the_new_predictions_quotes_the_committed_runs():
            "[-0.071, -0.028]" in section
 
 
-def test_the_readme_states_the_reproductions_setting_and_gate_from_its_records():
-    """The setting the Results section names is the one every part's summaries record, and the
-    gate it states is the tolerance verdicts.json applied."""
-    results = _section(README, "## Results")
+def test_the_exploratory_notes_state_the_setting_and_gate_from_its_records():
+    """The setting docs/results/cpu/README.md's Results section names is the one every part's
+    summaries record, and the gate it states is the tolerance verdicts.json applied."""
+    results = _section(_cpu_notes(), "## Results")
     settings = [json.loads(path.read_text())["settings"]
                 for path in sorted((CPU / "runs").rglob("summary.json"))]
     transformer = [s for s in settings if s["loop"]["learner"] == "transformer"]
@@ -421,12 +484,12 @@ def test_the_readme_states_the_reproductions_setting_and_gate_from_its_records()
     assert "largest n, n = 10,000, where it passed" in results
 
 
-def test_readme_quotes_the_exploratory_reread_it_came_from():
-    """README's version-2 re-read of docs/results/cpu is reread_v2.json, which the script
+def test_the_exploratory_notes_quote_the_reread_they_came_from():
+    """docs/results/cpu/README.md's version-2 re-read is reread_v2.json, which the script
     regenerates byte for byte from the committed collapse records."""
     assert _script("reread_exploratory").main(["--check"]) == 0
     data = json.loads((REPO / "docs/results/cpu/reread_v2.json").read_text())
-    text = _flat(README)
+    text = _flat(_cpu_notes())
     for lam in ("0", "0.5"):
         row = data["lambdas"][lam]
         for key in ("mean_log_contrast", "slope_per_generation"):
@@ -447,13 +510,14 @@ def test_readme_quotes_the_version_2_rules_and_pilot_they_came_from():
         assert quoted in text, lam
 
 
-def test_readme_says_how_todays_gate_reads_the_exploratory_results():
-    """README's note on the per-loop gate matches the changes the regeneration test requires."""
+def test_the_exploratory_notes_say_how_todays_gate_reads_them():
+    """docs/results/cpu/README.md's note on the per-loop gate matches the changes the
+    regeneration test requires."""
     regenerated = (REPO / "tests/report/test_regenerated_results.py").read_text()
     for before, number in (("not applicable", "3"), ("confirmed", "4"), ("inconclusive", "5")):
         assert f'"{number}": ("{before}", "underpowered", SEED0)' in regenerated, number
     assert "closed 89.5% " in regenerated
-    text = _flat(README)
+    text = _flat(_cpu_notes())
     assert "closed 89.5% of the gap" in text and "P3, P4 and P5 read **underpowered**" in text
 
 
