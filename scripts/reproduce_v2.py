@@ -9,7 +9,8 @@
 The programme (presets conf/experiment/reproduce_v2/, setting `--setting`, default d2): P1's
 loops (lambda = 0) and P2's (lambda = 0.5), each beside its oracle-labelled twin, and as
 secondary control the same seed's lambda = 1 loop; in the second setting (d3) also P6's loops,
-P1's under the residual filter, each beside its twin (scripts/v2_arms.py). Seeds in a fixed ascending order: the count
+P1's under the residual filter, each beside its twin (scripts/v2_arms.py); the P9 setting
+(`--setting p9`, scripts/v2_p9.py) runs P1's loops and P9's (accumulation with S_0 kept) only. Seeds in a fixed ascending order: the count
 the rules read, then spares, run only when a seed already run missed the gate or failed to
 train. The work is cut into *parts* (scripts/v2_schedule.py): each invocation runs one part of
 at most --part-minutes on --workers processes of one thread each, prints its progress and the
@@ -77,8 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --report-only: the runs/ to read (default OUT/runs)")
     p.add_argument("--no-figures", action="store_true", help="the report without figures")
     p.add_argument("--seed-counts", nargs="+", type=int, default=None, metavar="N",
-                   help="P1 P2 [P6]: seeds the rules read, instead of the rules' own (a smoke "
-                        "run; recorded as not confirmatory); a P6 count of 0 leaves its arm out")
+                   help="P1 P2 [P6] (the P9 setting: P1 P9): seeds the rules read, instead of "
+                        "the rules' own (a smoke run; recorded as not confirmatory); a P6 count of 0 leaves its "
+                        "arm out")
     p.add_argument("--report-set", dest="report_overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="a report setting other than the rules' own (a "
                    "smoke run; recorded as not confirmatory)")
@@ -89,7 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.seed_counts is not None and not (
             len(args.seed_counts) in (2, 3) and min(args.seed_counts[:2]) >= 1
             and min(args.seed_counts) >= 0):
-        p.error(f"--seed-counts takes P1 P2 [P6] (P1, P2 >= 1, P6 >= 0), got {args.seed_counts}")
+        p.error(f"--seed-counts takes P1 P2 [P6] (P1, P2 >= 1, P6 >= 0; the P9 setting: P1 "
+                f"P9), got {args.seed_counts}")
     args.out = args.out or Path("outputs/reproduce_v2") / args.setting
     for name in ("parts", "workers", "threads", "block_seeds"):
         if getattr(args, name) < 1:
@@ -99,6 +102,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is not None and not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     return args
+
+
+def seed_count_arms(setting: str) -> tuple[str, ...]:
+    """The arms whose counts --seed-counts gives, in order: P1 P2 [P6], or the P9 setting's
+    P1 P9 (its matched arms)."""
+    rules = programme_mod.SETTING_RULES.get(setting)
+    if rules is not None and "p2" not in rules.arms:
+        return tuple(programme_mod.matched_arms(dict.fromkeys(rules.arms)))
+    return ("p1", "p2", "p6")
 
 
 def segment_command(prog: dict, block: schedule.Block, last: int, out: Path,
@@ -229,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         programme_mod.write_results(runs, args.out, args.results, figures=not args.no_figures)
         return 0
     try:
-        counts = dict(zip(("p1", "p2", "p6"), args.seed_counts)) if args.seed_counts else None
+        counts = dict(zip(seed_count_arms(args.setting), args.seed_counts)) if (
+            args.seed_counts) else None
         prog = programme_mod.start_or_resume(args, started=not args.plan, counts=counts)
     except programme_mod.ProgrammeError as err:
         print(f"scripts/reproduce_v2.py: {err}", file=sys.stderr)

@@ -63,6 +63,8 @@ def reading(v: dict) -> str:
         if group and numbers.startswith(f"primary group {group}: "):
             numbers = numbers[len(f"primary group {group}: "):]
         design = v.get("design")
+        if design and "min_detectable_effect" not in design:  # not planned (P9's, no pilot)
+            return numbers + f"; the design reads {design['seeds']} seeds (MDE not planned)"
         return numbers + (f"; the design reads {design['seeds']} seeds (MDE "
                           f"{_num(design['min_detectable_effect'])})" if design else "")
     low, high = v["interval"]

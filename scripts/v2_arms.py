@@ -31,13 +31,19 @@ SECONDARY = "lambda1"
 GATE = "gate"
 DEFAULT_ARMS = ("p1", "p2", SECONDARY)
 # The report setting that holds each matched arm's seed count (its rule's).
-COUNT_SETTING = {"p1": "v2_p1_seeds", "p2": "v2_p2_seeds", "p6": "v2_p6_seeds"}
-PAIRED = {"p6": "p1"}  # arm -> the arm whose loops of the same seeds its rule also reads
+COUNT_SETTING = {"p1": "v2_p1_seeds", "p2": "v2_p2_seeds", "p6": "v2_p6_seeds",
+                 "p9": "v2_p9_seeds"}
+# arm -> the arm whose loops of the same seeds its rule also reads (P9's control is the oracle
+# twin of the same seed's p1 loop: scripts/v2_p9.py)
+PAIRED = {"p6": "p1", "p9": "p1"}
 P6_SIZING = "docs/results/pilot-p6/sizing.json"  # the noise behind P6's planned MDE
 # A prediction whose arm a programme lacks: its verdict there is "not run", saying where it runs.
 RUNS_ELSEWHERE = {
     "6": {"arm": "p6", "prediction": "P6", "pilot": "docs/results/pilot-p6",
           "where": "in the d = 3 setting (label noise, where the prior's scale matters)"},
+    "9": {"arm": "p9", "prediction": "P9", "pilot": "docs/results/pilot-p9",
+          "where": "in its own setting (`--setting p9`: d = 2 at horizon G = 12, against the "
+                   "same seed's oracle-labelled replace loop; `gpu_d20_p9` on a GPU)"},
 }
 
 

@@ -201,7 +201,7 @@ def provisional_blocks(prog: dict, state: dict, made: list[Block]) -> list[Block
                      ] if fresh else []
         seeds |= set(fresh)
     covered = {s for b in made if b.arm == SECONDARY for s in b.seeds}
-    ones = sorted((seeds & set(arms[SECONDARY]["seeds"])) - covered)
+    ones = sorted((seeds & set(arms.get(SECONDARY, {}).get("seeds", []))) - covered)
     return in_family_order(arms, rows) + ([Block(SECONDARY, c, False) for c in schedule.chunks(
         ones, 2 * prog["block_seeds"])] if ones else [])
 
@@ -220,8 +220,9 @@ def counted_misses(prog: dict, found: dict[int, dict],
         limit = max(math.inf if sels[a].exhausted else max(sels[a].chosen, default=-math.inf)
                     for a in readers(arms, arm))
         out[arm] = sorted(s for s in missed if s in arms[arm]["seeds"] and s < limit)
-    ones = set(arms[SECONDARY]["seeds"])
-    out[SECONDARY] = sorted({s for arm in matched_arms(arms) for s in out[arm]} & ones)
+    if SECONDARY in arms:  # (the P9 setting has no lambda = 1 arm)
+        ones = set(arms[SECONDARY]["seeds"])
+        out[SECONDARY] = sorted({s for arm in matched_arms(arms) for s in out[arm]} & ones)
     return out
 
 

@@ -53,7 +53,7 @@ def collect(finished: list[Path], runs: Path, prog: dict, cfg) -> tuple:
               for arm in matched_arms(prog["arms"]) if not prog["arms"][arm].get("paired_with")
               for seed in counted[arm] for labeller in LABELLERS}
     wanted |= {(float(prog["arms"][SECONDARY]["lambda"]), seed, "model")
-               for seed in counted[SECONDARY]}
+               for seed in counted.get(SECONDARY, [])}  # (none in the P9 setting)
     gate_records = loop_records(gate_runs)
     misses = [r for r in gate_records
               if (float(r["real_fraction"]), int(r["seed"]), r["labeller"]) in wanted]

@@ -23,8 +23,9 @@ import sys
 from pathlib import Path
 
 import v2_arms
+import v2_p9
 import v2_schedule as schedule
-from v2_arms import COUNT_SETTING, matched_arms
+from v2_arms import COUNT_SETTING, SECONDARY, matched_arms
 from v2_settings import (  # noqa: F401
     SETTING_RULES,
     ProgrammeError,
@@ -105,23 +106,34 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
             raise ProgrammeError(f"members.labellers of {arm} must be [model, oracle], got "
                                  f"{arms[arm]['labellers']}")
         count = (counts or {}).get(arm, getattr(cfg, key))
-        if confirmatory and rules.from_sizing and count > len(seeds):
+        if confirmatory and (rules.from_sizing or arm == "p9") and count > len(seeds):
             raise ProgrammeError(f"{arms[arm]['preset']}: the rules read {count} seeds for "
                                  f"{arm.upper()}, the preset lists {len(seeds)}; list the "
                                  "count and 4 spares in members.seeds")
         arms[arm]["count"] = min(count, len(seeds))
         setattr(cfg, key, arms[arm]["count"])
         pair_arm(arms, arm, rules.gate_first)
-    arms["lambda1"]["count"] = None
+    if SECONDARY in arms:
+        arms[SECONDARY]["count"] = None
     if args.overrides and 3 <= shape["horizon"] < cfg.v2_horizon:
         cfg.v2_horizon = shape["horizon"]  # a smoke run: judged at its own (shorter) horizon
+    if "p9" in arms and args.overrides and shape["horizon"] < cfg.v2_p9_horizon:
+        cfg.v2_p9_horizon = shape["horizon"]  # the same for P9's horizon (a smoke run)
     noise = Noise(sizing["noise"]["sigma"], sizing["noise"]["tau"])
-    design = planned_mde(noise, cfg, arms["p1"]["count"], arms["p2"]["count"],
-                         lam=arms["p2"]["lambda"])
-    design["noise_source"] = shown(rules.sizing)
+    if "p2" in arms:
+        design = planned_mde(noise, cfg, arms["p1"]["count"], arms["p2"]["count"],
+                             lam=arms["p2"]["lambda"])
+        design["noise_source"] = shown(rules.sizing)
+    else:  # the P9 setting: P1's reading is a by-product, P9's design its own pilot's
+        design = {"how": "simulated through the report's functions with P9's own pilot's "
+                         "noise of its statistic; P1's reading in this setting is a "
+                         f"by-product without a planned design (power {cfg.power:g}, one-sided "
+                         f"level {cfg.alpha:g})", "power": cfg.power}
     if "p6" in arms and arms["p6"]["count"] >= 2:
         p6_noise = json.loads((REPO / v2_arms.P6_SIZING).read_text())["noise"]
         design["P6"] = v2_arms.p6_design(cfg, arms["p6"]["count"], p6_noise, v2_arms.P6_SIZING)
+    if "p9" in arms:
+        design["P9"] = v2_p9.planned(cfg, arms["p9"]["count"])
     return {"setting": args.setting, "presets": {a: arms[a]["preset"] for a in arms},
             "arms": arms, **shape, "block_seeds": args.block_seeds,
             "overrides": list(args.overrides), "confirmatory": confirmatory,
@@ -273,7 +285,8 @@ def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
     made = [schedule.Block.from_json(b) for b in state["blocks"]]
     ran = {s for b in made if b.matched and b.arm != schedule.GATE for s in b.seeds}
     covered = {s for b in made if not b.matched for s in b.seeds}
-    extra = sorted(s for s in ran - covered if s in prog["arms"]["lambda1"]["seeds"])
+    ones = prog["arms"].get(schedule.SECONDARY, {}).get("seeds", [])  # none in P9's setting
+    extra = sorted(s for s in ran - covered if s in ones)
     for chunk in schedule.chunks(extra, 2 * prog["block_seeds"]):
         state["blocks"].append(schedule.Block(schedule.SECONDARY, chunk, False).to_json())
         added.append(f"lambda1 loops for {list(chunk)}")

@@ -7,9 +7,10 @@ verdicts: the programme's `rules_commit` (top level of verdicts.json), what it p
 at its seed count (`verdicts[N].design`). P3, P4, P5 and P10, which the rules state not testable
 on this CPU (icl_stl/report/untestable.py), are given that verdict with their pilots' reasons on
 a CPU setting, and "not run" on a GPU one (their pilots at that scale are still to come) and in
-the second setting (which judges P1, P2 and P6). P6 is judged from its runs where the programme
-has its arm (the second setting: scripts/v2_arms.py), and is "not run" elsewhere, saying where
-it runs. Everything is read from runs/, so a copy of runs/ regenerates it.
+the second setting (which judges P1, P2 and P6). P6 and P9 are judged from their runs where the
+programme has their arm (P6: the second setting; P9: its own setting, scripts/v2_p9.py), and
+are "not run" elsewhere, saying where they run; the P9 setting gives P2 "not run" and labels
+P1's verdict a by-product. Everything is read from runs/, so a copy of runs/ regenerates it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from pathlib import Path
 
 import results_table_v2
 import v2_arms
+import v2_p9
 from v2_arms import readers
 from v2_parts_table import refresh_readme
 from v2_programme import PROGRAMME
+from v2_settings import SETTING_RULES
 
 from icl_stl.report.rule_commits import RULES_COMMITS
 
-DESIGN = {"1": "P1", "2": "P2", "6": "P6"}  # the rules whose planned MDE a programme may hold
+# the rules whose planned MDE a programme may hold
+DESIGN = {"1": "P1", "2": "P2", "6": "P6", "9": "P9"}
 SECOND_SETTINGS = ("d3",)  # label noise at d >= 3: P1, P2 and P6 (issues 29 and 30)
 
 
@@ -87,11 +91,15 @@ def untested_verdicts(prog: dict) -> dict[str, dict]:
                         "why": "no pilot at this scale", "pilot": None}
                for number, u in NOT_TESTABLE_ON_CPU.items()}
     elsewhere = v2_arms.not_run_verdicts(prog["arms"])
-    if setting in SECOND_SETTINGS:  # its own arm left out of a smoke run (--seed-counts)
-        elsewhere = {number: {**v, "why": "its arm was left out of this (smoke) programme",
-                              "statement": v["statement"].split(":")[0] + ": its arm was left "
-                              "out of this (smoke) programme", "pilot": None}
-                     for number, v in elsewhere.items()}
+    own = SETTING_RULES[setting].arms if setting in SETTING_RULES else ()
+    # the setting's own arm left out of a smoke run (--seed-counts): d3's p6, the P9 setting's p9
+    elsewhere = {number: {**v, "why": "its arm was left out of this (smoke) programme",
+                          "statement": v["statement"].split(":")[0] + ": its arm was left "
+                          "out of this (smoke) programme", "pilot": None}
+                 if v2_arms.RUNS_ELSEWHERE[number]["arm"] in own else v
+                 for number, v in elsewhere.items()}
+    if setting in v2_p9.SETTINGS:  # P2: no lambda > 0 arm
+        elsewhere.update(v2_p9.untested_verdicts(prog))
     return {**out, **elsewhere}
 
 
@@ -126,12 +134,28 @@ def design_section(prog: dict, verdicts: dict) -> list[str]:
             continue
         d = design[rule]
         v = verdicts["verdicts"].get(number, {})
+        if "not_planned" in d:  # P9's before its pilot's sizing.json exists
+            lines.append(f"| {rule} | {v.get('verdict', 'n/a')} | {d['seeds']} | | not planned "
+                         f"| {d['not_planned']} |")
+            continue
         lines.append(f"| {rule} | {v.get('verdict', 'n/a')} | {d['seeds']} | {d['margin']:g} | "
                      f"{d['min_detectable_effect']:.3g} | {d['meaning']} |")
-    below = design["P2"]["below_delta_1"]
-    lines.append(f"| P2 (its own P1 statistic below delta_1) | | {design['P2']['seeds']} | "
-                 f"{below['margin']:g} | {below['min_detectable_effect']:.3g} | distance below "
-                 "delta_1 that the joint test's second part resolves |")
+    for rule in ("P2", "P9"):
+        below = design.get(rule, {}).get("below_delta_1")
+        if below is not None:
+            lines.append(f"| {rule} (its own P1 statistic below delta_1) | | "
+                         f"{design[rule]['seeds']} | {below['margin']:g} | "
+                         f"{below['min_detectable_effect']:.3g} | distance below delta_1 that "
+                         "the joint test's second part resolves |")
+    if "P9" in design:
+        p9 = design["P9"]
+        lines += ["", f"P9's at {p9['seeds']} seeds: " + (
+            f"not planned: {p9['not_planned']}." if "not_planned" in p9 else
+            f"from its own pilot's noise of log(E_acc / E_oracle-replace) "
+            f"({p9['noise_source']}: sigma = {p9['noise']['sigma']:.4g}, tau = "
+            f"{p9['noise']['tau']:.4g}) over its window, generations {p9['window'][0]}-"
+            f"{p9['window'][-1]}.") + " Its control's loops are the p1 arm's oracle twins, "
+            "which run every seed P9 reads; P1's verdict here is " + v2_p9.BY_PRODUCT + "."]
     if "P6" in design:
         noise = design["P6"]["noise"]
         lines += ["", f"P6's from its own pilot's noise of the filter x labeller interaction "
@@ -167,6 +191,8 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
     for number, rule in DESIGN.items():
         if number in verdicts["verdicts"] and rule in prog["design"]:
             verdicts["verdicts"][number]["design"] = prog["design"][rule]
+    if prog["setting"] in v2_p9.SETTINGS and "1" in verdicts["verdicts"]:
+        verdicts["verdicts"]["1"]["by_product"] = v2_p9.BY_PRODUCT
     for number, untested in untested_verdicts(prog).items():
         rule = verdicts["verdicts"].get(number, {}).get("rule")
         verdicts["verdicts"][number] = {**untested, "rule": rule}

@@ -15,7 +15,9 @@ then the loops of the first seeds that passed. Off for d = 2 and its GPU preset,
 programmes plan, run and record exactly as before.
 
 Each setting has its own arms (`SettingRules.arms`; scripts/v2_arms.py): d = 2 and its GPU
-preset p1, p2 and lambda1; the second setting also `p6`, P6's filtered loops, paired with p1.
+preset p1, p2 and lambda1; the second setting also `p6`, P6's filtered loops, paired with p1;
+the P9 setting (`p9`, and `gpu_d20_p9` on a GPU; scripts/v2_p9.py) p1 and `p9`, accumulation
+with S_0 kept, paired with p1, gated first, judged by `ReportConfig`'s defaults.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from v2_arms import DEFAULT_ARMS, PAIRED
+from v2_arms import DEFAULT_ARMS, PAIRED, SECONDARY
+from v2_p9 import CPU_MEMBER_STEPS_PER_S
 
 REPO = Path(__file__).resolve().parents[1]
 D2_SIZING = REPO / "docs" / "results" / "pilot-v2" / "sizing.json"
@@ -51,6 +54,9 @@ class SettingRules:
     from_sizing: bool  # the margins and seed counts are the sizing's, not the defaults
     gate_first: bool = False  # generation 0 of candidate seeds before the loops (v2_gate)
     arms: tuple[str, ...] = DEFAULT_ARMS  # its kinds of loop (scripts/v2_arms.py)
+    # the plan's assumed member steps/s per worker until a generation is timed (None: the CPU
+    # pilot's table, v2_programme.PRIOR_STEP_SECONDS); --member-steps-per-s overrides it
+    member_steps_per_s: float | None = None
 
     def report_overrides(self, sizing: dict) -> list[str]:
         if not self.from_sizing:
@@ -69,6 +75,11 @@ SETTING_RULES = {
     "d3": SettingRules(REPO / "docs" / "results" / "pilot-v2-d3" / "sizing.json",
                        from_sizing=True, gate_first=True, arms=(*DEFAULT_ARMS[:2], "p6",
                                                                 DEFAULT_ARMS[2])),
+    # P9's (scripts/v2_p9.py): no p2 and no lambda = 1 arm; gated first, as the pairing needs
+    "p9": SettingRules(D2_SIZING, from_sizing=False, gate_first=True, arms=("p1", "p9"),
+                       member_steps_per_s=CPU_MEMBER_STEPS_PER_S),
+    "gpu_d20_p9": SettingRules(D2_SIZING, from_sizing=False, gate_first=True,
+                               arms=("p1", "p9")),
 }
 
 
@@ -113,8 +124,9 @@ def changed_sections(then: str, now: str) -> list[str]:
 
 def compose_arms(setting: str, overrides: list[str],
                  names: tuple[str, ...] = DEFAULT_ARMS) -> tuple[dict, dict]:
-    """Each arm's preset, lambda, seeds and labellers (and its filter, where it has one), and
-    the setting's horizon and steps."""
+    """Each arm's preset, lambda, seeds and labellers (and its filter or way of holding
+    synthetic data, where it has one other than the default), and the setting's horizon and
+    steps."""
     from hydra import compose, initialize_config_dir
 
     from icl_stl.cli.common import CONFIG_DIR, load_app_config
@@ -130,9 +142,11 @@ def compose_arms(setting: str, overrides: list[str],
                      "labellers": list(app.members.labellers or [app.loop.labeller])}
         if app.loop.filter != "none":  # only P6's arm: the other arms' records stay as they were
             arms[arm].update(filter=app.loop.filter, filter_keep=app.loop.filter_keep)
+        if app.loop.synthetic != "replace":  # only P9's arm: accumulate_s0
+            arms[arm]["synthetic"] = app.loop.synthetic
         shape = {"horizon": app.loop.generations, "steps": app.train.steps,
                  "later_steps": app.loop.steps or app.train.steps}
-    if sorted(set(arms["lambda1"]["seeds"])) != arms["lambda1"]["seeds"]:
+    if SECONDARY in arms and sorted(set(arms[SECONDARY]["seeds"])) != arms[SECONDARY]["seeds"]:
         raise ProgrammeError("members.seeds of the lambda = 1 loops must be ascending")
     return arms, shape
 

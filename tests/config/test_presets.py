@@ -50,6 +50,8 @@ PRESETS = {"collapse_vs_lambda": "loop", "augmentation": "loop", "modes": "loop"
            **{f"reproduce_v2/{setting}_{loops}": "loop" for setting in ("d2", "d3", "gpu_d20")
               for loops in ("p1", "p2", "lambda1")},
            "reproduce_v2/d3_p6": "loop",
+           **{f"reproduce_v2/{setting}_{arm}": "loop" for setting in ("p9", "gpu_d20_p9")
+              for arm in ("p1", "p9")},
            "p6/pilot": "loop", "p6/pilot_residual": "loop", "p6/pilot_density_ratio": "loop",
            "p9/cpu_pilot": "loop", "p9/gpu": "loop",
            "p10/pilot_d2": "loop", "p10/gpu_d20": "loop"}

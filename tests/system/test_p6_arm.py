@@ -62,7 +62,7 @@ def test_only_the_second_setting_has_the_p6_arm():
     assert programme.SETTING_RULES["d3"].arms == ("p1", "p2", "p6", "lambda1")
     for setting in ("d2", "gpu_d20"):
         assert programme.SETTING_RULES[setting].arms == ("p1", "p2", "lambda1")
-    assert set(arms_mod.COUNT_SETTING) == {"p1", "p2", "p6"}
+    assert set(arms_mod.COUNT_SETTING) == {"p1", "p2", "p6", "p9"}  # p9: the P9 setting's
 
 
 def _new(setting: str, out: Path, *extra: str) -> tuple[dict, object]:
