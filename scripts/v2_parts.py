@@ -28,6 +28,7 @@ from pathlib import Path
 import v2_schedule as schedule
 from v2_programme import (
     PRIOR_STEP_SECONDS,
+    SETTING_RULES,
     _git,
     atomic_write,
     blocks,
@@ -48,7 +49,8 @@ def estimator(prog: dict, state: dict, out: Path, args) -> schedule.Estimator:
     where there are any; until then the pilot-calibrated prior, or an assumed rate
     (--member-steps-per-s: the step's time proportional to the members)."""
     rate = getattr(args, "member_steps_per_s", None)
-    measured = None if rate else _setting_rate(prog)
+    measured = None if rate else getattr(SETTING_RULES.get(prog.get("setting")),
+                                         "member_steps_per_s", None)  # P9's: the d2 one
     rate = rate or measured
     prior = {1: 1.0 / rate} if rate else PRIOR_STEP_SECONDS
     label = (f"an assumed {rate:g} member steps/s per worker" if rate else
@@ -65,15 +67,6 @@ def estimator(prog: dict, state: dict, out: Path, args) -> schedule.Estimator:
                     table.setdefault(int(row["trained_members"]), []).append(
                         float(row["seconds"]))
     return est
-
-
-def _setting_rate(prog: dict) -> float | None:
-    """The setting's own assumed rate for the plan (the P9 setting's: the d = 2 programme's
-    measured one), else None (the CPU pilot's table)."""
-    from v2_settings import SETTING_RULES
-
-    rules = SETTING_RULES.get(prog.get("setting"))
-    return rules.member_steps_per_s if rules is not None else None
 
 
 def mid_generation(prog: dict, out: Path, block: schedule.Block) -> set[int]:
