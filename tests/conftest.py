@@ -40,6 +40,19 @@ CLI_TIMEOUT_S = 600
 torch.set_num_threads(1)
 
 
+@pytest.fixture
+def kept(monkeypatch):
+    """The figures plotting code closes, kept open to be read, and closed after the test (every
+    module draws through matplotlib.pyplot, `icl_stl.runs.plots.plt`)."""
+    from icl_stl.runs.plots import plt
+
+    close, figures = plt.close, []
+    monkeypatch.setattr(plt, "close", figures.append)
+    yield figures
+    for fig in figures:
+        close(fig)
+
+
 @pytest.fixture(autouse=True)
 def _no_fault_injection(monkeypatch):
     """A fault spec left in the environment would SIGKILL the test process itself."""

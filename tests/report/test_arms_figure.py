@@ -15,16 +15,6 @@ from icl_stl.report.matched import MatchedLoop
 RNG = np.random.default_rng(7)
 
 
-@pytest.fixture
-def kept(monkeypatch):
-    """The figures `draw` closes, kept open to be read, and closed after the test."""
-    close, figures = arms_figure.plt.close, []
-    monkeypatch.setattr(arms_figure.plt, "close", figures.append)
-    yield figures
-    for fig in figures:
-        close(fig)
-
-
 def loop(seed: int, gens: list[int], drift: float, config: str = "c", n: int = 100
          ) -> MatchedLoop:
     control = 0.03 * np.exp(RNG.normal(0, 0.2, len(gens)))

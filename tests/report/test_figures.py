@@ -37,16 +37,6 @@ CPU = ["loop.filter=confidence, loop.filter_keep=0.5, loop.init=warm_start, "
        "loop.warmup_steps=20, train.batch_size=64"]
 
 
-@pytest.fixture
-def kept(monkeypatch):
-    """The figures the figure functions close, kept open to be read, and closed after the test."""
-    close, shown = plots.plt.close, []
-    monkeypatch.setattr(plots.plt, "close", shown.append)
-    yield shown
-    for fig in shown:
-        close(fig)
-
-
 def _titles(fig) -> list[str]:
     texts = [ax.get_title() for ax in fig.axes]
     return texts + ([fig._suptitle.get_text()] if fig._suptitle else [])

@@ -6,19 +6,8 @@ from __future__ import annotations
 
 import matplotlib.colors as mcolors
 import numpy as np
-import pytest
 
 from icl_stl.runs import plots
-
-
-@pytest.fixture
-def kept(monkeypatch):
-    """Figures the plot functions would close, kept for inspection and closed after the test."""
-    close, figures = plots.plt.close, []
-    monkeypatch.setattr(plots.plt, "close", figures.append)
-    yield figures
-    for fig in figures:
-        close(fig)
 
 
 def _records(seeds, lambdas=(0.0, 0.5, 1.0), generations=6, ridge=0.24):
