@@ -1,5 +1,5 @@
 """Checks the confirmatory programme's system tests share (test_reproduce_v2.py,
-test_gate_first.py)."""
+test_gate_first.py, test_p6_arm.py, test_p9_setting.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "reproduce_v2.py"
+
+
+def programme_modules() -> tuple:
+    """The programme's scripts the plan tests read, imported with scripts/ on sys.path: v2_arms,
+    v2_schedule, v2_programme, v2_parts, v2_gate, v2_report."""
+    import importlib
+
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))
+    return tuple(importlib.import_module(f"v2_{name}") for name in
+                 ("arms", "schedule", "programme", "parts", "gate", "report"))
 
 
 def load_script():

@@ -20,20 +20,14 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_cfg
-from programme_checks import REPO, SCRIPT, report_only_over_a_copy
+from programme_checks import REPO, SCRIPT, programme_modules, report_only_over_a_copy
 from programme_checks import load_script as _script
 
 from icl_stl.cli.common import load_app_config
 from icl_stl.report.rules import ReportConfig
 
-sys.path.insert(0, str(REPO / "scripts"))
+arms_mod, schedule, programme, parts, gate, report = programme_modules()
 sys.path.insert(0, str(REPO / "tests" / "report"))
-arms_mod = importlib.import_module("v2_arms")
-schedule = importlib.import_module("v2_schedule")
-programme = importlib.import_module("v2_programme")
-parts = importlib.import_module("v2_parts")
-gate = importlib.import_module("v2_gate")
-report = importlib.import_module("v2_report")
 p9_mod = importlib.import_module("v2_p9")
 
 SEEDS = list(range(22001, 22027))
