@@ -111,6 +111,9 @@ def test_the_p9_plan_pairs_p9_with_p1_on_the_rules_count_at_horizon_12(tmp_path)
     assert (prog["horizon"], prog["steps"]) == (12, 6000)
     plan = parts.plan_text(prog, args.out, args)
     assert "41 member steps/s" in plan
+    hours, count = re.search(r"total about ([\d.]+) h in (\d+) parts", plan).groups()
+    docs = " ".join((REPO / "docs/reproduce.md").read_text().split())
+    assert f"`--setting p9 --plan` gives about {hours} hours in {count} parts" in docs
     seeds = _plan_seeds(plan)
     assert set(seeds) == {"p1", "p9"}
     assert seeds["p1"] == seeds["p9"] == set(SEEDS[:cfg.v2_p9_seeds])
