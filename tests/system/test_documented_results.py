@@ -701,15 +701,20 @@ def test_p10_version_2_pilot_numbers_are_the_committed_pilot():
     assert len(times) == 10 and f"{min(times) / 60:.0f}-{max(times) / 60:.0f} minutes" in theory
 
 
+def _pilot_and_theory(folder: str, heading: str) -> tuple[Path, dict, dict, str]:
+    """A pilot's results folder, its pilot.json and sizing.json, and the THEORY section that
+    quotes them."""
+    results = REPO / "docs/results" / folder
+    return (results, json.loads((results / "pilot.json").read_text()),
+            json.loads((results / "sizing.json").read_text()), _theory_section(heading))
+
+
 def test_p6_version_2_pilot_numbers_are_the_committed_pilot():
     """THEORY.md section 8.9 and the rule's settings quote the P6 pilot's pilot.json and
     sizing.json."""
     from icl_stl.report.rules import ReportConfig
 
-    results = REPO / "docs/results/pilot-p6"
-    pilot = json.loads((results / "pilot.json").read_text())
-    sizing = json.loads((results / "sizing.json").read_text())
-    theory = _theory_section("### 8.9 P6, version 2")
+    results, pilot, sizing, theory = _pilot_and_theory("pilot-p6", "### 8.9 P6, version 2")
     cfg = ReportConfig()
     assert cfg.v2_p6_delta == sizing["delta_6"] and f"-δ_6 = -{sizing['delta_6']:.2f}" in theory
 
@@ -777,10 +782,7 @@ def test_p9_version_2_pilot_numbers_are_the_committed_pilot():
     sizing.json."""
     from icl_stl.report.rules import ReportConfig
 
-    results = REPO / "docs/results/pilot-p9"
-    pilot = json.loads((results / "pilot.json").read_text())
-    sizing = json.loads((results / "sizing.json").read_text())
-    theory = _theory_section("### 8.10 P9, version 2")
+    results, pilot, sizing, theory = _pilot_and_theory("pilot-p9", "### 8.10 P9, version 2")
     cfg = ReportConfig()
 
     def seq(values):  # rounded as the text writes them: no "-0.00"

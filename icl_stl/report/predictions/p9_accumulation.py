@@ -118,11 +118,13 @@ def arm_loops(evidence: Evidence, cfg: ReportConfig) -> dict[str, list[MatchedLo
     return out
 
 
-def against_replace_twin(evidence: Evidence, cfg: ReportConfig) -> list[MatchedLoop]:
+def against_replace_twin(evidence: Evidence, cfg: ReportConfig,
+                         own: list[MatchedLoop]) -> list[MatchedLoop]:
     """Each accumulate_s0 model-labelled loop (lambda = 0, m = 0) matched with the same seed's
     oracle-labelled replace loop of the same base configuration (`extension_runs.
     base_settings`, without loop.synthetic and loop.labeller) and the same S_0: a MatchedLoop
-    whose `control` is that loop's excess risk, labelled with the accumulating run's config."""
+    whose `control` is that loop's excess risk, labelled with the accumulating run's config.
+    `own`: the accumulate_s0 loops against their own twins (`arm_loops`)."""
     picked, label = [], {}
     for r in evidence.records:
         flat = evidence.settings.get(r.get("run", ""), {})
@@ -139,13 +141,13 @@ def against_replace_twin(evidence: Evidence, cfg: ReportConfig) -> list[MatchedL
                           cfg.failure_train_ratio)
     # The loop's training-risk check compares it with its own oracle twin (the same volume of
     # data), not with the control, which fits n prompts over many more passes.
-    own = {_seed_key(lp): lp for lp in arm_loops(evidence, cfg)[PRIMARY_ARM]}
+    twins = {_seed_key(lp): lp for lp in own}
     out = []
     for lp in loops:
         if lp.config not in label or lp.augment != 0 or lp.real_fraction != 0:
             continue
         lp = replace(lp, config=label[lp.config])
-        twin = own.get(_seed_key(lp))
+        twin = twins.get(_seed_key(lp))
         failures = lp.failures if twin is None else [
             f for f in twin.failures if f["arm"] == "model"] + [
             f for f in lp.failures if f["arm"] == "oracle"]
@@ -270,7 +272,7 @@ def verdict(evidence: Evidence, cfg: ReportConfig) -> Prediction:
                                    "largest n")
     by_arm = arm_loops(evidence, cfg)
     where = lambda lp: (lp.config, lp.regime, lp.n)  # noqa: E731
-    grouped = group_by(against_replace_twin(evidence, cfg), where)
+    grouped = group_by(against_replace_twin(evidence, cfg, by_arm[PRIMARY_ARM]), where)
     owned = group_by(by_arm[PRIMARY_ARM], where)
     for key in sorted(set(grouped) | set(owned), key=natural_key):
         (config, regime, n), loops = key, grouped.get(key, [])
