@@ -233,8 +233,24 @@ def blocks(prog: dict, out: Path, state: dict | None = None) -> list[schedule.Bl
 
 
 def finished_generations(prog: dict, out: Path, block: schedule.Block) -> set[int]:
+    """Generations finished in the block's checkpoints, or recorded for every member in its
+    run's summary.json: runs/ is the programme's record, so a block whose checkpoints are gone
+    (a new machine; only runs/ and state.json were kept) is not trained again."""
     ckpt = out / "checkpoints" / run_name(prog, block)
-    return {int(p.parent.name[4:]) for p in ckpt.glob("gen_*/metrics.json")}
+    return ({int(p.parent.name[4:]) for p in ckpt.glob("gen_*/metrics.json")}
+            | recorded_generations(run_dir(out, block) / "summary.json"))
+
+
+def recorded_generations(summary: Path) -> set[int]:
+    """Generations that summary.json records for every one of its members."""
+    if not summary.exists():
+        return set()
+    data = json.loads(summary.read_text())
+    members: dict[int, set[int]] = {}
+    for record in data.get("generations", []):
+        members.setdefault(record["generation"], set()).add(record["member"])
+    everyone = set(range(len(data.get("members", []))))
+    return {g for g, seen in members.items() if everyone and seen >= everyone}
 
 
 def next_generation(prog: dict, out: Path, block: schedule.Block) -> int:

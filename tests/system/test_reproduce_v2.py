@@ -329,6 +329,24 @@ def test_update_blocks_adds_spares_and_their_lambda_1_loops(tmp_path, monkeypatc
     assert programme.update_blocks(prog, state, tmp_path) == []  # nothing new: nothing added
 
 
+def test_a_block_recorded_in_runs_is_finished_without_its_checkpoints(tmp_path):
+    """A new machine keeps runs/ and state.json (committed) but not checkpoints/: the generations
+    a run's summary.json records for every member are finished, and only those."""
+    prog = {"setting": "d2", "horizon": 3}
+    block = schedule.Block("p1", (1, 2), True)
+    summary = programme.run_dir(tmp_path, block) / "summary.json"
+    assert programme.next_generation(prog, tmp_path, block) == 0
+    summary.parent.mkdir(parents=True)
+    records = [{"generation": g, "member": m} for g in (0, 1) for m in range(4)]
+    records += [{"generation": 2, "member": m} for m in range(3)]  # member 3 missing
+    summary.write_text(json.dumps({"members": [{}] * 4, "generations": records}))
+    assert programme.finished_generations(prog, tmp_path, block) == {0, 1}
+    gen = tmp_path / "checkpoints" / programme.run_name(prog, block) / "gen_002"
+    gen.mkdir(parents=True)
+    (gen / "metrics.json").write_text("{}")
+    assert programme.next_generation(prog, tmp_path, block) == 3
+
+
 TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
        "loop.generations=3", "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64",
        "members.seeds=[1,2,3]"]
