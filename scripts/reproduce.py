@@ -37,8 +37,6 @@ import argparse
 import itertools
 import json
 import logging
-import os
-import platform
 import shutil
 import sys
 import time
@@ -181,9 +179,9 @@ def run_part(part: str, out: Path, overrides: list[str], startup_s: float | None
 def machine() -> dict:
     import torch
 
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+    from icl_stl.runs.provenance import machine as where
+
+    return {**where(), "threads": torch.get_num_threads()}
 
 
 def record_timing(out: Path, part: str, seconds: float, overrides: list[str],

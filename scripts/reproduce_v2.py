@@ -5,6 +5,8 @@
     .venv/bin/python scripts/reproduce_v2.py --parts 99    # parts until the programme is done
     .venv/bin/python scripts/reproduce_v2.py --report-only --results docs/results/cpu-v2
     .venv/bin/python scripts/reproduce_v2.py --report-only --runs COPY/runs --out DIR
+    .venv/bin/python scripts/reproduce_v2.py --save-carry --results docs/results/cpu-v2
+    .venv/bin/python scripts/reproduce_v2.py --restore-carry docs/results/cpu-v2  # new machine
 
 The programme (presets conf/experiment/reproduce_v2/, setting `--setting`, default d2): P1's
 loops (lambda = 0) and P2's (lambda = 0.5), each beside its oracle-labelled twin, and as
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import v2_carry  # noqa: E402
 import v2_gate  # noqa: E402
 import v2_parts as parts  # noqa: E402
 import v2_programme as programme_mod  # noqa: E402
@@ -74,6 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--progress-every", type=float, default=60.0, help="seconds between lines")
     p.add_argument("--report-only", action="store_true",
                    help="write the report over the finished runs; train nothing")
+    p.add_argument("--save-carry", action="store_true",
+                   help="with --results: write the report there as at the end of a part, and "
+                        "beside it carry/, each unfinished block's resume point, so that a new "
+                        "machine can go on (scripts/v2_carry.py); train nothing")
+    p.add_argument("--restore-carry", type=Path, default=None, metavar="RESULTS",
+                   help="copy a results folder written with --save-carry (runs/, parts.json, "
+                        "carry/) into an --out that holds no programme; train nothing")
     p.add_argument("--runs", type=Path, default=None,
                    help="with --report-only: the runs/ to read (default OUT/runs)")
     p.add_argument("--no-figures", action="store_true", help="the report without figures")
@@ -89,10 +100,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "overrides is recorded as not confirmatory")
     args = p.parse_args(argv)
     if args.seed_counts is not None and not (
-            len(args.seed_counts) in (2, 3) and min(args.seed_counts[:2]) >= 1
-            and min(args.seed_counts) >= 0):
-        p.error(f"--seed-counts takes P1 P2 [P6] (P1, P2 >= 1, P6 >= 0; the P9 setting: P1 "
-                f"P9), got {args.seed_counts}")
+            len(args.seed_counts) in (2, 3) and min(args.seed_counts[:2]) >= 2
+            and all(c == 0 or c >= 2 for c in args.seed_counts[2:])):
+        # the rules' tests need two seeds (report settings v2_*_seeds: null or >= 2)
+        p.error(f"--seed-counts takes P1 P2 [P6] (P1, P2 >= 2, P6 0 or >= 2; the P9 setting: "
+                f"P1 P9), got {args.seed_counts}")
     args.out = args.out or Path("outputs/reproduce_v2") / args.setting
     for name in ("parts", "workers", "threads", "block_seeds"):
         if getattr(args, name) < 1:
@@ -239,6 +251,27 @@ def main(argv: list[str] | None = None) -> int:
                   "(the programme's runs/ folder, or a copy of it)", file=sys.stderr)
             return 2
         programme_mod.write_results(runs, args.out, args.results, figures=not args.no_figures)
+        return 0
+    if args.restore_carry is not None:
+        try:
+            copied = v2_carry.restore(args.restore_carry, args.out)
+        except v2_carry.CarryError as err:
+            print(f"scripts/reproduce_v2.py: {err}", file=sys.stderr)
+            return 2
+        print(f"[reproduce_v2] restored {copied} files from {args.restore_carry} into {args.out}")
+        return 0
+    if args.save_carry:
+        stored = args.out / "runs" / programme_mod.PROGRAMME
+        if args.results is None or not stored.exists():
+            print("scripts/reproduce_v2.py: --save-carry needs --results and an --out that "
+                  f"holds a programme (--out {args.out}, --results {args.results})",
+                  file=sys.stderr)
+            return 2
+        programme_mod.write_results(args.out / "runs", args.out, args.results,
+                                    figures=not args.no_figures)
+        files, size = v2_carry.save(json.loads(stored.read_text()), args.out, args.results)
+        print(f"[reproduce_v2] carry: {files} files, {size / 1e6:.1f} MB in "
+              f"{args.results / v2_carry.CARRY}")
         return 0
     try:
         counts = dict(zip(seed_count_arms(args.setting), args.seed_counts)) if (

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import platform
 import threading
 import time
 from pathlib import Path
@@ -104,11 +102,11 @@ def merge_timing(out: Path, block: schedule.Block, resumed: set[int] = frozenset
 
 
 def machine() -> dict:
-    import torch
+    """Where an invocation ran (`provenance.machine`: the CPU's model name among it; a compiled
+    kernel's rounding may differ between CPUs) and the code's commit."""
+    from icl_stl.runs.provenance import machine as where
 
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "commit": _git("rev-parse", "HEAD")}
+    return {**where(), "commit": _git("rev-parse", "HEAD")}
 
 
 def open_part(prog: dict, state: dict, out: Path, args) -> dict | None:

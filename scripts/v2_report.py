@@ -167,7 +167,6 @@ def design_section(prog: dict, verdicts: dict) -> list[str]:
 
 def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> None:
     from icl_stl.persistence import atomic_write_json
-    from icl_stl.report.collect import RUN_FILES
     from icl_stl.report.evidence import collect
     from icl_stl.report.report import write_report
     from icl_stl.report.rules import ReportConfig
@@ -176,6 +175,8 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
     finished = sorted(p.parent for p in runs.rglob("summary.json"))
     if not finished:
         print("[reproduce_v2] no finished run to report on yet")
+        if results is not None:  # the programme's record still travels (scripts/v2_carry.py)
+            copy_record(runs, out, results)
         return
     cfg = ReportConfig.from_settings(prog["report_settings"])
     gate = None
@@ -216,6 +217,16 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
     for name in ("REPORT.md", "verdicts.json", "runs.csv"):
         if (out / name).resolve() != (results / name).resolve():
             shutil.copy2(out / name, results / name)
+    copy_record(runs, out, results)
+    print(f"[reproduce_v2] copied to {results}")
+
+
+def copy_record(runs: Path, out: Path, results: Path) -> None:
+    """The programme's record into `results`: parts.json (a copy of state.json, with the
+    README tables it feeds), figures, and runs/ with every file the report reads."""
+    from icl_stl.report.collect import RUN_FILES
+
+    results.mkdir(parents=True, exist_ok=True)
     # the programme's state: beside the report, or beside runs/ (`--report-only --runs`)
     state = next((p for p in (out / "state.json", runs.parent / "state.json") if p.exists()),
                  None)
@@ -229,7 +240,6 @@ def write(runs: Path, out: Path, results: Path | None, figures: bool = True) -> 
             results / "figures").resolve():
         shutil.copytree(out / "figures", results / "figures", dirs_exist_ok=True)
     copy_tree_files(runs, results / "runs", (*RUN_FILES, PROGRAMME))
-    print(f"[reproduce_v2] copied to {results}")
 
 
 def copy_tree_files(src: Path, dest: Path, names: tuple[str, ...]) -> None:

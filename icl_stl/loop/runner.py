@@ -218,9 +218,10 @@ class LoopRun(LoopCheckpoints, LoopRecords, LoopSynthesis):
                     bar: tqdm) -> list[dict] | None:
         """Run (or load) generation i; return its records, or None when it was loaded."""
         with self.run_clock.phase("resume"):
-            done = self._finished(i)
-            if done is not None:
-                self._resume(i, done, history, all_records)
+            if i == 0:
+                self.resume_at = self._resume_point()
+            if i <= self.resume_at:
+                self._resume(i, history, all_records)
                 return None
         return self._train_generation(i, history, all_records, timings, ridge_risk, zero_risk,
                                       bar)

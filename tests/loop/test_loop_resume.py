@@ -76,13 +76,42 @@ def test_more_generations_continue_the_same_loop(tmp_path):
     assert longer["generations"] == fresh["generations"]
 
 
-def test_unusable_finished_generation_is_recomputed_identically(tmp_path):
-    first = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "a")
+def test_an_unusable_resume_point_is_recomputed_identically(tmp_path):
+    first = loop_from_config(compose_loop(tmp_path, *FAST, "loop.generations=2"), tmp_path / "a")
     (ck,) = (tmp_path / "ck").iterdir()
-    (ck / "gen_000" / "model.pt").write_bytes(b"garbage")
-    again = loop_from_config(compose_loop(tmp_path, *FAST), tmp_path / "b")
+    (ck / "gen_002" / "model.pt").write_bytes(b"garbage")  # the last model: the resume point
+    again = loop_from_config(compose_loop(tmp_path, *FAST, "loop.generations=2"), tmp_path / "b")
     assert again["generations"] == first["generations"]
-    assert (ck / "gen_000" / "model.pt").read_bytes() != b"garbage"
+    assert (ck / "gen_002" / "model.pt").read_bytes() != b"garbage"
+
+
+@pytest.mark.parametrize("arm", ["replace", "accumulate"])
+def test_a_checkpoint_pruned_to_its_resume_point_continues_identically(tmp_path, arm):
+    """What a programme carries to a new machine (`prune_to_resume_point`): metrics.json of every
+    finished generation and the last one's model (every model where the arm accumulates). The
+    loop grown by a generation from it ends with the numbers of one never interrupted."""
+    from icl_stl.loop.checkpoints import prune_to_resume_point
+
+    arm_set = f"loop.synthetic={arm}"
+    loop_from_config(compose_loop(tmp_path, *FAST, arm_set, "loop.generations=2"), tmp_path / "a")
+    (ck,) = (tmp_path / "ck").iterdir()
+    keep = prune_to_resume_point(ck)
+    models = ["gen_000/model.pt", "gen_001/model.pt", "gen_002/model.pt"]
+    assert {str(p) for p in keep if p.name == "model.pt"} == set(
+        models if arm == "accumulate" else models[-1:])
+    assert {str(p) for p in keep if p.name == "metrics.json"} == {
+        f"gen_00{i}/metrics.json" for i in range(3)}
+    pruned = tmp_path / "pruned"
+    for rel in keep:
+        (pruned / ck.name / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ck / rel, pruned / ck.name / rel)
+    grown = loop_from_config(compose_loop(tmp_path / "pruned_root", *FAST, arm_set,
+                                          "loop.generations=3", f"run.checkpoint_root={pruned}"),
+                             tmp_path / "b")
+    fresh = loop_from_config(compose_loop(tmp_path / "fresh", *FAST, arm_set,
+                                          "loop.generations=3"), tmp_path / "c")
+    assert grown["generations"] == fresh["generations"]
+    assert not (pruned / ck.name / "gen_000" / "model.pt").exists() or arm == "accumulate"
 
 
 def test_generation_lost_before_labelling_is_recomputed_identically(tmp_path):

@@ -16,6 +16,23 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "reproduce_v2.py"
 
 
+# A toy d2 programme: P1 and P2 read 2 seeds each, in blocks of 2, through generation 3.
+TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
+       "loop.generations=3", "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64",
+       "members.seeds=[1,2,3]"]
+# Gate and failure checks all but off (the toy loops are far from ridge); a loop whose later
+# generation is still worse than the zero predictor fails to train, and a spare takes its place.
+TOY_REPORT = ["gate_tolerance=100", "failure_gap=0.0", "failure_train_ratio=1e9"]
+
+
+def toy_command(out: Path, *extra: str) -> list[str]:
+    """The toy programme's command with --out `out`, then `extra`."""
+    return [sys.executable, str(SCRIPT), "--out", str(out), "--seed-counts", "2", "2",
+            "--block-seeds", "2", "--part-minutes", "600", "--progress-every", "1",
+            *(a for o in TOY for a in ("--set", o)),
+            *(a for o in TOY_REPORT for a in ("--report-set", o)), "--no-figures", *extra]
+
+
 def programme_modules() -> tuple:
     """The programme's scripts the plan tests read, imported with scripts/ on sys.path: v2_arms,
     v2_schedule, v2_programme, v2_parts, v2_gate, v2_report."""

@@ -18,7 +18,12 @@ import numpy as np
 import pytest
 import yaml
 from conftest import compose_cfg
-from programme_checks import REPO, SCRIPT, kill_once_written, report_only_over_a_copy
+from programme_checks import (
+    REPO,
+    kill_once_written,
+    report_only_over_a_copy,
+    toy_command,
+)
 from programme_checks import load_script as _script
 
 from icl_stl.cli.common import load_app_config
@@ -347,28 +352,13 @@ def test_a_block_recorded_in_runs_is_finished_without_its_checkpoints(tmp_path):
     assert programme.next_generation(prog, tmp_path, block) == 3
 
 
-TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
-       "loop.generations=3", "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64",
-       "members.seeds=[1,2,3]"]
-# Gate and failure checks all but off (the toy loops are far from ridge); a loop whose later
-# generation is still worse than the zero predictor fails to train, and a spare takes its place.
-TOY_REPORT = ["gate_tolerance=100", "failure_gap=0.0", "failure_train_ratio=1e9"]
-
-
-def _command(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--out", str(out), "--seed-counts", "2", "2",
-            "--block-seeds", "2", "--part-minutes", "600", "--progress-every", "1",
-            *(a for o in TOY for a in ("--set", o)),
-            *(a for o in TOY_REPORT for a in ("--report-set", o)), "--no-figures", *extra]
-
-
 def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_path):
     out = tmp_path / "out"
-    text = kill_once_written(_command(out), out / "checkpoints", "*/gen_001/metrics.json", 300)
+    text = kill_once_written(toy_command(out), out / "checkpoints", "*/gen_001/metrics.json", 300)
     assert "interrupted; the same command resumes it" in text
     state = json.loads((out / "state.json").read_text())
     assert [p["finished"] for p in state["parts"]] == [False]
-    done = subprocess.run(_command(out, "--parts", "5"), cwd=REPO, capture_output=True,
+    done = subprocess.run(toy_command(out, "--parts", "5"), cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "part 1:" in done.stdout and "(resumed)" in done.stdout
