@@ -145,36 +145,43 @@ def test_all_checkpoints_corrupt_stops_with_clear_error(tmp_path, killed_train):
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
-def _finished_loop(tmp_path: Path, factory) -> tuple[dict, Path]:
+def _finished_loop(tmp_path: Path, factory, *extra: str) -> tuple[dict, Path]:
     """A copy of the finished reference loop's checkpoints: (reference summary, gen dir root)."""
-    ref = reference("loop", factory)
+    ref = reference("loop", factory, *extra)
     shutil.copytree(ref.root / "ck", tmp_path / "ck")
     return ref.summary, run_dir_of(tmp_path / "ck")
 
 
 def test_corrupt_finished_generation_model_is_recomputed(tmp_path, tmp_path_factory, caplog):
+    """The resume point's model (the last finished generation's) is read and, damaged,
+    recomputed; an earlier one a replacing loop never needs again is not read."""
     ref, directory = _finished_loop(tmp_path, tmp_path_factory)
-    damage(directory / "gen_001" / "model.pt", "flip")
+    last = max(directory.glob("gen_*/model.pt")).parent.name
+    damage(directory / last / "model.pt", "flip")
+    damage(directory / "gen_000" / "model.pt", "flip")
+    untouched = (directory / "gen_000" / "model.pt").read_bytes()
     with caplog.at_level(logging.WARNING):
         summary = run_in_process("loop", tmp_path / "out", tmp_path / "ck")
-    assert "generation 1 is marked finished but its model is unusable" in caplog.text
-    assert str(directory / "gen_001" / "model.pt") in caplog.text
+    assert f"generation {int(last[4:])} is marked finished but its model is unusable" in caplog.text
+    assert str(directory / last / "model.pt") in caplog.text
     COUNTS["corruptions_detected"] += 1
     assert comparable(summary) == comparable(ref)
     assert stored_records(tmp_path / "ck", ref) == ref["generations"]
+    assert (directory / "gen_000" / "model.pt").read_bytes() == untouched
     COUNTS["identical_after_fault"] += 1
 
 
 def test_corrupt_synthetic_prompts_of_finished_generation_are_restored(tmp_path,
                                                                        tmp_path_factory):
-    # Generation 1's prompts were labelled by generation 0. Relabelled after damage, they must
-    # come out the same: labelled by generation 0 again, not by the generation-1 model that is
-    # loaded when the finished generation is skipped.
-    ref, directory = _finished_loop(tmp_path, tmp_path_factory)
+    # An accumulating loop re-reads every generation's synthetic prompts on resume. Generation
+    # 1's were labelled by generation 0; relabelled after damage they must come out the same:
+    # labelled by generation 0 again, not by the generation-1 model.
+    ref, directory = _finished_loop(tmp_path, tmp_path_factory, "loop.synthetic=accumulate")
     path = directory / "gen_001" / "synthetic.pt"
     original = load_state(path)
     damage(path, "flip")
-    summary = run_in_process("loop", tmp_path / "out", tmp_path / "ck")
+    summary = run_in_process("loop", tmp_path / "out", tmp_path / "ck",
+                             "loop.synthetic=accumulate")
     COUNTS["corruptions_detected"] += 1
     assert comparable(summary) == comparable(ref)
     restored = load_state(path)
