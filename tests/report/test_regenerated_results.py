@@ -4,7 +4,8 @@ results folder written by scripts/reproduce.py keeps every file its report reads
 The numbers of verdicts.json must come out equal to 1e-9 relative, and every verdict, group
 name and other non-prose string equal. docs/results/cpu was committed without its probes'
 stability.json and decay.json; scripts/restore_probe_files.py rebuilt them from the committed
-summaries with the probes' own aggregation, and they must stay byte-identical to that rebuild.
+summaries with the probes' own aggregation, and they must agree with that rebuild to 1e-9
+relative (on another CPU its least-squares fits round apart in the last digits).
 Figures are not drawn: the verdicts do not depend on them.
 """
 
@@ -20,6 +21,7 @@ import pytest
 from test_report import healthy, loops, wiggle, write_decay, write_loop, write_stability
 
 from icl_stl.cli.report import main as report_main
+from icl_stl.report.agreement import json_differences
 from icl_stl.report.collect import RESULT_FILES, RUN_FILES
 from icl_stl.report.report import write_report
 from icl_stl.report.rules import ReportConfig
@@ -71,36 +73,15 @@ def _relative(paths: list[str]) -> list[str]:
     return [os.path.relpath(p, root) for p in paths]
 
 
-def differences(committed, regenerated, where: str = "") -> list[str]:
-    """Where `regenerated` departs from `committed`: a number beyond 1e-9 relative, another
-    string (prose left out) or value, a missing key or list entry. Keys only `regenerated`
-    has are not differences (a report written before a prediction existed lacks it)."""
-    if isinstance(committed, dict):
-        if not isinstance(regenerated, dict):
-            return [f"{where}: {committed!r} became {regenerated!r}"]
-        out = []
-        for key, value in committed.items():
-            if key in PROSE:
-                continue
-            if key not in regenerated:
-                out.append(f"{where}/{key}: missing")
-            elif key in PATHS and not where:
-                if _relative(value) != _relative(regenerated[key]):
-                    out.append(f"/{key}: {_relative(value)} became "
-                               f"{_relative(regenerated[key])}")
-            else:
-                out += differences(value, regenerated[key], f"{where}/{key}")
-        return out
-    if isinstance(committed, list):
-        if not isinstance(regenerated, list) or len(regenerated) != len(committed):
-            return [f"{where}: {committed!r} became {regenerated!r}"]
-        return [d for i, (a, b) in enumerate(zip(committed, regenerated))
-                for d in differences(a, b, f"{where}[{i}]")]
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                  for v in (committed, regenerated))
-    if numbers and math.isclose(committed, regenerated, rel_tol=1e-9, abs_tol=0.0):
-        return []
-    return [] if committed == regenerated else [f"{where}: {committed!r} became {regenerated!r}"]
+def differences(committed, regenerated) -> list[str]:
+    """`json_differences` of two verdicts.json, prose left out (wording may change) and the run
+    directories (PATHS) compared relative to their common root."""
+    if isinstance(committed, dict) and isinstance(regenerated, dict):
+        committed, regenerated = dict(committed), dict(regenerated)
+        for key in PATHS & committed.keys() & regenerated.keys():
+            committed[key], regenerated[key] = (_relative(committed[key]),
+                                                _relative(regenerated[key]))
+    return json_differences(committed, regenerated, ignore=PROSE)
 
 
 def regenerate(folder: str, out: Path) -> tuple[dict, dict]:
@@ -145,7 +126,7 @@ def test_committed_verdicts_regenerate_from_the_committed_runs(folder, tmp_path)
             assert (RESULTS / "cpu" / "runs" / part / name).exists(), name
 
 
-def test_the_cpu_probe_files_rebuild_byte_identical_from_the_committed_summaries(tmp_path):
+def test_the_cpu_probe_files_rebuild_from_the_committed_summaries(tmp_path):
     runs = tmp_path / "runs"
     for part, _ in CPU_REBUILT.values():
         (runs / part).mkdir(parents=True)
@@ -154,10 +135,11 @@ def test_the_cpu_probe_files_rebuild_byte_identical_from_the_committed_summaries
     assert restore.main(["--runs", str(runs)]) == 0
     for part, name in CPU_REBUILT.values():
         committed = RESULTS / "cpu" / "runs" / part / name
-        assert (runs / part / name).read_bytes() == committed.read_bytes(), name
+        assert json_differences(json.loads(committed.read_text()),
+                                json.loads((runs / part / name).read_text())) == [], name
     assert restore.main(["--runs", str(RESULTS / "cpu" / "runs"), "--check"]) == 0
     stale = json.loads((runs / "decay" / "decay.json").read_text())
-    stale["slope"] += 1e-12
+    stale["slope"] *= 1 + 1e-6  # beyond the check's 1e-9
     (runs / "decay" / "decay.json").write_text(json.dumps(stale, indent=2))
     assert restore.main(["--runs", str(runs), "--check"]) == 1
 

@@ -21,6 +21,7 @@ analysis = importlib.import_module("pilot_p10_analysis")
 
 from test_p10_real_weight import FRESH, GRID, REUSED, weighted, write_runs  # noqa: E402
 
+from icl_stl.report.agreement import json_differences  # noqa: E402
 from icl_stl.report.simulate_p5 import flat  # noqa: E402
 from icl_stl.theory.real_weight import weighted_drift  # noqa: E402
 
@@ -205,10 +206,7 @@ def test_the_committed_pilot_regenerates_from_its_records():
     beside it, and the figure the README shows is there."""
     results = REPO / "docs/results/pilot-p10"
     committed = json.loads((results / "pilot.json").read_text())
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
-    from test_regenerated_results import differences  # 1e-9 relative: CPUs round apart
-
     regenerated = json.loads(json.dumps(analysis.analyse(results)))
-    assert differences(committed, regenerated) == [] and set(regenerated) == set(committed)
+    assert json_differences(committed, regenerated) == [] and set(regenerated) == set(committed)
     assert committed["testable"] is False  # the stated outcome THEORY.md 8.8 rests on
     assert (results / "figures" / "real_weight.png").exists()

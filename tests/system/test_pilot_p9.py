@@ -21,6 +21,7 @@ pilot_p9 = importlib.import_module("pilot_p9")
 from test_rules_v2 import record  # noqa: E402
 
 from icl_stl.persistence import atomic_write_json  # noqa: E402
+from icl_stl.report.agreement import json_differences  # noqa: E402
 from icl_stl.theory.accumulation import (  # noqa: E402
     accumulation_drift,
     oracle_twin_drift,
@@ -319,11 +320,7 @@ def test_the_committed_pilot_regenerates_from_its_records():
     committed = json.loads((results / "pilot.json").read_text())
     regenerated = json.loads(json.dumps(analysis.public(analysis.analyse(results)),
                                         default=float))
-    # to 1e-9 relative: numpy's sums round differently on another CPU
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
-    from test_regenerated_results import differences
-
-    assert differences(committed, regenerated) == []
+    assert json_differences(committed, regenerated) == []
     assert set(regenerated) == set(committed)
     assert "noise_log_ratio_against_twin" in committed["between_arms"]["accumulate_s0 vs replace"]
     assert (results / "figures" / "arms.png").exists()
