@@ -41,6 +41,12 @@ def contrasts(recs: dict[tuple[int, int], dict], generation: int) -> dict[int, f
             if {"model", "oracle"} <= set(e)}
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it (as the JSON records it)."""
+    full = Path(path).resolve()
+    return str(full.relative_to(REPO)) if full.is_relative_to(REPO) else str(path)
+
+
 def summarise(values: list[float]) -> dict:
     a = np.abs(np.asarray(values, dtype=float))
     return {"median": float(np.median(a)), "max": float(a.max()), "n": int(a.size)}
@@ -59,7 +65,7 @@ def compare(pairs: list[tuple[Path, Path]]) -> dict:
         for g in {k[0] for k in set(a) & set(b)}:
             ca, cb = contrasts(a, g), contrasts(b, g)
             rows[g]["contrast"] += [cb[s] - ca[s] for s in sorted(set(ca) & set(cb))]
-    return {"pairs": [[str(p), str(q)] for p, q in pairs],
+    return {"pairs": [[shown(p), shown(q)] for p, q in pairs],
             "generations": {str(g): {
                 "test_risk_relative": summarise(row["test_risk"]),
                 "excess_risk_relative": summarise(row["excess_risk"]),
@@ -79,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         p.error(f"no such summary.json: {missing[0]}")
     pairs = list(zip(args.summaries[::2], args.summaries[1::2]))
-    result = compare([(a.resolve().relative_to(REPO) if a.resolve().is_relative_to(REPO) else a,
-                       b.resolve().relative_to(REPO) if b.resolve().is_relative_to(REPO) else b)
-                      for a, b in pairs])
+    result = compare(pairs)
     for g, row in result["generations"].items():
         print(f"generation {g}: " + "; ".join(
             f"{name} median {v['median']:.2g}, largest {v['max']:.2g} (n = {v['n']})"

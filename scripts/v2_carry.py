@@ -24,10 +24,11 @@ from pathlib import Path
 
 import v2_programme as programme_mod
 import v2_schedule as schedule
+from v2_report import STATE_COPY
 
 from icl_stl.loop.checkpoints import prune_to_resume_point
 
-STATE, STATE_COPY, CARRY = "state.json", "parts.json", "carry"
+STATE, CARRY = "state.json", "carry"
 
 
 class CarryError(Exception):

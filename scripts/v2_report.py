@@ -29,6 +29,8 @@ from v2_settings import SETTING_RULES
 
 from icl_stl.report.rule_commits import RULES_COMMITS
 
+STATE_COPY = "parts.json"  # a results folder's copy of the programme's state.json
+
 # the rules whose planned MDE a programme may hold
 DESIGN = {"1": "P1", "2": "P2", "6": "P6", "9": "P9"}
 SECOND_SETTINGS = ("d3",)  # label noise at d >= 3: P1, P2 and P6 (issues 29 and 30)
@@ -231,7 +233,7 @@ def copy_record(runs: Path, out: Path, results: Path) -> None:
     state = next((p for p in (out / "state.json", runs.parent / "state.json") if p.exists()),
                  None)
     if state is not None:
-        shutil.copy2(state, results / "parts.json")
+        shutil.copy2(state, results / STATE_COPY)
         if (results / "README.md").exists():
             refresh_readme(results / "README.md", json.loads(state.read_text()))
     for readme in results_table_v2.refresh_readmes(results):

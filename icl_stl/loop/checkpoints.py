@@ -51,13 +51,6 @@ class LoopCheckpoints:
         check_checkpoint_identity(self.checkpoint_dir,
                                   {"settings": self.s.identity(), "members": self._members()})
 
-    def _finished_in_a_row(self) -> int:
-        """The last generation of the unbroken run 0, 1, ... that has metrics.json (-1: none)."""
-        r = -1
-        while r < self.s.loop.generations and (self.gen_dir(r + 1) / "metrics.json").exists():
-            r += 1
-        return r
-
     def _model_loads(self, i: int) -> bool:
         try:
             load_state(self.gen_dir(i) / "model.pt")
@@ -69,7 +62,7 @@ class LoopCheckpoints:
 
     def _resume_point(self) -> int:
         """The last generation a resume takes in (-1: none; module docstring)."""
-        last = self._finished_in_a_row()
+        last = min(finished_in_a_row(self.checkpoint_dir), self.s.loop.generations)
         if self.s.loop.synthetic in ACCUMULATES:
             r = -1
             while r < last and self._model_loads(r + 1):
@@ -100,6 +93,14 @@ class LoopCheckpoints:
             self.learner.load_state_dict(load_state(self.gen_dir(i) / "model.pt"))
 
 
+def finished_in_a_row(checkpoint_dir: Path) -> int:
+    """The last generation of the unbroken run 0, 1, ... that has metrics.json (-1: none)."""
+    last = -1
+    while (Path(checkpoint_dir) / f"gen_{last + 1:03d}" / "metrics.json").exists():
+        last += 1
+    return last
+
+
 def prune_to_resume_point(checkpoint_dir: Path) -> list[Path]:
     """The files of a loop's checkpoint that a resume reads (module docstring), relative to
     `checkpoint_dir`: loop.json, every finished generation's metrics.json in a row from 0, and
@@ -108,9 +109,7 @@ def prune_to_resume_point(checkpoint_dir: Path) -> list[Path]:
     checkpoint_dir = Path(checkpoint_dir)
     identity = read_json(checkpoint_dir / "loop.json")
     accumulates = identity["settings"]["loop"]["synthetic"] in ACCUMULATES
-    finished = []
-    while (checkpoint_dir / f"gen_{len(finished):03d}" / "metrics.json").exists():
-        finished.append(Path(f"gen_{len(finished):03d}"))
+    finished = [Path(f"gen_{i:03d}") for i in range(finished_in_a_row(checkpoint_dir) + 1)]
     keep = [Path("loop.json")] + [gen / "metrics.json" for gen in finished]
     keep += [gen / "model.pt" for gen in (finished if accumulates else finished[-1:])
              if (checkpoint_dir / gen / "model.pt").exists()]
