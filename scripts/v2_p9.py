@@ -32,10 +32,11 @@ P9_SIZING = "docs/results/pilot-p9/sizing.json"  # the noise behind P9's planned
 CONTROL = "replace_twin"  # sizing.json's control that is P9's statistic
 # The members' training rate per one-thread worker beside a second, for the plan until the
 # programme has timed a generation of its own: the d = 2 programme's generations of 10
-# members (docs/results/cpu-v2/runs/p1/*/timing.json: median 1,479 s for 6,000 steps, 40.6
-# member steps/s; tests/system/test_p9_setting.py ties the number to those files). The CPU
-# pilot's table (v2_programme.PRIOR_STEP_SECONDS) says 56 at that size, which would make the
-# estimate a third too short.
+# members (docs/results/cpu-v2/runs/p1/*/timing.json; the slowest block's median, 1,480 s for
+# 6,000 steps, 40.5 member steps/s, on the first machine; the second ran at 57; tests/system/
+# test_p9_setting.py ties the number to those files), so that a part fits its hour on either.
+# The CPU pilot's table (v2_programme.PRIOR_STEP_SECONDS) says 56 at that size, which made the
+# first machine's estimates a third too short.
 CPU_MEMBER_STEPS_PER_S = 41.0
 BY_PRODUCT = ("a by-product of the P9 setting: the replace loops (lambda = 0, G = 12) that "
               "hold P9's control; not the confirmatory P1, which is the d = 2 programme's")

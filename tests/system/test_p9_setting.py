@@ -132,15 +132,20 @@ def test_the_p9_plan_pairs_p9_with_p1_on_the_rules_count_at_horizon_12(tmp_path)
     assert _plan_seeds(parts.plan_text(wider, args.out, args))["p1"] == set(SEEDS[:24])
 
 
-def test_the_plans_rate_is_the_d2_programmes_measured_one():
+def test_the_plans_rate_is_the_slowest_measured_d2_block():
     """v2_p9.CPU_MEMBER_STEPS_PER_S against the committed d = 2 programme's generations of 10
-    members (one-thread workers, two at once)."""
-    seconds = [float(row["seconds"]) for path in (REPO / "docs/results/cpu-v2/runs/p1").glob(
-        "*/timing.json") for row in json.loads(path.read_text())["generations"]
-        if row["trained_members"] == 10 and not row.get("resumed")]
-    if not seconds:
+    members (one-thread workers, two at once): the median of the slowest block, so that a part
+    sized by it fits its hour on every CPU that has run the programme. The blocks ran on two
+    machines; a faster one only makes the plan's estimate long."""
+    medians = []
+    for path in (REPO / "docs/results/cpu-v2/runs/p1").glob("*/timing.json"):
+        seconds = [float(row["seconds"]) for row in json.loads(path.read_text())["generations"]
+                   if row["trained_members"] == 10 and not row.get("resumed")]
+        if seconds:
+            medians.append(statistics.median(seconds))
+    if not medians:
         pytest.skip("no timed generation of 10 members in docs/results/cpu-v2")
-    rate = 10 * 6000 / statistics.median(seconds)
+    rate = 10 * 6000 / max(medians)
     assert abs(rate - p9_mod.CPU_MEMBER_STEPS_PER_S) < 1.5, rate
 
 
