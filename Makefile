@@ -41,7 +41,7 @@ reproduce-v2: install
 TEST_WORKERS ?= auto
 test: install
 	$(BIN)/ruff check icl_stl tests scripts
-	$(BIN)/python -m pytest -q -x -n $(TEST_WORKERS) --dist loadfile --timeout=900
+	$(BIN)/python -m pytest -q -x -n $(TEST_WORKERS) --dist loadfile --timeout=900 --durations=25
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "" --timeout=3600

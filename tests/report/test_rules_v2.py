@@ -131,6 +131,16 @@ def test_a_short_horizon_is_not_tested(tmp_path):
     data = judge(tmp_path)
     assert data["verdicts"]["1"]["verdict"] == "not tested"
     assert "horizon of 8" in data["verdicts"]["1"]["groups"][0]["numbers"]
+    assert "generations 1..5:" in data["verdicts"]["1"]["groups"][0]["numbers"]
+
+
+def test_generation_0_alone_is_read_as_such(tmp_path):
+    write(tmp_path, matched(collapse, generations=0))
+    data = judge(tmp_path)
+    for p in "12":
+        assert data["verdicts"][p]["verdict"] == "not tested"
+        assert "generation 0 only: needs a horizon of 8" in data["verdicts"][p]["groups"][0][
+            "numbers"]
 
 
 def test_two_seeds_are_underpowered(tmp_path):

@@ -69,6 +69,12 @@ def judged_window(group: MatchedGroup) -> list[int]:
     return [g for g in group.generations if g > 0]
 
 
+def too_short(group: MatchedGroup, window: list[int], cfg: ReportConfig) -> str:
+    """The reading of a group whose loops have not reached the horizon yet."""
+    read = f"generations 1..{max(window)}" if window else "generation 0 only"
+    return f"{len(group.loops)} readable loop(s), {read}: needs a horizon of {cfg.v2_horizon}"
+
+
 def v2_fields(res: GroupResult, group: MatchedGroup, cfg: ReportConfig,
               margins: dict) -> GroupResult:
     res.scale, res.control, res.margins, res.left_out = SCALE, CONTROL, margins, group.left_out
@@ -90,9 +96,8 @@ def _group(name: str, loops: list[MatchedLoop], evidence: Evidence,
     window = judged_window(group)
     margins = {"delta_1": cfg.v2_delta1}
     if not group.loops or len(window) < cfg.v2_horizon:
-        res = GroupResult(name, NOT_TESTED, numbers=(
-            f"{len(group.loops)} readable loop(s), generations 1..{max(window, default=0)}: "
-            f"needs a horizon of {cfg.v2_horizon}"), n_seeds=len(group.loops))
+        res = GroupResult(name, NOT_TESTED, numbers=too_short(group, window, cfg),
+                          n_seeds=len(group.loops))
         return v2_fields(res, group, cfg, margins)
     mat = group.matrix(window)
     res = result_of(name, p1_matched_core(mat, cfg), cfg.v2_delta1,

@@ -17,7 +17,12 @@ from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
 from icl_stl.report.groups import describe_group
 from icl_stl.report.matched import MatchedLoop, readable
-from icl_stl.report.predictions.p1_matched_collapse import groups_of, judged_window, v2_fields
+from icl_stl.report.predictions.p1_matched_collapse import (
+    groups_of,
+    judged_window,
+    too_short,
+    v2_fields,
+)
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
     CODES,
@@ -84,9 +89,8 @@ def _group(name: str, lam: float, loops: list[MatchedLoop], cfg: ReportConfig) -
     margins = {"delta_1": cfg.v2_delta1, "delta_2": cfg.v2_delta2, "i_0": i0}
     G = max(horizon, default=0)
     if not group.loops or G < cfg.v2_horizon:
-        res = GroupResult(name, NOT_TESTED, n_seeds=len(group.loops), numbers=(
-            f"{len(group.loops)} readable loop(s), generations 1..{G}: needs a horizon of "
-            f"{cfg.v2_horizon}"))
+        res = GroupResult(name, NOT_TESTED, n_seeds=len(group.loops),
+                          numbers=too_short(group, horizon, cfg))
         return v2_fields(res, group, cfg, margins)
     if i0 > 2 * G / 3:
         res = GroupResult(name, NOT_APPLICABLE, n_seeds=len(group.loops), numbers=(
