@@ -258,3 +258,22 @@ def test_only_the_committed_folder_rewrites_the_repositorys_readme(tmp_path):
     (copy / "verdicts.json").write_text(json.dumps(report))
     assert module.status_line(copy).startswith("**Finished**")
     assert module.status_line(copy) != module.status_line(RESULTS)
+
+
+def test_the_p1_paragraph_quotes_verdicts_json(verdicts):
+    """The hand-written reading of P1 under the results table: its verdict, the gate's count,
+    and every decimal it quotes as verdicts.json's P1 numbers hold them."""
+    p1 = verdicts["verdicts"]["1"]
+    text = (RESULTS / "README.md").read_text()
+    if "<!-- P1 reading: begin -->" not in text:
+        assert p1["verdict"] == "not tested", "P1 is judged: its reading belongs in the README"
+        return
+    reading = " ".join(text.split("<!-- P1 reading: begin -->", 1)[1].split(
+        "<!-- P1 reading: end -->", 1)[0].split())
+    assert f"**P1 is {p1['verdict']}** on its {p1['n_seeds']} seeds" in reading
+    gate = verdicts["ridge_gate"]
+    assert f"{gate['loops_reached']} of {gate['loops']} loops reached the gate" in reading
+    decimals = re.findall(r"\d+\.\d+", reading)
+    assert len(decimals) >= 8
+    for number in decimals:
+        assert number in p1["numbers"], number
