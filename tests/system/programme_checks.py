@@ -16,10 +16,15 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "reproduce_v2.py"
 
 
+# A toy loop of any setting's presets: a few steps on a few prompts, uncompiled. The presets'
+# compiled engine costs each loop process seconds of inductor compile for 24 steps (3x the toy
+# programme's wall time, measured); it is checked against the uncompiled path where it is built
+# (tests/training/test_compiled_engine.py), and the programme's machinery does not depend on it.
+TOY_LOOP = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8",
+            "train.checkpoint_every=8", "data.n=64", "eval.n_prompts=64",
+            "loop.label_batch_size=64", "runtime.compile=false", "runtime.fused_adam=false"]
 # A toy d2 programme: P1 and P2 read 2 seeds each, in blocks of 2, through generation 3.
-TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
-       "loop.generations=3", "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64",
-       "members.seeds=[1,2,3]"]
+TOY = [*TOY_LOOP, "loop.generations=3", "members.seeds=[1,2,3]"]
 # Gate and failure checks all but off (the toy loops are far from ridge); a loop whose later
 # generation is still worse than the zero predictor fails to train, and a spare takes its place.
 TOY_REPORT = ["gate_tolerance=100", "failure_gap=0.0", "failure_train_ratio=1e9"]

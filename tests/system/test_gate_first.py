@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from programme_checks import REPO, kill_once_written, report_only_over_a_copy
+from programme_checks import REPO, TOY_LOOP, kill_once_written, report_only_over_a_copy
 from programme_checks import load_script as _script
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -161,9 +161,6 @@ def test_the_blocks_follow_the_gate_and_a_failed_seed_takes_the_next_that_passed
     assert 2 not in {s for b in state["blocks"] if b["arm"] != "gate" for s in b["seeds"]}
 
 
-TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
-       "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64", "runtime.compile=false",
-       "runtime.fused_adam=false"]
 SEEDS = [1, 2, 3, 4, 5, 6, 7, 8]
 # A wrapper that gives the d3 setting a toy sizing (its arms, gate stage included, unchanged).
 WRAPPER = """
@@ -183,7 +180,7 @@ def _gaps(tmp_path: Path) -> dict[int, float]:
     from icl_stl.training.gate import gap_closed
 
     subprocess.run([sys.executable, "-m", "icl_stl.cli.loop", "experiment=reproduce_v2/d3_p1",
-                    *TOY, "loop.generations=0", f"members.seeds=[{','.join(map(str, SEEDS))}]",
+                    *TOY_LOOP, "loop.generations=0", f"members.seeds=[{','.join(map(str, SEEDS))}]",
                     "runtime.threads=1", "run.name=pre", f"run.checkpoint_root={tmp_path}/ck",
                     f"hydra.run.dir={tmp_path}/pre"], cwd=REPO, check=True, capture_output=True)
     records = json.loads((tmp_path / "pre" / "summary.json").read_text())["generations"]
@@ -201,7 +198,7 @@ def _command(tmp_path: Path, seeds: list[int], tolerance: float, *extra: str,
                                   "seeds_p2": 3}))
     argv = ["--setting", "d3", "--out", str(tmp_path / "out"), "--seed-counts", *counts,
             "--block-seeds", "3", "--part-minutes", "600", "--progress-every", "1",
-            "--no-figures", *(a for o in [*TOY, f"loop.generations={generations}",
+            "--no-figures", *(a for o in [*TOY_LOOP, f"loop.generations={generations}",
                                           f"members.seeds=[{','.join(map(str, seeds))}]"]
                               for a in ("--set", o)),
             *(a for o in (f"gate_tolerance={tolerance!r}", "failure_gap=0.0",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_cfg
-from programme_checks import REPO, SCRIPT, programme_modules, report_only_over_a_copy
+from programme_checks import REPO, SCRIPT, TOY, programme_modules, report_only_over_a_copy
 from programme_checks import load_script as _script
 
 from icl_stl.cli.common import load_app_config
@@ -258,9 +258,6 @@ def test_the_report_reads_p9_from_the_p9_programmes_runs(tmp_path):
     assert "| P9 |" in text and "P1's verdict here is a by-product" in text
 
 
-TOY = ["train.steps=24", "train.warmup_steps=4", "train.log_every=8", "train.checkpoint_every=8",
-       "data.n=64", "eval.n_prompts=64", "loop.label_batch_size=64", "runtime.compile=false",
-       "runtime.fused_adam=false", "loop.generations=3", "members.seeds=[1,2,3]"]
 # Gate and failure checks all but off; P9's window moved to fit the toy horizon of 3.
 TOY_REPORT = ["gate_tolerance=100.0", "failure_gap=0.0", "failure_train_ratio=1e9",
               "v2_p9_window_share=1.0", "v2_p9_min_window=2"]
