@@ -148,7 +148,8 @@ def update(prog: dict, state: dict, found: dict[int, dict],
     chosen = selections(prog, passed, unreadable)
     added = []
     new = next_candidates(prog["arms"], passed, pending, chosen)
-    for seeds in schedule.chunks(new, 2 * prog["block_seeds"]) if new else []:
+    workers = schedule.block_workers(prog)
+    for seeds in schedule.one_member_chunks(new, prog["block_seeds"], workers):
         state["blocks"].append(Block(GATE, seeds, True).to_json())
     if new:
         added.append(f"gate: generation 0 of candidates {new}")
@@ -202,8 +203,9 @@ def provisional_blocks(prog: dict, state: dict, made: list[Block]) -> list[Block
         seeds |= set(fresh)
     covered = {s for b in made if b.arm == SECONDARY for s in b.seeds}
     ones = sorted((seeds & set(arms.get(SECONDARY, {}).get("seeds", []))) - covered)
-    return in_family_order(arms, rows) + ([Block(SECONDARY, c, False) for c in schedule.chunks(
-        ones, 2 * prog["block_seeds"])] if ones else [])
+    return in_family_order(arms, rows) + [Block(SECONDARY, c, False) for c in
+                                          schedule.one_member_chunks(ones, prog["block_seeds"],
+                                                                     schedule.block_workers(prog))]
 
 
 def counted_misses(prog: dict, found: dict[int, dict],

@@ -2,7 +2,8 @@
 
 Files under --out:
 - runs/programme.json: the plan, written when the programme starts and never changed: the
-  setting, presets, seeds and counts, the rules' settings, `rules_commit` (HEAD at the start,
+  setting, presets, seeds and counts, the workers its one-member blocks are cut for (those of
+  the first invocation; v2_schedule.one_member_chunks), the rules' settings, `rules_commit` (HEAD at the start,
   with docs/THEORY.md and icl_stl/report committed) and each rule's minimum detectable effect
   at its seed count. It travels with runs/, so the report regenerates from runs/ alone.
 - runs/<arm>/<block>/: each ensemble's run directory (summary.json; timing.json holds the wall
@@ -135,7 +136,7 @@ def new_programme(args, counts: dict[str, int] | None = None) -> dict:
     if "p9" in arms:
         design["P9"] = v2_p9.planned(cfg, arms["p9"]["count"])
     return {"setting": args.setting, "presets": {a: arms[a]["preset"] for a in arms},
-            "arms": arms, **shape, "block_seeds": args.block_seeds,
+            "arms": arms, **shape, "block_seeds": args.block_seeds, "workers": args.workers,
             "overrides": list(args.overrides), "confirmatory": confirmatory,
             "report_settings": cfg.to_dict(), "design": design,
             **({"gate_first": True} if rules.gate_first else {})}
@@ -223,7 +224,7 @@ def first_blocks(prog: dict) -> list[schedule.Block]:
         import v2_gate
 
         return v2_gate.initial_blocks(prog)
-    return schedule.primary_blocks(prog["arms"], prog["block_seeds"])
+    return schedule.primary_blocks(prog["arms"], prog["block_seeds"], schedule.block_workers(prog))
 
 
 def blocks(prog: dict, out: Path, state: dict | None = None) -> list[schedule.Block]:
@@ -303,7 +304,7 @@ def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
     covered = {s for b in made if not b.matched for s in b.seeds}
     ones = prog["arms"].get(schedule.SECONDARY, {}).get("seeds", [])  # none in P9's setting
     extra = sorted(s for s in ran - covered if s in ones)
-    for chunk in schedule.chunks(extra, 2 * prog["block_seeds"]):
+    for chunk in schedule.one_member_chunks(extra, prog["block_seeds"], schedule.block_workers(prog)):
         state["blocks"].append(schedule.Block(schedule.SECONDARY, chunk, False).to_json())
         added.append(f"lambda1 loops for {list(chunk)}")
     return added

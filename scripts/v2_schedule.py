@@ -61,7 +61,27 @@ def chunks(seeds: list[int], size: int) -> list[tuple[int, ...]]:
     """`seeds` in order, cut into the fewest blocks of at most `size`, as even as can be (ten
     seeds at five a block: 5 + 5; at four: 4 + 3 + 3): a block's generation takes about as
     long with fewer members, so an even cut wastes least."""
-    count = -(-len(seeds) // size)
+    return even_cut(seeds, -(-len(seeds) // size))
+
+
+def one_member_chunks(seeds: list[int], block_seeds: int, workers: int) -> list[tuple[int, ...]]:
+    """Blocks of loops that train one member per seed (the lambda = 1 loops, a gate round): at
+    most twice a matched block's seeds (as many members), and at least one per worker. Such
+    blocks run last in their stage (the lambda = 1 loops after every matched block, a gate
+    round before the loops it decides), so a lone one would leave the other workers idle for
+    its whole length. A member's numbers do not depend on its companions, so the cut changes
+    no result, only the wall time."""
+    return even_cut(seeds, max(-(-len(seeds) // (2 * block_seeds)), min(workers, len(seeds))))
+
+
+def block_workers(prog: dict) -> int:
+    """The workers a programme's one-member blocks are cut for: those of the invocation that
+    started it (1 for a programme started before they were recorded, as its blocks were cut)."""
+    return prog.get("workers", 1)
+
+
+def even_cut(seeds: list[int], count: int) -> list[tuple[int, ...]]:
+    """`seeds` in order, in `count` blocks whose sizes differ by one at most, larger first."""
     out, start = [], 0
     for i in range(count):
         n = len(seeds) // count + (i < len(seeds) % count)
@@ -70,7 +90,7 @@ def chunks(seeds: list[int], size: int) -> list[tuple[int, ...]]:
     return out
 
 
-def primary_blocks(arms: dict, block_seeds: int) -> list[Block]:
+def primary_blocks(arms: dict, block_seeds: int, workers: int) -> list[Block]:
     """The blocks of the seeds the rules read, P1's and P2's interleaved so that both fill from
     their first seeds, then the lambda = 1 loops of the same seeds."""
     matched = [[Block(arm, c, True) for c in chunks(arms[arm]["seeds"][:arms[arm]["count"]],
@@ -78,7 +98,8 @@ def primary_blocks(arms: dict, block_seeds: int) -> list[Block]:
     order = [b for row in _interleave(*matched) for b in row]
     seeds = sorted({s for arm in matched_arms(arms)
                     for s in arms[arm]["seeds"][:arms[arm]["count"]]})
-    return order + [Block(SECONDARY, c, False) for c in chunks(seeds, 2 * block_seeds)]
+    return order + [Block(SECONDARY, c, False)
+                    for c in one_member_chunks(seeds, block_seeds, workers)]
 
 
 def _interleave(*lists: list) -> list[list]:

@@ -230,8 +230,10 @@ def test_a_toy_gate_first_programme_skips_a_seed_that_missed_and_counts_it(tmp_p
     stages = [p["stage"] for p in state["parts"]]
     assert stages[:2] == ["gate", "gate and loops"], stages  # P1 starts while P2's gate runs
     assert len(state["parts"][0]["invocations"]) == 2 and state["parts"][0]["finished"]
-    assert [p["segments"][0]["block"] for p in state["parts"][:2]] == [
-        schedule.Block("gate", (a, b, c), True).name, f"gate-{d}"]
+    # the first round's three candidates in two blocks, one per worker; then d alone
+    assert [seg["block"] for seg in state["parts"][0]["segments"]] == [
+        schedule.Block("gate", seeds, True).name for seeds in ((a, b), (c,))]
+    assert state["parts"][1]["segments"][0]["block"] == f"gate-{d}"
     record = state["gate"]["candidates"]
     assert {s: r["passed"] for s, r in record.items()} == {
         str(a): False, str(b): True, str(c): True, str(d): True}
@@ -253,7 +255,7 @@ def test_a_toy_gate_first_programme_skips_a_seed_that_missed_and_counts_it(tmp_p
         loops["lambda1"]) and ridge["loops_reached"] == ridge["loops"] - 5
     agreement = stage["generation_0_agreement"]
     assert agreement["loops"] >= 2 * (2 + 3) + 3 and agreement["max_abs_difference"] == 0.0
-    assert len(stage["blocks"]) == 2 and all(b["seconds"] > 0 for b in stage["blocks"])
+    assert len(stage["blocks"]) == 3 and all(b["seconds"] > 0 for b in stage["blocks"])
     assert "## The gate-first stage" in (out / "REPORT.md").read_text()
     report_only_over_a_copy(out, tmp_path)
 

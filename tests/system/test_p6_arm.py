@@ -96,6 +96,12 @@ def test_the_d3_programme_runs_p1_on_every_seed_p6_reads_and_plans_p6_beside_p1(
     docs = " ".join((REPO / "docs/reproduce.md").read_text().split())  # the numbers it quotes
     hours, count = re.search(r"total about ([\d.]+) h in (\d+) parts", plan).groups()
     assert f"gives about {hours} hours in {count} parts at the pilot's speed" in docs
+    counts = {"p1": arms["p1"]["count"], "p2": arms["p2"]["count"], "p6": 0}
+    bare_args = _script().parse_args(["--out", str(tmp_path / "bare"), "--setting", "d3"])
+    bare = parts.plan_text(programme.new_programme(bare_args, counts), bare_args.out, bare_args)
+    hours, count = re.search(r"total about ([\d.]+) h in (\d+) parts", bare).groups()
+    shown = " ".join(map(str, counts.values()))
+    assert f"({hours} hours in {count} parts without P6, `--seed-counts {shown}`" in docs
     assert f"max(P1's count, P6's) = {wanted} seeds" in docs
     assert f"reads only its first {arms['p1']['count']} readable" in docs
     assert f"at {design['seeds']} seeds the mean interaction must lie " \
@@ -224,10 +230,13 @@ def check_toy_programme(out: Path, listed: list[int], counts: dict[str, int]) ->
     state = json.loads((out / "state.json").read_text())
     made = [schedule.Block.from_json(b) for b in state["blocks"]]
     seeds = "-".join(map(str, (listed[0], listed[-1])))
-    assert [b.name for b in made[:5]] == [f"gate-{seeds}", f"p1-{seeds}", f"p6-{seeds}",
-                                          f"p2-{listed[0]}-{listed[counts['p2'] - 1]}",
-                                          f"lambda1-{seeds}"]
-    assert all(set(b.seeds) <= set(listed) for b in made[5:])  # spares, as the rules need them
+    # the gate round and the lambda = 1 loops train one member per seed: cut in two for the
+    # two workers (3 seeds: 2 + 1)
+    halves = [schedule.Block("x", part, False).name[2:] for part in (listed[:2], listed[2:])]
+    assert len(listed) == 3 and [b.name for b in made[:7]] == [
+        *(f"gate-{h}" for h in halves), f"p1-{seeds}", f"p6-{seeds}",
+        f"p2-{listed[0]}-{listed[counts['p2'] - 1]}", *(f"lambda1-{h}" for h in halves)]
+    assert all(set(b.seeds) <= set(listed) for b in made[7:])  # spares, as the rules need them
     verdicts = json.loads((out / "verdicts.json").read_text())
     p6, p1 = verdicts["verdicts"]["6"], verdicts["verdicts"]["1"]
     assert p6["verdict"] != "not run" and p6["rules_version"] == "v2"

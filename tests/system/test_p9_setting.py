@@ -278,7 +278,7 @@ def test_a_toy_p9_programme_runs_both_arms_and_reports_p9(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     state = json.loads((out / "state.json").read_text())
     names = [schedule.Block.from_json(b).name for b in state["blocks"]]
-    assert names == ["gate-1-3", "p1-1-3", "p9-1-3"]
+    assert names == ["gate-1-2", "gate-3", "p1-1-3", "p9-1-3"]  # the gate: one block a worker
     verdicts = json.loads((out / "verdicts.json").read_text())
     summary = verdicts["programme"]
     assert summary["finished"] and summary["arms"]["p1"]["seeds_needed"] == 3

@@ -240,11 +240,19 @@ def test_blocks_cut_seeds_evenly_in_order_and_interleave_p1_with_p2():
     assert schedule.chunks(list(range(10)), 5) == [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9)]
     arms = {"p1": {"seeds": [1, 2, 3, 4, 5, 6], "count": 4},
             "p2": {"seeds": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "count": 6}}
-    blocks = schedule.primary_blocks(arms, 2)
+    blocks = schedule.primary_blocks(arms, 2, workers=1)
     assert [b.name for b in blocks] == ["p1-1-2", "p2-1-2", "p1-3-4", "p2-3-4", "p2-5-6",
                                         "lambda1-1-3", "lambda1-4-6"]
     assert blocks[0].trained_members(0) == 2 and blocks[0].trained_members(1) == 4
     assert blocks[-1].trained_members(0) == blocks[-1].trained_members(3) == 3
+    # one-member blocks (lambda = 1, a gate round): at most twice a matched block's seeds, and
+    # one per worker at least, so that the last of a stage does not run alone
+    assert schedule.primary_blocks(arms, 2, workers=2)[5:] == blocks[5:]
+    assert [b.name for b in schedule.primary_blocks(arms, 3, workers=2)[-2:]] == [
+        "lambda1-1-3", "lambda1-4-6"]  # at most 6 a block: one block, cut in two
+    assert [b.name for b in schedule.primary_blocks(arms, 3, workers=1)[-1:]] == ["lambda1-1-6"]
+    assert schedule.one_member_chunks([7, 8, 9], 5, workers=4) == [(7,), (8,), (9,)]
+    assert schedule.one_member_chunks([], 5, workers=2) == []
 
 
 def test_spares_replace_unreadable_seeds_one_for_one_in_order():
@@ -323,7 +331,7 @@ def test_update_blocks_adds_spares_and_their_lambda_1_loops(tmp_path, monkeypatc
                      "p2": {"lambda": 0.5, "seeds": [1, 2, 3, 4], "count": 2},
                      "lambda1": {"lambda": 1.0, "seeds": [1, 2, 3, 4], "count": None}},
             "block_seeds": 2}
-    state = {"blocks": [b.to_json() for b in schedule.primary_blocks(prog["arms"], 2)],
+    state = {"blocks": [b.to_json() for b in schedule.primary_blocks(prog["arms"], 2, 1)],
              "spares": {"p1": [], "p2": []}, "parts": []}
     # seed 2's P1 loop missed the gate, its P2 loop failed to train
     monkeypatch.setattr(programme, "unreadable_state", lambda runs, prog: {"p1": {2}, "p2": {2}})
@@ -366,8 +374,9 @@ def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_pat
     state = json.loads((out / "state.json").read_text())
     assert state["parts"][0]["finished"] and len(state["parts"][0]["invocations"]) == 2
     made = [schedule.Block.from_json(b) for b in state["blocks"]]
-    assert [b.name for b in made[:3]] == ["p1-1-2", "p2-1-2", "lambda1-1-2"]
-    for block in made[3:]:  # spares: the one listed, only after a seed read was unreadable
+    # the lambda = 1 loops train one member a seed: one block for each of the two workers
+    assert [b.name for b in made[:4]] == ["p1-1-2", "p2-1-2", "lambda1-1", "lambda1-2"]
+    for block in made[4:]:  # spares: the one listed, only after a seed read was unreadable
         assert block.seeds == (3,), block.name
     assert {str(p.parent.relative_to(out / "runs")) for p in (out / "runs").rglob(
         "summary.json")} == {f"{b.arm}/{b.name}" for b in made}
