@@ -260,6 +260,31 @@ def test_only_the_committed_folder_rewrites_the_repositorys_readme(tmp_path):
     assert module.status_line(copy) != module.status_line(RESULTS)
 
 
+def test_the_p2_paragraph_quotes_verdicts_json(verdicts):
+    """The hand-written reading of P2 under the results table: its verdict, its loops left
+    out, and every decimal it quotes as verdicts.json's P2 numbers (or its planned MDE) hold
+    them."""
+    p2 = verdicts["verdicts"]["2"]
+    text = (RESULTS / "README.md").read_text()
+    if "<!-- P2 reading: begin -->" not in text:
+        assert p2["verdict"] == "not tested", "P2 is judged: its reading belongs in the README"
+        return
+    reading = " ".join(text.split("<!-- P2 reading: begin -->", 1)[1].split(
+        "<!-- P2 reading: end -->", 1)[0].split())
+    assert f"**P2 is {p2['verdict']}** on its {p2['n_seeds']} seeds" in reading
+    (group,) = [g for g in p2["groups"] if g["counted"]]
+    left_out = group["left_out"]
+    if f"none of its {2 * p2['n_seeds']} loops missed the gate or failed to train" in reading:
+        assert left_out["missed_gate"] == left_out["training_failures"] == 0
+    if "both of its conditions hold" in reading:
+        assert group["parts"]["p1_statistic_below_delta_1"]["verdict"] == "confirmed"
+    planned = f"{p2['design']['min_detectable_effect']:.3g}"
+    decimals = re.findall(r"\d+\.\d+", reading)
+    assert len(decimals) >= 9 and f"the plan expected {planned}" in reading
+    for number in decimals:
+        assert number in p2["numbers"] or number == planned, number
+
+
 def test_the_p1_paragraph_quotes_verdicts_json(verdicts):
     """The hand-written reading of P1 under the results table: its verdict, the gate's count,
     and every decimal it quotes as verdicts.json's P1 numbers hold them."""
