@@ -276,7 +276,8 @@ def plan_text(prog: dict, out: Path, args) -> str:
     if unfinished:
         lines.append(f"part {unfinished[-1]['index']} is unfinished: the next invocation "
                      "resumes it")
-    index, total = len(state["parts"]) + (0 if unfinished else 1), 0.0
+    first = index = len(state["parts"]) + (0 if unfinished else 1)
+    total = 0.0
     while True:
         todo = [(b, progress[b.name]) for b in pending_order(made)
                 if progress[b.name] <= b.last_generation(prog["horizon"])]
@@ -294,8 +295,8 @@ def plan_text(prog: dict, out: Path, args) -> str:
         for s in segments:
             progress[s.block.name] = s.last + 1
         index += 1
-    lines.append(f"total about {total / 3600:.1f} h in {index - len(state['parts']) - 1} "
-                 "parts (spares, if the gate needs them, come after)")
+    lines.append(f"total about {total / 3600:.1f} h in {index - first} parts (spares, if the "
+                 "gate needs them, come after)")
     if provisional:
         lines.append("gate-first stage: the loops' blocks marked provisional are made once "
                      "the gate stage has decided their seeds (planned as if every candidate "

@@ -366,6 +366,10 @@ def test_a_toy_programme_resumes_after_a_kill_and_its_report_regenerates(tmp_pat
     assert "interrupted; the same command resumes it" in text
     state = json.loads((out / "state.json").read_text())
     assert [p["finished"] for p in state["parts"]] == [False]
+    plan = subprocess.run(toy_command(out, "--plan"), cwd=REPO, capture_output=True, text=True)
+    assert "part 1 is unfinished" in plan.stdout, plan.stdout + plan.stderr
+    listed = re.findall(r"^part \d+: ~", plan.stdout, re.M)  # the open part counts too
+    assert f"in {len(listed)} parts" in plan.stdout and listed
     done = subprocess.run(toy_command(out, "--parts", "5"), cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
