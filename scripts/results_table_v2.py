@@ -134,8 +134,30 @@ def status_line(folder: Path) -> str:
                   if done else "no part finished")
     if opened:
         parts_text += f", part {_spans(opened)} open"
+    final = settled_rules(report)
+    if final:
+        named = " and ".join(f"P{n}" for n in final)
+        one = len(final) == 1
+        closing = (f"Every loop {named} {'reads' if one else 'read'} is through generation "
+                   f"{programme['horizon']}, so {'its verdict' if one else 'their verdicts'} "
+                   "below will not change with the parts left.")
+    else:
+        closing = "Until the last part, no verdict below is the confirmatory one."
     return (f"**Interim** (`programme.finished`: false; {parts_text}): "
-            f"{'; '.join(arms)}. Until the last part, no verdict below is the confirmatory one.")
+            f"{'; '.join(arms)}. {closing}")
+
+
+def settled_rules(report: dict) -> list[str]:
+    """The rules (numbers) of an interim report whose verdicts cannot change: each read its
+    arm's full count of seeds, and every seed the arm ran is through the horizon (a spare runs
+    only for a seed read as unreadable, and a finished seed's reading is fixed)."""
+    out = []
+    for arm, spec in report["programme"]["arms"].items():
+        verdict = report["verdicts"].get(arm[1:], {}) if arm.startswith("p") else {}
+        if (spec.get("count") and verdict.get("n_seeds") == spec["count"]
+                and spec["seeds_run"] and set(spec["seeds_run"]) <= set(spec["seeds_finished"])):
+            out.append(arm[1:])
+    return out
 
 
 def readme_block(folder: Path) -> list[str]:

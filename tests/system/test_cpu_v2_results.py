@@ -260,6 +260,28 @@ def test_only_the_committed_folder_rewrites_the_repositorys_readme(tmp_path):
     assert module.status_line(copy) != module.status_line(RESULTS)
 
 
+def test_an_interim_status_names_the_verdicts_that_cannot_change(tmp_path):
+    """A rule whose arm has its full count read and every seed it ran through the horizon is
+    settled; one seed short of either, it is not."""
+    module = _results_table_module()
+    report = json.loads(VERDICTS.read_text())
+    report["programme"]["finished"] = False
+    arms, verdicts = report["programme"]["arms"], report["verdicts"]
+    for arm in ("p1", "p2"):
+        arms[arm]["seeds_run"] = arms[arm]["seeds_finished"] = arms[arm]["seeds_listed"][
+            :arms[arm]["count"]]
+        verdicts[arm[1:]]["n_seeds"] = arms[arm]["count"]
+    assert module.settled_rules(report) == ["1", "2"]
+    arms["p2"]["seeds_finished"] = arms["p2"]["seeds_finished"][:-1]  # one still running
+    verdicts["1"]["n_seeds"] -= 1  # read one seed short (a spare to come)
+    assert module.settled_rules(report) == []
+    arms["p2"]["seeds_finished"] = arms["p2"]["seeds_run"]
+    (tmp_path / "verdicts.json").write_text(json.dumps(report))
+    shutil.copy2(RESULTS / "parts.json", tmp_path / "parts.json")
+    status = module.status_line(tmp_path)
+    assert "Every loop P2 reads is through generation 8, so its verdict below" in status
+
+
 def test_the_p2_paragraph_quotes_verdicts_json(verdicts):
     """The hand-written reading of P2 under the results table: its verdict, its loops left
     out, and every decimal it quotes as verdicts.json's P2 numbers (or its planned MDE) hold
