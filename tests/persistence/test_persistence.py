@@ -482,14 +482,21 @@ def test_lock_survives_a_forked_child_exiting(tmp_path: Path) -> None:
             RunLock(tmp_path).acquire()
 
 
+# The worker says it is running before the run is killed: fork's handlers (filelock closes the
+# child's copy of the lock's descriptor in one) run in the child before fork() returns there,
+# but a busy machine may not schedule the child until after the parent has died, and until
+# then the child's copy still holds the flock (seen in CI on 2 loaded cores).
 _CHILD_WITH_WORKER = """
 import os, signal, sys, time
 from icl_stl.persistence import RunLock
 RunLock(sys.argv[1]).acquire()
+ready_r, ready_w = os.pipe()
 worker = os.fork()
 if worker == 0:
+    os.write(ready_w, b"1")
     time.sleep(60)
     os._exit(0)
+os.read(ready_r, 1)
 print(worker, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
