@@ -3,9 +3,10 @@
 Files under --out:
 - runs/programme.json: the plan, written when the programme starts and never changed: the
   setting, presets, seeds and counts, the workers its one-member blocks are cut for (those of
-  the first invocation; v2_schedule.one_member_chunks), the rules' settings, `rules_commit` (HEAD at the start,
-  with docs/THEORY.md and icl_stl/report committed) and each rule's minimum detectable effect
-  at its seed count. It travels with runs/, so the report regenerates from runs/ alone.
+  the first invocation; v2_schedule.one_member_chunks), the rules' settings, `rules_commit`
+  (HEAD at the start, with docs/THEORY.md and icl_stl/report committed) and each rule's minimum
+  detectable effect at its seed count. It travels with runs/, so the report regenerates from
+  runs/ alone.
 - runs/<arm>/<block>/: each ensemble's run directory (summary.json; timing.json holds the wall
   time of every generation it trained, over all invocations).
 - state.json: the blocks made so far (spares appended when needed) and every part: its
@@ -224,7 +225,8 @@ def first_blocks(prog: dict) -> list[schedule.Block]:
         import v2_gate
 
         return v2_gate.initial_blocks(prog)
-    return schedule.primary_blocks(prog["arms"], prog["block_seeds"], schedule.block_workers(prog))
+    return schedule.primary_blocks(prog["arms"], prog["block_seeds"],
+                                   schedule.block_workers(prog))
 
 
 def blocks(prog: dict, out: Path, state: dict | None = None) -> list[schedule.Block]:
@@ -304,7 +306,8 @@ def update_blocks(prog: dict, state: dict, out: Path) -> list[str]:
     covered = {s for b in made if not b.matched for s in b.seeds}
     ones = prog["arms"].get(schedule.SECONDARY, {}).get("seeds", [])  # none in P9's setting
     extra = sorted(s for s in ran - covered if s in ones)
-    for chunk in schedule.one_member_chunks(extra, prog["block_seeds"], schedule.block_workers(prog)):
+    workers = schedule.block_workers(prog)
+    for chunk in schedule.one_member_chunks(extra, prog["block_seeds"], workers):
         state["blocks"].append(schedule.Block(schedule.SECONDARY, chunk, False).to_json())
         added.append(f"lambda1 loops for {list(chunk)}")
     return added

@@ -282,17 +282,25 @@ def test_an_interim_status_names_the_verdicts_that_cannot_change(tmp_path):
     assert "Every loop P2 reads is through generation 8, so its verdict below" in status
 
 
+def _reading(rule: str) -> str | None:
+    """The hand-written reading of `rule` (e.g. "P1") in the results README, between its
+    markers, on one line; None where there is none."""
+    text = (RESULTS / "README.md").read_text()
+    begin, end = f"<!-- {rule} reading: begin -->", f"<!-- {rule} reading: end -->"
+    if begin not in text:
+        return None
+    return " ".join(text.split(begin, 1)[1].split(end, 1)[0].split())
+
+
 def test_the_p2_paragraph_quotes_verdicts_json(verdicts):
     """The hand-written reading of P2 under the results table: its verdict, its loops left
     out, and every decimal it quotes as verdicts.json's P2 numbers (or its planned MDE) hold
     them."""
     p2 = verdicts["verdicts"]["2"]
-    text = (RESULTS / "README.md").read_text()
-    if "<!-- P2 reading: begin -->" not in text:
+    reading = _reading("P2")
+    if reading is None:
         assert p2["verdict"] == "not tested", "P2 is judged: its reading belongs in the README"
         return
-    reading = " ".join(text.split("<!-- P2 reading: begin -->", 1)[1].split(
-        "<!-- P2 reading: end -->", 1)[0].split())
     assert f"**P2 is {p2['verdict']}** on its {p2['n_seeds']} seeds" in reading
     (group,) = [g for g in p2["groups"] if g["counted"]]
     left_out = group["left_out"]
@@ -311,12 +319,10 @@ def test_the_p1_paragraph_quotes_verdicts_json(verdicts):
     """The hand-written reading of P1 under the results table: its verdict, the gate's count,
     and every decimal it quotes as verdicts.json's P1 numbers hold them."""
     p1 = verdicts["verdicts"]["1"]
-    text = (RESULTS / "README.md").read_text()
-    if "<!-- P1 reading: begin -->" not in text:
+    reading = _reading("P1")
+    if reading is None:
         assert p1["verdict"] == "not tested", "P1 is judged: its reading belongs in the README"
         return
-    reading = " ".join(text.split("<!-- P1 reading: begin -->", 1)[1].split(
-        "<!-- P1 reading: end -->", 1)[0].split())
     assert f"**P1 is {p1['verdict']}** on its {p1['n_seeds']} seeds" in reading
     gate = verdicts["ridge_gate"]
     assert f"{gate['loops_reached']} of {gate['loops']} loops reached the gate" in reading
