@@ -141,9 +141,12 @@ def test_a_seed_whose_generation_0_missed_is_left_out_and_counted(tmp_path):
         if r["seed"] == 3 and r["generation"] == 0:
             r["test_risk"] = 0.5  # closes 0.56 of the gap
     write(tmp_path, records)
-    group = p5(judge(tmp_path, ReportConfig(v2_p5_seeds=8)))["groups"][0]
+    out = p5(judge(tmp_path, ReportConfig(v2_p5_seeds=8)))
+    group = out["groups"][0]
     assert group["left_out"]["missed_gate"] == 5 and group["left_out"]["seeds_left_out"] == [3]
     assert group["seeds"] == 7
+    assert "5 loop(s) left out, their seeds unread" in out["numbers"]
+    assert "uneven generations" not in out["numbers"]
 
 
 def test_fixed_compute_across_m_is_not_read(tmp_path):

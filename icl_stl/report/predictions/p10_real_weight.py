@@ -29,7 +29,7 @@ from icl_stl.report.document import Document
 from icl_stl.report.evidence import Evidence
 from icl_stl.report.groups import describe_group, group_by
 from icl_stl.report.matched import SCALE, MatchedLoop, matched_loops
-from icl_stl.report.predictions.p5_augmentation_v2 import p5v2_core
+from icl_stl.report.predictions.p5_augmentation_v2 import coverage_notes, p5v2_core
 from icl_stl.report.quadratic import end_contrasts
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.stats import (
@@ -241,14 +241,9 @@ def _group(name: str, items: list[tuple[str, float, MatchedLoop]],
         shown.append("direction not tested (no reused-data loops on the same grid)")
     res.verdict = _combine(codes)
     res.parts["testable"] = bool(fresh["dip_seen"])
-    notes = []
-    if not fresh["dip_seen"]:
-        notes.append("no curvature: the fresh loops show no dip (P10 not testable on them)")
-    left = curves["left_out"]["missed_gate"] + curves["left_out"]["training_failures"]
-    if left:
-        notes.append(f"{left} loop(s) left out, their seeds unread")
-    if curves["uneven"]:
-        notes.append("uneven generations: read at the last one every loop has")
+    notes = ([] if fresh["dip_seen"] else
+             ["no curvature: the fresh loops show no dip (P10 not testable on them)"])
+    notes += coverage_notes(curves)
     res.numbers = "; ".join(notes + shown) + (
         f" (generation {curves['generation']}, {len(curves['seeds'])} seeds, MDE "
         f"{fmt(res.min_detectable_effect)}, depth margin {fmt(cfg.v2_p10_depth)})")

@@ -158,6 +158,17 @@ def _curves(loops: list[MatchedLoop], cfg: ReportConfig) -> dict:
             "uneven": uneven}
 
 
+def coverage_notes(curves: dict) -> list[str]:
+    """What the reading of `_curves` left out or cut short, for the verdict's numbers."""
+    notes = []
+    left = curves["left_out"]["missed_gate"] + curves["left_out"]["training_failures"]
+    if left:
+        notes.append(f"{left} loop(s) left out, their seeds unread")
+    if curves["uneven"]:
+        notes.append("uneven generations: read at the last one every loop has")
+    return notes
+
+
 def _fit_summary(core: dict) -> dict:
     v = core["vertex"]
     return {"curvature": float(core["curvature"]["estimate"]),
@@ -235,12 +246,7 @@ def _group(name: str, loops: list[MatchedLoop], cfg: ReportConfig) -> GroupResul
                          "same m / n grid")
     else:
         shown.append("m* against n not tested (one n)")
-    notes = []
-    left = curves["left_out"]["missed_gate"] + curves["left_out"]["training_failures"]
-    if left:
-        notes.append(f"{left} loop(s) left out, their seeds unread")
-    if curves["uneven"]:
-        notes.append("uneven generations: read at the last one every loop has")
+    notes = coverage_notes(curves)
     res.numbers = "; ".join(notes + shown) + (
         f" (generation {curves['generation']}, {len(curves['seeds'])} seeds, MDE "
         f"{fmt(res.min_detectable_effect)}, depth margin {fmt(cfg.v2_p5_depth)})")
