@@ -10,11 +10,14 @@ testable). `--report-only` writes it into the results folder's README between tw
 these lines, so the table cannot quote a number the committed verdicts do not hold. An interim
 report's rows say what each prediction still needs.
 
-The repository's README.md leads its Results with the same table, after a status line (which
-parts have finished, from parts.json and verdicts.json's `programme`), between markers of its
-own (`README_BEGIN`, `README_END`). `--report-only --results docs/results/cpu-v2`, the committed
-folder (`README_SOURCE`), rewrites that block too (`refresh_readmes`); any other results folder
-(a copy, a smoke run, another setting) leaves the repository's README alone.
+The repository's README.md leads its Results with the programme's settings side by side
+(`SETTINGS`: d = 2, the second setting d = 3, and P9's), between markers of its own
+(`README_BEGIN`, `README_END`): one status line per setting (which parts have finished, from its
+parts.json and verdicts.json's `programme`; "not started" while its folder holds no
+verdicts.json), then one row per prediction and setting that judges it (`combined_table`).
+`--report-only --results FOLDER` rewrites that block too when FOLDER is one of the settings'
+committed folders (`refresh_readmes`); any other folder (a copy, a smoke run) leaves the
+repository's README alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from readme_markers import replace_between
@@ -29,10 +33,31 @@ from readme_markers import replace_between
 BEGIN = "<!-- results table: begin (scripts/results_table_v2.py) -->"
 END = "<!-- results table: end -->"
 REPO = Path(__file__).resolve().parents[1]
-README_SOURCE = REPO / "docs" / "results" / "cpu-v2"  # the folder README.md's Results quote
+README_SOURCE = REPO / "docs" / "results" / "cpu-v2"  # the d = 2 programme's, and the others' parent
 README_BEGIN = "<!-- confirmatory results: begin (scripts/results_table_v2.py) -->"
 README_END = "<!-- confirmatory results: end -->"
-ARM_NAMES = {"p1": "P1", "p2": "P2", "p6": "P6", "lambda1": "the λ = 1 control"}
+ARM_NAMES = {"p1": "P1", "p2": "P2", "p6": "P6", "p9": "P9", "lambda1": "the λ = 1 control"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A confirmatory programme whose verdicts README.md quotes: its `--setting`, how the table
+    names it, its committed results folder and the predictions it judges (None: every one its
+    verdicts.json does not mark "not run")."""
+
+    name: str
+    label: str
+    folder: Path
+    judges: tuple[str, ...] | None = None
+    arm_names: tuple[tuple[str, str], ...] = ()  # the status line's names where not ARM_NAMES
+
+
+SETTINGS = (
+    Setting("d2", "d = 2", README_SOURCE),
+    Setting("d3", "d = 3, σ = 0.25", README_SOURCE / "d3", judges=("1", "2", "6")),
+    Setting("p9", "P9's: d = 2, G = 12", README_SOURCE / "p9", judges=("9",),
+            arm_names=(("p1", "the replace loops (P9's control)"),)),
+)
 
 CLAIMS = {
     "1": "λ = 0: excess risk grows against the oracle twin",
@@ -101,9 +126,10 @@ def _spans(numbers: list[int]) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def status_line(folder: Path) -> str:
+def status_line(folder: Path, arm_names: dict[str, str] | None = None) -> str:
     """Where the programme stands: finished or interim, the parts finished (parts.json), and
     for each arm the seeds run and the last generation every block of it has finished."""
+    names = {**ARM_NAMES, **(arm_names or {})}
     report = json.loads((folder / "verdicts.json").read_text())
     programme = report["programme"]
     state = folder / "parts.json"
@@ -121,7 +147,7 @@ def status_line(folder: Path) -> str:
     arms = []
     for arm, spec in programme["arms"].items():
         seeds = spec["seeds_run"]
-        name = ARM_NAMES.get(arm, arm)
+        name = names.get(arm, arm)
         if not seeds:
             arms.append(f"{name} has not started")
             continue
@@ -160,16 +186,81 @@ def settled_rules(report: dict) -> list[str]:
     return out
 
 
-def readme_block(folder: Path) -> list[str]:
-    """What the repository's README holds between its markers: the status line, the table."""
-    return [status_line(folder), "", *results_table(folder)]
+def _verdicts(setting: Setting) -> dict | None:
+    path = setting.folder / "verdicts.json"
+    return json.loads(path.read_text())["verdicts"] if path.exists() else None
 
 
-def readmes_for(results: Path) -> list[Path]:
+def _judged_here(setting: Setting, number: str, verdict: dict | None) -> bool:
+    if setting.judges is not None and number not in setting.judges:
+        return False
+    return verdict is None or (verdict["verdict"] != "not run" and not verdict.get("by_product"))
+
+
+def combined_table(settings: tuple[Setting, ...] = SETTINGS) -> list[str]:
+    """One row per prediction and setting that judges it, in the predictions' order. A
+    prediction no setting judges keeps the first setting's row (its "not run" says where it
+    runs); a setting without verdicts.json yet shows its predictions as "not started"."""
+    held = {s.name: _verdicts(s) for s in settings}
+    numbers = sorted({n for s in settings for n in (held[s.name] or {})}
+                     | {n for s in settings for n in (s.judges or ())}, key=int)
+    lines = ["| | prediction | setting | verdict | group | reading |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for number in numbers:
+        rows = []
+        for s in settings:
+            verdicts = held[s.name]
+            if verdicts is not None and number not in verdicts:
+                continue
+            v = None if verdicts is None else verdicts[number]
+            if not _judged_here(s, number, v):
+                continue
+            if v is None:
+                rows.append((s, "not started", "", f"runs in `scripts/reproduce_v2.py "
+                             f"--setting {s.name}`; its results will be in "
+                             f"`{_shown(s.folder)}`"))
+            else:
+                rows.append((s, v["verdict"], v.get("primary_group") or "", reading(v)))
+        if not rows:
+            first = next((s for s in settings if held[s.name] and number in held[s.name]), None)
+            if first is None:
+                continue
+            v = held[first.name][number]
+            rows.append((first, v["verdict"], v.get("primary_group") or "", reading(v)))
+        claim = CLAIMS.get(number, "")
+        for s, verdict, group, text in rows:
+            lines.append(f"| P{number} | {claim} | {s.label} | **{verdict}** | {group} | "
+                         f"{text.replace('|', '/')} |")
+    return lines
+
+
+def _shown(folder: Path) -> str:
+    return str(folder.relative_to(REPO)) if folder.is_relative_to(REPO) else str(folder)
+
+
+def setting_status(setting: Setting) -> str:
+    """The status line of one setting: its programme's, or "not started"."""
+    readme = setting.folder / "README.md"
+    where = (f"[{_shown(setting.folder)}]({_shown(readme)})" if readme.exists()
+             else f"`{_shown(setting.folder)}`")  # no link to a folder not yet written
+    head = f"- **{setting.label}** ({where})"
+    if not (setting.folder / "verdicts.json").exists():
+        return (f"{head}: not started (`scripts/reproduce_v2.py --setting {setting.name}`; it "
+                f"judges {', '.join(f'P{n}' for n in setting.judges or ())}).")
+    return f"{head}: {status_line(setting.folder, dict(setting.arm_names))}"
+
+
+def readme_block(settings: tuple[Setting, ...] = SETTINGS) -> list[str]:
+    """What the repository's README holds between its markers: each setting's status line,
+    then the combined table."""
+    return [*(setting_status(s) for s in settings), "", *combined_table(settings)]
+
+
+def readmes_for(results: Path, settings: tuple[Setting, ...] = SETTINGS) -> list[Path]:
     """The READMEs `--report-only --results RESULTS` refreshes: the folder's own and, when the
-    folder is the committed one the repository's README quotes, that README too."""
+    folder is one of the settings' committed folders, the repository's README too."""
     readmes = [results / "README.md"]
-    if results.resolve() == README_SOURCE.resolve():
+    if any(results.resolve() == s.folder.resolve() for s in settings):
         readmes.append(REPO / "README.md")
     return [r for r in readmes if r.exists()]
 
@@ -181,7 +272,7 @@ def refresh_readmes(results: Path) -> list[Path]:
         if readme.parent.resolve() == results.resolve():
             changed = refresh_readme(readme, results)
         else:
-            changed = replace_between(readme, README_BEGIN, README_END, readme_block(results))
+            changed = replace_between(readme, README_BEGIN, README_END, readme_block())
         if changed:
             written.append(readme)
     return written

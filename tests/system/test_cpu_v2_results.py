@@ -210,40 +210,96 @@ def test_the_running_programme_can_resume_under_this_checkout(verdicts):
     assert then and _programme().changed_sections(then, now) == []
 
 
-def test_the_repositorys_readme_leads_with_this_folders_results():
+def test_the_repositorys_readme_leads_with_every_settings_results():
     """README.md's Results open with the block scripts/results_table_v2.py writes from the
-    committed verdicts.json and parts.json: the status line (interim or finished, the parts
-    finished), then one row per prediction, every verdict as verdicts.json holds it."""
+    committed folders: one status line per setting (d = 2's from its verdicts.json and
+    parts.json: interim or finished, the parts finished), then one row per prediction and
+    setting that judges it, every verdict as its verdicts.json holds it."""
     module = _results_table_module()
     readme = (REPO / "README.md").read_text()
     assert readme.count(module.README_BEGIN) == 1 and readme.count(module.README_END) == 1
     block = readme.split(module.README_BEGIN, 1)[1].split(module.README_END, 1)[0]
     lines = block.strip("\n").splitlines()
-    assert lines == module.readme_block(RESULTS)
+    assert lines == module.readme_block()
+    assert [s.name for s in module.SETTINGS] == ["d2", "d3", "p9"]
+    assert module.SETTINGS[0].folder == RESULTS
     report = json.loads(VERDICTS.read_text())
     status = lines[0]
     finished = report["programme"]["finished"]
-    assert status.startswith("**Finished**" if finished else "**Interim**")
+    assert status.startswith("- **d = 2** ([docs/results/cpu-v2](docs/results/cpu-v2/README.md)): "
+                             + ("**Finished**" if finished else "**Interim**"))
     assert f"`programme.finished`: {str(finished).lower()}" in status
     parts = json.loads((RESULTS / "parts.json").read_text())["parts"]
     done = [p["index"] for p in parts if p.get("finished")]
     assert done and f"{min(done)}-{max(done)} finished" in status
-    assert lines[2:] == module.results_table(RESULTS)
-    assert len(lines[4:]) == len(report["verdicts"])  # one row per prediction
-    for number, v in report["verdicts"].items():
-        row = next(r for r in lines if r.startswith(f"| P{number} |"))
-        assert f"**{v['verdict']}**" in row
+    table = lines[lines.index("") + 1:]
+    assert table == module.combined_table()
+    for number, v in report["verdicts"].items():  # d = 2's rows: all but those it did not run
+        rows = [r for r in table if r.startswith(f"| P{number} |") and "| d = 2 |" in r]
+        assert len(rows) == (v["verdict"] != "not run")
+        assert all(f"**{v['verdict']}**" in r for r in rows)
+    for setting in module.SETTINGS[1:]:
+        for number in setting.judges:
+            assert sum(f"| {setting.label} |" in r for r in table
+                       if r.startswith(f"| P{number} |")) == 1
     results = readme.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
     paragraphs = results.strip().split("\n\n")
     assert paragraphs[1].startswith(module.README_BEGIN)  # after one intro, before the rest
     assert "](docs/results/cpu-v2/README.md)" in results
 
 
-def test_only_the_committed_folder_rewrites_the_repositorys_readme(tmp_path):
-    """`--report-only --results X` refreshes X/README.md, and README.md only when X is
-    docs/results/cpu-v2; the status line follows the programme's state."""
+def _planted_settings(module, tmp_path, with_d3: bool):
+    """The real d = 2 folder, and d3 / p9 folders under tmp_path: d3 holding a copy of d = 2's
+    verdicts.json recast as the second setting's (P1 and P2 read, P6 planted as refuted, the
+    others "not run") when `with_d3`, p9 none."""
+    settings = tuple(module.Setting(s.name, s.label, s.folder if s.name == "d2"
+                                    else tmp_path / s.name, s.judges, s.arm_names)
+                     for s in module.SETTINGS)
+    if with_d3:
+        report = json.loads(VERDICTS.read_text())
+        for number in list(report["verdicts"]):
+            if number not in ("1", "2", "6"):
+                report["verdicts"][number] = {"verdict": "not run", "why": "not here"}
+        report["verdicts"]["6"] = {**report["verdicts"]["1"], "verdict": "refuted",
+                                   "estimate": -0.25}
+        (tmp_path / "d3").mkdir()
+        (tmp_path / "d3" / "verdicts.json").write_text(json.dumps(report))
+        shutil.copy2(RESULTS / "parts.json", tmp_path / "d3" / "parts.json")
+    return settings
+
+
+def test_the_combined_table_takes_each_prediction_from_the_settings_that_judge_it(tmp_path):
+    """Before the second setting has a verdicts.json its predictions read "not started" and
+    d = 2's "not run" rows give way to them; once it has one, its rows quote it (a planted P6
+    verdict), and its predictions marked "not run" there add no row."""
+    module = _results_table_module()
+    before = module.combined_table(_planted_settings(module, tmp_path, with_d3=False))
+    p6 = [r for r in before if r.startswith("| P6 |")]
+    assert len(p6) == 1 and "| d = 3, σ = 0.25 | **not started** |" in p6[0]
+    assert not any("**not run**" in r for r in before)
+    assert sum(r.startswith("| P1 |") for r in before) == 2
+    settings = _planted_settings(module, tmp_path, with_d3=True)
+    after = module.combined_table(settings)
+    p6 = [r for r in after if r.startswith("| P6 |")]
+    assert len(p6) == 1 and "| d = 3, σ = 0.25 | **refuted** |" in p6[0] and "-0.25" in p6[0]
+    assert sum(r.startswith("| P3 |") for r in after) == 1  # d3 does not run it
+    (p1_d3,) = [r for r in after if r.startswith("| P1 |") and "| d = 3, σ = 0.25 |" in r]
+    assert "**confirmed**" in p1_d3 and "1.02 [0.909, 1.14]" in p1_d3
+    p9 = [r for r in after if r.startswith("| P9 |")]
+    assert len(p9) == 1 and "**not started**" in p9[0] and "--setting p9" in p9[0]
+    status = module.readme_block(settings)[:3]
+    assert status[1].startswith("- **d = 3, σ = 0.25** (") and "**Interim**" in status[1]
+    assert "not started" in status[2]
+
+
+def test_only_the_committed_folders_rewrite_the_repositorys_readme(tmp_path):
+    """`--report-only --results X` refreshes X/README.md, and README.md only when X is one of
+    the settings' committed folders; the status line follows the programme's state."""
     module = _results_table_module()
     assert module.readmes_for(RESULTS) == [RESULTS / "README.md", REPO / "README.md"]
+    for setting in module.SETTINGS:
+        assert REPO / "README.md" in module.readmes_for(setting.folder) or not (
+            REPO / "README.md").exists()
     copy = tmp_path / "cpu-v2"
     copy.mkdir()
     for name in ("verdicts.json", "parts.json"):
