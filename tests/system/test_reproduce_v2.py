@@ -283,6 +283,23 @@ def test_parts_fit_their_time_on_the_least_loaded_worker():
     assert est_fast.seconds(8) == 100
 
 
+def test_measured_generations_scale_in_proportion_to_the_members():
+    """Once a size is timed, other sizes are planned in proportion to their members, as the
+    compiled engine's generations run, not in the prior's shape (the uncompiled pilot's,
+    nearly flat). After a gate-first stage's first round the loops' blocks are planned from the
+    gate's times; a timed loop generation then takes over, and a gate block is planned from
+    the gate's times throughout."""
+    est = schedule.Estimator({4: 1.0, 8: 1.1}, steps=100)  # a flat prior: 100 s at 4, 110 at 8
+    assert est.seconds(8) == pytest.approx(110)
+    est.gate_measured = {4: [200.0, 200.0]}  # 50 s a member
+    assert est.seconds(8) == 400 and est.seconds(4) == 200
+    gate = schedule.Block(schedule.GATE, (1, 2, 3, 4), False)
+    assert est.block_seconds(gate, 0) == 200
+    est.measured = {8: [240.0]}  # a loop generation (30 s a member) wins over the gate's
+    assert est.seconds(8) == 240 and est.seconds(4) == 120 and est.seconds(10) == 300
+    assert est.block_seconds(gate, 0) == 200
+
+
 def test_the_planned_mde_is_the_tests_own_at_the_pilots_noise():
     """By simulation through the report's functions; it agrees with the t-test formula
     (t_{1-alpha} + t_{power}) x se, se from sigma and tau, and detects with the stated power."""
