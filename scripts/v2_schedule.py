@@ -135,19 +135,18 @@ class Estimator:
         return per_step(self.prior_step_seconds, members) * self.steps / self.speedup
 
     def seconds(self, members: int) -> float:
-        """A loop block's generation: measured at this size; else in proportion to the members
-        from the measured loop generations, or from the gate's until a loop generation is
-        timed (a gate generation evaluates more per member trained, so it errs long); else
-        the prior. Proportional, not the prior's shape: the compiled engine's generations are
-        linear in the members (about 480 s with 5, 1,000 s with 10 on one machine), while the
-        prior, from the uncompiled pilot, is nearly flat."""
-        if self.measured.get(members):
-            return statistics.median(self.measured[members])
-        timed = ({k: v for k, v in self.measured.items() if v}
-                 or {k: v for k, v in self.gate_measured.items() if v})
-        if not timed:
-            return self.prior(members)
-        return members * statistics.median(statistics.median(v) / k for k, v in timed.items())
+        """A loop block's generation, from the loop generations timed so far, or from the
+        gate's until a loop generation is timed (a gate generation evaluates more per member
+        trained, so it errs long); the prior until anything is timed. Between two timed sizes
+        linear; above the largest in proportion to the members; below the smallest as the
+        smallest (`per_step` on the timed table). The members' cost depends on the machine:
+        on the first CPU a generation of 10 members took twice one of 5, on the second (AMD
+        EPYC) 1,050-1,340 s against 942 s (docs/results/cpu-v2/runs/*/timing.json), and the
+        uncompiled pilot's prior is nearly flat. So where one size is timed the estimate of
+        another errs long on either machine, and a part stays within its hour."""
+        timed = ({k: statistics.median(v) for k, v in self.measured.items() if v}
+                 or {k: statistics.median(v) for k, v in self.gate_measured.items() if v})
+        return per_step(timed, members) if timed else self.prior(members)
 
     def block_seconds(self, block: Block, generation: int) -> float:
         """Seconds for `generation` of `block`. A gate block's from the gate blocks timed so

@@ -278,26 +278,29 @@ def test_parts_fit_their_time_on_the_least_loaded_worker():
     slow = schedule.pack([(blocks[0], 0)], 8, 2, 10, est)  # always at least one generation
     assert [(s.first, s.last) for s in slow] == [(0, 0)]
     est.measured = {8: [50.0, 70.0]}  # measured generations win, and scale the rest
-    assert est.seconds(8) == 60 and math.isclose(est.seconds(4), 30)
+    assert est.seconds(8) == 60 and est.seconds(16) == 120
     est_fast = schedule.Estimator({4: 1.0, 8: 2.0}, steps=100, speedup=2.0)
     assert est_fast.seconds(8) == 100
 
 
-def test_measured_generations_scale_in_proportion_to_the_members():
-    """Once a size is timed, other sizes are planned in proportion to their members, as the
-    compiled engine's generations run, not in the prior's shape (the uncompiled pilot's,
-    nearly flat). After a gate-first stage's first round the loops' blocks are planned from the
-    gate's times; a timed loop generation then takes over, and a gate block is planned from
-    the gate's times throughout."""
+def test_timed_generations_plan_the_other_sizes_erring_long():
+    """Once a size is timed, a larger block is planned in proportion to its members and a
+    smaller one as the smallest timed (the members' cost is linear on one CPU, far from it on
+    another), not in the prior's shape (the uncompiled pilot's, nearly flat); between two
+    timed sizes, linearly. After a gate-first stage's first round the loops' blocks are planned
+    from the gate's times; a timed loop generation then takes over, and a gate block is
+    planned from the gate's times throughout."""
     est = schedule.Estimator({4: 1.0, 8: 1.1}, steps=100)  # a flat prior: 100 s at 4, 110 at 8
     assert est.seconds(8) == pytest.approx(110)
-    est.gate_measured = {4: [200.0, 200.0]}  # 50 s a member
-    assert est.seconds(8) == 400 and est.seconds(4) == 200
+    est.gate_measured = {4: [200.0, 200.0]}
+    assert est.seconds(8) == 400 and est.seconds(4) == 200 and est.seconds(2) == 200
     gate = schedule.Block(schedule.GATE, (1, 2, 3, 4), False)
     assert est.block_seconds(gate, 0) == 200
-    est.measured = {8: [240.0]}  # a loop generation (30 s a member) wins over the gate's
-    assert est.seconds(8) == 240 and est.seconds(4) == 120 and est.seconds(10) == 300
+    est.measured = {8: [240.0]}  # a loop generation wins over the gate's
+    assert est.seconds(8) == 240 and est.seconds(10) == 300 and est.seconds(4) == 240
     assert est.block_seconds(gate, 0) == 200
+    est.measured = {4: [150.0], 8: [240.0]}
+    assert est.seconds(6) == 195 and est.seconds(2) == 150
 
 
 def test_the_planned_mde_is_the_tests_own_at_the_pilots_noise():
