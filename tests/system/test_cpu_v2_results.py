@@ -348,16 +348,27 @@ def _reading(rule: str) -> str | None:
     return " ".join(text.split(begin, 1)[1].split(end, 1)[0].split())
 
 
+def _judged_reading(verdicts: dict, number: str) -> tuple[dict, str | None]:
+    """Prediction `number`'s verdict and its hand-written reading, which opens with the verdict
+    and the seeds read; no reading only where the prediction was not tested."""
+    verdict = verdicts["verdicts"][number]
+    reading = _reading(f"P{number}")
+    if reading is None:
+        assert verdict["verdict"] == "not tested", (
+            f"P{number} is judged: its reading belongs in the README")
+    else:
+        assert (f"**P{number} is {verdict['verdict']}** on its {verdict['n_seeds']} seeds"
+                in reading)
+    return verdict, reading
+
+
 def test_the_p2_paragraph_quotes_verdicts_json(verdicts):
     """The hand-written reading of P2 under the results table: its verdict, its loops left
     out, and every decimal it quotes as verdicts.json's P2 numbers (or its planned MDE) hold
     them."""
-    p2 = verdicts["verdicts"]["2"]
-    reading = _reading("P2")
+    p2, reading = _judged_reading(verdicts, "2")
     if reading is None:
-        assert p2["verdict"] == "not tested", "P2 is judged: its reading belongs in the README"
         return
-    assert f"**P2 is {p2['verdict']}** on its {p2['n_seeds']} seeds" in reading
     (group,) = [g for g in p2["groups"] if g["counted"]]
     left_out = group["left_out"]
     if f"none of its {2 * p2['n_seeds']} loops missed the gate or failed to train" in reading:
@@ -374,12 +385,9 @@ def test_the_p2_paragraph_quotes_verdicts_json(verdicts):
 def test_the_p1_paragraph_quotes_verdicts_json(verdicts):
     """The hand-written reading of P1 under the results table: its verdict, the gate's count,
     and every decimal it quotes as verdicts.json's P1 numbers hold them."""
-    p1 = verdicts["verdicts"]["1"]
-    reading = _reading("P1")
+    p1, reading = _judged_reading(verdicts, "1")
     if reading is None:
-        assert p1["verdict"] == "not tested", "P1 is judged: its reading belongs in the README"
         return
-    assert f"**P1 is {p1['verdict']}** on its {p1['n_seeds']} seeds" in reading
     gate = verdicts["ridge_gate"]
     assert f"{gate['loops_reached']} of {gate['loops']} loops reached the gate" in reading
     decimals = re.findall(r"\d+\.\d+", reading)
