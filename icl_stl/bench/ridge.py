@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 
 from hydra import compose, initialize_config_dir
@@ -136,7 +137,8 @@ def bench_warm_start(config_dir: str, *, seeds: list[int], cap_s: float, eval_ev
                                        runtime=runtime)
         generation_1 = out.pop("generation_1")
         rows.append({"case": "demo", "n": n, "real_fraction": real_fraction, "seed": seed,
-                     "cap_s": cap_s, "loop_steps": app.loop.steps or app.train.steps,
+                     "cap_s": cap_s if math.isfinite(cap_s) else None,  # None: no time cap
+                     "loop_steps": app.loop.steps or app.train.steps,
                      "loop_warmup_steps": app.loop.warmup_steps, "label_mode": app.loop.label_mode,
                      **out, **generation_1})
         report(rows[-1])
