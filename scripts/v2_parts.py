@@ -41,6 +41,8 @@ from v2_programme import (
     update_blocks,
 )
 
+from icl_stl.runs.provenance import cpu_label
+
 
 def estimator(prog: dict, state: dict, out: Path, args) -> schedule.Estimator:
     """Seconds per generation: this programme's timed generations (every block's timing.json)
@@ -56,14 +58,18 @@ def estimator(prog: dict, state: dict, out: Path, args) -> schedule.Estimator:
     if measured:
         label += " (the d = 2 programme's measured rate, scripts/v2_p9.py)"
     est = schedule.Estimator(prior, prog["later_steps"], args.speedup, prior_label=label)
+    est.this_machine = schedule.Estimator(prior, prog["later_steps"], args.speedup)
+    here = cpu_label()
     for block in blocks(prog, out, state):
         path = run_dir(out, block) / "timing.json"
-        table = est.gate_measured if block.arm == schedule.GATE else est.measured
-        if path.exists():
-            for row in json.loads(path.read_text()).get("generations", []):
-                if not row.get("resumed"):
-                    table.setdefault(int(row["trained_members"]), []).append(
-                        float(row["seconds"]))
+        if not path.exists():
+            continue
+        for row in json.loads(path.read_text()).get("generations", []):
+            if row.get("resumed"):
+                continue
+            for one in (est, est.this_machine) if row.get("machine") == here else (est,):
+                table = one.gate_measured if block.arm == schedule.GATE else one.measured
+                table.setdefault(int(row["trained_members"]), []).append(float(row["seconds"]))
     return est
 
 
@@ -94,8 +100,9 @@ def merge_timing(out: Path, block: schedule.Block, resumed: set[int] = frozenset
         if (row["generation"], round(row["seconds"], 6)) not in seen:
             merged["generations"] = [r for r in merged["generations"]
                                      if r["generation"] != row["generation"]]
-            merged["generations"].append({**row, **({"resumed": True}
-                                                    if row["generation"] in resumed else {})})
+            merged["generations"].append({**row, "machine": cpu_label(),
+                                          **({"resumed": True}
+                                             if row["generation"] in resumed else {})})
     merged["generations"].sort(key=lambda r: r["generation"])
     atomic_write(keep, merged)
     atomic_write(path, merged)

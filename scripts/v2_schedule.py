@@ -120,8 +120,9 @@ def spares_needed(arm: dict, unreadable: set[int], requested: list[int]) -> list
 
 @dataclass
 class Estimator:
-    """Seconds per generation of a block, from the generations measured so far (this machine,
-    these workers) and, until one exists at a size, a prior scaled to the measured ones."""
+    """Seconds per generation of a block, from the generations measured so far and, until one
+    exists at a size, a prior scaled to the measured ones. `this_machine` holds the timings of
+    the machine the part runs on (a subset of the others)."""
 
     prior_step_seconds: dict[int, float]  # trained members -> seconds per optimizer step
     steps: int
@@ -130,9 +131,15 @@ class Estimator:
     prior_label: str = "the prior"
     # gate blocks' generations (more members evaluated per member trained): members -> seconds
     gate_measured: dict[int, list[float]] = field(default_factory=dict)
+    this_machine: Estimator | None = None
 
     def prior(self, members: int) -> float:
         return per_step(self.prior_step_seconds, members) * self.steps / self.speedup
+
+    def timed(self) -> dict[int, float]:
+        """Median seconds by members: the loop generations', else the gate's."""
+        return ({k: statistics.median(v) for k, v in self.measured.items() if v}
+                or {k: statistics.median(v) for k, v in self.gate_measured.items() if v})
 
     def seconds(self, members: int) -> float:
         """A loop block's generation, from the loop generations timed so far, or from the
@@ -143,25 +150,36 @@ class Estimator:
         on the first CPU a generation of 10 members took twice one of 5, on the second (AMD
         EPYC) 1,050-1,340 s against 942 s (docs/results/cpu-v2/runs/*/timing.json), and the
         uncompiled pilot's prior is nearly flat. So where one size is timed the estimate of
-        another errs long on either machine, and a part stays within its hour."""
-        timed = ({k: statistics.median(v) for k, v in self.measured.items() if v}
-                 or {k: statistics.median(v) for k, v in self.gate_measured.items() if v})
-        return per_step(timed, members) if timed else self.prior(members)
+        another errs long on either machine. And a machine slower than the record plans from
+        its own timings once it has any (the larger of the two estimates): a 10-member
+        generation took 749 s on one CPU and 1,900 s on another, so that a part stays within
+        its hour on the machine that runs it."""
+        timed = self.timed()
+        if not timed:
+            return self.prior(members)
+        here = self.this_machine.timed() if self.this_machine else {}
+        return max(per_step(timed, members), per_step(here, members) if here else 0.0)
 
     def block_seconds(self, block: Block, generation: int) -> float:
         """Seconds for `generation` of `block`. A gate block's from the gate blocks timed so
-        far, scaled like `seconds` (their ratio to the loops' estimate) where its size is new."""
+        far (the larger of all machines' and this one's), scaled like `seconds` (their ratio
+        to the loops' estimate) where its size is new."""
         members = block.trained_members(generation)
         if block.arm != GATE or not self.gate_measured:
             return self.seconds(members)
         if self.gate_measured.get(members):
-            return statistics.median(self.gate_measured[members])
+            here = self.this_machine.gate_measured.get(members) if self.this_machine else None
+            return max(statistics.median(self.gate_measured[members]),
+                       statistics.median(here) if here else 0.0)
         ratios = [statistics.median(v) / self.seconds(k) for k, v in self.gate_measured.items()]
         return self.seconds(members) * statistics.median(ratios)
 
     def source(self) -> str:
         sizes = ", ".join(f"{k} members: {len(v)}" for k, v in sorted(self.measured.items()))
-        return (f"measured generations ({sizes})" if sizes else
+        here = (sum(map(len, self.this_machine.measured.values()))
+                if self.this_machine else 0)
+        return ((f"measured generations ({sizes}"
+                 + (f"; {here} on this machine" if here else "") + ")") if sizes else
                 f"{self.prior_label}, speedup {self.speedup:g}")
 
 

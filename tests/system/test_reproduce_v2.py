@@ -31,6 +31,7 @@ from icl_stl.cli.loop import members_from_config
 from icl_stl.report.rules import ReportConfig
 from icl_stl.report.simulate_v2 import Noise, draw, planned_mde
 from icl_stl.report.stats import rates, t_quantile
+from icl_stl.runs.provenance import cpu_label
 
 sys.path.insert(0, str(REPO / "scripts"))
 schedule = importlib.import_module("v2_schedule")
@@ -301,6 +302,45 @@ def test_timed_generations_plan_the_other_sizes_erring_long():
     assert est.block_seconds(gate, 0) == 200
     est.measured = {4: [150.0], 8: [240.0]}
     assert est.seconds(6) == 195 and est.seconds(2) == 150
+
+
+def test_a_part_is_planned_for_the_machine_that_runs_it(tmp_path, monkeypatch):
+    """Where this machine's timed generations are slower than the record's (a 10-member
+    generation took 749 s on one CPU and 1,900 s on another), they plan its parts; where
+    faster, the record's (erring long). merge_timing tags each generation it merges with the
+    CPU, and the estimator reads the tag."""
+    est = schedule.Estimator({4: 1.0}, steps=100)
+    est.measured = {10: [700.0, 750.0, 800.0]}
+    est.this_machine = schedule.Estimator({4: 1.0}, steps=100)
+    assert est.seconds(10) == 750  # nothing timed here yet
+    est.this_machine.measured = {10: [1900.0]}
+    assert est.seconds(10) == 1900 and est.seconds(5) == 1900 and est.seconds(20) == 3800
+    est.this_machine.measured = {10: [500.0]}
+    assert est.seconds(10) == 750
+    gate = schedule.Block(schedule.GATE, (1, 2, 3, 4), False)
+    est.gate_measured, est.this_machine.gate_measured = {4: [200.0]}, {4: [300.0]}
+    assert est.block_seconds(gate, 0) == 300
+
+    monkeypatch.setattr(programme, "rules_state", lambda: ("abc123", []))
+    args = _args(tmp_path)
+    prog = programme.start_or_resume(args)
+    state = programme.load_state(tmp_path)
+    block = programme.blocks(prog, tmp_path, state)[0]
+    run = programme.run_dir(tmp_path, block)
+    run.mkdir(parents=True)
+    row = {"seconds": 600.0, "trained_members": 10, "phases": {}}
+    (run / "timing.all.json").write_text(json.dumps(
+        {"generations": [{**row, "generation": 0, "machine": "another CPU"}]}))
+    (run / "timing.json").write_text(json.dumps(
+        {"generations": [{**row, "generation": 1, "seconds": 1900.0}]}))
+    parts.merge_timing(tmp_path, block)
+    merged = json.loads((run / "timing.json").read_text())["generations"]
+    assert [r["machine"] for r in merged] == ["another CPU", cpu_label()]
+    est = parts.estimator(prog, state, tmp_path, args)
+    assert est.measured == {10: [600.0, 1900.0]} and est.this_machine.measured == {10: [1900.0]}
+    assert est.seconds(10) == 1900 and "1 on this machine" in est.source()
+    segments = schedule.pack([(block, 2)], 8, 1, 3600, est)
+    assert [(s.first, s.last) for s in segments] == [(2, 2)]  # 2 x 1,900 s > an hour
 
 
 def test_the_planned_mde_is_the_tests_own_at_the_pilots_noise():
