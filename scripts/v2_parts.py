@@ -94,13 +94,13 @@ def merge_timing(out: Path, block: schedule.Block, resumed: set[int] = frozenset
     except (OSError, ValueError, KeyError, TypeError) as err:  # the profile's loss, not the run's
         print(f"[reproduce_v2] {block.name}: its process's timing was not recorded ({err!r})",
               flush=True)
-    latest = written.get("generations", [])
+    latest, here = written.get("generations", []), cpu_label()
     seen = {(r["generation"], round(r["seconds"], 6)) for r in merged["generations"]}
     for row in latest:
         if (row["generation"], round(row["seconds"], 6)) not in seen:
             merged["generations"] = [r for r in merged["generations"]
                                      if r["generation"] != row["generation"]]
-            merged["generations"].append({**row, "machine": cpu_label(),
+            merged["generations"].append({**row, "machine": here,
                                           **({"resumed": True}
                                              if row["generation"] in resumed else {})})
     merged["generations"].sort(key=lambda r: r["generation"])

@@ -176,11 +176,10 @@ class Estimator:
 
     def source(self) -> str:
         sizes = ", ".join(f"{k} members: {len(v)}" for k, v in sorted(self.measured.items()))
-        here = (sum(map(len, self.this_machine.measured.values()))
-                if self.this_machine else 0)
-        return ((f"measured generations ({sizes}"
-                 + (f"; {here} on this machine" if here else "") + ")") if sizes else
-                f"{self.prior_label}, speedup {self.speedup:g}")
+        if not sizes:
+            return f"{self.prior_label}, speedup {self.speedup:g}"
+        here = sum(map(len, self.this_machine.measured.values())) if self.this_machine else 0
+        return f"measured generations ({sizes}{f'; {here} on this machine' if here else ''})"
 
 
 def per_step(table: dict[int, float], members: int) -> float:
